@@ -1,0 +1,57 @@
+//! The pure core of insta-router: identifiers, accounts, conversations and messages.
+//!
+//! # Overview
+//!
+//! insta-router connects Instagram Direct Messages to a shop's CRM. This crate holds the
+//! vocabulary the rest of the service speaks, with no I/O, no async runtime and no framework,
+//! so another Rust service can embed it:
+//!
+//! - [identifiers](crate::id): our own public ids ([`AccountId`], [`MessageId`], ...) are opaque
+//!   prefixed strings; Meta's ids ([`InstagramAccountId`], [`InstagramUserId`],
+//!   [`InstagramMessageId`]) are kept verbatim and never parsed as numbers;
+//! - [`Account`]: a connected Instagram professional account and where its CRM listens;
+//! - [`Conversation`]: one customer talking to one account;
+//! - [`Message`]: one message in either direction, with its kind, text and attachments.
+//!
+//! Every value that comes from outside is parsed once, through a constructor that returns a
+//! typed error naming the offending field ([`FieldError`]); holding a value means it is valid.
+//! Nothing here reads the clock or a random source: timestamps and fresh ids are passed in.
+//!
+//! # Example
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use insta_router_domain::{AccountDraft, AccountId, Secret};
+//!
+//! let draft = AccountDraft::parse(
+//!     "17841400000000001",
+//!     "shop.example",
+//!     Secret::new("IGQVJ...token".to_owned()),
+//!     Some("https://crm.example/hooks/instagram"),
+//!     Some(Secret::new("whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=".to_owned())),
+//! )
+//! .expect("valid account");
+//! assert_eq!(draft.username.as_str(), "shop.example");
+//!
+//! let id = AccountId::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
+//! assert!(id.as_str().starts_with("acc_"));
+//! # let _ = Utc.timestamp_opt(0, 0);
+//! ```
+
+#![warn(missing_docs)]
+
+mod account;
+mod conversation;
+mod error;
+pub mod id;
+mod message;
+mod secret;
+
+pub use account::{Account, AccountDraft, AccountPatch, CrmWebhookUrl, Username};
+pub use conversation::Conversation;
+pub use error::{FieldError, ValidationErrors};
+pub use id::{
+    AccountId, ConversationId, InstagramAccountId, InstagramMessageId, InstagramUserId, MessageId,
+};
+pub use message::{Attachment, AttachmentKind, Direction, Message, MessageKind, ReplyTo};
+pub use secret::{SealedSecret, Secret};
