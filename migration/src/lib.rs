@@ -1,1 +1,38 @@
-//! Placeholder.
+//! Schema migrations of insta-router, one file per change, each with a working `down`.
+//!
+//! The same migrations run on SQLite, PostgreSQL and MySQL/MariaDB. Conventions:
+//! - times are `BIGINT` microseconds since the Unix epoch (UTC): exact and identical on every
+//!   backend, where the databases' own date types differ in precision and range;
+//! - ids are `VARCHAR`: ours are prefixed strings, Meta's are kept verbatim.
+
+// `MigrationTrait` declares `&SchemaManager` with an elided lifetime; writing `<'_>` in the
+// impls does not match it, so the 2018-idioms lint is relaxed for this crate only.
+#![allow(elided_lifetimes_in_paths)]
+
+pub use sea_orm_migration::MigratorTrait;
+pub use sea_orm_migration::prelude::*;
+
+mod m20260101_000001_create_accounts;
+mod m20260101_000002_create_messages;
+mod m20260101_000003_create_outbound_messages;
+mod m20260101_000004_create_conversations;
+
+/// Every migration, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20260101_000001_create_accounts::Migration),
+            Box::new(m20260101_000002_create_messages::Migration),
+            Box::new(m20260101_000003_create_outbound_messages::Migration),
+            Box::new(m20260101_000004_create_conversations::Migration),
+        ]
+    }
+}
+
+/// Length of our own ids' columns.
+pub(crate) const ID_LEN: u32 = 64;
+/// Length of Meta's ids' columns.
+pub(crate) const META_ID_LEN: u32 = 255;

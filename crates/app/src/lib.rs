@@ -1,1 +1,38 @@
-//! Placeholder.
+//! Use cases of insta-router, written against its ports.
+//!
+//! Each use case is a small service holding the ports it needs as trait objects, so the HTTP
+//! adapter and the workers can share one [`App`] and tests can pass mockall doubles.
+//! This crate never names sea-orm, reqwest or actix.
+
+mod accounts;
+mod system;
+
+use std::sync::Arc;
+
+use insta_router_ports::{HealthCheck, RepoError};
+
+pub use accounts::{AccountError, AccountService};
+pub use system::{PlaintextCipher, SystemClock, new_id_bits};
+
+/// Every use case, wired to its ports.
+pub struct App {
+    /// Managing connected accounts.
+    pub accounts: AccountService,
+    health: Arc<dyn HealthCheck>,
+}
+
+impl App {
+    /// Wires the use cases.
+    pub fn new(accounts: AccountService, health: Arc<dyn HealthCheck>) -> Self {
+        Self { accounts, health }
+    }
+
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    ///
+    /// The store's error when it does not.
+    pub async fn check_health(&self) -> Result<(), RepoError> {
+        self.health.ping().await
+    }
+}

@@ -76,7 +76,10 @@ impl AccountDraft {
         let webhook_secret = webhook_secret
             .map(|secret| collect(check_webhook_secret(secret), &mut errors))
             .unwrap_or(None);
-        if crm_webhook_url.is_some() && webhook_secret.is_none() && !has_field(&errors, "webhook_secret") {
+        if crm_webhook_url.is_some()
+            && webhook_secret.is_none()
+            && !has_field(&errors, "webhook_secret")
+        {
             errors.push(missing_secret());
         }
         ValidationErrors::check(errors)?;
@@ -127,7 +130,10 @@ impl AccountPatch {
         let mut errors = Vec::new();
         let patch = Self {
             instagram_account_id: instagram_account_id.and_then(|raw| {
-                collect(InstagramAccountId::parse("instagram_account_id", raw), &mut errors)
+                collect(
+                    InstagramAccountId::parse("instagram_account_id", raw),
+                    &mut errors,
+                )
             }),
             username: username.and_then(|raw| collect(Username::parse(raw), &mut errors)),
             access_token: access_token.and_then(|s| collect(check_access_token(s), &mut errors)),
@@ -136,7 +142,8 @@ impl AccountPatch {
                 Some(None) => Some(None),
                 Some(Some(raw)) => collect(CrmWebhookUrl::parse(raw), &mut errors).map(Some),
             },
-            webhook_secret: webhook_secret.and_then(|s| collect(check_webhook_secret(s), &mut errors)),
+            webhook_secret: webhook_secret
+                .and_then(|s| collect(check_webhook_secret(s), &mut errors)),
         };
         ValidationErrors::check(errors)?;
         Ok(patch)
@@ -182,7 +189,10 @@ fn check_access_token(token: Secret) -> Result<Secret, FieldError> {
         return Err(FieldError::new("access_token", "is too long"));
     }
     if raw.chars().any(char::is_whitespace) {
-        return Err(FieldError::new("access_token", "must not contain whitespace"));
+        return Err(FieldError::new(
+            "access_token",
+            "must not contain whitespace",
+        ));
     }
     Ok(token)
 }
@@ -211,7 +221,9 @@ fn is_base64(text: &str) -> bool {
     !body.is_empty()
         && text.len() % 4 == 0
         && text.len() - body.len() <= 2
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 /// An Instagram username: 1 to 30 letters, digits, periods and underscores.
@@ -235,7 +247,10 @@ impl Username {
         if name.chars().count() > 30 {
             return Err(FieldError::new("username", "must be at most 30 characters"));
         }
-        if !name.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '_') {
+        if !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '_')
+        {
             return Err(FieldError::new(
                 "username",
                 "may hold only letters, digits, periods and underscores",
@@ -267,7 +282,8 @@ impl CrmWebhookUrl {
         if raw.len() > MAX_URL_LEN {
             return Err(invalid("is too long"));
         }
-        let url = Url::parse(raw.trim()).map_err(|e| invalid(&format!("is not a valid URL ({e})")))?;
+        let url =
+            Url::parse(raw.trim()).map_err(|e| invalid(&format!("is not a valid URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("must use http or https"));
         }
@@ -338,24 +354,50 @@ mod tests {
         ));
         assert_eq!(
             got,
-            ["instagram_account_id", "username", "access_token", "crm_webhook_url", "webhook_secret"]
+            [
+                "instagram_account_id",
+                "username",
+                "access_token",
+                "crm_webhook_url",
+                "webhook_secret"
+            ]
         );
     }
 
     #[test]
     fn a_crm_url_needs_a_secret() {
-        let got = fields(AccountDraft::parse("1", "shop", secret("t"), Some("https://crm.example"), None));
+        let got = fields(AccountDraft::parse(
+            "1",
+            "shop",
+            secret("t"),
+            Some("https://crm.example"),
+            None,
+        ));
         assert_eq!(got, ["webhook_secret"]);
     }
 
     #[test]
     fn whsec_secrets_must_be_base64() {
-        for bad in ["whsec_", "whsec_not base64", "whsec_abc", "whsec_a===", "whsec_ab$d"] {
-            let got = fields(AccountDraft::parse("1", "shop", secret("t"), None, Some(secret(bad))));
+        for bad in [
+            "whsec_",
+            "whsec_not base64",
+            "whsec_abc",
+            "whsec_a===",
+            "whsec_ab$d",
+        ] {
+            let got = fields(AccountDraft::parse(
+                "1",
+                "shop",
+                secret("t"),
+                None,
+                Some(secret(bad)),
+            ));
             assert_eq!(got, ["webhook_secret"], "{bad}");
         }
         for good in ["whsec_c2VjcmV0", "whsec_YQ==", "plain-secret"] {
-            assert!(AccountDraft::parse("1", "shop", secret("t"), None, Some(secret(good))).is_ok());
+            assert!(
+                AccountDraft::parse("1", "shop", secret("t"), None, Some(secret(good))).is_ok()
+            );
         }
     }
 
@@ -370,7 +412,12 @@ mod tests {
 
     #[test]
     fn crm_urls_must_be_absolute_http_without_credentials() {
-        for bad in ["crm.example/hook", "mailto:x@crm.example", "https://user:pw@crm.example/", "http://"] {
+        for bad in [
+            "crm.example/hook",
+            "mailto:x@crm.example",
+            "https://user:pw@crm.example/",
+            "http://",
+        ] {
             assert!(CrmWebhookUrl::parse(bad).is_err(), "{bad}");
         }
         assert!(CrmWebhookUrl::parse("http://127.0.0.1:8080/crm").is_ok());
@@ -392,18 +439,28 @@ mod tests {
 
     #[test]
     fn patches_keep_the_url_secret_pairing() {
-        let set_url = AccountPatch::parse(None, None, None, Some(Some("https://crm.example")), None).unwrap();
+        let set_url =
+            AccountPatch::parse(None, None, None, Some(Some("https://crm.example")), None).unwrap();
         assert!(set_url.check_against(&account(None, None)).is_err());
         assert!(set_url.check_against(&account(None, Some("s"))).is_ok());
         let clear_url = AccountPatch::parse(None, None, None, Some(None), None).unwrap();
         assert_eq!(clear_url.crm_webhook_url, Some(None));
-        assert!(clear_url.check_against(&account(Some("https://crm.example"), Some("s"))).is_ok());
-        assert!(AccountPatch::parse(None, None, None, None, None).unwrap().is_empty());
+        assert!(
+            clear_url
+                .check_against(&account(Some("https://crm.example"), Some("s")))
+                .is_ok()
+        );
+        assert!(
+            AccountPatch::parse(None, None, None, None, None)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn patches_report_bad_fields() {
-        let err = AccountPatch::parse(Some(""), Some("bad name"), None, Some(Some("nope")), None).unwrap_err();
+        let err = AccountPatch::parse(Some(""), Some("bad name"), None, Some(Some("nope")), None)
+            .unwrap_err();
         let got: Vec<_> = err.errors().iter().map(|e| e.field).collect();
         assert_eq!(got, ["instagram_account_id", "username", "crm_webhook_url"]);
     }

@@ -81,7 +81,10 @@ mod tests {
         c.record(t(50), true);
         c.record(t(200), false);
         c.record(t(150), true);
-        assert_eq!((c.started_at, c.last_message_at, c.last_inbound_at), (t(50), t(200), Some(t(150))));
+        assert_eq!(
+            (c.started_at, c.last_message_at, c.last_inbound_at),
+            (t(50), t(200), Some(t(150)))
+        );
     }
 
     #[test]

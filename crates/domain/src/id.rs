@@ -142,7 +142,12 @@ impl ConversationId {
 
     /// The id of the conversation between `customer` and `account`.
     pub fn for_pair(account: &InstagramAccountId, customer: &InstagramUserId) -> Self {
-        Self(format!("{}{}_{}", Self::PREFIX, customer.as_str(), account.as_str()))
+        Self(format!(
+            "{}{}_{}",
+            Self::PREFIX,
+            customer.as_str(),
+            account.as_str()
+        ))
     }
 
     /// Parses a stored or client-supplied conversation id.
@@ -159,7 +164,10 @@ impl ConversationId {
             return Err(FieldError::new(field, "has an invalid length"));
         }
         if !rest.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(FieldError::new(field, "must be printable ASCII without spaces"));
+            return Err(FieldError::new(
+                field,
+                "must be printable ASCII without spaces",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -208,8 +216,17 @@ mod tests {
 
     #[test]
     fn meta_ids_are_kept_verbatim() {
-        for raw in ["17841400000000001", "0012", "mid.batch.A", "aWdfZAG1faXRlbTo=", "1e10"] {
-            assert_eq!(InstagramUserId::parse("f", raw).map(|id| id.to_string()), Ok(raw.to_owned()));
+        for raw in [
+            "17841400000000001",
+            "0012",
+            "mid.batch.A",
+            "aWdfZAG1faXRlbTo=",
+            "1e10",
+        ] {
+            assert_eq!(
+                InstagramUserId::parse("f", raw).map(|id| id.to_string()),
+                Ok(raw.to_owned())
+            );
         }
     }
 

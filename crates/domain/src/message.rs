@@ -198,7 +198,10 @@ mod tests {
         for name in ["text", "story_mention", "like_heart", "unsupported"] {
             assert_eq!(MessageKind::parse(name).as_str(), name);
         }
-        assert_eq!(MessageKind::parse("hologram"), MessageKind::Other("hologram".into()));
+        assert_eq!(
+            MessageKind::parse("hologram"),
+            MessageKind::Other("hologram".into())
+        );
         assert_eq!(AttachmentKind::parse("ig_reel"), AttachmentKind::IgReel);
         assert_eq!(AttachmentKind::parse("fallback").as_str(), "fallback");
     }

@@ -1,1 +1,23 @@
-//! Placeholder.
+//! Ports of insta-router: what the core needs from the outside world, as async traits.
+//!
+//! Adapters implement these traits (`insta-router-storage` for the stores); the use cases in
+//! `insta-router-app` call them. Signatures mention only domain types and the errors of this
+//! crate, never a sea-orm, reqwest or actix type.
+//!
+//! With the `mocks` feature every trait has a mockall double (`MockAccountRepository`, ...).
+
+mod error;
+mod page;
+mod store;
+mod system;
+
+pub use error::{BoxError, CipherError, RepoError};
+pub use page::{Page, PageRequest};
+pub use store::{AccountRepository, ConversationRepository, HealthCheck, MessageRepository};
+#[cfg(any(test, feature = "mocks"))]
+pub use store::{
+    MockAccountRepository, MockConversationRepository, MockHealthCheck, MockMessageRepository,
+};
+pub use system::{Clock, CredentialCipher};
+#[cfg(any(test, feature = "mocks"))]
+pub use system::{MockClock, MockCredentialCipher};

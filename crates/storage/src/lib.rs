@@ -1,1 +1,21 @@
-//! Placeholder.
+//! Storage adapter of insta-router: the store ports on sea-orm, for SQLite, PostgreSQL and
+//! MySQL/MariaDB, chosen by the database URL.
+//!
+//! sea-orm types stay inside this crate: entities are private, errors become
+//! [`RepoError`](insta_router_ports::RepoError), rows become domain values.
+
+mod accounts;
+mod connect;
+mod conversations;
+mod entity;
+mod error;
+mod messages;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod time;
+
+pub use accounts::SeaAccountRepository;
+pub use connect::{Backend, Database, DbOptions, normalize_database_url};
+pub use conversations::SeaConversationRepository;
+pub use error::StorageError;
+pub use messages::SeaMessageRepository;

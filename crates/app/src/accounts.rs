@@ -1,0 +1,317 @@
+//! Managing connected accounts.
+
+use std::sync::Arc;
+
+use insta_router_domain::{
+    Account, AccountDraft, AccountId, AccountPatch, InstagramAccountId, ValidationErrors,
+};
+use insta_router_ports::{
+    AccountRepository, Clock, CredentialCipher, Page, PageRequest, RepoError,
+};
+
+use crate::new_id_bits;
+
+/// Why an account operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// No account has that id.
+    #[error("account {0} not found")]
+    NotFound(AccountId),
+    /// The input is invalid.
+    #[error("invalid account: {0}")]
+    Invalid(ValidationErrors),
+    /// A unique field's value belongs to another account.
+    #[error("{field} belongs to another account")]
+    Conflict {
+        /// The field, as an API client spells it.
+        field: &'static str,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Storage(RepoError),
+}
+
+impl From<RepoError> for AccountError {
+    fn from(error: RepoError) -> Self {
+        match error {
+            RepoError::Conflict { field } => Self::Conflict { field },
+            other => Self::Storage(other),
+        }
+    }
+}
+
+/// Creates, reads, changes and removes connected accounts; seals credentials on the way in.
+pub struct AccountService {
+    repo: Arc<dyn AccountRepository>,
+    cipher: Arc<dyn CredentialCipher>,
+    clock: Arc<dyn Clock>,
+}
+
+impl AccountService {
+    /// A service over these ports.
+    pub fn new(
+        repo: Arc<dyn AccountRepository>,
+        cipher: Arc<dyn CredentialCipher>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            repo,
+            cipher,
+            clock,
+        }
+    }
+
+    /// Connects a new account.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Conflict`] when the Instagram account id is taken, or
+    /// [`AccountError::Storage`].
+    #[tracing::instrument(skip_all, fields(instagram_account_id = %draft.instagram_account_id))]
+    pub async fn create(&self, draft: AccountDraft) -> Result<Account, AccountError> {
+        let now = self.clock.now();
+        let account = Account {
+            id: AccountId::from_u128(new_id_bits()),
+            instagram_account_id: draft.instagram_account_id,
+            username: draft.username,
+            crm_webhook_url: draft.crm_webhook_url,
+            access_token: self.cipher.seal(&draft.access_token),
+            webhook_secret: draft.webhook_secret.map(|s| self.cipher.seal(&s)),
+            created_at: now,
+            updated_at: now,
+        };
+        self.repo.insert(&account).await?;
+        tracing::info!(account_id = %account.id, "account created");
+        Ok(account)
+    }
+
+    /// The account with id `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::NotFound`] or [`AccountError::Storage`].
+    pub async fn get(&self, id: &AccountId) -> Result<Account, AccountError> {
+        self.repo
+            .get(id)
+            .await?
+            .ok_or_else(|| AccountError::NotFound(id.clone()))
+    }
+
+    /// The account Meta knows as `id`, if it is connected.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Storage`].
+    pub async fn find_by_instagram_id(
+        &self,
+        id: &InstagramAccountId,
+    ) -> Result<Option<Account>, AccountError> {
+        Ok(self.repo.find_by_instagram_id(id).await?)
+    }
+
+    /// A page of accounts, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Storage`].
+    pub async fn list(&self, page: PageRequest) -> Result<Page<Account>, AccountError> {
+        Ok(self.repo.list(page).await?)
+    }
+
+    /// Applies a partial update.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::NotFound`], [`AccountError::Invalid`] when the result would have a CRM
+    /// URL without a secret, [`AccountError::Conflict`], or [`AccountError::Storage`].
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    pub async fn update(
+        &self,
+        id: &AccountId,
+        patch: AccountPatch,
+    ) -> Result<Account, AccountError> {
+        let mut account = self.get(id).await?;
+        if patch.is_empty() {
+            return Ok(account);
+        }
+        patch
+            .check_against(&account)
+            .map_err(AccountError::Invalid)?;
+        let AccountPatch {
+            instagram_account_id,
+            username,
+            access_token,
+            crm_webhook_url,
+            webhook_secret,
+        } = patch;
+        if let Some(value) = instagram_account_id {
+            account.instagram_account_id = value;
+        }
+        if let Some(value) = username {
+            account.username = value;
+        }
+        if let Some(value) = access_token {
+            account.access_token = self.cipher.seal(&value);
+        }
+        if let Some(value) = crm_webhook_url {
+            account.crm_webhook_url = value;
+        }
+        if let Some(value) = webhook_secret {
+            account.webhook_secret = Some(self.cipher.seal(&value));
+        }
+        account.updated_at = self.clock.now();
+        if !self.repo.update(&account).await? {
+            return Err(AccountError::NotFound(id.clone()));
+        }
+        tracing::info!("account updated");
+        Ok(account)
+    }
+
+    /// Disconnects an account. Its stored messages stay.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::NotFound`] or [`AccountError::Storage`].
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    pub async fn delete(&self, id: &AccountId) -> Result<(), AccountError> {
+        if !self.repo.delete(id).await? {
+            return Err(AccountError::NotFound(id.clone()));
+        }
+        tracing::info!("account deleted");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeDelta, Utc};
+    use insta_router_domain::Secret;
+    use insta_router_ports::{MockAccountRepository, MockClock};
+    use mockall::predicate::always;
+
+    use super::*;
+    use crate::PlaintextCipher;
+
+    fn clock_at(secs: i64) -> Arc<MockClock> {
+        let mut clock = MockClock::new();
+        clock
+            .expect_now()
+            .returning(move || DateTime::<Utc>::UNIX_EPOCH + TimeDelta::seconds(secs));
+        Arc::new(clock)
+    }
+
+    fn service(repo: MockAccountRepository, secs: i64) -> AccountService {
+        AccountService::new(Arc::new(repo), Arc::new(PlaintextCipher), clock_at(secs))
+    }
+
+    fn draft() -> AccountDraft {
+        AccountDraft::parse(
+            "17841400000000001",
+            "shop",
+            Secret::new("token".into()),
+            Some("https://crm.example/hook"),
+            Some(Secret::new("s3cret".into())),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn create_seals_credentials_and_stamps_times() {
+        let mut repo = MockAccountRepository::new();
+        repo.expect_insert()
+            .withf(|a| {
+                a.access_token.as_str() == "plain:token"
+                    && a.webhook_secret.as_ref().map(|s| s.as_str()) == Some("plain:s3cret")
+                    && a.created_at.timestamp() == 7
+                    && a.id.as_str().starts_with("acc_")
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let account = service(repo, 7).create(draft()).await.unwrap();
+        assert_eq!(account.created_at, account.updated_at);
+    }
+
+    #[tokio::test]
+    async fn create_maps_a_store_conflict() {
+        let mut repo = MockAccountRepository::new();
+        repo.expect_insert().returning(|_| {
+            Err(RepoError::Conflict {
+                field: "instagram_account_id",
+            })
+        });
+        let err = service(repo, 0).create(draft()).await.unwrap_err();
+        assert!(matches!(
+            err,
+            AccountError::Conflict {
+                field: "instagram_account_id"
+            }
+        ));
+    }
+
+    fn stored() -> Account {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let d = draft();
+        Account {
+            id: AccountId::from_u128(9),
+            instagram_account_id: d.instagram_account_id,
+            username: d.username,
+            crm_webhook_url: d.crm_webhook_url,
+            access_token: PlaintextCipher.seal(&d.access_token),
+            webhook_secret: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn update_changes_only_the_given_fields() {
+        let mut repo = MockAccountRepository::new();
+        repo.expect_get().returning(|_| Ok(Some(stored())));
+        repo.expect_update()
+            .withf(|a| {
+                a.username.as_str() == "renamed"
+                    && a.access_token.as_str() == "plain:token"
+                    && a.webhook_secret.as_ref().map(|s| s.as_str()) == Some("plain:new")
+                    && a.updated_at.timestamp() == 50
+            })
+            .times(1)
+            .returning(|_| Ok(true));
+        let patch = AccountPatch::parse(
+            None,
+            Some("renamed"),
+            None,
+            None,
+            Some(Secret::new("new".into())),
+        )
+        .unwrap();
+        let updated = service(repo, 50)
+            .update(&AccountId::from_u128(9), patch)
+            .await
+            .unwrap();
+        assert_eq!(updated.created_at.timestamp(), 0);
+    }
+
+    #[tokio::test]
+    async fn update_of_a_missing_account_is_not_found() {
+        let mut repo = MockAccountRepository::new();
+        repo.expect_get().with(always()).returning(|_| Ok(None));
+        repo.expect_update().never();
+        let patch = AccountPatch::parse(None, Some("x"), None, None, None).unwrap();
+        let err = service(repo, 0)
+            .update(&AccountId::from_u128(1), patch)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountError::NotFound(_)));
+    }
+
+    #[tokio::test]
+    async fn delete_reports_a_missing_account() {
+        let mut repo = MockAccountRepository::new();
+        repo.expect_delete().returning(|_| Ok(false));
+        let err = service(repo, 0)
+            .delete(&AccountId::from_u128(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountError::NotFound(_)));
+    }
+}

@@ -1,0 +1,27 @@
+//! The clock and the credential cipher.
+
+use chrono::{DateTime, Utc};
+use insta_router_domain::{SealedSecret, Secret};
+
+use crate::CipherError;
+
+/// The current time; a port so that tests can fix it.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Seals credentials before they are stored and opens them where they are used.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait CredentialCipher: Send + Sync {
+    /// Seals a plain-text credential.
+    fn seal(&self, secret: &Secret) -> SealedSecret;
+
+    /// Opens a sealed credential.
+    ///
+    /// # Errors
+    ///
+    /// [`CipherError`] when the value cannot be opened with the keys at hand.
+    fn open(&self, sealed: &SealedSecret) -> Result<Secret, CipherError>;
+}

@@ -1,0 +1,146 @@
+//! [`AccountRepository`] on sea-orm.
+
+use async_trait::async_trait;
+use insta_router_domain::{
+    Account, AccountId, CrmWebhookUrl, InstagramAccountId, SealedSecret, Username,
+};
+use insta_router_ports::{AccountRepository, Page, PageRequest, RepoError};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use crate::entity::accounts::{ActiveModel, Column, Entity, Model};
+use crate::error::{map_err, unavailable};
+use crate::time::{from_micros, to_micros};
+
+const UNIQUE_FIELD: &str = "instagram_account_id";
+
+/// Accounts in the `accounts` table.
+#[derive(Debug, Clone)]
+pub struct SeaAccountRepository {
+    db: DatabaseConnection,
+}
+
+impl SeaAccountRepository {
+    pub(crate) fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl AccountRepository for SeaAccountRepository {
+    #[tracing::instrument(skip_all, fields(account_id = %account.id))]
+    async fn insert(&self, account: &Account) -> Result<(), RepoError> {
+        Entity::insert(to_active(account))
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(map_err(UNIQUE_FIELD))?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &AccountId) -> Result<Option<Account>, RepoError> {
+        let row = Entity::find_by_id(id.as_str().to_owned())
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?;
+        row.map(from_model).transpose()
+    }
+
+    async fn find_by_instagram_id(
+        &self,
+        instagram_account_id: &InstagramAccountId,
+    ) -> Result<Option<Account>, RepoError> {
+        let row = Entity::find()
+            .filter(Column::InstagramAccountId.eq(instagram_account_id.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?;
+        row.map(from_model).transpose()
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<Page<Account>, RepoError> {
+        let limit = page.effective_limit();
+        let mut query = Entity::find()
+            .order_by_asc(Column::Id)
+            .limit(u64::from(limit) + 1);
+        if let Some(after) = &page.after {
+            query = query.filter(Column::Id.gt(after.as_str()));
+        }
+        let mut rows = query.all(&self.db).await.map_err(unavailable)?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if more {
+            rows.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        let items = rows.into_iter().map(from_model).collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %account.id))]
+    async fn update(&self, account: &Account) -> Result<bool, RepoError> {
+        let mut active = to_active(account);
+        active.created_at = sea_orm::ActiveValue::NotSet;
+        let result = Entity::update_many()
+            .set(active)
+            .filter(Column::Id.eq(account.id.as_str()))
+            .exec(&self.db)
+            .await
+            .map_err(map_err(UNIQUE_FIELD))?;
+        Ok(result.rows_affected > 0)
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    async fn delete(&self, id: &AccountId) -> Result<bool, RepoError> {
+        let result = Entity::delete_by_id(id.as_str().to_owned())
+            .exec(&self.db)
+            .await
+            .map_err(unavailable)?;
+        Ok(result.rows_affected > 0)
+    }
+}
+
+fn to_active(account: &Account) -> ActiveModel {
+    ActiveModel {
+        id: Set(account.id.as_str().to_owned()),
+        instagram_account_id: Set(account.instagram_account_id.as_str().to_owned()),
+        username: Set(account.username.as_str().to_owned()),
+        access_token_encrypted: Set(account.access_token.as_str().to_owned()),
+        crm_webhook_url: Set(account
+            .crm_webhook_url
+            .as_ref()
+            .map(|u| u.as_str().to_owned())),
+        webhook_secret: Set(account
+            .webhook_secret
+            .as_ref()
+            .map(|s| s.as_str().to_owned())),
+        created_at: Set(to_micros(account.created_at)),
+        updated_at: Set(to_micros(account.updated_at)),
+    }
+}
+
+fn from_model(row: Model) -> Result<Account, RepoError> {
+    let corrupt =
+        |e: insta_router_domain::FieldError| RepoError::Corrupt(format!("account {}: {e}", row.id));
+    Ok(Account {
+        id: AccountId::parse("id", &row.id).map_err(corrupt)?,
+        instagram_account_id: InstagramAccountId::parse(
+            "instagram_account_id",
+            &row.instagram_account_id,
+        )
+        .map_err(corrupt)?,
+        username: Username::parse(&row.username).map_err(corrupt)?,
+        crm_webhook_url: row
+            .crm_webhook_url
+            .as_deref()
+            .map(CrmWebhookUrl::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        access_token: SealedSecret::new(row.access_token_encrypted.clone()),
+        webhook_secret: row.webhook_secret.clone().map(SealedSecret::new),
+        created_at: from_micros(row.created_at)?,
+        updated_at: from_micros(row.updated_at)?,
+    })
+}

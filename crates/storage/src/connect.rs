@@ -1,0 +1,304 @@
+//! Opening the database, migrating it, and handing out the stores.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use insta_router_migration::{Migrator, MigratorTrait};
+use insta_router_ports::{HealthCheck, RepoError};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection};
+
+use crate::error::unavailable;
+use crate::{SeaAccountRepository, SeaConversationRepository, SeaMessageRepository, StorageError};
+
+/// The database products insta-router runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, bundled: one process, one file.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    MySql,
+}
+
+/// How to open the database.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to wait for a connection.
+    pub connect_timeout: Duration,
+    /// SQLite only: `synchronous=FULL` (survives power loss) instead of `NORMAL` (survives a
+    /// killed process, the default, and faster).
+    pub sqlite_synchronous_full: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            connect_timeout: Duration::from_secs(5),
+            sqlite_synchronous_full: false,
+        }
+    }
+}
+
+/// Rewrites the URL forms of the Python service (SQLAlchemy's `driver+dialect://`) and common
+/// aliases into the form the drivers take, so an existing `.env` keeps working; for SQLite files
+/// it adds `mode=rwc` (create when missing) unless a mode is given.
+///
+/// `sqlite+aiosqlite:///./instagram_automation.db` becomes
+/// `sqlite://./instagram_automation.db?mode=rwc`: the same file.
+pub fn normalize_database_url(raw: &str) -> String {
+    let raw = raw.trim();
+    let (scheme, rest) = match raw.split_once("://") {
+        Some(parts) => parts,
+        None => return raw.to_owned(),
+    };
+    let dialect = scheme
+        .split('+')
+        .next()
+        .unwrap_or(scheme)
+        .to_ascii_lowercase();
+    match dialect.as_str() {
+        "sqlite" => {
+            // SQLAlchemy puts three slashes before a relative path and four before an absolute
+            // one; sqlx takes two and three. Only SQLAlchemy's `sqlite+driver` form is shifted.
+            let path = if scheme.contains('+') {
+                rest.strip_prefix('/').unwrap_or(rest)
+            } else {
+                rest
+            };
+            let mut url = format!("sqlite://{path}");
+            if !path.starts_with(":memory:") && !path.contains("mode=") {
+                url.push_str(if path.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
+            }
+            url
+        }
+        "postgres" | "postgresql" => format!("postgres://{rest}"),
+        "mysql" | "mariadb" => format!("mysql://{rest}"),
+        _ => raw.to_owned(),
+    }
+}
+
+/// An open database and the stores on it.
+#[derive(Debug, Clone)]
+pub struct Database {
+    conn: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Database {
+    /// Opens the database at `url` (already normalised, see [`normalize_database_url`]).
+    ///
+    /// SQLite is opened in WAL mode with a busy timeout, so readers never block the writer.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::UnsupportedUrl`] or [`StorageError::Connect`].
+    pub async fn connect(url: &str, options: &DbOptions) -> Result<Self, StorageError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") {
+            Backend::Postgres
+        } else if url.starts_with("mysql://") {
+            Backend::MySql
+        } else {
+            return Err(StorageError::UnsupportedUrl(redact(url)));
+        };
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(options.max_connections)
+            .min_connections(1)
+            .connect_timeout(options.connect_timeout)
+            .acquire_timeout(options.connect_timeout)
+            .sqlx_logging(false);
+        if backend == Backend::Sqlite {
+            let synchronous = if options.sqlite_synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            };
+            opts.map_sqlx_sqlite_opts(move |o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(synchronous)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        }
+        let conn = sea_orm::Database::connect(opts)
+            .await
+            .map_err(StorageError::Connect)?;
+        Ok(Self { conn, backend })
+    }
+
+    /// Which product this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies every pending migration.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Migrate`].
+    pub async fn migrate_up(&self) -> Result<(), StorageError> {
+        Migrator::up(&self.conn, None)
+            .await
+            .map_err(StorageError::Migrate)
+    }
+
+    /// Rolls back the last `steps` applied migrations (`None`: all of them).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Migrate`].
+    pub async fn migrate_down(&self, steps: Option<u32>) -> Result<(), StorageError> {
+        Migrator::down(&self.conn, steps)
+            .await
+            .map_err(StorageError::Migrate)
+    }
+
+    /// Every known migration's name and whether it is applied, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Migrate`].
+    pub async fn migration_status(&self) -> Result<Vec<(String, bool)>, StorageError> {
+        let applied = Migrator::get_applied_migrations(&self.conn)
+            .await
+            .map_err(StorageError::Migrate)?;
+        let applied: Vec<String> = applied.iter().map(|m| m.name().to_owned()).collect();
+        Ok(Migrator::migrations()
+            .iter()
+            .map(|m| {
+                let name = m.name().to_owned();
+                let done = applied.contains(&name);
+                (name, done)
+            })
+            .collect())
+    }
+
+    /// Names of the tables in the database, for diagnostics and tests.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    pub async fn table_names(&self) -> Result<Vec<String>, RepoError> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            }
+            Backend::Postgres => {
+                "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name"
+            }
+            Backend::MySql => {
+                "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY table_name"
+            }
+        };
+        let rows = self
+            .conn
+            .query_all_raw(self.statement(sql))
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "name").map_err(unavailable))
+            .collect()
+    }
+
+    /// The account store.
+    pub fn accounts(&self) -> SeaAccountRepository {
+        SeaAccountRepository::new(self.conn.clone())
+    }
+
+    /// The message store.
+    pub fn messages(&self) -> SeaMessageRepository {
+        SeaMessageRepository::new(self.conn.clone())
+    }
+
+    /// The conversation store.
+    pub fn conversations(&self) -> SeaConversationRepository {
+        SeaConversationRepository::new(self.conn.clone(), self.backend)
+    }
+
+    /// Closes the pool, waiting for connections in use.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    pub async fn close(self) -> Result<(), RepoError> {
+        self.conn.close().await.map_err(unavailable)
+    }
+
+    pub(crate) fn statement(&self, sql: &str) -> sea_orm::Statement {
+        sea_orm::Statement::from_string(self.db_backend(), sql.to_owned())
+    }
+
+    fn db_backend(&self) -> DatabaseBackend {
+        self.conn.get_database_backend()
+    }
+}
+
+#[async_trait]
+impl HealthCheck for Database {
+    async fn ping(&self) -> Result<(), RepoError> {
+        self.conn.ping().await.map_err(unavailable)
+    }
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}://{user}:***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_and_alias_urls_are_normalised() {
+        for (given, expected) in [
+            (
+                "sqlite+aiosqlite:///./instagram_automation.db",
+                "sqlite://./instagram_automation.db?mode=rwc",
+            ),
+            (
+                "sqlite+aiosqlite:////var/lib/app.db",
+                "sqlite:///var/lib/app.db?mode=rwc",
+            ),
+            (
+                "sqlite://insta_router.db?mode=rwc",
+                "sqlite://insta_router.db?mode=rwc",
+            ),
+            ("sqlite://x.db", "sqlite://x.db?mode=rwc"),
+            (
+                "sqlite://x.db?cache=shared",
+                "sqlite://x.db?cache=shared&mode=rwc",
+            ),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("postgresql+asyncpg://u:p@h/db", "postgres://u:p@h/db"),
+            ("postgresql://h/db", "postgres://h/db"),
+            ("mysql+aiomysql://root@h/db", "mysql://root@h/db"),
+            ("mariadb://root@h/db", "mysql://root@h/db"),
+        ] {
+            assert_eq!(normalize_database_url(given), expected, "{given}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("oracle://u:secret@h/db"), "oracle://u:***@h/db");
+        assert_eq!(redact("oracle://h/db"), "oracle://h/db");
+    }
+}

@@ -1,0 +1,138 @@
+//! [`ConversationRepository`] on sea-orm.
+
+use async_trait::async_trait;
+use insta_router_domain::{
+    Conversation, ConversationId, FieldError, InstagramAccountId, InstagramUserId,
+};
+use insta_router_ports::{ConversationRepository, Page, PageRequest, RepoError};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
+};
+
+use crate::Backend;
+use crate::entity::conversations::{Column, Entity, Model};
+use crate::error::unavailable;
+use crate::time::{from_micros, to_micros};
+
+/// Conversations in the `conversations` table.
+#[derive(Debug, Clone)]
+pub struct SeaConversationRepository {
+    db: DatabaseConnection,
+    backend: Backend,
+}
+
+impl SeaConversationRepository {
+    pub(crate) fn new(db: DatabaseConnection, backend: Backend) -> Self {
+        Self { db, backend }
+    }
+}
+
+/// The upsert that merges timestamps, per backend: the earliest start, the latest message and
+/// the latest inbound time win, whatever order writers commit in.
+fn upsert_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+             started_at = min(conversations.started_at, excluded.started_at), \
+             last_message_at = max(conversations.last_message_at, excluded.last_message_at), \
+             last_inbound_at = max(coalesce(conversations.last_inbound_at, excluded.last_inbound_at), coalesce(excluded.last_inbound_at, conversations.last_inbound_at))"
+        }
+        Backend::Postgres => {
+            "INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
+             started_at = LEAST(conversations.started_at, excluded.started_at), \
+             last_message_at = GREATEST(conversations.last_message_at, excluded.last_message_at), \
+             last_inbound_at = GREATEST(conversations.last_inbound_at, excluded.last_inbound_at)"
+        }
+        // `VALUES(col)`, not the row alias of MySQL 8.0.19+, which MariaDB lacks.
+        Backend::MySql => {
+            "INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+             started_at = LEAST(started_at, VALUES(started_at)), \
+             last_message_at = GREATEST(last_message_at, VALUES(last_message_at)), \
+             last_inbound_at = GREATEST(COALESCE(last_inbound_at, VALUES(last_inbound_at)), COALESCE(VALUES(last_inbound_at), last_inbound_at))"
+        }
+    }
+}
+
+#[async_trait]
+impl ConversationRepository for SeaConversationRepository {
+    #[tracing::instrument(skip_all, fields(conversation_id = %conversation.id))]
+    async fn record(&self, conversation: &Conversation) -> Result<(), RepoError> {
+        let statement = Statement::from_sql_and_values(
+            self.db.get_database_backend(),
+            upsert_sql(self.backend),
+            [
+                conversation.id.as_str().into(),
+                conversation.instagram_account_id.as_str().into(),
+                conversation.customer_id.as_str().into(),
+                to_micros(conversation.started_at).into(),
+                to_micros(conversation.last_message_at).into(),
+                conversation.last_inbound_at.map(to_micros).into(),
+            ],
+        );
+        self.db.execute_raw(statement).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &ConversationId) -> Result<Option<Conversation>, RepoError> {
+        let row = Entity::find_by_id(id.as_str().to_owned())
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?;
+        row.map(from_model).transpose()
+    }
+
+    async fn list_by_account(
+        &self,
+        account: &InstagramAccountId,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>, RepoError> {
+        let limit = page.effective_limit();
+        let mut query = Entity::find()
+            .filter(Column::InstagramAccountId.eq(account.as_str()))
+            .order_by_desc(Column::LastMessageAt)
+            .order_by_desc(Column::Id)
+            .limit(u64::from(limit) + 1);
+        if let Some(after) = &page.after {
+            let (at, id) = after.split_once(':').ok_or(RepoError::InvalidCursor)?;
+            let at: i64 = at.parse().map_err(|_| RepoError::InvalidCursor)?;
+            query = query.filter(
+                Condition::any().add(Column::LastMessageAt.lt(at)).add(
+                    Condition::all()
+                        .add(Column::LastMessageAt.eq(at))
+                        .add(Column::Id.lt(id)),
+                ),
+            );
+        }
+        let mut rows = query.all(&self.db).await.map_err(unavailable)?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if more {
+            rows.last()
+                .map(|r| format!("{}:{}", r.last_message_at, r.id))
+        } else {
+            None
+        };
+        let items = rows.into_iter().map(from_model).collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
+    }
+}
+
+fn from_model(row: Model) -> Result<Conversation, RepoError> {
+    let field = |e: FieldError| RepoError::Corrupt(format!("conversation {}: {e}", row.id));
+    Ok(Conversation {
+        id: ConversationId::parse("id", &row.id).map_err(field)?,
+        instagram_account_id: InstagramAccountId::parse(
+            "instagram_account_id",
+            &row.instagram_account_id,
+        )
+        .map_err(field)?,
+        customer_id: InstagramUserId::parse("customer_id", &row.customer_id).map_err(field)?,
+        started_at: from_micros(row.started_at)?,
+        last_message_at: from_micros(row.last_message_at)?,
+        last_inbound_at: row.last_inbound_at.map(from_micros).transpose()?,
+    })
+}

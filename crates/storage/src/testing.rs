@@ -1,0 +1,175 @@
+//! Test support: a fresh, empty database per test on SQLite, PostgreSQL or MySQL.
+//!
+//! PostgreSQL and MySQL tests run when `TEST_POSTGRES_URL` / `TEST_MYSQL_URL` name a server
+//! (any database on it); each test gets its own database, dropped when the guard is dropped.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait};
+
+use crate::{Backend, Database, DbOptions};
+
+/// The environment variable naming the PostgreSQL server for tests.
+pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
+/// The environment variable naming the MySQL/MariaDB server for tests.
+pub const MYSQL_ENV: &str = "TEST_MYSQL_URL";
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The URL to connect to it.
+    pub url: String,
+    backend: Backend,
+    admin_url: Option<String>,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    /// Which product it is on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Connects to it with default options.
+    ///
+    /// # Panics
+    ///
+    /// When the database cannot be opened: a test should fail, not skip, then.
+    pub async fn connect(&self) -> Database {
+        Database::connect(&self.url, &DbOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot open test database {}: {e:?}", self.name))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(admin_url) = self.admin_url.take() else {
+            return;
+        };
+        let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
+        // Drop runs inside the test's runtime; a fresh one on another thread does the I/O.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(conn) = sea_orm::Database::connect(admin_options(&admin_url)).await {
+                    let _ = conn.execute_unprepared(&sql).await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn admin_options(url: &str) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    opts
+}
+
+/// A fresh SQLite file in a temporary directory.
+///
+/// # Panics
+///
+/// When the directory cannot be made.
+pub fn sqlite() -> TestDatabase {
+    let dir = tempfile::Builder::new()
+        .prefix("insta-router-test-")
+        .tempdir()
+        .expect("create temporary directory");
+    TestDatabase {
+        url: format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+        backend: Backend::Sqlite,
+        admin_url: None,
+        name: "sqlite".to_owned(),
+        _dir: Some(dir),
+    }
+}
+
+/// A fresh database on the server named by `server_url`.
+///
+/// # Panics
+///
+/// When the server cannot be reached or the database cannot be created.
+pub async fn on_server(server_url: &str) -> TestDatabase {
+    let server_url = crate::normalize_database_url(server_url);
+    let backend = if server_url.starts_with("postgres://") {
+        Backend::Postgres
+    } else {
+        Backend::MySql
+    };
+    let name = format!("irt_{}", uuid::Uuid::now_v7().simple());
+    let conn = sea_orm::Database::connect(admin_options(&server_url))
+        .await
+        .unwrap_or_else(|e| panic!("test database server {server_url} is unreachable: {e}"));
+    conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test database on {server_url}: {e}"));
+    let _ = conn.close().await;
+    TestDatabase {
+        url: with_database(&server_url, &name),
+        backend,
+        admin_url: Some(server_url),
+        name,
+        _dir: None,
+    }
+}
+
+/// Every backend configured for this test run: SQLite always, then PostgreSQL and MySQL when
+/// their environment variables are set.
+pub async fn all() -> Vec<TestDatabase> {
+    let mut databases = vec![sqlite()];
+    for env in [POSTGRES_ENV, MYSQL_ENV] {
+        if let Some(url) = std::env::var(env).ok().filter(|u| !u.is_empty()) {
+            databases.push(on_server(&url).await);
+        }
+    }
+    databases
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/test", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("mysql://root@h:3306", "x"),
+            "mysql://root@h:3306/x"
+        );
+        assert_eq!(
+            with_database("postgres://h/test?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
+    }
+}
