@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use insta_router_domain::{
-    Account, AccountDraft, AccountId, AccountPatch, InstagramAccountId, ValidationErrors,
+    Account, AccountDraft, AccountId, AccountPatch, FieldError, InstagramAccountId,
+    ValidationErrors,
 };
 use insta_router_ports::{
     AccountRepository, Clock, CredentialCipher, Page, PageRequest, RepoError,
@@ -35,6 +36,9 @@ impl From<RepoError> for AccountError {
     fn from(error: RepoError) -> Self {
         match error {
             RepoError::Conflict { field } => Self::Conflict { field },
+            RepoError::InvalidCursor => {
+                Self::Invalid(FieldError::new("cursor", "is not a cursor this API returned").into())
+            }
             other => Self::Storage(other),
         }
     }

@@ -1,1 +1,88 @@
-//! Placeholder.
+//! HTTP adapter of insta-router (actix-web): routes, authentication, problem+json errors and
+//! the OpenAPI document with its Swagger UI and ReDoc pages.
+//!
+//! Handlers are thin: they parse the wire format into domain values, call a use case of
+//! [`insta_router_app::App`], and map the result back. Every route is registered through
+//! utoipa-actix-web, so the OpenAPI document cannot miss one.
+
+mod accounts;
+mod auth;
+mod docs;
+mod pagination;
+mod problem;
+mod system;
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{ResponseError, web};
+use insta_router_app::App;
+use utoipa_actix_web::AppExt;
+
+pub use problem::ApiError;
+
+/// What the HTTP layer needs besides the use cases.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `development`, `production`, ...: shown by `GET /` and `GET /health`.
+    pub environment: String,
+    /// Largest JSON request body accepted by the REST API, in bytes.
+    pub max_json_bytes: usize,
+}
+
+/// Shared state of every handler.
+pub(crate) struct State {
+    pub(crate) app: Arc<App>,
+    pub(crate) settings: HttpSettings,
+}
+
+/// The whole application: REST API, system routes and API documentation.
+pub fn app(
+    app: Arc<App>,
+    settings: HttpSettings,
+) -> actix_web::App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let json = web::JsonConfig::default()
+        .limit(settings.max_json_bytes)
+        .error_handler(|err, _req| ApiError::from(err).into());
+    let query = web::QueryConfig::default().error_handler(|err, _req| ApiError::from(err).into());
+    let path = web::PathConfig::default().error_handler(|err, _req| ApiError::from(err).into());
+    let state = web::Data::new(State { app, settings });
+    let (app, api) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(docs::base())
+        .app_data(state)
+        .app_data(json)
+        .app_data(query)
+        .app_data(path)
+        .configure(system::routes)
+        .service(
+            utoipa_actix_web::scope("/api/v1")
+                .wrap(actix_web::middleware::from_fn(auth::require_api_key))
+                .configure(accounts::routes),
+        )
+        .split_for_parts();
+    app.configure(|cfg| docs::routes(cfg, api))
+        .default_service(web::to(|| async {
+            ApiError::NotFound("no such route".to_owned()).error_response()
+        }))
+}
+
+/// The OpenAPI document of every route, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(docs::base())
+        .configure(system::routes)
+        .service(utoipa_actix_web::scope("/api/v1").configure(accounts::routes))
+        .split_for_parts();
+    api
+}

@@ -1,1 +1,12 @@
-//! Placeholder.
+//! insta-router, the binary: configuration, wiring, command line and graceful shutdown.
+//!
+//! `main.rs` only calls [`cli::run`]. This is the one crate that reads configuration and
+//! environment variables and knows every other crate.
+
+pub mod cli;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+
+pub use settings::Settings;
+pub use startup::Application;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `insta-router` command.
+
+fn main() -> std::process::ExitCode {
+    insta_router::cli::run()
+}

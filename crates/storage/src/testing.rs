@@ -48,7 +48,11 @@ impl Drop for TestDatabase {
         let Some(admin_url) = self.admin_url.take() else {
             return;
         };
-        let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
+        // The test's own pool may still be open: PostgreSQL needs FORCE to drop past it.
+        let sql = match self.backend {
+            Backend::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            _ => format!("DROP DATABASE IF EXISTS {}", self.name),
+        };
         // Drop runs inside the test's runtime; a fresh one on another thread does the I/O.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()

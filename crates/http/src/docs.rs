@@ -1,0 +1,100 @@
+//! The OpenAPI document, Swagger UI at `/docs/` and ReDoc at `/redoc`, all served by the
+//! binary itself: no page loads anything from a CDN.
+
+use actix_web::{HttpResponse, web};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa_swagger_ui::SwaggerUi;
+
+const REDOC_JS: &str = include_str!("../assets/redoc/redoc.standalone.js");
+const REDOC_LOGO: &str = include_str!("../assets/redoc/logo-mini.svg");
+const REDOC_PAGE: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>insta-router API</title>
+<style>body { margin: 0; padding: 0; }</style>
+</head>
+<body>
+<redoc spec-url="/openapi.json"></redoc>
+<script src="/redoc/redoc.standalone.js"></script>
+</body>
+</html>
+"#;
+
+/// The document's fixed parts: info, tags, the bearer scheme.
+pub(crate) fn base() -> OpenApi {
+    let components = ComponentsBuilder::new()
+        .security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key, sent as `Authorization: Bearer <key>`."))
+                    .build(),
+            ),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("insta-router")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Instagram Direct Messages to your CRM. Errors are RFC 9457 \
+                     `application/problem+json` documents.",
+                ))
+                .build(),
+        )
+        .components(Some(components))
+        .tags(Some([
+            TagBuilder::new()
+                .name("accounts")
+                .description(Some("Connected Instagram accounts"))
+                .build(),
+            TagBuilder::new()
+                .name("system")
+                .description(Some("Service status"))
+                .build(),
+        ]))
+        .build()
+}
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig, api: OpenApi) {
+    cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+        .route(
+            "/docs",
+            web::get().to(|| async {
+                HttpResponse::PermanentRedirect()
+                    .insert_header(("Location", "/docs/"))
+                    .finish()
+            }),
+        )
+        .route(
+            "/redoc",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("text/html; charset=utf-8")
+                    .body(REDOC_PAGE)
+            }),
+        )
+        .route(
+            "/redoc/redoc.standalone.js",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("text/javascript; charset=utf-8")
+                    .insert_header(("Cache-Control", "public, max-age=86400"))
+                    .body(REDOC_JS)
+            }),
+        )
+        .route(
+            "/redoc/logo-mini.svg",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("image/svg+xml")
+                    .body(REDOC_LOGO)
+            }),
+        );
+}

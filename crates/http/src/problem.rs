@@ -1,0 +1,198 @@
+//! Errors as RFC 9457 `application/problem+json`.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use insta_router_app::AccountError;
+use insta_router_domain::ValidationErrors;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An error answered to an API client. Internal causes are logged, never returned.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No usable credentials.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The resource does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A unique value is taken.
+    #[error("conflict on {field}")]
+    Conflict {
+        /// The field whose value is taken.
+        field: &'static str,
+        /// A sentence for humans.
+        detail: String,
+    },
+    /// Fields failed validation.
+    #[error("validation failed: {0}")]
+    Invalid(ValidationErrors),
+    /// The body or query could not be read as the operation expects.
+    #[error("unprocessable: {0}")]
+    Unprocessable(String),
+    /// The body is larger than allowed.
+    #[error("payload too large")]
+    PayloadTooLarge(usize),
+    /// The body is not JSON.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// A dependency (the database) is down; the client may retry.
+    #[error("service unavailable")]
+    Unavailable,
+}
+
+/// The problem document (RFC 9457).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Problem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    #[schema(example = "https://insta-router.dev/problems/validation")]
+    kind: String,
+    /// A short summary of the problem type.
+    title: String,
+    /// The HTTP status code.
+    status: u16,
+    /// What went wrong this time.
+    detail: String,
+    /// For validation problems: each field at fault.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<ProblemField>,
+}
+
+/// One field at fault.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProblemField {
+    /// The field, as the request spells it.
+    field: String,
+    /// What is wrong with it.
+    message: String,
+}
+
+impl ApiError {
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            Self::NotFound(_) => ("not-found", "Not Found"),
+            Self::Conflict { .. } => ("conflict", "Conflict"),
+            Self::Invalid(_) => ("validation", "Validation Failed"),
+            Self::Unprocessable(_) => ("unprocessable", "Unprocessable Request"),
+            Self::PayloadTooLarge(_) => ("payload-too-large", "Payload Too Large"),
+            Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported Media Type"),
+            Self::Unavailable => ("unavailable", "Service Unavailable"),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::Unauthorized(detail) | Self::NotFound(detail) | Self::Unprocessable(detail) => {
+                detail.clone()
+            }
+            Self::Conflict { detail, .. } => detail.clone(),
+            Self::Invalid(errors) => format!("{} invalid: {errors}", fields_phrase(errors)),
+            Self::PayloadTooLarge(limit) => format!("the request body exceeds {limit} bytes"),
+            Self::UnsupportedMediaType => "send the body as application/json".to_owned(),
+            Self::Unavailable => "the database is unavailable; retry later".to_owned(),
+        }
+    }
+}
+
+fn fields_phrase(errors: &ValidationErrors) -> String {
+    let names: Vec<&str> = errors.errors().iter().map(|e| e.field).collect();
+    names.join(", ")
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Invalid(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (slug, title) = self.kind();
+        let status = self.status_code();
+        let errors = match self {
+            Self::Invalid(errors) => errors
+                .errors()
+                .iter()
+                .map(|e| ProblemField {
+                    field: e.field.to_owned(),
+                    message: e.message.clone(),
+                })
+                .collect(),
+            Self::Conflict { field, detail } => {
+                vec![ProblemField {
+                    field: (*field).to_owned(),
+                    message: detail.clone(),
+                }]
+            }
+            _ => Vec::new(),
+        };
+        let problem = Problem {
+            kind: format!("https://insta-router.dev/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            errors,
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        if let Self::Unauthorized(_) = self {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Self::Unavailable = self {
+            response.insert_header(("Retry-After", "5"));
+        }
+        response.json(problem)
+    }
+}
+
+impl From<JsonPayloadError> for ApiError {
+    fn from(err: JsonPayloadError) -> Self {
+        match err {
+            JsonPayloadError::OverflowKnownLength { limit, .. }
+            | JsonPayloadError::Overflow { limit } => Self::PayloadTooLarge(limit),
+            JsonPayloadError::ContentType => Self::UnsupportedMediaType,
+            JsonPayloadError::Deserialize(e) => {
+                Self::Unprocessable(format!("invalid JSON body: {e}"))
+            }
+            other => Self::Unprocessable(format!("invalid JSON body: {other}")),
+        }
+    }
+}
+
+impl From<QueryPayloadError> for ApiError {
+    fn from(err: QueryPayloadError) -> Self {
+        Self::Unprocessable(format!("invalid query string: {err}"))
+    }
+}
+
+impl From<PathError> for ApiError {
+    fn from(err: PathError) -> Self {
+        Self::Unprocessable(format!("invalid path: {err}"))
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::NotFound(id) => Self::NotFound(format!("account {id} not found")),
+            AccountError::Invalid(errors) => Self::Invalid(errors),
+            AccountError::Conflict { field } => Self::Conflict {
+                field,
+                detail: format!("another account already has this {field}"),
+            },
+            AccountError::Storage(source) => {
+                tracing::error!(error = ?source, "storage failed");
+                Self::Unavailable
+            }
+        }
+    }
+}

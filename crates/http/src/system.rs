@@ -1,0 +1,97 @@
+//! `GET /` and `GET /health`.
+
+use std::time::Duration;
+
+use actix_web::web::Data;
+use actix_web::{HttpResponse, get};
+use chrono::Utc;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::State;
+use crate::accounts::rfc3339;
+
+pub(crate) fn routes(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(root).service(health);
+}
+
+/// What is running.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ServiceInfo {
+    #[schema(example = "insta-router")]
+    name: &'static str,
+    #[schema(example = "0.1.0")]
+    version: &'static str,
+    /// Same as `name`; the original service's field.
+    app: &'static str,
+    #[schema(example = "running")]
+    status: &'static str,
+    #[schema(example = "development")]
+    environment: String,
+    /// Where Meta's webhook should point.
+    #[schema(example = "/webhooks/instagram")]
+    webhook_url: &'static str,
+    /// The interactive API documentation.
+    #[schema(example = "/docs/")]
+    docs_url: &'static str,
+}
+
+/// Health, including the database.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// `healthy` or `unhealthy`.
+    #[schema(example = "healthy")]
+    status: &'static str,
+    /// `ok` or `unreachable`.
+    #[schema(example = "ok")]
+    database: &'static str,
+    /// Now, RFC 3339.
+    timestamp: String,
+    environment: String,
+}
+
+/// Name and version of the running service.
+#[utoipa::path(tag = "system", responses((status = 200, description = "Running", body = ServiceInfo)))]
+#[get("/")]
+async fn root(state: Data<State>) -> HttpResponse {
+    HttpResponse::Ok().json(ServiceInfo {
+        name: "insta-router",
+        version: env!("CARGO_PKG_VERSION"),
+        app: "insta-router",
+        status: "running",
+        environment: state.settings.environment.clone(),
+        webhook_url: "/webhooks/instagram",
+        docs_url: "/docs/",
+    })
+}
+
+/// Health of the service and its database; 503 when the database does not answer.
+#[utoipa::path(
+    tag = "system",
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "The database is unreachable", body = Health),
+    )
+)]
+#[get("/health")]
+async fn health(state: Data<State>) -> HttpResponse {
+    let ping = actix_web::rt::time::timeout(Duration::from_secs(3), state.app.check_health())
+        .await
+        .ok();
+    let healthy = matches!(ping, Some(Ok(())));
+    if let Some(Err(error)) = &ping {
+        tracing::warn!(error = ?error, "health check: database unreachable");
+    }
+    let body = Health {
+        status: if healthy { "healthy" } else { "unhealthy" },
+        database: if healthy { "ok" } else { "unreachable" },
+        timestamp: rfc3339(Utc::now()),
+        environment: state.settings.environment.clone(),
+    };
+    if healthy {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

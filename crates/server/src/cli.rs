@@ -1,0 +1,146 @@
+//! The command line: `serve` (the default), `migrate up|down|status`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::startup::open_database;
+use crate::{Application, Settings, telemetry};
+
+/// insta-router: Instagram Direct Messages to your CRM.
+///
+/// Configuration comes from compiled defaults, then insta-router.toml (or --config), then
+/// environment variables (a .env file in the working directory is read too).
+#[derive(Debug, Parser)]
+#[command(name = "insta-router", version, about)]
+pub struct Cli {
+    /// A TOML file with settings (default: ./insta-router.toml when it exists).
+    #[arg(long, global = true, env = "INSTA_ROUTER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve {
+        /// Do not apply pending migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Manage the database schema.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Roll back the last migration (or --steps N, or --all).
+    Down {
+        /// How many migrations to roll back.
+        #[arg(long, default_value_t = 1, conflicts_with = "all")]
+        steps: u32,
+        /// Roll back every migration.
+        #[arg(long)]
+        all: bool,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = dotenvy::dotenv();
+    let file = cli
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from("insta-router.toml")).filter(|p| p.exists()));
+    let settings = match Settings::load(file.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            report(&anyhow::Error::new(err));
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log_level, settings.log_format == "json");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            report(&anyhow::Error::new(err).context("cannot start the async runtime"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(
+        cli.command.unwrap_or(Command::Serve { no_migrate: false }),
+        settings,
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn report(err: &anyhow::Error) {
+    tracing::error!("{err:#}");
+    eprintln!("error: {err:#}");
+}
+
+async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { no_migrate } => {
+            if no_migrate {
+                settings.auto_migrate = false;
+            }
+            Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await
+        }
+        Command::Migrate { action } => migrate(action, &settings).await,
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn migrate(action: MigrateAction, settings: &Settings) -> anyhow::Result<()> {
+    let db = open_database(settings).await?;
+    match action {
+        MigrateAction::Up => {
+            db.migrate_up().await.context("migrate up failed")?;
+            println!("all migrations applied");
+        }
+        MigrateAction::Down { steps, all } => {
+            db.migrate_down(if all { None } else { Some(steps) })
+                .await
+                .context("migrate down failed")?;
+            println!(
+                "rolled back {}",
+                if all {
+                    "every migration".to_owned()
+                } else {
+                    format!("{steps} migration(s)")
+                }
+            );
+        }
+        MigrateAction::Status => {
+            for (name, applied) in db.migration_status().await? {
+                println!("{} {name}", if applied { "applied" } else { "pending" });
+            }
+        }
+    }
+    let _ = db.close().await;
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! Configuration: compiled defaults < `insta-router.toml` < environment variables.
+//!
+//! Keys are the original service's environment variable names (`PORT`, `DATABASE_URL`,
+//! `FACEBOOK_APP_SECRET`, ...) in lower case in the file and upper case in the environment.
+//! Only this crate reads configuration; everything else takes plain values.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// The secret the original service used when none was configured; never valid in production.
+const DEV_DEFAULT_SECRET: &str = "test_secret_dev";
+
+/// Every setting, with its environment variable name (upper case of the field).
+#[derive(Clone, Deserialize)]
+pub struct Settings {
+    /// `development` (default), `production` (or `prod`), or any other name.
+    pub environment: String,
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// `sqlite://...`, `postgres://...` or `mysql://...`; the original's SQLAlchemy forms too.
+    pub database_url: String,
+    /// Apply pending migrations when serving.
+    pub auto_migrate: bool,
+    /// Database pool size.
+    pub db_max_connections: u32,
+    /// SQLite durability: `normal` survives a killed process, `full` also a power cut.
+    pub sqlite_synchronous: String,
+    /// `trace`, `debug`, `info`, `warn` or `error`, or a full tracing filter.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// The token Meta sends when subscribing the webhook.
+    pub facebook_verify_token: String,
+    /// The Facebook app secret; either app secret may sign webhooks.
+    pub facebook_app_secret: String,
+    /// The Instagram app secret (Instagram-Login apps sign with this one).
+    pub instagram_app_secret: String,
+    /// The token of the account configured by environment (the original's single account).
+    pub instagram_page_access_token: String,
+    /// The id of the account configured by environment.
+    pub instagram_business_account_id: String,
+    /// The Graph API base URL; tests point it at a fake.
+    pub instagram_api_base_url: String,
+    /// Seconds to wait for a CRM to answer a delivery.
+    pub crm_webhook_timeout: f64,
+    /// Allow CRM URLs on private and loopback addresses.
+    pub crm_allow_private_networks: bool,
+    /// Base64 of 32 bytes; encrypts stored credentials.
+    pub encryption_key: String,
+    /// Largest JSON body the REST API accepts, in bytes.
+    pub max_json_bytes: usize,
+    /// Seconds to finish in-flight requests on SIGINT/SIGTERM.
+    pub shutdown_timeout: u64,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |s: &str| if s.is_empty() { "" } else { "[redacted]" };
+        f.debug_struct("Settings")
+            .field("environment", &self.environment)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("auto_migrate", &self.auto_migrate)
+            .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
+            .field(
+                "facebook_verify_token",
+                &redact(&self.facebook_verify_token),
+            )
+            .field("facebook_app_secret", &redact(&self.facebook_app_secret))
+            .field("instagram_app_secret", &redact(&self.instagram_app_secret))
+            .field(
+                "instagram_page_access_token",
+                &redact(&self.instagram_page_access_token),
+            )
+            .field(
+                "instagram_business_account_id",
+                &self.instagram_business_account_id,
+            )
+            .field("instagram_api_base_url", &self.instagram_api_base_url)
+            .field("encryption_key", &redact(&self.encryption_key))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The names of every setting, as environment variables.
+const KEYS: &[&str] = &[
+    "ENVIRONMENT",
+    "HOST",
+    "PORT",
+    "DATABASE_URL",
+    "AUTO_MIGRATE",
+    "DB_MAX_CONNECTIONS",
+    "SQLITE_SYNCHRONOUS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "FACEBOOK_VERIFY_TOKEN",
+    "FACEBOOK_APP_SECRET",
+    "INSTAGRAM_APP_SECRET",
+    "INSTAGRAM_PAGE_ACCESS_TOKEN",
+    "INSTAGRAM_BUSINESS_ACCOUNT_ID",
+    "INSTAGRAM_API_BASE_URL",
+    "CRM_WEBHOOK_TIMEOUT",
+    "CRM_ALLOW_PRIVATE_NETWORKS",
+    "ENCRYPTION_KEY",
+    "MAX_JSON_BYTES",
+    "SHUTDOWN_TIMEOUT",
+];
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A value could not be read.
+    #[error("invalid configuration: {0}")]
+    Load(String),
+    /// Values are missing or wrong; each message names its setting.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl Settings {
+    /// Loads from the process environment and, when present, `file`.
+    ///
+    /// # Errors
+    ///
+    /// [`SettingsError`] naming each bad setting.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_from(std::env::vars().collect(), file)
+    }
+
+    /// Loads from `env` (variable name to value) and, when present, `file`.
+    ///
+    /// # Errors
+    ///
+    /// [`SettingsError`] naming each bad setting.
+    pub fn load_from(
+        env: HashMap<String, String>,
+        file: Option<&Path>,
+    ) -> Result<Self, SettingsError> {
+        let known: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| KEYS.contains(&k.as_str()))
+            .collect();
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+        }
+        let config = builder
+            .add_source(Environment::default().source(Some(known)).try_parsing(true))
+            .build()
+            .map_err(|e| SettingsError::Load(name_env(&e.to_string())))?;
+        let settings: Self = config
+            .try_deserialize()
+            .map_err(|e| SettingsError::Load(name_env(&e.to_string())))?;
+        settings.check_values()?;
+        Ok(settings)
+    }
+
+    /// True in production (`ENVIRONMENT` = `production` or `prod`, any case).
+    pub fn is_production(&self) -> bool {
+        matches!(
+            self.environment.to_ascii_lowercase().as_str(),
+            "production" | "prod"
+        )
+    }
+
+    /// The app secrets that may sign Meta webhooks.
+    pub fn app_secrets(&self) -> Vec<&str> {
+        [
+            self.instagram_app_secret.as_str(),
+            self.facebook_app_secret.as_str(),
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect()
+    }
+
+    /// What is missing for receiving Meta webhooks. In production these stop start-up; in
+    /// development they are warnings.
+    pub fn missing_for_meta(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        if self.facebook_verify_token.is_empty() {
+            missing.push(
+                "FACEBOOK_VERIFY_TOKEN is not set: Meta cannot subscribe the webhook".to_owned(),
+            );
+        }
+        if self.app_secrets().is_empty() {
+            missing.push(
+                "neither INSTAGRAM_APP_SECRET nor FACEBOOK_APP_SECRET is set: webhook signatures cannot be verified"
+                    .to_owned(),
+            );
+        }
+        if self.app_secrets().contains(&DEV_DEFAULT_SECRET) && self.is_production() {
+            missing.push(format!(
+                "an app secret is the development default \"{DEV_DEFAULT_SECRET}\""
+            ));
+        }
+        missing
+    }
+
+    /// Production refuses to start without what Meta needs.
+    ///
+    /// # Errors
+    ///
+    /// [`SettingsError::Invalid`] in production when [`Settings::missing_for_meta`] is not empty.
+    pub fn check_for_serving(&self) -> Result<(), SettingsError> {
+        let missing = self.missing_for_meta();
+        if self.is_production() && !missing.is_empty() {
+            return Err(SettingsError::Invalid(missing));
+        }
+        Ok(())
+    }
+
+    fn check_values(&self) -> Result<(), SettingsError> {
+        let mut errors = Vec::new();
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            errors.push(format!(
+                "LOG_FORMAT must be text or json, not {:?}",
+                self.log_format
+            ));
+        }
+        if !matches!(
+            self.sqlite_synchronous.to_ascii_lowercase().as_str(),
+            "normal" | "full"
+        ) {
+            errors.push(format!(
+                "SQLITE_SYNCHRONOUS must be normal or full, not {:?}",
+                self.sqlite_synchronous
+            ));
+        }
+        if self.database_url.trim().is_empty() {
+            errors.push("DATABASE_URL must not be empty".to_owned());
+        }
+        if self.db_max_connections == 0 {
+            errors.push("DB_MAX_CONNECTIONS must be at least 1".to_owned());
+        }
+        if !(self.crm_webhook_timeout.is_finite() && self.crm_webhook_timeout > 0.0) {
+            errors.push("CRM_WEBHOOK_TIMEOUT must be a positive number of seconds".to_owned());
+        }
+        if !(self.instagram_api_base_url.starts_with("http://")
+            || self.instagram_api_base_url.starts_with("https://"))
+        {
+            errors.push("INSTAGRAM_API_BASE_URL must be an http(s) URL".to_owned());
+        }
+        if self.max_json_bytes < 1024 {
+            errors.push("MAX_JSON_BYTES must be at least 1024".to_owned());
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SettingsError::Invalid(errors))
+        }
+    }
+}
+
+/// Adds the environment variable name to config's "for key `port`" messages.
+fn name_env(message: &str) -> String {
+    match message
+        .split("key `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+    {
+        Some(key) => format!(
+            "{message} (environment variable {})",
+            key.to_ascii_uppercase()
+        ),
+        None => message.to_owned(),
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_serve_sqlite_in_development() {
+        let s = Settings::load_from(env(&[("PATH", "/bin"), ("HOME", "/root")]), None).unwrap();
+        assert_eq!(
+            (s.environment.as_str(), s.port, s.host.as_str()),
+            ("development", 8000, "0.0.0.0")
+        );
+        assert_eq!(s.database_url, "sqlite://insta_router.db?mode=rwc");
+        assert!(s.auto_migrate);
+        assert!(!s.is_production());
+        assert_eq!(s.missing_for_meta().len(), 2);
+        assert!(s.check_for_serving().is_ok());
+    }
+
+    #[test]
+    fn the_original_variable_names_are_read() {
+        let s = Settings::load_from(
+            env(&[
+                ("PORT", "9001"),
+                ("FACEBOOK_VERIFY_TOKEN", "12345"),
+                ("FACEBOOK_APP_SECRET", "fb"),
+                ("INSTAGRAM_APP_SECRET", "ig"),
+                (
+                    "DATABASE_URL",
+                    "sqlite+aiosqlite:///./instagram_automation.db",
+                ),
+                ("CRM_WEBHOOK_TIMEOUT", "2.5"),
+                ("LOG_LEVEL", "DEBUG"),
+                ("ENVIRONMENT", "PROD"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.port, 9001);
+        assert_eq!(s.facebook_verify_token, "12345");
+        assert_eq!(s.app_secrets(), ["ig", "fb"]);
+        assert_eq!(s.crm_webhook_timeout, 2.5);
+        assert!(s.is_production());
+        assert!(s.check_for_serving().is_ok());
+    }
+
+    #[test]
+    fn environment_beats_the_file_which_beats_the_defaults() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "port = 7000\nhost = \"127.0.0.1\"\nlog_format = \"json\""
+        )
+        .unwrap();
+        let s = Settings::load_from(env(&[("PORT", "7001")]), Some(file.path())).unwrap();
+        assert_eq!(
+            (s.port, s.host.as_str(), s.log_format.as_str()),
+            (7001, "127.0.0.1", "json")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = Settings::load_from(env(&[("PORT", "eighty")]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PORT"), "{err}");
+        let err = Settings::load_from(
+            env(&[("LOG_FORMAT", "xml"), ("DB_MAX_CONNECTIONS", "0")]),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("LOG_FORMAT") && err.contains("DB_MAX_CONNECTIONS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_meta_secrets_naming_them() {
+        let s = Settings::load_from(env(&[("ENVIRONMENT", "production")]), None).unwrap();
+        let err = s.check_for_serving().unwrap_err().to_string();
+        assert!(
+            err.contains("FACEBOOK_VERIFY_TOKEN") && err.contains("INSTAGRAM_APP_SECRET"),
+            "{err}"
+        );
+        let s = Settings::load_from(
+            env(&[
+                ("ENVIRONMENT", "production"),
+                ("FACEBOOK_VERIFY_TOKEN", "t"),
+                ("INSTAGRAM_APP_SECRET", "test_secret_dev"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert!(
+            s.check_for_serving()
+                .unwrap_err()
+                .to_string()
+                .contains("test_secret_dev")
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let s = Settings::load_from(
+            env(&[
+                ("INSTAGRAM_APP_SECRET", "hunter2"),
+                ("DATABASE_URL", "postgres://u:pw@h/db"),
+            ]),
+            None,
+        )
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw@"),
+            "{shown}"
+        );
+    }
+}

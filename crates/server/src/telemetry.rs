@@ -1,0 +1,29 @@
+//! Structured logging with tracing.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber: `level` is `LOG_LEVEL` (a level name, or a full filter),
+/// `json` selects JSON lines over text. Noisy dependencies are held at `warn`.
+pub fn init(level: &str, json: bool) {
+    let level = level.trim().to_ascii_lowercase();
+    let directives = if level.contains('=') || level.contains(',') {
+        level
+    } else {
+        format!("{level},sqlx=warn,sea_orm=warn,sea_orm_migration=warn,actix_server=warn")
+    };
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let result = if json {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init()
+    };
+    // A second call (tests) keeps the first subscriber.
+    drop(result);
+}
