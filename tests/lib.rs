@@ -1,1 +1,293 @@
-//! x
+//! Black-box test support: builds and starts the real `insta-router` binary on a random port
+//! with a fresh database, and talks to it over HTTP.
+//!
+//! The database is SQLite unless `TEST_BLACKBOX_DB` is `postgres` or `mysql`, in which case a
+//! fresh database is created on the server named by `TEST_POSTGRES_URL` / `TEST_MYSQL_URL`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use insta_router_storage::testing::{self, TestDatabase};
+
+/// The bearer token the tests send.
+pub const API_KEY: &str = "test-api-key";
+
+/// Every setting name the server reads: cleared from the child's environment so that the
+/// developer's own configuration never leaks into a test.
+const SERVER_KEYS: &[&str] = &[
+    "ENVIRONMENT",
+    "HOST",
+    "PORT",
+    "DATABASE_URL",
+    "AUTO_MIGRATE",
+    "DB_MAX_CONNECTIONS",
+    "SQLITE_SYNCHRONOUS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "FACEBOOK_VERIFY_TOKEN",
+    "FACEBOOK_APP_SECRET",
+    "INSTAGRAM_APP_SECRET",
+    "INSTAGRAM_PAGE_ACCESS_TOKEN",
+    "INSTAGRAM_BUSINESS_ACCOUNT_ID",
+    "INSTAGRAM_API_BASE_URL",
+    "CRM_WEBHOOK_TIMEOUT",
+    "CRM_ALLOW_PRIVATE_NETWORKS",
+    "ENCRYPTION_KEY",
+    "MAX_JSON_BYTES",
+    "SHUTDOWN_TIMEOUT",
+    "INSTA_ROUTER_CONFIG",
+];
+
+/// The server binary, built once per test run so that it is never stale.
+///
+/// # Panics
+///
+/// When the build fails.
+pub fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // target/<profile>/deps/api-<hash> -> target/<profile>
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target profile directory");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args([
+            "build",
+            "--quiet",
+            "--package",
+            "insta-router",
+            "--bin",
+            "insta-router",
+        ]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("run cargo build");
+        assert!(status.success(), "building the insta-router binary failed");
+        profile_dir.join("insta-router")
+    })
+}
+
+/// Installs the TLS crypto provider reqwest needs (ring; see the workspace manifest).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// Which database product the black-box suite runs on.
+pub fn backend() -> String {
+    std::env::var("TEST_BLACKBOX_DB").unwrap_or_else(|_| "sqlite".to_owned())
+}
+
+/// A fresh database for one server.
+///
+/// # Panics
+///
+/// When `TEST_BLACKBOX_DB` names a server whose URL variable is missing, or the server is
+/// unreachable: the suite fails rather than skips.
+pub async fn fresh_database() -> TestDatabase {
+    match backend().as_str() {
+        "sqlite" => testing::sqlite(),
+        "postgres" => testing::on_server(&required_env(testing::POSTGRES_ENV)).await,
+        "mysql" => testing::on_server(&required_env(testing::MYSQL_ENV)).await,
+        other => panic!("TEST_BLACKBOX_DB must be sqlite, postgres or mysql, not {other:?}"),
+    }
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set for this backend"))
+}
+
+/// A running server process and what it needs.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// A client for it.
+    pub client: reqwest::Client,
+    /// The database it uses.
+    pub db: TestDatabase,
+    /// Its working directory.
+    pub dir: tempfile::TempDir,
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts servers.
+#[derive(Default)]
+pub struct ServerBuilder {
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl ServerBuilder {
+    /// Sets an environment variable of the server.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds a command-line argument after `serve`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    /// Starts the server on a fresh database and waits until it listens.
+    ///
+    /// # Panics
+    ///
+    /// When it does not start within 30 seconds; its output is shown.
+    pub async fn start(self) -> TestServer {
+        let db = fresh_database().await;
+        let dir = tempfile::tempdir().expect("working directory");
+        self.start_with(db, dir).await
+    }
+
+    /// Starts the server on `db` in `dir`.
+    ///
+    /// # Panics
+    ///
+    /// When it does not start within 30 seconds.
+    pub async fn start_with(self, db: TestDatabase, dir: tempfile::TempDir) -> TestServer {
+        let mut command = command(dir.path());
+        command.args(["serve"]).args(&self.args);
+        command.env("DATABASE_URL", &db.url);
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn insta-router");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(port) = listening_port(&line) {
+                        let _ = tx.send(port);
+                    }
+                    output.lock().expect("output lock").push(line);
+                }
+            });
+        }
+        let port = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .expect("join");
+        let Ok(port) = port else {
+            let _ = child.kill();
+            let lines = output.lock().expect("output lock").join("\n");
+            panic!("insta-router did not start:\n{lines}");
+        };
+        TestServer {
+            url: format!("http://127.0.0.1:{port}"),
+            client: http_client(),
+            db,
+            dir,
+            child,
+            output,
+        }
+    }
+}
+
+/// A command running the binary in `dir` with none of the developer's settings.
+pub fn command(dir: &Path) -> Command {
+    let mut command = Command::new(binary());
+    for key in SERVER_KEYS {
+        command.env_remove(key);
+    }
+    command
+        .current_dir(dir)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "text")
+        .env("LOG_LEVEL", "info")
+        .stdin(Stdio::null());
+    command
+}
+
+fn listening_port(line: &str) -> Option<u16> {
+    let rest = line.split("listening on http://").nth(1)?;
+    let addr = rest.split_whitespace().next()?;
+    addr.rsplit(':').next()?.parse().ok()
+}
+
+impl TestServer {
+    /// Starts a server with default settings.
+    pub async fn start() -> Self {
+        ServerBuilder::default().start().await
+    }
+
+    /// A builder for a server with extra settings.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// `GET path` without credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// A request to the REST API with the test API key.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(API_KEY)
+    }
+
+    /// Everything the server printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().expect("output lock").join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the server did not stop within 10 s of SIGTERM:\n{}",
+            self.output()
+        );
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

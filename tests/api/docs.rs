@@ -1,0 +1,92 @@
+//! The API documentation is complete and served without any outside request.
+
+use insta_router_blackbox::TestServer;
+use serde_json::Value;
+
+#[tokio::test]
+async fn openapi_documents_every_route_with_errors() {
+    let server = TestServer::start().await;
+    let spec: Value = server.get("/openapi.json").await.json().await.unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = spec["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/", vec!["get"]),
+        ("/health", vec!["get"]),
+        ("/api/v1/accounts", vec!["get", "post"]),
+        (
+            "/api/v1/accounts/{account_id}",
+            vec!["get", "patch", "delete"],
+        ),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+    }
+    let create = &paths["/api/v1/accounts"]["post"];
+    for status in ["201", "401", "409", "422"] {
+        assert!(
+            create["responses"][status].is_object(),
+            "POST /api/v1/accounts lacks {status}"
+        );
+    }
+    assert!(spec["components"]["schemas"]["CreateAccountRequest"].is_object());
+    assert!(spec["components"]["securitySchemes"]["api_key"].is_object());
+}
+
+/// Every `src=`/`href=` of a page must point at the server itself.
+fn assert_no_outside_assets(page: &str) {
+    for attr in ["src=\"", "href=\""] {
+        for rest in page.split(attr).skip(1) {
+            let target = rest.split('"').next().unwrap();
+            assert!(!target.contains("//"), "page loads {target} from elsewhere");
+        }
+    }
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_from_the_binary() {
+    let server = TestServer::start().await;
+    let redirect = server
+        .client
+        .get(format!("{}/docs", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.url().path(), "/docs/");
+    let page = server.get("/docs/").await.text().await.unwrap();
+    assert!(page.contains("swagger-ui"));
+    assert_no_outside_assets(&page);
+    for asset in [
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "swagger-initializer.js",
+    ] {
+        let response = server.get(&format!("/docs/{asset}")).await;
+        assert_eq!(response.status(), 200, "{asset}");
+        assert!(response.bytes().await.unwrap().len() > 100, "{asset}");
+    }
+    let init = server
+        .get("/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/openapi.json"));
+}
+
+#[tokio::test]
+async fn redoc_is_served_from_the_binary() {
+    let server = TestServer::start().await;
+    let page = server.get("/redoc").await.text().await.unwrap();
+    assert!(page.contains("/redoc/redoc.standalone.js") && page.contains("/openapi.json"));
+    assert_no_outside_assets(&page);
+    let script = server.get("/redoc/redoc.standalone.js").await;
+    assert_eq!(script.status(), 200);
+    let script = script.text().await.unwrap();
+    assert!(script.len() > 500_000);
+    assert!(!script.contains("cdn.redoc.ly"));
+    assert_eq!(server.get("/redoc/logo-mini.svg").await.status(), 200);
+}

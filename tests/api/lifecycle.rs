@@ -1,0 +1,137 @@
+//! Start-up, configuration, migrations from the command line, and graceful shutdown.
+
+use std::process::Stdio;
+
+use insta_router_blackbox::{TestServer, command, fresh_database};
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let mut server = TestServer::start().await;
+    assert_eq!(server.get("/health").await.status(), 200);
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}\n{}", server.output());
+    assert!(server.output().contains("shut down"), "{}", server.output());
+}
+
+#[tokio::test]
+async fn the_original_sqlalchemy_database_url_means_the_same_file() {
+    let server = TestServer::builder()
+        .env(
+            "DATABASE_URL",
+            "sqlite+aiosqlite:///./instagram_automation.db",
+        )
+        .start_with(
+            insta_router_storage::testing::sqlite(),
+            tempfile::tempdir().unwrap(),
+        )
+        .await;
+    assert_eq!(server.get("/health").await.status(), 200);
+    assert!(server.dir.path().join("instagram_automation.db").exists());
+}
+
+#[tokio::test]
+async fn production_without_meta_secrets_refuses_to_start_and_names_them() {
+    let db = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("ENVIRONMENT", "production")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("FACEBOOK_VERIFY_TOKEN") && stderr.contains("INSTAGRAM_APP_SECRET"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_setting_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .arg("serve")
+        .env("PORT", "eighty")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PORT"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_dotenv_file_is_read_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "FACEBOOK_VERIFY_TOKEN=from-dotenv\nENVIRONMENT=staging\n",
+    )
+    .unwrap();
+    let server = TestServer::builder()
+        .env("ENVIRONMENT", "from-env")
+        .start_with(fresh_database().await, dir)
+        .await;
+    let root: serde_json::Value = server.get("/").await.json().await.unwrap();
+    assert_eq!(root["environment"], "from-env");
+    // The verify token came from .env, so only the app-secret warning remains.
+    let output = server.output();
+    assert!(
+        !output.contains("FACEBOOK_VERIFY_TOKEN is not set"),
+        "{output}"
+    );
+    assert!(output.contains("INSTAGRAM_APP_SECRET"), "{output}");
+}
+
+fn migrate(dir: &std::path::Path, url: &str, args: &[&str]) -> String {
+    let output = command(dir)
+        .arg("migrate")
+        .args(args)
+        .env("DATABASE_URL", url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "migrate {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn migrate_up_down_and_status_from_the_command_line() {
+    let db = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let status = migrate(dir.path(), &db.url, &["status"]);
+    assert!(
+        status.lines().count() >= 4 && status.lines().all(|l| l.starts_with("pending")),
+        "{status}"
+    );
+    migrate(dir.path(), &db.url, &["up"]);
+    let status = migrate(dir.path(), &db.url, &["status"]);
+    assert!(status.lines().all(|l| l.starts_with("applied")), "{status}");
+    migrate(dir.path(), &db.url, &["down"]);
+    let status = migrate(dir.path(), &db.url, &["status"]);
+    assert_eq!(
+        status.lines().filter(|l| l.starts_with("pending")).count(),
+        1,
+        "{status}"
+    );
+    migrate(dir.path(), &db.url, &["down", "--all"]);
+    let status = migrate(dir.path(), &db.url, &["status"]);
+    assert!(status.lines().all(|l| l.starts_with("pending")), "{status}");
+
+    // A server started with --no-migrate on the empty schema is up but cannot serve accounts.
+    let server = TestServer::builder()
+        .arg("--no-migrate")
+        .start_with(db, tempfile::tempdir().unwrap())
+        .await;
+    let response = server
+        .api(reqwest::Method::GET, "/api/v1/accounts")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+}
