@@ -1,5 +1,8 @@
 //! Black-box tests: the real `insta-router` binary, over HTTP. See `tests/lib.rs`.
 
+// A test binary: helpers panic on unexpected results, like the tests they serve.
+#![allow(clippy::unwrap_used)]
+
 mod accounts;
 mod docs;
 mod lifecycle;

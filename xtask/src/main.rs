@@ -1,2 +1,91 @@
-//! Placeholder.
-fn main() {}
+//! Project automation: `cargo xtask <command>`.
+//!
+//! - `deps`: proves the dependency invariants of `docs/ARCHITECTURE.md` with `cargo tree -i`.
+//! - `ci`: what `.ci/run` runs, for local use.
+//!
+//! Kept to the standard library on purpose: it builds in seconds.
+
+use std::process::{Command, ExitCode};
+
+mod tidy;
+
+/// (package, crate it must not depend on) pairs: the architecture's dependency bans.
+const BANS: &[(&str, &str)] = &[
+    ("insta-router-domain", "tokio"),
+    ("insta-router-domain", "sea-orm"),
+    ("insta-router-domain", "reqwest"),
+    ("insta-router-domain", "actix-web"),
+    ("insta-router-domain", "serde"),
+    ("insta-router-ports", "sea-orm"),
+    ("insta-router-ports", "reqwest"),
+    ("insta-router-ports", "actix-web"),
+    ("insta-router-app", "sea-orm"),
+    ("insta-router-app", "reqwest"),
+    ("insta-router-app", "actix-web"),
+    ("insta-router-http", "sea-orm"),
+    ("insta-router-http", "reqwest"),
+    ("insta-router-storage", "actix-web"),
+    ("insta-router-storage", "reqwest"),
+    ("insta-router-instagram", "sea-orm"),
+    ("insta-router-instagram", "actix-web"),
+    ("insta-router-crm", "sea-orm"),
+    ("insta-router-crm", "actix-web"),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("deps") => deps(),
+        Some("ci") => ci(),
+        _ => Err("usage: cargo xtask <deps|ci>".to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("xtask: {message}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Fails when a banned crate appears in a package's normal dependency tree.
+fn deps() -> Result<(), String> {
+    let mut violations = Vec::new();
+    for (package, banned) in BANS {
+        let output = Command::new(env!("CARGO"))
+            .args([
+                "tree", "--quiet", "-e", "normal", "-p", package, "-i", banned,
+            ])
+            .output()
+            .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        // `cargo tree -i` fails with "did not match any packages" when the crate is absent.
+        if output.status.success() && !stdout.trim().is_empty() {
+            violations.push(format!("{package} depends on {banned}:\n{stdout}"));
+        }
+    }
+    if violations.is_empty() {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("dependency invariants hold ({} bans checked)", BANS.len());
+        }
+        Ok(())
+    } else {
+        Err(violations.join("\n"))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    let status = Command::new("bash")
+        .arg(".ci/run")
+        .status()
+        .map_err(|e| format!("cannot run .ci/run: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(".ci/run failed".to_owned())
+    }
+}

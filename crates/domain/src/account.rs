@@ -205,13 +205,13 @@ fn check_webhook_secret(secret: Secret) -> Result<Secret, FieldError> {
     if raw.len() > MAX_SECRET_LEN {
         return Err(FieldError::new("webhook_secret", "is too long"));
     }
-    if let Some(key) = raw.strip_prefix("whsec_") {
-        if !is_base64(key) {
-            return Err(FieldError::new(
-                "webhook_secret",
-                "a secret starting with \"whsec_\" must continue with standard base64",
-            ));
-        }
+    if let Some(key) = raw.strip_prefix("whsec_")
+        && !is_base64(key)
+    {
+        return Err(FieldError::new(
+            "webhook_secret",
+            "a secret starting with \"whsec_\" must continue with standard base64",
+        ));
     }
     Ok(secret)
 }
@@ -219,7 +219,7 @@ fn check_webhook_secret(secret: Secret) -> Result<Secret, FieldError> {
 fn is_base64(text: &str) -> bool {
     let body = text.trim_end_matches('=');
     !body.is_empty()
-        && text.len() % 4 == 0
+        && text.len().is_multiple_of(4)
         && text.len() - body.len() <= 2
         && body
             .bytes()

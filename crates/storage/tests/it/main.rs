@@ -1,6 +1,9 @@
 //! Storage contract tests: every test runs against SQLite, and against PostgreSQL and MySQL
 //! when `TEST_POSTGRES_URL` / `TEST_MYSQL_URL` are set, each in a fresh database.
 
+// A test binary: helpers panic on unexpected results, like the tests they serve.
+#![allow(clippy::unwrap_used)]
+
 mod accounts;
 mod conversations;
 mod messages;
