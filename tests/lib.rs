@@ -16,32 +16,6 @@ use insta_router_storage::testing::{self, TestDatabase};
 /// The bearer token the tests send.
 pub const API_KEY: &str = "test-api-key";
 
-/// Every setting name the server reads: cleared from the child's environment so that the
-/// developer's own configuration never leaks into a test.
-const SERVER_KEYS: &[&str] = &[
-    "ENVIRONMENT",
-    "HOST",
-    "PORT",
-    "DATABASE_URL",
-    "AUTO_MIGRATE",
-    "DB_MAX_CONNECTIONS",
-    "SQLITE_SYNCHRONOUS",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "FACEBOOK_VERIFY_TOKEN",
-    "FACEBOOK_APP_SECRET",
-    "INSTAGRAM_APP_SECRET",
-    "INSTAGRAM_PAGE_ACCESS_TOKEN",
-    "INSTAGRAM_BUSINESS_ACCOUNT_ID",
-    "INSTAGRAM_API_BASE_URL",
-    "CRM_WEBHOOK_TIMEOUT",
-    "CRM_ALLOW_PRIVATE_NETWORKS",
-    "ENCRYPTION_KEY",
-    "MAX_JSON_BYTES",
-    "SHUTDOWN_TIMEOUT",
-    "INSTA_ROUTER_CONFIG",
-];
-
 /// The server binary, built once per test run so that it is never stale.
 ///
 /// # Panics
@@ -211,13 +185,12 @@ impl ServerBuilder {
     }
 }
 
-/// A command running the binary in `dir` with none of the developer's settings.
+/// A command running the binary in `dir` with an empty environment, so that none of the
+/// developer's own settings leak into a test.
 pub fn command(dir: &Path) -> Command {
     let mut command = Command::new(binary());
-    for key in SERVER_KEYS {
-        command.env_remove(key);
-    }
     command
+        .env_clear()
         .current_dir(dir)
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")

@@ -49,7 +49,12 @@ mod tests {
     fn no_debugging_leftovers() {
         for file in sources() {
             let text = std::fs::read_to_string(&file).expect("read");
-            for banned in ["dbg!(", "todo!(", "unimplemented!("] {
+            // Spelled in pieces so that this file does not match itself.
+            for banned in [
+                concat!("dbg", "!("),
+                concat!("todo", "!("),
+                concat!("unimplemented", "!("),
+            ] {
                 assert!(
                     !text.contains(banned),
                     "{} contains {banned}",

@@ -12,6 +12,7 @@ use sea_orm::{
 
 use crate::entity::accounts::{ActiveModel, Column, Entity, Model};
 use crate::error::{map_err, unavailable};
+use crate::page::into_page;
 use crate::time::{from_micros, to_micros};
 
 const UNIQUE_FIELD: &str = "instagram_account_id";
@@ -67,16 +68,8 @@ impl AccountRepository for SeaAccountRepository {
         if let Some(after) = &page.after {
             query = query.filter(Column::Id.gt(after.as_str()));
         }
-        let mut rows = query.all(&self.db).await.map_err(unavailable)?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next = if more {
-            rows.last().map(|r| r.id.clone())
-        } else {
-            None
-        };
-        let items = rows.into_iter().map(from_model).collect::<Result<_, _>>()?;
-        Ok(Page { items, next })
+        let rows = query.all(&self.db).await.map_err(unavailable)?;
+        into_page(rows, limit, |r| r.id.clone(), from_model)
     }
 
     #[tracing::instrument(skip_all, fields(account_id = %account.id))]

@@ -13,6 +13,7 @@ use sea_orm::{
 use crate::Backend;
 use crate::entity::conversations::{Column, Entity, Model};
 use crate::error::unavailable;
+use crate::page::{into_page, parse_time_cursor, time_cursor};
 use crate::time::{from_micros, to_micros};
 
 /// Conversations in the `conversations` table.
@@ -97,8 +98,7 @@ impl ConversationRepository for SeaConversationRepository {
             .order_by_desc(Column::Id)
             .limit(u64::from(limit) + 1);
         if let Some(after) = &page.after {
-            let (at, id) = after.split_once(':').ok_or(RepoError::InvalidCursor)?;
-            let at: i64 = at.parse().map_err(|_| RepoError::InvalidCursor)?;
+            let (at, id) = parse_time_cursor(after)?;
             query = query.filter(
                 Condition::any().add(Column::LastMessageAt.lt(at)).add(
                     Condition::all()
@@ -107,17 +107,13 @@ impl ConversationRepository for SeaConversationRepository {
                 ),
             );
         }
-        let mut rows = query.all(&self.db).await.map_err(unavailable)?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next = if more {
-            rows.last()
-                .map(|r| format!("{}:{}", r.last_message_at, r.id))
-        } else {
-            None
-        };
-        let items = rows.into_iter().map(from_model).collect::<Result<_, _>>()?;
-        Ok(Page { items, next })
+        let rows = query.all(&self.db).await.map_err(unavailable)?;
+        into_page(
+            rows,
+            limit,
+            |r| time_cursor(r.last_message_at, &r.id),
+            from_model,
+        )
     }
 }
 

@@ -10,6 +10,7 @@ mod conversations;
 mod entity;
 mod error;
 mod messages;
+mod page;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entity::messages::{ActiveModel, Column, Entity, Model};
 use crate::error::{map_err, unavailable};
+use crate::page::{into_page, parse_time_cursor, time_cursor};
 use crate::time::{from_micros, to_micros};
 
 /// Messages in the `messages` table.
@@ -79,7 +80,7 @@ impl MessageRepository for SeaMessageRepository {
             .order_by_desc(Column::Id)
             .limit(u64::from(limit) + 1);
         if let Some(after) = &page.after {
-            let (timestamp, id) = parse_cursor(after)?;
+            let (timestamp, id) = parse_time_cursor(after)?;
             query = query.filter(
                 Condition::any().add(Column::Timestamp.lt(timestamp)).add(
                     Condition::all()
@@ -88,23 +89,9 @@ impl MessageRepository for SeaMessageRepository {
                 ),
             );
         }
-        let mut rows = query.all(&self.db).await.map_err(unavailable)?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next = if more {
-            rows.last().map(|r| format!("{}:{}", r.timestamp, r.id))
-        } else {
-            None
-        };
-        let items = rows.into_iter().map(from_model).collect::<Result<_, _>>()?;
-        Ok(Page { items, next })
+        let rows = query.all(&self.db).await.map_err(unavailable)?;
+        into_page(rows, limit, |r| time_cursor(r.timestamp, &r.id), from_model)
     }
-}
-
-fn parse_cursor(cursor: &str) -> Result<(i64, String), RepoError> {
-    let (timestamp, id) = cursor.split_once(':').ok_or(RepoError::InvalidCursor)?;
-    let timestamp = timestamp.parse().map_err(|_| RepoError::InvalidCursor)?;
-    Ok((timestamp, id.to_owned()))
 }
 
 #[derive(Serialize, Deserialize)]
