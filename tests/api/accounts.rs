@@ -42,6 +42,23 @@ fn error_fields(problem: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `/api/v1/accounts/{id}` of an account as the API returned it.
+fn account_path(created: &Value) -> String {
+    format!(
+        "/api/v1/accounts/{}",
+        created["account_id"].as_str().unwrap()
+    )
+}
+
+async fn patch(server: &TestServer, path: &str, body: &Value) -> reqwest::Response {
+    server
+        .api(Method::PATCH, path)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn create(server: &TestServer, body: &Value) -> reqwest::Response {
     server
         .api(Method::POST, "/api/v1/accounts")
@@ -222,52 +239,35 @@ async fn patch_changes_only_what_is_sent() {
         .json()
         .await
         .unwrap();
-    let path = format!(
-        "/api/v1/accounts/{}",
-        created["account_id"].as_str().unwrap()
-    );
+    let path = account_path(&created);
 
-    let renamed: Value = server
-        .api(Method::PATCH, &path)
-        .json(&json!({ "username": "@renamed", "access_token": "new-token" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let renamed: Value = patch(
+        &server,
+        &path,
+        &json!({ "username": "@renamed", "access_token": "new-token" }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(renamed["username"], "renamed");
     assert_eq!(renamed["crm_webhook_url"], created["crm_webhook_url"]);
     assert_eq!(renamed["created_at"], created["created_at"]);
     assert_ne!(renamed["updated_at"], created["updated_at"]);
 
-    let cleared: Value = server
-        .api(Method::PATCH, &path)
-        .json(&json!({ "crm_webhook_url": null }))
-        .send()
+    let cleared: Value = patch(&server, &path, &json!({ "crm_webhook_url": null }))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert!(cleared["crm_webhook_url"].is_null());
     assert_eq!(cleared["username"], "renamed");
 
-    let bad = server
-        .api(Method::PATCH, &path)
-        .json(&json!({ "username": "bad name" }))
-        .send()
-        .await
-        .unwrap();
+    let bad = patch(&server, &path, &json!({ "username": "bad name" })).await;
     assert_eq!(error_fields(&problem(bad, 422).await), ["username"]);
 
     create(&server, &new_account("p2")).await;
-    let clash = server
-        .api(Method::PATCH, &path)
-        .json(&json!({ "instagram_account_id": "p2" }))
-        .send()
-        .await
-        .unwrap();
+    let clash = patch(&server, &path, &json!({ "instagram_account_id": "p2" })).await;
     problem(clash, 409).await;
 }
 
@@ -284,26 +284,23 @@ async fn a_crm_url_cannot_be_set_without_a_secret() {
     .unwrap();
     assert!(created["crm_webhook_url"].is_null());
     assert_eq!(created["has_webhook_secret"], false);
-    let path = format!(
-        "/api/v1/accounts/{}",
-        created["account_id"].as_str().unwrap()
-    );
-    let response = server
-        .api(Method::PATCH, &path)
-        .json(&json!({ "crm_webhook_url": "https://crm.example/x" }))
-        .send()
-        .await
-        .unwrap();
+    let path = account_path(&created);
+    let response = patch(
+        &server,
+        &path,
+        &json!({ "crm_webhook_url": "https://crm.example/x" }),
+    )
+    .await;
     assert_eq!(
         error_fields(&problem(response, 422).await),
         ["webhook_secret"]
     );
-    let response = server
-        .api(Method::PATCH, &path)
-        .json(&json!({ "crm_webhook_url": "https://crm.example/x", "webhook_secret": "whsec_c2VjcmV0" }))
-        .send()
-        .await
-        .unwrap();
+    let response = patch(
+        &server,
+        &path,
+        &json!({ "crm_webhook_url": "https://crm.example/x", "webhook_secret": "whsec_c2VjcmV0" }),
+    )
+    .await;
     assert_eq!(response.status(), 200);
 }
 
@@ -315,10 +312,7 @@ async fn delete_then_every_operation_is_404() {
         .json()
         .await
         .unwrap();
-    let path = format!(
-        "/api/v1/accounts/{}",
-        created["account_id"].as_str().unwrap()
-    );
+    let path = account_path(&created);
     assert_eq!(
         server
             .api(Method::DELETE, &path)
@@ -330,16 +324,7 @@ async fn delete_then_every_operation_is_404() {
     );
     problem(server.api(Method::DELETE, &path).send().await.unwrap(), 404).await;
     problem(server.api(Method::GET, &path).send().await.unwrap(), 404).await;
-    problem(
-        server
-            .api(Method::PATCH, &path)
-            .json(&json!({"username": "x"}))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    problem(patch(&server, &path, &json!({"username": "x"})).await, 404).await;
     problem(
         server
             .api(Method::GET, "/api/v1/accounts/not-an-id")
@@ -360,10 +345,7 @@ async fn credentials_never_appear_in_any_response_or_log() {
     let response = create(&server, &new_account("s1")).await;
     let created: Value = response.json().await.unwrap();
     bodies.push(created.to_string());
-    let path = format!(
-        "/api/v1/accounts/{}",
-        created["account_id"].as_str().unwrap()
-    );
+    let path = account_path(&created);
     for request in [
         server.api(Method::GET, &path),
         server.api(Method::GET, "/api/v1/accounts"),

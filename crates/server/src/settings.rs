@@ -68,7 +68,10 @@ impl fmt::Debug for Settings {
             .field("environment", &self.environment)
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "database_url",
+                &insta_router_storage::redact_database_url(&self.database_url),
+            )
             .field("auto_migrate", &self.auto_migrate)
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
@@ -274,13 +277,6 @@ fn name_env(message: &str) -> String {
             key.to_ascii_uppercase()
         ),
         None => message.to_owned(),
-    }
-}
-
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
-        _ => url.to_owned(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use insta_router_app::{AccountService, App, PlaintextCipher, SystemClock};
 use insta_router_http::HttpSettings;
-use insta_router_storage::{Database, DbOptions, normalize_database_url};
+use insta_router_storage::{Database, DbOptions, normalize_database_url, redact_database_url};
 
 use crate::Settings;
 
@@ -30,9 +30,12 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
         sqlite_synchronous_full: settings.sqlite_synchronous.eq_ignore_ascii_case("full"),
         ..DbOptions::default()
     };
-    Database::connect(&url, &options)
-        .await
-        .with_context(|| format!("cannot open the database (DATABASE_URL={})", redact(&url)))
+    Database::connect(&url, &options).await.with_context(|| {
+        format!(
+            "cannot open the database (DATABASE_URL={})",
+            redact_database_url(&url)
+        )
+    })
 }
 
 impl Application {
@@ -104,12 +107,5 @@ impl Application {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.db.close()).await;
         tracing::info!("shut down");
         Ok(())
-    }
-}
-
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
-        _ => url.to_owned(),
     }
 }

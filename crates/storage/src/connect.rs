@@ -109,7 +109,7 @@ impl Database {
         } else if url.starts_with("mysql://") {
             Backend::MySql
         } else {
-            return Err(StorageError::UnsupportedUrl(redact(url)));
+            return Err(StorageError::UnsupportedUrl(redact_database_url(url)));
         };
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.max_connections(options.max_connections)
@@ -250,8 +250,8 @@ impl HealthCheck for Database {
     }
 }
 
-/// The URL without its password, for error messages.
-fn redact(url: &str) -> String {
+/// The database URL without its password, for messages and logs.
+pub fn redact_database_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -298,7 +298,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("oracle://u:secret@h/db"), "oracle://u:***@h/db");
-        assert_eq!(redact("oracle://h/db"), "oracle://h/db");
+        assert_eq!(
+            redact_database_url("oracle://u:secret@h/db"),
+            "oracle://u:***@h/db"
+        );
+        assert_eq!(redact_database_url("oracle://h/db"), "oracle://h/db");
     }
 }

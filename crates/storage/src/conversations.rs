@@ -6,14 +6,14 @@ use insta_router_domain::{
 };
 use insta_router_ports::{ConversationRepository, Page, PageRequest, RepoError};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 
 use crate::Backend;
 use crate::entity::conversations::{Column, Entity, Model};
 use crate::error::unavailable;
-use crate::page::{into_page, parse_time_cursor, time_cursor};
+use crate::page::{after_time_cursor, into_page, time_cursor};
 use crate::time::{from_micros, to_micros};
 
 /// Conversations in the `conversations` table.
@@ -98,14 +98,7 @@ impl ConversationRepository for SeaConversationRepository {
             .order_by_desc(Column::Id)
             .limit(u64::from(limit) + 1);
         if let Some(after) = &page.after {
-            let (at, id) = parse_time_cursor(after)?;
-            query = query.filter(
-                Condition::any().add(Column::LastMessageAt.lt(at)).add(
-                    Condition::all()
-                        .add(Column::LastMessageAt.eq(at))
-                        .add(Column::Id.lt(id)),
-                ),
-            );
+            query = query.filter(after_time_cursor(after, Column::LastMessageAt, Column::Id)?);
         }
         let rows = query.all(&self.db).await.map_err(unavailable)?;
         into_page(

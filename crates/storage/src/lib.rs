@@ -16,7 +16,7 @@ pub mod testing;
 mod time;
 
 pub use accounts::SeaAccountRepository;
-pub use connect::{Backend, Database, DbOptions, normalize_database_url};
+pub use connect::{Backend, Database, DbOptions, normalize_database_url, redact_database_url};
 pub use conversations::SeaConversationRepository;
 pub use error::StorageError;
 pub use messages::SeaMessageRepository;

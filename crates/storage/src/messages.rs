@@ -8,14 +8,14 @@ use insta_router_domain::{
 use insta_router_ports::{MessageRepository, Page, PageRequest, RepoError};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseBackend, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::entity::messages::{ActiveModel, Column, Entity, Model};
 use crate::error::{map_err, unavailable};
-use crate::page::{into_page, parse_time_cursor, time_cursor};
+use crate::page::{after_time_cursor, into_page, time_cursor};
 use crate::time::{from_micros, to_micros};
 
 /// Messages in the `messages` table.
@@ -80,14 +80,7 @@ impl MessageRepository for SeaMessageRepository {
             .order_by_desc(Column::Id)
             .limit(u64::from(limit) + 1);
         if let Some(after) = &page.after {
-            let (timestamp, id) = parse_time_cursor(after)?;
-            query = query.filter(
-                Condition::any().add(Column::Timestamp.lt(timestamp)).add(
-                    Condition::all()
-                        .add(Column::Timestamp.eq(timestamp))
-                        .add(Column::Id.lt(id)),
-                ),
-            );
+            query = query.filter(after_time_cursor(after, Column::Timestamp, Column::Id)?);
         }
         let rows = query.all(&self.db).await.map_err(unavailable)?;
         into_page(rows, limit, |r| time_cursor(r.timestamp, &r.id), from_model)

@@ -2,6 +2,7 @@
 //! the last row's key as the cursor of the next page.
 
 use insta_router_ports::{Page, RepoError};
+use sea_orm::{ColumnTrait, Condition};
 
 /// Turns rows fetched with `limit + 1` into a page.
 pub(crate) fn into_page<M, T>(
@@ -22,9 +23,16 @@ pub(crate) fn time_cursor(micros: i64, id: &str) -> String {
     format!("{micros}:{id}")
 }
 
-/// Parses [`time_cursor`]'s output.
-pub(crate) fn parse_time_cursor(cursor: &str) -> Result<(i64, String), RepoError> {
-    let (micros, id) = cursor.split_once(':').ok_or(RepoError::InvalidCursor)?;
-    let micros = micros.parse().map_err(|_| RepoError::InvalidCursor)?;
-    Ok((micros, id.to_owned()))
+/// The rows after [`time_cursor`]'s `cursor` in a listing ordered by `time` descending, then
+/// `id` descending.
+pub(crate) fn after_time_cursor(
+    cursor: &str,
+    time: impl ColumnTrait,
+    id: impl ColumnTrait,
+) -> Result<Condition, RepoError> {
+    let (micros, last_id) = cursor.split_once(':').ok_or(RepoError::InvalidCursor)?;
+    let micros: i64 = micros.parse().map_err(|_| RepoError::InvalidCursor)?;
+    Ok(Condition::any()
+        .add(time.lt(micros))
+        .add(Condition::all().add(time.eq(micros)).add(id.lt(last_id))))
 }
