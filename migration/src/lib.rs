@@ -16,6 +16,7 @@ mod m20260101_000001_create_accounts;
 mod m20260101_000002_create_messages;
 mod m20260101_000003_create_outbound_messages;
 mod m20260101_000004_create_conversations;
+mod m20260201_000005_create_inbound;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000002_create_messages::Migration),
             Box::new(m20260101_000003_create_outbound_messages::Migration),
             Box::new(m20260101_000004_create_conversations::Migration),
+            Box::new(m20260201_000005_create_inbound::Migration),
         ]
     }
 }

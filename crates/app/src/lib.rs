@@ -5,6 +5,7 @@
 //! This crate never names sea-orm, reqwest or actix.
 
 mod accounts;
+mod ingest;
 mod system;
 
 use std::sync::Arc;
@@ -12,19 +13,26 @@ use std::sync::Arc;
 use insta_router_ports::{HealthCheck, RepoError};
 
 pub use accounts::{AccountError, AccountService};
+pub use ingest::{IngestError, IngestReport, IngestSettings, Ingestor, ReceivedWebhook};
 pub use system::{PlaintextCipher, SystemClock, new_id_bits};
 
 /// Every use case, wired to its ports.
 pub struct App {
     /// Managing connected accounts.
     pub accounts: AccountService,
+    /// Storing verified webhook requests.
+    pub ingest: Ingestor,
     health: Arc<dyn HealthCheck>,
 }
 
 impl App {
     /// Wires the use cases.
-    pub fn new(accounts: AccountService, health: Arc<dyn HealthCheck>) -> Self {
-        Self { accounts, health }
+    pub fn new(accounts: AccountService, ingest: Ingestor, health: Arc<dyn HealthCheck>) -> Self {
+        Self {
+            accounts,
+            ingest,
+            health,
+        }
     }
 
     /// Whether the database answers.

@@ -115,6 +115,23 @@ public_id!(
     "msg"
 );
 
+public_id!(
+    /// Our id of one received webhook request, as kept in the journal (`whk_...`).
+    WebhookId,
+    "whk"
+);
+public_id!(
+    /// Our id of a stored inbound event that is not a message (`evt_...`): a reaction, a read,
+    /// a deletion, a referral, or a kind this version does not know.
+    EventId,
+    "evt"
+);
+public_id!(
+    /// Our id of a queued job (`job_...`).
+    JobId,
+    "job"
+);
+
 meta_id!(
     /// The id of an Instagram professional account as Meta puts it in webhooks
     /// (`entry[].id`, the recipient of inbound messages).
@@ -128,6 +145,13 @@ meta_id!(
     /// Meta's message id (`mid`).
     InstagramMessageId
 );
+
+impl InstagramAccountId {
+    /// The same id as a user id: the account is the sender of its own messages.
+    pub fn to_user_id(&self) -> InstagramUserId {
+        InstagramUserId(self.0.clone())
+    }
+}
 
 /// The id of a conversation: one customer and one business account.
 ///

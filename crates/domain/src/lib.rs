@@ -43,15 +43,22 @@
 mod account;
 mod conversation;
 mod error;
+mod event;
 pub mod id;
+mod job;
 mod message;
 mod secret;
 
 pub use account::{Account, AccountDraft, AccountPatch, CrmWebhookUrl, Username};
 pub use conversation::Conversation;
 pub use error::{FieldError, ValidationErrors};
+pub use event::{InboundEvent, InboundEventKind, Parties, ReactionAction, ReceivedMessage};
 pub use id::{
-    AccountId, ConversationId, InstagramAccountId, InstagramMessageId, InstagramUserId, MessageId,
+    AccountId, ConversationId, EventId, InstagramAccountId, InstagramMessageId, InstagramUserId,
+    JobId, MessageId, WebhookId,
 };
-pub use message::{Attachment, AttachmentKind, Direction, Message, MessageKind, ReplyTo};
+pub use job::{ClaimedJob, Job, JobKind, JobLease, JobStatus, NewJob};
+pub use message::{
+    Attachment, AttachmentKind, Direction, Message, MessageContext, MessageKind, Referral, ReplyTo,
+};
 pub use secret::{SealedSecret, Secret};

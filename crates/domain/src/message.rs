@@ -146,6 +146,40 @@ pub enum ReplyTo {
     },
 }
 
+/// How a conversation was opened from outside Instagram: an ig.me link or a click-to-Direct ad.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Referral {
+    /// The `ref` parameter of the link or ad.
+    pub ref_param: Option<String>,
+    /// Where the customer came from (`IGME_SOURCE_LINK`, `ADS`, ...).
+    pub source: Option<String>,
+    /// Meta's referral type (`OPEN_THREAD`).
+    pub kind: Option<String>,
+    /// The ad's id, for click-to-Direct ads.
+    pub ad_id: Option<String>,
+    /// The ad's title, for click-to-Direct ads.
+    pub ad_title: Option<String>,
+}
+
+/// What came with a message besides its content.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageContext {
+    /// The developer-defined payload of a quick reply or postback button.
+    pub payload: Option<String>,
+    /// The link or ad that opened the conversation, on the first message after it.
+    pub referral: Option<Referral>,
+    /// True when Meta sent the message on the `standby` channel: another app controls the
+    /// thread, so this one must not answer it.
+    pub standby: bool,
+}
+
+impl MessageContext {
+    /// True when there is nothing to keep.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
 /// One stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -171,6 +205,8 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     /// What it replies to, if anything.
     pub reply_to: Option<ReplyTo>,
+    /// Button payloads, referral, standby.
+    pub context: MessageContext,
     /// When it happened, by Meta's clock.
     pub sent_at: DateTime<Utc>,
     /// When we stored it.

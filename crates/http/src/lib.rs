@@ -11,6 +11,7 @@ mod docs;
 mod pagination;
 mod problem;
 mod system;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{ResponseError, web};
 use insta_router_app::App;
+use insta_router_instagram::WebhookVerifier;
 use utoipa_actix_web::AppExt;
 
 pub use problem::ApiError;
@@ -29,11 +31,18 @@ pub struct HttpSettings {
     pub environment: String,
     /// Largest JSON request body accepted by the REST API, in bytes.
     pub max_json_bytes: usize,
+    /// Largest Meta webhook body accepted, in bytes.
+    pub max_webhook_bytes: usize,
+    /// The token Meta must present to subscribe; empty never matches.
+    pub verify_token: String,
+    /// The app secrets that may sign Meta webhooks.
+    pub app_secrets: Vec<String>,
 }
 
 /// Shared state of every handler.
 pub(crate) struct State {
     pub(crate) app: Arc<App>,
+    pub(crate) verifier: WebhookVerifier,
     pub(crate) settings: HttpSettings,
 }
 
@@ -55,7 +64,13 @@ pub fn app(
         .error_handler(|err, _req| ApiError::from(err).into());
     let query = web::QueryConfig::default().error_handler(|err, _req| ApiError::from(err).into());
     let path = web::PathConfig::default().error_handler(|err, _req| ApiError::from(err).into());
-    let state = web::Data::new(State { app, settings });
+    let secrets: Vec<&str> = settings.app_secrets.iter().map(String::as_str).collect();
+    let verifier = WebhookVerifier::new(&secrets);
+    let state = web::Data::new(State {
+        app,
+        verifier,
+        settings,
+    });
     let (app, api) = actix_web::App::new()
         .into_utoipa_app()
         .openapi(docs::base())
@@ -64,6 +79,7 @@ pub fn app(
         .app_data(query)
         .app_data(path)
         .configure(system::routes)
+        .configure(webhooks::routes)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_api_key))
@@ -82,6 +98,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .into_utoipa_app()
         .openapi(docs::base())
         .configure(system::routes)
+        .configure(webhooks::routes)
         .service(utoipa_actix_web::scope("/api/v1").configure(accounts::routes))
         .split_for_parts();
     api

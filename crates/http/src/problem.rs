@@ -14,6 +14,9 @@ pub enum ApiError {
     /// No usable credentials.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The credentials are valid but do not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The resource does not exist.
     #[error("not found: {0}")]
     NotFound(String),
@@ -40,6 +43,9 @@ pub enum ApiError {
     /// A dependency (the database) is down; the client may retry.
     #[error("service unavailable")]
     Unavailable,
+    /// Storing failed; the client should retry (Meta does, on any status but 200).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// The problem document (RFC 9457).
@@ -73,6 +79,7 @@ impl ApiError {
     fn kind(&self) -> (&'static str, &'static str) {
         match self {
             Self::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => ("forbidden", "Forbidden"),
             Self::NotFound(_) => ("not-found", "Not Found"),
             Self::Conflict { .. } => ("conflict", "Conflict"),
             Self::Invalid(_) => ("validation", "Validation Failed"),
@@ -80,14 +87,17 @@ impl ApiError {
             Self::PayloadTooLarge(_) => ("payload-too-large", "Payload Too Large"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported Media Type"),
             Self::Unavailable => ("unavailable", "Service Unavailable"),
+            Self::Internal(_) => ("internal", "Internal Server Error"),
         }
     }
 
     fn detail(&self) -> String {
         match self {
-            Self::Unauthorized(detail) | Self::NotFound(detail) | Self::Unprocessable(detail) => {
-                detail.clone()
-            }
+            Self::Unauthorized(detail)
+            | Self::Forbidden(detail)
+            | Self::NotFound(detail)
+            | Self::Unprocessable(detail)
+            | Self::Internal(detail) => detail.clone(),
             Self::Conflict { detail, .. } => detail.clone(),
             Self::Invalid(errors) => format!("{} invalid: {errors}", fields_phrase(errors)),
             Self::PayloadTooLarge(limit) => format!("the request body exceeds {limit} bytes"),
@@ -106,12 +116,14 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Invalid(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -1,8 +1,14 @@
 //! Instagram adapter of insta-router: Meta's wire format.
 //!
-//! So far: verification of the `X-Hub-Signature-256` header Meta puts on every webhook.
-//! Payload parsing and the Graph API client come with the inbound and sending features.
+//! - [`verify_signature`]: the `X-Hub-Signature-256` header Meta puts on every webhook,
+//!   checked in constant time over the raw body before anything parses it;
+//! - [`parse_notification`]: a verified body into domain events, every item on its own, never
+//!   panicking and never dropping what it does not understand.
+//!
+//! The Graph API client comes with the sending feature.
 
 mod signature;
+mod webhook;
 
-pub use signature::{SignatureError, verify_signature};
+pub use signature::{SignatureError, WebhookVerifier, sign_body, verify_signature};
+pub use webhook::{Notification, PayloadError, parse_notification};

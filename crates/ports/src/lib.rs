@@ -7,11 +7,18 @@
 //! With the `mocks` feature every trait has a mockall double (`MockAccountRepository`, ...).
 
 mod error;
+mod inbound;
 mod page;
 mod store;
 mod system;
 
 pub use error::{BoxError, CipherError, RepoError};
+#[cfg(any(test, feature = "mocks"))]
+pub use inbound::MockJobQueue;
+pub use inbound::{
+    AccountRoute, Deletion, EventRecord, InboundStore, InboundUnit, JobQueue, JournalEntry,
+    JournalStatus,
+};
 pub use page::{Page, PageRequest};
 pub use store::{AccountRepository, ConversationRepository, HealthCheck, MessageRepository};
 #[cfg(any(test, feature = "mocks"))]

@@ -59,6 +59,12 @@ pub struct Settings {
     pub max_json_bytes: usize,
     /// Seconds to finish in-flight requests on SIGINT/SIGTERM.
     pub shutdown_timeout: u64,
+    /// Largest Meta webhook body accepted, in bytes; larger ones get 413.
+    pub max_webhook_bytes: usize,
+    /// Writer tasks storing webhooks; 0 picks 1 on SQLite and 4 on PostgreSQL/MySQL.
+    pub ingest_writers: usize,
+    /// Most webhook requests committed in one transaction.
+    pub ingest_max_batch: usize,
 }
 
 impl fmt::Debug for Settings {
@@ -117,6 +123,9 @@ const KEYS: &[&str] = &[
     "ENCRYPTION_KEY",
     "MAX_JSON_BYTES",
     "SHUTDOWN_TIMEOUT",
+    "MAX_WEBHOOK_BYTES",
+    "INGEST_WRITERS",
+    "INGEST_MAX_BATCH",
 ];
 
 /// Why the configuration cannot be used.
@@ -256,6 +265,12 @@ impl Settings {
         }
         if self.max_json_bytes < 1024 {
             errors.push("MAX_JSON_BYTES must be at least 1024".to_owned());
+        }
+        if self.max_webhook_bytes < 1024 {
+            errors.push("MAX_WEBHOOK_BYTES must be at least 1024".to_owned());
+        }
+        if self.ingest_max_batch == 0 {
+            errors.push("INGEST_MAX_BATCH must be at least 1".to_owned());
         }
         if errors.is_empty() {
             Ok(())

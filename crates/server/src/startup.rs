@@ -5,9 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use insta_router_app::{AccountService, App, PlaintextCipher, SystemClock};
+use insta_router_app::{
+    AccountService, App, IngestSettings, Ingestor, PlaintextCipher, SystemClock,
+};
 use insta_router_http::HttpSettings;
-use insta_router_storage::{Database, DbOptions, normalize_database_url, redact_database_url};
+use insta_router_storage::{
+    Backend, Database, DbOptions, normalize_database_url, redact_database_url,
+};
 
 use crate::Settings;
 
@@ -16,6 +20,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     port: u16,
     db: Database,
+    app: Arc<App>,
 }
 
 /// Opens the database named by the settings.
@@ -56,17 +61,38 @@ impl Application {
                 .await
                 .context("cannot migrate the database")?;
         }
+        let writers = match (settings.ingest_writers, db.backend()) {
+            (0, Backend::Sqlite) => 1,
+            (0, Backend::Postgres | Backend::MySql) => 4,
+            (n, _) => n,
+        };
+        let ingest = Ingestor::start(
+            Arc::new(db.inbound()),
+            IngestSettings {
+                writers,
+                max_batch: settings.ingest_max_batch,
+                ..IngestSettings::default()
+            },
+        );
         let app = Arc::new(App::new(
             AccountService::new(
                 Arc::new(db.accounts()),
                 Arc::new(PlaintextCipher),
                 Arc::new(SystemClock),
             ),
+            ingest,
             Arc::new(db.clone()),
         ));
         let http = HttpSettings {
             environment: settings.environment.clone(),
             max_json_bytes: settings.max_json_bytes,
+            max_webhook_bytes: settings.max_webhook_bytes,
+            verify_token: settings.facebook_verify_token.clone(),
+            app_secrets: settings
+                .app_secrets()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         };
         let listener =
             TcpListener::bind((settings.host.as_str(), settings.port)).with_context(|| {
@@ -76,11 +102,13 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
-        let server =
-            actix_web::HttpServer::new(move || insta_router_http::app(app.clone(), http.clone()))
-                .listen(listener)?
-                .shutdown_timeout(settings.shutdown_timeout)
-                .run();
+        let shared = app.clone();
+        let server = actix_web::HttpServer::new(move || {
+            insta_router_http::app(shared.clone(), http.clone())
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.shutdown_timeout)
+        .run();
         tracing::info!(
             environment = %settings.environment,
             backend = ?db.backend(),
@@ -88,7 +116,12 @@ impl Application {
             env!("CARGO_PKG_VERSION"),
             settings.host,
         );
-        Ok(Self { server, port, db })
+        Ok(Self {
+            server,
+            port,
+            db,
+            app,
+        })
     }
 
     /// The bound port.
@@ -103,7 +136,9 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
-        tracing::info!("stopped accepting requests; closing the database");
+        tracing::info!("stopped accepting requests; finishing queued webhook writes");
+        self.app.ingest.shutdown().await;
+        tracing::info!("closing the database");
         let _ = tokio::time::timeout(Duration::from_secs(5), self.db.close()).await;
         tracing::info!("shut down");
         Ok(())

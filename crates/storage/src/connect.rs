@@ -9,7 +9,10 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection};
 
 use crate::error::unavailable;
-use crate::{SeaAccountRepository, SeaConversationRepository, SeaMessageRepository, StorageError};
+use crate::{
+    SeaAccountRepository, SeaConversationRepository, SeaInboundStore, SeaJobQueue,
+    SeaMessageRepository, StorageError,
+};
 
 /// The database products insta-router runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +213,29 @@ impl Database {
             .collect()
     }
 
+    /// How many rows `table` holds; `table` must be one of [`Database::table_names`].
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Corrupt`] for an unknown table, [`RepoError::Unavailable`].
+    pub async fn row_count(&self, table: &str) -> Result<u64, RepoError> {
+        if !self.table_names().await?.iter().any(|t| t == table) {
+            return Err(RepoError::Corrupt(format!("no table {table}")));
+        }
+        let quoted = match self.backend {
+            Backend::MySql => format!("`{table}`"),
+            Backend::Sqlite | Backend::Postgres => format!("\"{table}\""),
+        };
+        let row = self
+            .conn
+            .query_one_raw(self.statement(&format!("SELECT COUNT(*) AS n FROM {quoted}")))
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| RepoError::Corrupt("COUNT(*) returned no row".to_owned()))?;
+        let n: i64 = row.try_get_by_index(0).map_err(unavailable)?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
     /// The account store.
     pub fn accounts(&self) -> SeaAccountRepository {
         SeaAccountRepository::new(self.conn.clone())
@@ -223,6 +249,16 @@ impl Database {
     /// The conversation store.
     pub fn conversations(&self) -> SeaConversationRepository {
         SeaConversationRepository::new(self.conn.clone(), self.backend)
+    }
+
+    /// The inbound pipeline's store.
+    pub fn inbound(&self) -> SeaInboundStore {
+        SeaInboundStore::new(self.conn.clone(), self.backend)
+    }
+
+    /// The job queue.
+    pub fn jobs(&self) -> SeaJobQueue {
+        SeaJobQueue::new(self.conn.clone(), self.backend)
     }
 
     /// Closes the pool, waiting for connections in use.

@@ -31,7 +31,7 @@ impl SeaConversationRepository {
 
 /// The upsert that merges timestamps, per backend: the earliest start, the latest message and
 /// the latest inbound time win, whatever order writers commit in.
-fn upsert_sql(backend: Backend) -> &'static str {
+pub(crate) fn upsert_sql(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => {
             "INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \

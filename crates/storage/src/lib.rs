@@ -9,6 +9,8 @@ mod connect;
 mod conversations;
 mod entity;
 mod error;
+mod inbound;
+mod jobs;
 mod messages;
 mod page;
 #[cfg(feature = "testing")]
@@ -19,4 +21,6 @@ pub use accounts::SeaAccountRepository;
 pub use connect::{Backend, Database, DbOptions, normalize_database_url, redact_database_url};
 pub use conversations::SeaConversationRepository;
 pub use error::StorageError;
+pub use inbound::SeaInboundStore;
+pub use jobs::SeaJobQueue;
 pub use messages::SeaMessageRepository;

@@ -3,17 +3,76 @@
 use async_trait::async_trait;
 use insta_router_domain::{
     Attachment, AttachmentKind, ConversationId, Direction, FieldError, InstagramAccountId,
-    InstagramMessageId, InstagramUserId, Message, MessageId, MessageKind, ReplyTo,
+    InstagramMessageId, InstagramUserId, Message, MessageContext, MessageId, MessageKind, Referral,
+    ReplyTo,
 };
 use insta_router_ports::{MessageRepository, Page, PageRequest, RepoError};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect, Value,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::entity::messages::{ActiveModel, Column, Entity, Model};
+
+/// The columns of `messages`, in the order [`message_row`] gives values.
+pub(crate) const COLUMNS: [&str; 15] = [
+    "id",
+    "instagram_account_id",
+    "conversation_id",
+    "mid",
+    "sender_id",
+    "recipient_id",
+    "message_text",
+    "direction",
+    "kind",
+    "attachments",
+    "reply_to",
+    "timestamp",
+    "created_at",
+    "deleted_at",
+    "context",
+];
+
+/// One message as the values of [`COLUMNS`].
+pub(crate) fn message_row(message: &Message) -> Result<Vec<Value>, RepoError> {
+    let active = to_active(message)?;
+    let values: Vec<Value> = Column::iter()
+        .map(|c| active.get(c).into_value().unwrap_or(Value::String(None)))
+        .collect();
+    debug_assert_eq!(values.len(), COLUMNS.len());
+    Ok(values)
+}
+
+/// A referral as stored.
+pub(crate) fn referral_json(r: &Referral) -> serde_json::Value {
+    serde_json::json!({
+        "ref": r.ref_param, "source": r.source, "type": r.kind,
+        "ad_id": r.ad_id, "ad_title": r.ad_title,
+    })
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct StoredContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    referral: Option<StoredReferral>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    standby: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredReferral {
+    #[serde(rename = "ref")]
+    ref_param: Option<String>,
+    source: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    ad_id: Option<String>,
+    ad_title: Option<String>,
+}
 use crate::error::{map_err, unavailable};
 use crate::page::{after_time_cursor, into_page, time_cursor};
 use crate::time::{from_micros, to_micros};
@@ -138,6 +197,23 @@ fn to_active(message: &Message) -> Result<ActiveModel, RepoError> {
             serde_json::to_string(&stored).map_err(encode)
         })
         .transpose()?;
+    let context = if message.context.is_empty() {
+        None
+    } else {
+        let c = &message.context;
+        let stored = StoredContext {
+            payload: c.payload.clone(),
+            referral: c.referral.as_ref().map(|r| StoredReferral {
+                ref_param: r.ref_param.clone(),
+                source: r.source.clone(),
+                kind: r.kind.clone(),
+                ad_id: r.ad_id.clone(),
+                ad_title: r.ad_title.clone(),
+            }),
+            standby: c.standby,
+        };
+        Some(serde_json::to_string(&stored).map_err(encode)?)
+    };
     Ok(ActiveModel {
         id: Set(message.id.as_str().to_owned()),
         instagram_account_id: Set(message.instagram_account_id.as_str().to_owned()),
@@ -153,6 +229,7 @@ fn to_active(message: &Message) -> Result<ActiveModel, RepoError> {
         timestamp: Set(to_micros(message.sent_at)),
         created_at: Set(to_micros(message.created_at)),
         deleted_at: Set(message.deleted_at.map(to_micros)),
+        context: Set(context),
     })
 }
 
@@ -182,6 +259,24 @@ fn from_model(row: Model) -> Result<Message, RepoError> {
             },
         ),
     };
+    let context = match &row.context {
+        None => MessageContext::default(),
+        Some(json) => {
+            let c: StoredContext =
+                serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
+            MessageContext {
+                payload: c.payload,
+                referral: c.referral.map(|r| Referral {
+                    ref_param: r.ref_param,
+                    source: r.source,
+                    kind: r.kind,
+                    ad_id: r.ad_id,
+                    ad_title: r.ad_title,
+                }),
+                standby: c.standby,
+            }
+        }
+    };
     Ok(Message {
         id: MessageId::parse("id", &row.id).map_err(field)?,
         instagram_account_id: InstagramAccountId::parse(
@@ -205,6 +300,7 @@ fn from_model(row: Model) -> Result<Message, RepoError> {
         text: row.message_text.clone(),
         attachments,
         reply_to,
+        context,
         sent_at: from_micros(row.timestamp)?,
         created_at: from_micros(row.created_at)?,
         deleted_at: row.deleted_at.map(from_micros).transpose()?,

@@ -22,6 +22,8 @@ pub struct Model {
     pub timestamp: i64,
     pub created_at: i64,
     pub deleted_at: Option<i64>,
+    /// JSON `{payload, referral, standby}`, absent when empty.
+    pub context: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

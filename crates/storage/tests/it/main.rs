@@ -6,6 +6,8 @@
 
 mod accounts;
 mod conversations;
+mod inbound;
+mod jobs;
 mod messages;
 mod migrations;
 

@@ -2,7 +2,7 @@
 
 use insta_router_domain::{
     Attachment, AttachmentKind, ConversationId, Direction, InstagramAccountId, InstagramMessageId,
-    InstagramUserId, Message, MessageId, MessageKind, ReplyTo,
+    InstagramUserId, Message, MessageContext, MessageId, MessageKind, Referral, ReplyTo,
 };
 use insta_router_ports::{MessageRepository, PageRequest, RepoError};
 
@@ -23,6 +23,7 @@ fn message(n: u128, account: &str, mid: Option<&str>, secs: i64) -> Message {
         text: Some(format!("hello {n} ünïcode ❤️")),
         attachments: Vec::new(),
         reply_to: None,
+        context: MessageContext::default(),
         sent_at: at(secs),
         created_at: at(secs + 1),
         deleted_at: None,
@@ -35,6 +36,17 @@ async fn messages_round_trip_with_attachments_and_reply_context() {
         let repo = db.messages();
         let mut m = message(1, "17841400000000001", Some("mid.img.0001"), 0);
         m.kind = MessageKind::StoryReply;
+        m.context = MessageContext {
+            payload: Some("CONFIRM_YES".into()),
+            referral: Some(Referral {
+                ref_param: Some("ad_ref_42".into()),
+                source: Some("ADS".into()),
+                kind: Some("OPEN_THREAD".into()),
+                ad_id: Some("120200000000000001".into()),
+                ad_title: Some("Summer sneakers".into()),
+            }),
+            standby: true,
+        };
         m.attachments = vec![
             Attachment {
                 kind: AttachmentKind::Image,

@@ -1,0 +1,480 @@
+//! Ingesting verified webhook requests: journal, events, conversations and follow-up jobs,
+//! committed before the request is answered.
+//!
+//! # Group commit
+//!
+//! One transaction per request would cap throughput at the database's commit rate. Instead
+//! requests go to writer tasks through a queue; a writer takes every request waiting (up to
+//! `max_batch`), writes them all in one transaction with multi-row statements, commits, and
+//! only then answers each of them. Under light load a group is one request and nothing waits;
+//! under heavy load the cost of a commit is shared by the whole group.
+//!
+//! When a group fails, each of its requests is retried on its own, so one request the
+//! database refuses cannot fail the others. A request that still fails while the database
+//! accepts its journal entry is journaled as `failed` (kept verbatim for replay) and answered;
+//! when even that fails the database is unavailable and the caller answers 500, so Meta
+//! retries.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use insta_router_domain::{
+    AccountId, Conversation, ConversationId, Direction, EventId, InboundEvent, InboundEventKind,
+    InstagramAccountId, JobId, JobKind, Message, MessageId, MessageKind, NewJob, WebhookId,
+};
+use insta_router_ports::{
+    AccountRoute, Deletion, EventRecord, InboundStore, JournalEntry, JournalStatus, RepoError,
+};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::new_id_bits;
+
+/// How the writers group requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestSettings {
+    /// Writer tasks: one on SQLite (one writer at a time anyway), a few on servers.
+    pub writers: usize,
+    /// Most requests written in one transaction.
+    pub max_batch: usize,
+    /// Requests that may wait for a writer before callers wait to enqueue.
+    pub queue: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            writers: 1,
+            max_batch: 256,
+            queue: 4096,
+        }
+    }
+}
+
+/// A verified webhook request.
+#[derive(Debug, Clone)]
+pub struct ReceivedWebhook {
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// The raw body, exactly as signed.
+    pub body: Vec<u8>,
+    /// Its events, or why it is not a usable notification.
+    pub parsed: Result<Vec<InboundEvent>, String>,
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Its journal id.
+    pub webhook_id: WebhookId,
+    /// How many of its events were new (stored for the first time).
+    pub processed: u32,
+    /// How it was journaled.
+    pub status: JournalStatus,
+}
+
+/// Why a request could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The database refused even the journal entry.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] RepoError),
+    /// The service is shutting down.
+    #[error("the service is shutting down")]
+    ShuttingDown,
+}
+
+struct Pending {
+    webhook: ReceivedWebhook,
+    reply: oneshot::Sender<Result<IngestReport, IngestError>>,
+}
+
+/// Stores verified webhook requests through group-committing writer tasks.
+pub struct Ingestor {
+    sender: std::sync::Mutex<Option<mpsc::Sender<Pending>>>,
+    writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Ingestor {
+    /// Starts the writer tasks on the current tokio runtime.
+    pub fn start(store: Arc<dyn InboundStore>, settings: IngestSettings) -> Self {
+        let (sender, receiver) = mpsc::channel::<Pending>(settings.queue.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        let max_batch = settings.max_batch.max(1);
+        let writers = (0..settings.writers.max(1))
+            .map(|_| {
+                let receiver = receiver.clone();
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut batch = Vec::with_capacity(max_batch);
+                    loop {
+                        let received = receiver.lock().await.recv_many(&mut batch, max_batch).await;
+                        if received == 0 {
+                            break;
+                        }
+                        write_group(store.as_ref(), std::mem::take(&mut batch)).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            sender: std::sync::Mutex::new(Some(sender)),
+            writers: std::sync::Mutex::new(writers),
+        }
+    }
+
+    /// Stores one request; returns once it is committed.
+    ///
+    /// # Errors
+    ///
+    /// [`IngestError::Unavailable`] when nothing of it could be stored.
+    pub async fn ingest(&self, webhook: ReceivedWebhook) -> Result<IngestReport, IngestError> {
+        let sender = self
+            .sender
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or(IngestError::ShuttingDown)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Pending { webhook, reply })
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        answer.await.map_err(|_| IngestError::ShuttingDown)?
+    }
+
+    /// Stops taking requests and waits for the writers to finish those already queued.
+    pub async fn shutdown(&self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+        let writers = self
+            .writers
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        for writer in writers {
+            let _ = writer.await;
+        }
+    }
+}
+
+async fn write_group(store: &dyn InboundStore, group: Vec<Pending>) {
+    let prepared: Vec<Prepared> = group.iter().map(|p| Prepared::new(&p.webhook)).collect();
+    match write(store, &prepared).await {
+        Ok(reports) => {
+            for (pending, report) in group.into_iter().zip(reports) {
+                let _ = pending.reply.send(Ok(report));
+            }
+        }
+        Err(group_error) => {
+            if group.len() > 1 {
+                tracing::warn!(error = %group_error, requests = group.len(), "group write failed; writing its requests one by one");
+            }
+            for (pending, prepared) in group.into_iter().zip(prepared) {
+                let result = write_alone(store, prepared).await;
+                let _ = pending.reply.send(result);
+            }
+        }
+    }
+}
+
+async fn write_alone(
+    store: &dyn InboundStore,
+    prepared: Prepared,
+) -> Result<IngestReport, IngestError> {
+    let one = std::slice::from_ref(&prepared);
+    if let Ok(mut reports) = write(store, one).await {
+        return reports.pop().ok_or(IngestError::ShuttingDown);
+    }
+    // Once more, for a transient failure (a deadlock, a dropped connection).
+    let last = match write(store, one).await {
+        Ok(mut reports) => return reports.pop().ok_or(IngestError::ShuttingDown),
+        Err(e) => e,
+    };
+    tracing::error!(error = %last, webhook_id = %prepared.journal.id, "cannot store a webhook's events; journaling its body as failed");
+    let mut journal = prepared.journal.clone();
+    journal.status = JournalStatus::Failed;
+    journal.error = Some(last.to_string());
+    let result = async {
+        let mut unit = store.begin().await?;
+        unit.append_journal(std::slice::from_ref(&journal)).await?;
+        unit.commit().await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(IngestReport {
+            webhook_id: journal.id,
+            processed: 0,
+            status: JournalStatus::Failed,
+        }),
+        Err(e) => Err(IngestError::Unavailable(e)),
+    }
+}
+
+/// One request, ready to write: ids assigned, messages built.
+struct Prepared {
+    journal: JournalEntry,
+    events: Vec<PreparedEvent>,
+}
+
+enum PreparedEvent {
+    Message { message: Message, answerable: bool },
+    Other(EventRecord),
+}
+
+impl Prepared {
+    fn new(webhook: &ReceivedWebhook) -> Self {
+        let id = WebhookId::from_u128(new_id_bits());
+        let (events, status, error) = match &webhook.parsed {
+            Ok(events) => (events.as_slice(), JournalStatus::Accepted, None),
+            Err(reason) => (&[][..], JournalStatus::Unusable, Some(reason.clone())),
+        };
+        let prepared = events
+            .iter()
+            .map(|event| match &event.kind {
+                InboundEventKind::Message(m) => {
+                    let message = Message {
+                        id: MessageId::from_u128(new_id_bits()),
+                        instagram_account_id: m.parties.account.clone(),
+                        conversation_id: ConversationId::for_pair(
+                            &m.parties.account,
+                            &m.parties.customer,
+                        ),
+                        mid: Some(m.mid.clone()),
+                        direction: m.direction,
+                        sender_id: m.sender(),
+                        recipient_id: m.recipient(),
+                        kind: m.kind.clone(),
+                        text: m.text.clone(),
+                        attachments: m.attachments.clone(),
+                        reply_to: m.reply_to.clone(),
+                        context: m.context.clone(),
+                        sent_at: event.occurred_at,
+                        created_at: webhook.received_at,
+                        deleted_at: None,
+                    };
+                    PreparedEvent::Message {
+                        message,
+                        answerable: m.direction == Direction::Inbound && !event.standby,
+                    }
+                }
+                _ => PreparedEvent::Other(EventRecord {
+                    id: EventId::from_u128(new_id_bits()),
+                    webhook_id: id.clone(),
+                    received_at: webhook.received_at,
+                    event: event.clone(),
+                }),
+            })
+            .collect();
+        Self {
+            journal: JournalEntry {
+                id,
+                received_at: webhook.received_at,
+                body: webhook.body.clone(),
+                status,
+                error,
+                events: u32::try_from(events.len()).unwrap_or(u32::MAX),
+            },
+            events: prepared,
+        }
+    }
+}
+
+/// Writes a group in one unit of work; returns one report per request.
+async fn write(
+    store: &dyn InboundStore,
+    group: &[Prepared],
+) -> Result<Vec<IngestReport>, RepoError> {
+    let mut unit = store.begin().await?;
+    let journal: Vec<JournalEntry> = group.iter().map(|p| p.journal.clone()).collect();
+    unit.append_journal(&journal).await?;
+
+    // First occurrence of each message and event in the group; repeats are dropped here and
+    // credited to no one.
+    let mut seen_messages: HashSet<(&InstagramAccountId, &str)> = HashSet::new();
+    let mut seen_events: HashSet<(Option<&InstagramAccountId>, String)> = HashSet::new();
+    let mut messages: Vec<Message> = Vec::new();
+    let mut events: Vec<EventRecord> = Vec::new();
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    let mut answerable: HashSet<&MessageId> = HashSet::new();
+    let mut accounts: Vec<InstagramAccountId> = Vec::new();
+    for (index, prepared) in group.iter().enumerate() {
+        for event in &prepared.events {
+            match event {
+                PreparedEvent::Message {
+                    message,
+                    answerable: can_answer,
+                } => {
+                    let mid = message.mid.as_ref().map_or("", |m| m.as_str());
+                    if seen_messages.insert((&message.instagram_account_id, mid)) {
+                        owner.insert(message.id.as_str().to_owned(), index);
+                        if *can_answer {
+                            answerable.insert(&message.id);
+                        }
+                        accounts.push(message.instagram_account_id.clone());
+                        messages.push(message.clone());
+                    }
+                }
+                PreparedEvent::Other(record) => {
+                    if seen_events.insert((record.event.account(), record.event.dedup_key())) {
+                        owner.insert(record.id.as_str().to_owned(), index);
+                        if let Some(account) = record.event.account() {
+                            accounts.push(account.clone());
+                        }
+                        events.push(record.clone());
+                    }
+                }
+            }
+        }
+    }
+    accounts.sort();
+    accounts.dedup();
+    let routes: HashMap<InstagramAccountId, AccountRoute> = unit
+        .routes(&accounts)
+        .await?
+        .into_iter()
+        .map(|r| (r.instagram_account_id.clone(), r))
+        .collect();
+
+    let new_messages: HashSet<MessageId> =
+        unit.insert_messages(&messages).await?.into_iter().collect();
+    let new_events: HashSet<EventId> = unit.insert_events(&events).await?.into_iter().collect();
+
+    let deletions: Vec<Deletion> = events
+        .iter()
+        .filter(|r| new_events.contains(&r.id))
+        .filter_map(|r| match &r.event.kind {
+            InboundEventKind::Deleted { parties, mid } => Some(Deletion {
+                account: parties.account.clone(),
+                mid: mid.clone(),
+                at: r.event.occurred_at,
+            }),
+            _ => None,
+        })
+        .collect();
+    if !deletions.is_empty() {
+        unit.mark_deleted(&deletions).await?;
+    }
+
+    let mut conversations: HashMap<&ConversationId, Conversation> = HashMap::new();
+    for message in messages.iter().filter(|m| new_messages.contains(&m.id)) {
+        let inbound = message.direction == Direction::Inbound;
+        conversations
+            .entry(&message.conversation_id)
+            .and_modify(|c| c.record(message.sent_at, inbound))
+            .or_insert_with(|| {
+                Conversation::start(
+                    message.instagram_account_id.clone(),
+                    message.customer_id().clone(),
+                    message.sent_at,
+                    inbound,
+                )
+            });
+    }
+    let conversations: Vec<Conversation> = conversations.into_values().collect();
+    if !conversations.is_empty() {
+        unit.record_conversations(&conversations).await?;
+    }
+
+    let now = group
+        .first()
+        .map_or_else(Utc::now, |p| p.journal.received_at);
+    let crm = |account: &InstagramAccountId| {
+        routes
+            .get(account)
+            .filter(|r| r.forwards_to_crm)
+            .map(|r| r.account_id.clone())
+    };
+    let mut jobs = Vec::new();
+    for message in messages.iter().filter(|m| new_messages.contains(&m.id)) {
+        let account = routes
+            .get(&message.instagram_account_id)
+            .map(|r| r.account_id.clone());
+        if answerable.contains(&message.id) {
+            jobs.push(job(
+                JobKind::AutoReply,
+                account,
+                message.id.as_str(),
+                "message.received",
+                now,
+            ));
+        }
+        if let Some(account) = crm(&message.instagram_account_id) {
+            let event = match (message.direction, &message.kind) {
+                (Direction::Outbound, _) => "message.echo",
+                (Direction::Inbound, MessageKind::Postback) => "message.postback",
+                (Direction::Inbound, _) => "message.received",
+            };
+            jobs.push(job(
+                JobKind::CrmDelivery,
+                Some(account),
+                message.id.as_str(),
+                event,
+                now,
+            ));
+        }
+    }
+    for record in events.iter().filter(|r| new_events.contains(&r.id)) {
+        let event = match &record.event.kind {
+            InboundEventKind::Deleted { .. } => "message.deleted",
+            InboundEventKind::Reaction { .. } => "message.reaction",
+            InboundEventKind::Read { .. } => "message.read",
+            InboundEventKind::Postback { .. } => "message.postback",
+            InboundEventKind::Referral { .. } => "message.referral",
+            InboundEventKind::Message(_) | InboundEventKind::Unrecognized { .. } => continue,
+        };
+        if let Some(account) = record.event.account().and_then(crm) {
+            jobs.push(job(
+                JobKind::CrmDelivery,
+                Some(account),
+                record.id.as_str(),
+                event,
+                now,
+            ));
+        }
+    }
+    if !jobs.is_empty() {
+        unit.enqueue(&jobs).await?;
+    }
+    unit.commit().await?;
+
+    let mut processed = vec![0_u32; group.len()];
+    for id in new_messages
+        .iter()
+        .map(MessageId::as_str)
+        .chain(new_events.iter().map(EventId::as_str))
+    {
+        if let Some(&index) = owner.get(id) {
+            processed[index] += 1;
+        }
+    }
+    Ok(group
+        .iter()
+        .zip(processed)
+        .map(|(p, processed)| IngestReport {
+            webhook_id: p.journal.id.clone(),
+            processed,
+            status: p.journal.status,
+        })
+        .collect())
+}
+
+/// A job about `subject`; the payload names the event type the worker acts on.
+fn job(
+    kind: JobKind,
+    account: Option<AccountId>,
+    subject: &str,
+    event: &str,
+    now: DateTime<Utc>,
+) -> NewJob {
+    NewJob {
+        id: JobId::from_u128(new_id_bits()),
+        kind,
+        account_id: account,
+        subject: subject.to_owned(),
+        payload: serde_json::json!({ "event": event, "subject": subject }).to_string(),
+        run_at: now,
+    }
+}

@@ -1,0 +1,154 @@
+//! Jobs: work queued in the same transaction as the data it is about (a transactional outbox),
+//! done later by workers that claim it with a lease.
+
+use chrono::{DateTime, Utc};
+
+use crate::{AccountId, JobId};
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// Deliver one event to the account's CRM.
+    CrmDelivery,
+    /// Evaluate the auto-reply rules against one inbound message.
+    AutoReply,
+}
+
+impl JobKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CrmDelivery => "crm_delivery",
+            Self::AutoReply => "auto_reply",
+        }
+    }
+
+    /// Parses [`JobKind::as_str`]'s output.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "crm_delivery" => Some(Self::CrmDelivery),
+            "auto_reply" => Some(Self::AutoReply),
+            _ => None,
+        }
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// Waiting for its `run_at`.
+    Queued,
+    /// Claimed by a worker whose lease has not run out.
+    Running,
+    /// Done.
+    Done,
+    /// Given up on; kept for inspection and replay.
+    Dead,
+}
+
+impl JobStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Parses [`JobStatus::as_str`]'s output.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "queued" => Some(Self::Queued),
+            "running" => Some(Self::Running),
+            "done" => Some(Self::Done),
+            "dead" => Some(Self::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// A job to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// Its id.
+    pub id: JobId,
+    /// What it does.
+    pub kind: JobKind,
+    /// The account it works for, when there is one.
+    pub account_id: Option<AccountId>,
+    /// The id of what it is about (`msg_...`, `evt_...`).
+    pub subject: String,
+    /// Kind-specific JSON.
+    pub payload: String,
+    /// When it may run first.
+    pub run_at: DateTime<Utc>,
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// What it does.
+    pub kind: JobKind,
+    /// The account it works for.
+    pub account_id: Option<AccountId>,
+    /// The id of what it is about.
+    pub subject: String,
+    /// Kind-specific JSON.
+    pub payload: String,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// How many times it has been claimed.
+    pub attempts: u32,
+    /// When it may run next.
+    pub run_at: DateTime<Utc>,
+    /// While running: when the lease runs out and another worker may claim it.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Why its last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Proof of a claim: only the holder of the current lease may complete, reschedule or
+/// dead-letter the job, so a worker whose lease ran out cannot undo its successor's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLease {
+    /// The job.
+    pub job_id: JobId,
+    /// Unique to this claim.
+    pub token: String,
+}
+
+/// A job a worker claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedJob {
+    /// The job, as claimed (status running, attempts counted).
+    pub job: Job,
+    /// The lease to finish it with.
+    pub lease: JobLease,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in [JobKind::CrmDelivery, JobKind::AutoReply] {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
+        }
+        for status in [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Done,
+            JobStatus::Dead,
+        ] {
+            assert_eq!(JobStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(JobKind::parse("mine_bitcoin"), None);
+    }
+}

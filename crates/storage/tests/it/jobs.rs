@@ -1,0 +1,204 @@
+//! The job queue: claims with leases, on every backend, never overlapping.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use insta_router_domain::{JobId, JobKind, JobStatus, NewJob};
+use insta_router_ports::JobQueue;
+
+use crate::{at, migrated};
+
+fn job(n: u128, kind: JobKind, run_at_secs: i64) -> NewJob {
+    NewJob {
+        id: JobId::from_u128(n),
+        kind,
+        account_id: None,
+        subject: format!("msg_{n:032x}"),
+        payload: format!("{{\"n\":{n}}}"),
+        run_at: at(run_at_secs),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn claims_take_due_jobs_of_the_asked_kinds_oldest_first() {
+    for (test_db, db) in migrated().await {
+        let queue = db.jobs();
+        queue
+            .enqueue(&[
+                job(1, JobKind::CrmDelivery, 2),
+                job(2, JobKind::CrmDelivery, 1),
+                job(3, JobKind::AutoReply, 0),
+                job(4, JobKind::CrmDelivery, 100),
+            ])
+            .await
+            .unwrap();
+        let claimed = queue
+            .claim(&[JobKind::CrmDelivery], 10, LEASE, at(10))
+            .await
+            .unwrap();
+        let ids: HashSet<JobId> = claimed.iter().map(|c| c.job.id.clone()).collect();
+        assert_eq!(
+            ids,
+            HashSet::from([JobId::from_u128(1), JobId::from_u128(2)]),
+            "{:?}",
+            test_db.backend()
+        );
+        for c in &claimed {
+            assert_eq!(c.job.status, JobStatus::Running);
+            assert_eq!(c.job.attempts, 1);
+            assert_eq!(c.job.lease_until, Some(at(40)));
+        }
+        // Nothing more is due for these kinds while the leases hold.
+        assert!(
+            queue
+                .claim(&[JobKind::CrmDelivery], 10, LEASE, at(11))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The limit is honoured.
+        let one = queue
+            .claim(&[JobKind::AutoReply], 1, LEASE, at(11))
+            .await
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].job.payload, "{\"n\":3}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_claimers_never_get_the_same_job() {
+    for (test_db, db) in migrated().await {
+        let queue = db.jobs();
+        let jobs: Vec<NewJob> = (1..=60).map(|n| job(n, JobKind::CrmDelivery, 0)).collect();
+        queue.enqueue(&jobs).await.unwrap();
+        let mut workers = Vec::new();
+        for _ in 0..4 {
+            let queue = db.jobs();
+            workers.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = queue
+                        .claim(&[JobKind::CrmDelivery], 5, LEASE, at(1))
+                        .await
+                        .unwrap();
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.into_iter().map(|c| c.job.id));
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for worker in workers {
+            all.extend(worker.await.unwrap());
+        }
+        let distinct: HashSet<&JobId> = all.iter().collect();
+        assert_eq!(
+            all.len(),
+            60,
+            "every job claimed once, {:?}",
+            test_db.backend()
+        );
+        assert_eq!(distinct.len(), 60);
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_claimed_again_and_the_stale_holder_is_refused() {
+    for (test_db, db) in migrated().await {
+        let queue = db.jobs();
+        queue
+            .enqueue(&[job(1, JobKind::AutoReply, 0)])
+            .await
+            .unwrap();
+        let first = queue
+            .claim(&[JobKind::AutoReply], 1, LEASE, at(0))
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(
+            queue
+                .claim(&[JobKind::AutoReply], 1, LEASE, at(29))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let second = queue
+            .claim(&[JobKind::AutoReply], 1, LEASE, at(31))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(second.job.attempts, 2, "{:?}", test_db.backend());
+        assert_ne!(first.lease, second.lease);
+        assert!(!queue.complete(&first.lease, at(32)).await.unwrap());
+        assert!(queue.complete(&second.lease, at(32)).await.unwrap());
+        let done = queue.get(&JobId::from_u128(1)).await.unwrap().unwrap();
+        assert_eq!(done.status, JobStatus::Done);
+        assert!(
+            queue
+                .claim(&[JobKind::AutoReply], 1, LEASE, at(999))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn retries_reschedule_and_dead_letters_stop_for_good() {
+    for (test_db, db) in migrated().await {
+        let queue = db.jobs();
+        queue
+            .enqueue(&[
+                job(1, JobKind::CrmDelivery, 0),
+                job(2, JobKind::CrmDelivery, 0),
+            ])
+            .await
+            .unwrap();
+        let claimed = queue
+            .claim(&[JobKind::CrmDelivery], 2, LEASE, at(0))
+            .await
+            .unwrap();
+        let (a, b) = (&claimed[0], &claimed[1]);
+        assert!(
+            queue
+                .retry_at(&a.lease, at(300), "HTTP 503", at(1))
+                .await
+                .unwrap()
+        );
+        assert!(
+            queue
+                .dead_letter(&b.lease, "HTTP 410", at(1))
+                .await
+                .unwrap()
+        );
+        // A finished lease cannot be used twice.
+        assert!(!queue.complete(&a.lease, at(2)).await.unwrap());
+
+        let retried = queue.get(&a.job.id).await.unwrap().unwrap();
+        assert_eq!(retried.status, JobStatus::Queued, "{:?}", test_db.backend());
+        assert_eq!(retried.run_at, at(300));
+        assert_eq!(retried.last_error.as_deref(), Some("HTTP 503"));
+        let dead = queue.get(&b.job.id).await.unwrap().unwrap();
+        assert_eq!(dead.status, JobStatus::Dead);
+
+        assert!(
+            queue
+                .claim(&[JobKind::CrmDelivery], 5, LEASE, at(299))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let again = queue
+            .claim(&[JobKind::CrmDelivery], 5, LEASE, at(300))
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].job.id, a.job.id);
+        assert_eq!(again[0].job.attempts, 2);
+    }
+}
