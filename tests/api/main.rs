@@ -7,3 +7,4 @@ mod accounts;
 mod docs;
 mod lifecycle;
 mod system;
+mod webhooks;

@@ -92,7 +92,7 @@ pub fn normalize_database_url(raw: &str) -> String {
 /// An open database and the stores on it.
 #[derive(Debug, Clone)]
 pub struct Database {
-    conn: DatabaseConnection,
+    pub(crate) conn: DatabaseConnection,
     backend: Backend,
 }
 

@@ -177,3 +177,30 @@ mod tests {
         );
     }
 }
+
+/// The rows `sql` returns, as JSON objects keyed by column name, for tests that check what
+/// was stored without a repository method for it. Select no binary columns.
+///
+/// # Panics
+///
+/// When the query fails.
+pub async fn rows(db: &Database, sql: &str) -> Vec<serde_json::Value> {
+    use sea_orm::FromQueryResult;
+    sea_orm::JsonValue::find_by_statement(db.statement(sql))
+        .all(&db.conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Runs one statement (DDL or DML) for a test's own setup.
+///
+/// # Panics
+///
+/// When it fails.
+pub async fn execute(db: &Database, sql: &str) {
+    use sea_orm::ConnectionTrait;
+    db.conn
+        .execute_raw(db.statement(sql))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
