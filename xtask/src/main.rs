@@ -1,12 +1,15 @@
 //! Project automation: `cargo xtask <command>`.
 //!
 //! - `deps`: proves the dependency invariants of `docs/ARCHITECTURE.md` with `cargo tree -i`.
+//! - `bench ingest [--db sqlite|postgres]`: the webhook ingest benchmark (see
+//!   `docs/PERFORMANCE.md`).
 //! - `ci`: what `.ci/run` runs, for local use.
 //!
 //! Kept to the standard library on purpose: it builds in seconds.
 
 use std::process::{Command, ExitCode};
 
+mod bench;
 mod tidy;
 
 /// (package, crate it must not depend on) pairs: the architecture's dependency bans.
@@ -36,8 +39,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("deps") => deps(),
+        Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci(),
-        _ => Err("usage: cargo xtask <deps|ci>".to_owned()),
+        _ => Err("usage: cargo xtask <deps|bench|ci>".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate up|down|status`.
+//! The command line: `serve` (the default), `migrate up|down|status`, `simulate`, `stats`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +35,16 @@ enum Command {
     Migrate {
         #[command(subcommand)]
         action: MigrateAction,
+    },
+    /// Send a correctly signed Meta webhook to a running server, to see the pipeline work
+    /// without Meta. Signs with INSTAGRAM_APP_SECRET (or FACEBOOK_APP_SECRET), as the server
+    /// verifies.
+    Simulate(crate::simulate::SimulateArgs),
+    /// Print how many rows each table holds.
+    Stats {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -111,7 +121,31 @@ async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<()>
                 .await
         }
         Command::Migrate { action } => migrate(action, &settings).await,
+        Command::Simulate(args) => crate::simulate::run(args, &settings).await,
+        Command::Stats { json } => stats(&settings, json).await,
     }
+}
+
+#[allow(clippy::print_stdout)]
+async fn stats(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let db = open_database(settings).await?;
+    let mut counts = serde_json::Map::new();
+    for table in db.table_names().await? {
+        if table == "seaql_migrations" {
+            continue;
+        }
+        let rows = db.row_count(&table).await?;
+        counts.insert(table, rows.into());
+    }
+    let _ = db.close().await;
+    if json {
+        println!("{}", serde_json::Value::Object(counts));
+    } else {
+        for (table, rows) in counts {
+            println!("{table:<20} {rows}");
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod settings;
+pub mod simulate;
 pub mod startup;
 pub mod telemetry;
 

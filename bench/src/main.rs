@@ -1,0 +1,262 @@
+//! `loadgen`: drives a running insta-router at a fixed concurrency and prints what it saw.
+//!
+//! ```text
+//! loadgen --addr 127.0.0.1:8000 --mode ingest|root --connections 64 --requests 100000 \
+//!         [--secret S] [--account ID] [--run-id R]
+//! ```
+//!
+//! `ingest` posts unique single-message webhooks (mid `mid.bench.{run}.{n}`), signed like
+//! Meta's; `root` sends `GET /`, the HTTP ceiling. Requests are built and signed before the
+//! clock starts. Each connection is a keep-alive HTTP/1.1 stream written and read by hand:
+//! a full client library would compete with the server for the same two cores.
+//!
+//! Output: one `key=value` per line (requests, ok, non_2xx, errors, seconds, per_second,
+//! p50_ms, p99_ms, max_ms), for `cargo xtask bench` to read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Options {
+    addr: String,
+    mode: String,
+    connections: usize,
+    requests: usize,
+    secret: String,
+    account: String,
+    run_id: String,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        addr: "127.0.0.1:8000".into(),
+        mode: "ingest".into(),
+        connections: 64,
+        requests: 100_000,
+        secret: "bench-secret".into(),
+        account: "17841400000000001".into(),
+        run_id: format!(
+            "{}",
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        ),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args
+            .get(i + 1)
+            .cloned()
+            .ok_or(format!("{} needs a value", args[i]))?;
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|e| format!("{}: {e}", args[i]))
+        };
+        match args[i].as_str() {
+            "--addr" => options.addr = value.clone(),
+            "--mode" => options.mode = value.clone(),
+            "--connections" => options.connections = number()?.max(1),
+            "--requests" => options.requests = number()?,
+            "--secret" => options.secret = value.clone(),
+            "--account" => options.account = value.clone(),
+            "--run-id" => options.run_id = value.clone(),
+            other => return Err(format!("unknown option {other}")),
+        }
+        i += 2;
+    }
+    if !matches!(options.mode.as_str(), "ingest" | "root") {
+        return Err("--mode must be ingest or root".into());
+    }
+    Ok(options)
+}
+
+/// Every request of the run, ready to write.
+fn prepare(options: &Options) -> Vec<Vec<u8>> {
+    let host = &options.addr;
+    (0..options.requests)
+        .map(|n| {
+            if options.mode == "root" {
+                return format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
+            }
+            let account = &options.account;
+            let customer = 1_000_000_000_000_000_u64 + (n as u64 % 5_000);
+            let ts = 1_700_000_000_000_u64 + n as u64;
+            let body = format!(
+                r#"{{"object":"instagram","entry":[{{"id":"{account}","time":{ts},"messaging":[{{"sender":{{"id":"{customer}"}},"recipient":{{"id":"{account}"}},"timestamp":{ts},"message":{{"mid":"mid.bench.{run}.{n}","text":"Hi! is the blue one in stock? order {n}"}}}}]}}]}}"#,
+                run = options.run_id,
+            );
+            let signature = insta_router_instagram::sign_body(&options.secret, body.as_bytes());
+            let mut request = format!(
+                "POST /webhooks/instagram HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            request.extend_from_slice(body.as_bytes());
+            request
+        })
+        .collect()
+}
+
+struct Outcome {
+    latencies_us: Vec<u32>,
+    ok: usize,
+    non_2xx: usize,
+    errors: usize,
+}
+
+/// Reads one response; returns its status.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    buf.clear();
+    let mut chunk = [0_u8; 4096];
+    let header_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < header_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(status)
+}
+
+async fn connection(addr: String, requests: Arc<Vec<Vec<u8>>>, next: Arc<AtomicUsize>) -> Outcome {
+    let mut outcome = Outcome {
+        latencies_us: Vec::new(),
+        ok: 0,
+        non_2xx: 0,
+        errors: 0,
+    };
+    let mut stream: Option<TcpStream> = None;
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let Some(request) = requests.get(n) else {
+            break;
+        };
+        let started = Instant::now();
+        if stream.is_none() {
+            match TcpStream::connect(&addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    stream = Some(s);
+                }
+                Err(_) => {
+                    outcome.errors += 1;
+                    continue;
+                }
+            }
+        }
+        let Some(s) = stream.as_mut() else { continue };
+        let result = async {
+            s.write_all(request).await?;
+            read_response(s, &mut buf).await
+        }
+        .await;
+        match result {
+            Ok(status) => {
+                let micros = started.elapsed().as_micros();
+                outcome
+                    .latencies_us
+                    .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                if (200..300).contains(&status) {
+                    outcome.ok += 1;
+                } else {
+                    outcome.non_2xx += 1;
+                }
+            }
+            Err(_) => {
+                outcome.errors += 1;
+                stream = None;
+            }
+        }
+    }
+    outcome
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1000.0
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let options = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("loadgen: {e}");
+            }
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let requests = Arc::new(prepare(&options));
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..options.connections)
+        .map(|_| {
+            tokio::spawn(connection(
+                options.addr.clone(),
+                requests.clone(),
+                next.clone(),
+            ))
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(options.requests);
+    let (mut ok, mut non_2xx, mut errors) = (0, 0, 0);
+    for task in tasks {
+        if let Ok(outcome) = task.await {
+            latencies.extend(outcome.latencies_us);
+            ok += outcome.ok;
+            non_2xx += outcome.non_2xx;
+            errors += outcome.errors;
+        }
+    }
+    let seconds = started
+        .elapsed()
+        .as_secs_f64()
+        .max(Duration::from_micros(1).as_secs_f64());
+    latencies.sort_unstable();
+    #[allow(clippy::print_stdout)]
+    {
+        println!("requests={}", options.requests);
+        println!("ok={ok}");
+        println!("non_2xx={non_2xx}");
+        println!("errors={errors}");
+        println!("seconds={seconds:.3}");
+        println!("per_second={:.0}", ok as f64 / seconds);
+        println!("p50_ms={:.2}", percentile(&latencies, 50.0));
+        println!("p99_ms={:.2}", percentile(&latencies, 99.0));
+        println!("max_ms={:.2}", percentile(&latencies, 100.0));
+    }
+    std::process::ExitCode::SUCCESS
+}

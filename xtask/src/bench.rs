@@ -1,0 +1,407 @@
+//! `cargo xtask bench ingest [--db sqlite|postgres] [--connections N] [--requests N]`.
+//!
+//! Builds the release binaries, starts the server on a fresh database, connects one account
+//! with a CRM (so every event writes five rows: journal, message, conversation, auto-reply job,
+//! CRM job), measures `GET /` (the HTTP ceiling, no database work) and then signed unique
+//! webhooks, both with `loadgen` at the same concurrency, and reports throughput, latency,
+//! the ingest/ceiling ratio, rows stored against requests acknowledged, and peak RSS.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "bench-app-secret";
+const ACCOUNT: &str = "17841400000000001";
+
+struct Options {
+    db: String,
+    connections: usize,
+    requests: usize,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        db: "sqlite".into(),
+        connections: 64,
+        requests: 100_000,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let value = args
+            .get(i + 1)
+            .ok_or(format!("{} needs a value", args[i]))?;
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|e| format!("{}: {e}", args[i]))
+        };
+        match args[i].as_str() {
+            "--db" => options.db = value.clone(),
+            "--connections" => options.connections = number()?,
+            "--requests" => options.requests = number()?,
+            other => return Err(format!("unknown option {other}")),
+        }
+        i += 2;
+    }
+    if !matches!(options.db.as_str(), "sqlite" | "postgres") {
+        return Err("--db must be sqlite or postgres".into());
+    }
+    Ok(options)
+}
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some("ingest") => ingest(&parse(&args[1..])?),
+        _ => Err("usage: cargo xtask bench ingest [--db sqlite|postgres] [--connections 64] [--requests 100000]".into()),
+    }
+}
+
+fn ingest(options: &Options) -> Result<(), String> {
+    say("building release binaries (insta-router, loadgen)");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "insta-router",
+            "-p",
+            "insta-router-bench",
+        ])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("release build failed".into());
+    }
+    let release = target_dir().join("release");
+    let server_bin = release.join("insta-router");
+    let loadgen = release.join("loadgen");
+
+    let dir = std::env::temp_dir().join(format!("insta-router-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("temp dir: {e}"))?;
+    let database = Database::create(&options.db, &dir)?;
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
+    let mut server = Command::new(&server_bin)
+        .env_clear()
+        .current_dir(&dir)
+        .env("DATABASE_URL", &database.url)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("INSTAGRAM_APP_SECRET", SECRET)
+        .env("LOG_LEVEL", "warn")
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let result = measure(
+        options,
+        &addr,
+        &loadgen,
+        &mut server,
+        &server_bin,
+        &database,
+        &dir,
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    database.drop();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn measure(
+    options: &Options,
+    addr: &str,
+    loadgen: &Path,
+    server: &mut Child,
+    server_bin: &Path,
+    database: &Database,
+    dir: &Path,
+) -> Result<(), String> {
+    wait_ready(addr)?;
+    let account = format!(
+        r#"{{"instagram_account_id":"{ACCOUNT}","username":"bench.shop","access_token":"IGQVJ-bench","crm_webhook_url":"https://crm.example/hooks","webhook_secret":"bench-crm-secret"}}"#
+    );
+    let (status, body) = http(addr, "POST", "/api/v1/accounts", Some(&account))?;
+    if status != 201 {
+        return Err(format!("creating the bench account: {status} {body}"));
+    }
+    let connections = options.connections.to_string();
+    let run = |mode: &str, requests: usize| -> Result<Report, String> {
+        let output = Command::new(loadgen)
+            .args([
+                "--addr",
+                addr,
+                "--mode",
+                mode,
+                "--connections",
+                &connections,
+                "--requests",
+                &requests.to_string(),
+                "--secret",
+                SECRET,
+                "--account",
+                ACCOUNT,
+            ])
+            .output()
+            .map_err(|e| format!("cannot run loadgen: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "loadgen failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(Report::parse(&String::from_utf8_lossy(&output.stdout)))
+    };
+    say("warming up");
+    run("root", 20_000)?;
+    say(&format!(
+        "GET / ceiling: {} requests, {} connections",
+        options.requests, options.connections
+    ));
+    let ceiling = run("root", options.requests)?;
+    say(&format!(
+        "ingest: {} signed single-message webhooks, {} connections, {}",
+        options.requests, options.connections, options.db
+    ));
+    let ingest = run("ingest", options.requests)?;
+    let peak_rss_kib = peak_rss_kib(server.id());
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.try_wait().map_err(|e| e.to_string())?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stats = Command::new(server_bin)
+        .env_clear()
+        .current_dir(dir)
+        .env("DATABASE_URL", &database.url)
+        .env("LOG_LEVEL", "warn")
+        .args(["stats", "--json"])
+        .output()
+        .map_err(|e| format!("cannot run insta-router stats: {e}"))?;
+    let stats = String::from_utf8_lossy(&stats.stdout).to_string();
+    let messages = json_number(&stats, "messages");
+    let journal = json_number(&stats, "webhook_journal");
+    let jobs = json_number(&stats, "jobs");
+
+    let durability = if options.db == "sqlite" {
+        "SQLite WAL, synchronous=NORMAL (survives a killed process; SQLITE_SYNCHRONOUS=full also a power cut)"
+    } else {
+        "PostgreSQL defaults (synchronous_commit=on, fsync at commit)"
+    };
+    #[allow(clippy::print_stdout)]
+    {
+        println!();
+        println!("| measure | GET / (ceiling) | ingest |");
+        println!("|---|---|---|");
+        println!(
+            "| requests/s | {:.0} | {:.0} |",
+            ceiling.per_second, ingest.per_second
+        );
+        println!("| p50 ms | {:.2} | {:.2} |", ceiling.p50_ms, ingest.p50_ms);
+        println!("| p99 ms | {:.2} | {:.2} |", ceiling.p99_ms, ingest.p99_ms);
+        println!("| max ms | {:.2} | {:.2} |", ceiling.max_ms, ingest.max_ms);
+        println!(
+            "| non-2xx / errors | {} / {} | {} / {} |",
+            ceiling.non_2xx, ceiling.errors, ingest.non_2xx, ingest.errors
+        );
+        println!();
+        println!(
+            "ingest/ceiling ratio: {:.3}",
+            ingest.per_second / ceiling.per_second.max(1.0)
+        );
+        println!(
+            "acknowledged {} of {} sent; stored: {} messages, {} journal entries, {} jobs{}",
+            ingest.ok,
+            options.requests,
+            messages,
+            journal,
+            jobs,
+            if messages == ingest.ok as u64 && journal == ingest.ok as u64 {
+                " (equal: nothing lost)"
+            } else {
+                " (MISMATCH)"
+            }
+        );
+        println!(
+            "peak RSS of the server: {:.1} MiB",
+            peak_rss_kib as f64 / 1024.0
+        );
+        println!("durability: {durability}");
+    }
+    if messages != ingest.ok as u64 || ingest.ok != options.requests {
+        return Err("rows stored differ from requests sent".into());
+    }
+    Ok(())
+}
+
+struct Report {
+    ok: usize,
+    non_2xx: usize,
+    errors: usize,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Report {
+    fn parse(text: &str) -> Self {
+        let get = |key: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        Self {
+            ok: get("ok") as usize,
+            non_2xx: get("non_2xx") as usize,
+            errors: get("errors") as usize,
+            per_second: get("per_second"),
+            p50_ms: get("p50_ms"),
+            p99_ms: get("p99_ms"),
+            max_ms: get("max_ms"),
+        }
+    }
+}
+
+/// The number after `"key":` in a flat JSON object.
+fn json_number(json: &str, key: &str) -> u64 {
+    json.split(&format!("\"{key}\":"))
+        .nth(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Database {
+    url: String,
+    postgres_name: Option<String>,
+}
+
+impl Database {
+    fn create(kind: &str, dir: &Path) -> Result<Self, String> {
+        if kind == "sqlite" {
+            return Ok(Self {
+                url: format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+                postgres_name: None,
+            });
+        }
+        let name = format!("irt_bench_{}", std::process::id());
+        psql(&format!("CREATE DATABASE {name}"))?;
+        Ok(Self {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            postgres_name: Some(name),
+        })
+    }
+
+    fn drop(&self) {
+        if let Some(name) = &self.postgres_name {
+            let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn psql(sql: &str) -> Result<(), String> {
+    let status = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-q",
+            "-c",
+            sql,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("psql failed: {sql}"))
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    )
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+fn wait_ready(addr: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok((200, _)) = http(addr, "GET", "/health", None) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err("the server did not become ready within 60 s".into())
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns status and body.
+fn http(addr: &str, method: &str, path: &str, json: Option<&str>) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let body = json.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer bench-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The process's peak resident set (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[allow(clippy::print_stderr)]
+fn say(message: &str) {
+    eprintln!("bench: {message}");
+}
