@@ -20,11 +20,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    AccountId, Conversation, ConversationId, Direction, EventId, InboundEvent, InboundEventKind,
-    InstagramAccountId, JobId, JobKind, Message, MessageId, MessageKind, NewJob, WebhookId,
+    ConversationId, Direction, EventId, InboundEvent, InboundEventKind, InstagramAccountId, JobId,
+    JobKind, Message, MessageId, MessageKind, NewJob, WebhookId,
 };
 use insta_router_ports::{
-    AccountRoute, Deletion, EventRecord, InboundStore, JournalEntry, JournalStatus, RepoError,
+    Deletion, EventRecord, InboundBatch, InboundStore, JournalEntry, JournalStatus, PlannedJob,
+    RepoError,
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -197,14 +198,12 @@ async fn write_alone(
     let mut journal = prepared.journal.clone();
     journal.status = JournalStatus::Failed;
     journal.error = Some(last.to_string());
-    let result = async {
-        let mut unit = store.begin().await?;
-        unit.append_journal(std::slice::from_ref(&journal)).await?;
-        unit.commit().await
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(IngestReport {
+    let batch = InboundBatch {
+        journal: vec![journal.clone()],
+        ..InboundBatch::default()
+    };
+    match store.store(&batch).await {
+        Ok(_) => Ok(IngestReport {
             webhook_id: journal.id,
             processed: 0,
             status: JournalStatus::Failed,
@@ -282,170 +281,107 @@ impl Prepared {
     }
 }
 
-/// Writes a group in one unit of work; returns one report per request.
+/// Writes a group in one transaction; returns one report per request.
 async fn write(
     store: &dyn InboundStore,
     group: &[Prepared],
 ) -> Result<Vec<IngestReport>, RepoError> {
-    let mut unit = store.begin().await?;
-    let journal: Vec<JournalEntry> = group.iter().map(|p| p.journal.clone()).collect();
-    unit.append_journal(&journal).await?;
-
+    let mut batch = InboundBatch {
+        journal: group.iter().map(|p| p.journal.clone()).collect(),
+        ..InboundBatch::default()
+    };
     // First occurrence of each message and event in the group; repeats are dropped here and
     // credited to no one.
     let mut seen_messages: HashSet<(&InstagramAccountId, &str)> = HashSet::new();
     let mut seen_events: HashSet<(Option<&InstagramAccountId>, String)> = HashSet::new();
-    let mut messages: Vec<Message> = Vec::new();
-    let mut events: Vec<EventRecord> = Vec::new();
-    let mut owner: HashMap<String, usize> = HashMap::new();
-    let mut answerable: HashSet<&MessageId> = HashSet::new();
-    let mut accounts: Vec<InstagramAccountId> = Vec::new();
+    let mut owner: HashMap<&str, usize> = HashMap::new();
+    let now = group
+        .first()
+        .map_or_else(Utc::now, |p| p.journal.received_at);
     for (index, prepared) in group.iter().enumerate() {
         for event in &prepared.events {
             match event {
                 PreparedEvent::Message {
                     message,
-                    answerable: can_answer,
+                    answerable,
                 } => {
                     let mid = message.mid.as_ref().map_or("", |m| m.as_str());
-                    if seen_messages.insert((&message.instagram_account_id, mid)) {
-                        owner.insert(message.id.as_str().to_owned(), index);
-                        if *can_answer {
-                            answerable.insert(&message.id);
-                        }
-                        accounts.push(message.instagram_account_id.clone());
-                        messages.push(message.clone());
+                    if !seen_messages.insert((&message.instagram_account_id, mid)) {
+                        continue;
                     }
+                    owner.insert(message.id.as_str(), index);
+                    let account = &message.instagram_account_id;
+                    if *answerable {
+                        batch.jobs.push(job(
+                            JobKind::AutoReply,
+                            account,
+                            false,
+                            message.id.as_str(),
+                            "message.received",
+                            now,
+                        ));
+                    }
+                    let event = match (message.direction, &message.kind) {
+                        (Direction::Outbound, _) => "message.echo",
+                        (Direction::Inbound, MessageKind::Postback) => "message.postback",
+                        (Direction::Inbound, _) => "message.received",
+                    };
+                    batch.jobs.push(job(
+                        JobKind::CrmDelivery,
+                        account,
+                        true,
+                        message.id.as_str(),
+                        event,
+                        now,
+                    ));
+                    batch.messages.push(message.clone());
                 }
                 PreparedEvent::Other(record) => {
-                    if seen_events.insert((record.event.account(), record.event.dedup_key())) {
-                        owner.insert(record.id.as_str().to_owned(), index);
-                        if let Some(account) = record.event.account() {
-                            accounts.push(account.clone());
-                        }
-                        events.push(record.clone());
+                    if !seen_events.insert((record.event.account(), record.event.dedup_key())) {
+                        continue;
                     }
+                    owner.insert(record.id.as_str(), index);
+                    let crm_event = match &record.event.kind {
+                        InboundEventKind::Deleted { parties, mid } => {
+                            batch.deletions.push(Deletion {
+                                event_id: record.id.clone(),
+                                account: parties.account.clone(),
+                                mid: mid.clone(),
+                                at: record.event.occurred_at,
+                            });
+                            Some("message.deleted")
+                        }
+                        InboundEventKind::Reaction { .. } => Some("message.reaction"),
+                        InboundEventKind::Read { .. } => Some("message.read"),
+                        InboundEventKind::Postback { .. } => Some("message.postback"),
+                        InboundEventKind::Referral { .. } => Some("message.referral"),
+                        InboundEventKind::Message(_) | InboundEventKind::Unrecognized { .. } => {
+                            None
+                        }
+                    };
+                    if let (Some(event), Some(account)) = (crm_event, record.event.account()) {
+                        batch.jobs.push(job(
+                            JobKind::CrmDelivery,
+                            account,
+                            true,
+                            record.id.as_str(),
+                            event,
+                            now,
+                        ));
+                    }
+                    batch.events.push(record.clone());
                 }
             }
         }
     }
-    accounts.sort();
-    accounts.dedup();
-    let routes: HashMap<InstagramAccountId, AccountRoute> = unit
-        .routes(&accounts)
-        .await?
-        .into_iter()
-        .map(|r| (r.instagram_account_id.clone(), r))
-        .collect();
-
-    let new_messages: HashSet<MessageId> =
-        unit.insert_messages(&messages).await?.into_iter().collect();
-    let new_events: HashSet<EventId> = unit.insert_events(&events).await?.into_iter().collect();
-
-    let deletions: Vec<Deletion> = events
-        .iter()
-        .filter(|r| new_events.contains(&r.id))
-        .filter_map(|r| match &r.event.kind {
-            InboundEventKind::Deleted { parties, mid } => Some(Deletion {
-                account: parties.account.clone(),
-                mid: mid.clone(),
-                at: r.event.occurred_at,
-            }),
-            _ => None,
-        })
-        .collect();
-    if !deletions.is_empty() {
-        unit.mark_deleted(&deletions).await?;
-    }
-
-    let mut conversations: HashMap<&ConversationId, Conversation> = HashMap::new();
-    for message in messages.iter().filter(|m| new_messages.contains(&m.id)) {
-        let inbound = message.direction == Direction::Inbound;
-        conversations
-            .entry(&message.conversation_id)
-            .and_modify(|c| c.record(message.sent_at, inbound))
-            .or_insert_with(|| {
-                Conversation::start(
-                    message.instagram_account_id.clone(),
-                    message.customer_id().clone(),
-                    message.sent_at,
-                    inbound,
-                )
-            });
-    }
-    let conversations: Vec<Conversation> = conversations.into_values().collect();
-    if !conversations.is_empty() {
-        unit.record_conversations(&conversations).await?;
-    }
-
-    let now = group
-        .first()
-        .map_or_else(Utc::now, |p| p.journal.received_at);
-    let crm = |account: &InstagramAccountId| {
-        routes
-            .get(account)
-            .filter(|r| r.forwards_to_crm)
-            .map(|r| r.account_id.clone())
-    };
-    let mut jobs = Vec::new();
-    for message in messages.iter().filter(|m| new_messages.contains(&m.id)) {
-        let account = routes
-            .get(&message.instagram_account_id)
-            .map(|r| r.account_id.clone());
-        if answerable.contains(&message.id) {
-            jobs.push(job(
-                JobKind::AutoReply,
-                account,
-                message.id.as_str(),
-                "message.received",
-                now,
-            ));
-        }
-        if let Some(account) = crm(&message.instagram_account_id) {
-            let event = match (message.direction, &message.kind) {
-                (Direction::Outbound, _) => "message.echo",
-                (Direction::Inbound, MessageKind::Postback) => "message.postback",
-                (Direction::Inbound, _) => "message.received",
-            };
-            jobs.push(job(
-                JobKind::CrmDelivery,
-                Some(account),
-                message.id.as_str(),
-                event,
-                now,
-            ));
-        }
-    }
-    for record in events.iter().filter(|r| new_events.contains(&r.id)) {
-        let event = match &record.event.kind {
-            InboundEventKind::Deleted { .. } => "message.deleted",
-            InboundEventKind::Reaction { .. } => "message.reaction",
-            InboundEventKind::Read { .. } => "message.read",
-            InboundEventKind::Postback { .. } => "message.postback",
-            InboundEventKind::Referral { .. } => "message.referral",
-            InboundEventKind::Message(_) | InboundEventKind::Unrecognized { .. } => continue,
-        };
-        if let Some(account) = record.event.account().and_then(crm) {
-            jobs.push(job(
-                JobKind::CrmDelivery,
-                Some(account),
-                record.id.as_str(),
-                event,
-                now,
-            ));
-        }
-    }
-    if !jobs.is_empty() {
-        unit.enqueue(&jobs).await?;
-    }
-    unit.commit().await?;
-
+    let outcome = store.store(&batch).await?;
     let mut processed = vec![0_u32; group.len()];
-    for id in new_messages
+    let new_ids = outcome
+        .new_messages
         .iter()
         .map(MessageId::as_str)
-        .chain(new_events.iter().map(EventId::as_str))
-    {
+        .chain(outcome.new_events.iter().map(EventId::as_str));
+    for id in new_ids {
         if let Some(&index) = owner.get(id) {
             processed[index] += 1;
         }
@@ -464,17 +400,22 @@ async fn write(
 /// A job about `subject`; the payload names the event type the worker acts on.
 fn job(
     kind: JobKind,
-    account: Option<AccountId>,
+    account: &InstagramAccountId,
+    requires_crm: bool,
     subject: &str,
     event: &str,
     now: DateTime<Utc>,
-) -> NewJob {
-    NewJob {
-        id: JobId::from_u128(new_id_bits()),
-        kind,
-        account_id: account,
-        subject: subject.to_owned(),
-        payload: serde_json::json!({ "event": event, "subject": subject }).to_string(),
-        run_at: now,
+) -> PlannedJob {
+    PlannedJob {
+        job: NewJob {
+            id: JobId::from_u128(new_id_bits()),
+            kind,
+            account_id: None,
+            subject: subject.to_owned(),
+            payload: format!(r#"{{"event":"{event}","subject":"{subject}"}}"#),
+            run_at: now,
+        },
+        instagram_account_id: account.clone(),
+        requires_crm,
     }
 }

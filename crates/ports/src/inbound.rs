@@ -1,4 +1,4 @@
-//! The inbound pipeline's store: one unit of work per group of webhook requests, and the job
+//! The inbound pipeline's store: one transaction per group of webhook requests, and the job
 //! queue its follow-up work lands in.
 
 use std::time::Duration;
@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    AccountId, ClaimedJob, Conversation, EventId, InboundEvent, InstagramAccountId,
-    InstagramMessageId, Job, JobId, JobKind, JobLease, Message, MessageId, NewJob, WebhookId,
+    ClaimedJob, EventId, InboundEvent, InstagramAccountId, InstagramMessageId, Job, JobId, JobKind,
+    JobLease, Message, MessageId, NewJob, WebhookId,
 };
 
 use crate::RepoError;
@@ -52,17 +52,6 @@ pub struct JournalEntry {
     pub events: u32,
 }
 
-/// How events for one Instagram account are routed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountRoute {
-    /// Meta's id of the account.
-    pub instagram_account_id: InstagramAccountId,
-    /// Our id of the account.
-    pub account_id: AccountId,
-    /// Whether the account has a CRM to forward events to.
-    pub forwards_to_crm: bool,
-}
-
 /// An event that is not a message, to be stored once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
@@ -79,6 +68,8 @@ pub struct EventRecord {
 /// A message the customer unsent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deletion {
+    /// The deletion event; the message is marked only when this event is new.
+    pub event_id: EventId,
     /// The account.
     pub account: InstagramAccountId,
     /// The unsent message.
@@ -87,87 +78,57 @@ pub struct Deletion {
     pub at: DateTime<Utc>,
 }
 
-/// Opens units of work on the inbound store.
-#[async_trait]
-pub trait InboundStore: Send + Sync {
-    /// Starts a unit of work: everything written through it is committed together or not at
-    /// all.
-    ///
-    /// # Errors
-    ///
-    /// [`RepoError::Unavailable`].
-    async fn begin(&self) -> Result<Box<dyn InboundUnit>, RepoError>;
+/// A follow-up job, queued only if what it is about was stored by the same batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedJob {
+    /// The job; its `subject` is the id of a message or event of the batch, and its
+    /// `account_id` is filled in from the account configured for `instagram_account_id`.
+    pub job: NewJob,
+    /// The Instagram account the subject belongs to.
+    pub instagram_account_id: InstagramAccountId,
+    /// Queue it only when that account is configured with a CRM URL.
+    pub requires_crm: bool,
 }
 
-/// One transaction of the inbound store. Every method takes many rows at once, so a group of
-/// requests costs a handful of statements. Dropping it without [`InboundUnit::commit`] rolls
-/// everything back.
+/// Everything one group of webhook requests stores, written in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboundBatch {
+    /// The request bodies.
+    pub journal: Vec<JournalEntry>,
+    /// Messages, with distinct (account, mid) pairs; each is stored unless its account
+    /// already has that mid.
+    pub messages: Vec<Message>,
+    /// Other events, with distinct (account, dedup key) pairs; each is stored unless its
+    /// account already has that key.
+    pub events: Vec<EventRecord>,
+    /// Messages to mark unsent.
+    pub deletions: Vec<Deletion>,
+    /// Follow-up jobs.
+    pub jobs: Vec<PlannedJob>,
+}
+
+/// What a batch stored for the first time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// The messages stored (the others were duplicates).
+    pub new_messages: Vec<MessageId>,
+    /// The events stored.
+    pub new_events: Vec<EventId>,
+}
+
+/// Stores groups of webhook requests.
 #[async_trait]
-pub trait InboundUnit: Send {
-    /// Appends request bodies to the journal.
+pub trait InboundStore: Send + Sync {
+    /// In one transaction: appends the journal entries; stores the messages and events that
+    /// are not duplicates; marks deleted messages for new deletion events; creates or merges
+    /// the conversations of the new messages (earliest start, latest message, latest inbound);
+    /// queues the planned jobs whose subject is new (CRM jobs only for accounts with a CRM URL).
+    /// Commits, then reports what was new. Nothing is stored when it fails.
     ///
     /// # Errors
     ///
     /// [`RepoError::Unavailable`].
-    async fn append_journal(&mut self, entries: &[JournalEntry]) -> Result<(), RepoError>;
-
-    /// The routes of those of `accounts` that are configured.
-    ///
-    /// # Errors
-    ///
-    /// [`RepoError::Unavailable`].
-    async fn routes(
-        &mut self,
-        accounts: &[InstagramAccountId],
-    ) -> Result<Vec<AccountRoute>, RepoError>;
-
-    /// Stores each message unless its account already has one with the same `mid`; returns
-    /// the ids of those stored. Messages must have distinct (account, mid) pairs.
-    ///
-    /// # Errors
-    ///
-    /// [`RepoError::Unavailable`]. Duplicates are not errors.
-    async fn insert_messages(&mut self, messages: &[Message]) -> Result<Vec<MessageId>, RepoError>;
-
-    /// Stores each event unless its account already has one with the same dedup key; returns
-    /// the ids of those stored. Events must have distinct (account, key) pairs.
-    ///
-    /// # Errors
-    ///
-    /// [`RepoError::Unavailable`]. Duplicates are not errors.
-    async fn insert_events(&mut self, events: &[EventRecord]) -> Result<Vec<EventId>, RepoError>;
-
-    /// Marks unsent messages deleted, where stored and not yet marked.
-    ///
-    /// # Errors
-    ///
-    /// [`RepoError::Unavailable`].
-    async fn mark_deleted(&mut self, deletions: &[Deletion]) -> Result<(), RepoError>;
-
-    /// Creates or merges conversations, as [`crate::ConversationRepository::record`] does.
-    /// Conversations must have distinct ids.
-    ///
-    /// # Errors
-    ///
-    /// [`RepoError::Unavailable`].
-    async fn record_conversations(
-        &mut self,
-        conversations: &[Conversation],
-    ) -> Result<(), RepoError>;
-
-    /// Queues jobs.
-    ///
-    /// # Errors
-    ///
-    /// [`RepoError::Unavailable`].
-    async fn enqueue(&mut self, jobs: &[NewJob]) -> Result<(), RepoError>;
-
-    /// Commits everything.
-    ///
-    /// # Errors
-    ///
-    /// [`RepoError::Unavailable`]; nothing is stored then.
-    async fn commit(self: Box<Self>) -> Result<(), RepoError>;
+    async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError>;
 }
 
 /// Queued work, claimed by workers with a lease.

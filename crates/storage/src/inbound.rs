@@ -1,13 +1,17 @@
-//! [`InboundStore`] on sea-orm: one database transaction per unit of work, multi-row
-//! statements throughout.
+//! [`InboundStore`] on sea-orm: one database transaction per batch, multi-row statements
+//! throughout. On PostgreSQL and MySQL the batch is a sequence of statements; on SQLite it is
+//! one script (see `inbound_sqlite`).
 
 use async_trait::async_trait;
+use std::collections::{HashMap, HashSet};
+
 use insta_router_domain::{
-    AccountId, Conversation, EventId, InboundEvent, InboundEventKind, InstagramAccountId, Message,
-    MessageId, NewJob, Parties,
+    AccountId, Conversation, ConversationId, Direction, EventId, InboundEvent, InboundEventKind,
+    InstagramAccountId, Message, MessageId, NewJob, Parties,
 };
 use insta_router_ports::{
-    AccountRoute, Deletion, EventRecord, InboundStore, InboundUnit, JournalEntry, RepoError,
+    BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore, JournalEntry, PlannedJob,
+    RepoError,
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, InsertStatement, OnConflict, Query};
 use sea_orm::{
@@ -40,13 +44,96 @@ impl SeaInboundStore {
 
 #[async_trait]
 impl InboundStore for SeaInboundStore {
-    async fn begin(&self) -> Result<Box<dyn InboundUnit>, RepoError> {
+    async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
         let txn = self.db.begin().await.map_err(unavailable)?;
-        Ok(Box::new(SeaInboundUnit {
+        if self.backend == Backend::Sqlite {
+            let outcome = crate::inbound_sqlite::store(&txn, batch).await?;
+            txn.commit().await.map_err(unavailable)?;
+            return Ok(outcome);
+        }
+        let unit = SeaInboundUnit {
             txn,
             backend: self.backend,
-        }))
+        };
+        unit.append_journal(&batch.journal).await?;
+        let new_messages = unit.insert_messages(&batch.messages).await?;
+        let new_events = unit.insert_events(&batch.events).await?;
+        let is_new: HashSet<&str> = new_messages
+            .iter()
+            .map(MessageId::as_str)
+            .chain(new_events.iter().map(EventId::as_str))
+            .collect();
+
+        let deletions: Vec<&Deletion> = batch
+            .deletions
+            .iter()
+            .filter(|d| is_new.contains(d.event_id.as_str()))
+            .collect();
+        unit.mark_deleted(&deletions).await?;
+
+        let mut conversations: HashMap<&ConversationId, Conversation> = HashMap::new();
+        for message in batch
+            .messages
+            .iter()
+            .filter(|m| is_new.contains(m.id.as_str()))
+        {
+            let inbound = message.direction == Direction::Inbound;
+            conversations
+                .entry(&message.conversation_id)
+                .and_modify(|c| c.record(message.sent_at, inbound))
+                .or_insert_with(|| {
+                    Conversation::start(
+                        message.instagram_account_id.clone(),
+                        message.customer_id().clone(),
+                        message.sent_at,
+                        inbound,
+                    )
+                });
+        }
+        let conversations: Vec<Conversation> = conversations.into_values().collect();
+        unit.record_conversations(&conversations).await?;
+
+        let planned: Vec<&PlannedJob> = batch
+            .jobs
+            .iter()
+            .filter(|j| is_new.contains(j.job.subject.as_str()))
+            .collect();
+        let mut accounts: Vec<&InstagramAccountId> =
+            planned.iter().map(|j| &j.instagram_account_id).collect();
+        accounts.sort();
+        accounts.dedup();
+        let routes: HashMap<InstagramAccountId, (AccountId, bool)> = unit
+            .routes(&accounts)
+            .await?
+            .into_iter()
+            .map(|r| (r.instagram_account_id, (r.account_id, r.forwards_to_crm)))
+            .collect();
+        let jobs: Vec<NewJob> = planned
+            .into_iter()
+            .filter_map(|planned| {
+                let route = routes.get(&planned.instagram_account_id);
+                if planned.requires_crm && !route.is_some_and(|(_, crm)| *crm) {
+                    return None;
+                }
+                let mut job = planned.job.clone();
+                job.account_id = route.map(|(id, _)| id.clone());
+                Some(job)
+            })
+            .collect();
+        crate::jobs::insert_jobs(&unit.txn, &jobs).await?;
+        unit.txn.commit().await.map_err(unavailable)?;
+        Ok(BatchOutcome {
+            new_messages,
+            new_events,
+        })
     }
+}
+
+/// How events for one Instagram account are routed.
+struct Route {
+    instagram_account_id: InstagramAccountId,
+    account_id: AccountId,
+    forwards_to_crm: bool,
 }
 
 struct SeaInboundUnit {
@@ -107,23 +194,10 @@ impl SeaInboundUnit {
     }
 }
 
-#[async_trait]
-impl InboundUnit for SeaInboundUnit {
-    async fn append_journal(&mut self, entries: &[JournalEntry]) -> Result<(), RepoError> {
-        let columns = ["id", "received_at", "body", "status", "error", "events"];
-        let rows = entries
-            .iter()
-            .map(|e| {
-                vec![
-                    e.id.as_str().into(),
-                    to_micros(e.received_at).into(),
-                    e.body.clone().into(),
-                    e.status.as_str().into(),
-                    e.error.clone().into(),
-                    i64::from(e.events).into(),
-                ]
-            })
-            .collect();
+impl SeaInboundUnit {
+    async fn append_journal(&self, entries: &[JournalEntry]) -> Result<(), RepoError> {
+        let columns = JOURNAL_COLUMNS;
+        let rows = entries.iter().map(journal_row).collect();
         for chunk in chunks(rows, columns.len()) {
             self.execute(&insert_into("webhook_journal", &columns, chunk)?)
                 .await?;
@@ -131,10 +205,7 @@ impl InboundUnit for SeaInboundUnit {
         Ok(())
     }
 
-    async fn routes(
-        &mut self,
-        accounts: &[InstagramAccountId],
-    ) -> Result<Vec<AccountRoute>, RepoError> {
+    async fn routes(&self, accounts: &[&InstagramAccountId]) -> Result<Vec<Route>, RepoError> {
         if accounts.is_empty() {
             return Ok(Vec::new());
         }
@@ -160,7 +231,7 @@ impl InboundUnit for SeaInboundUnit {
                 let url = row
                     .try_get::<Option<String>>("", "crm_webhook_url")
                     .map_err(unavailable)?;
-                Ok(AccountRoute {
+                Ok(Route {
                     instagram_account_id: InstagramAccountId::parse(
                         "instagram_account_id",
                         &get("instagram_account_id")?,
@@ -173,7 +244,7 @@ impl InboundUnit for SeaInboundUnit {
             .collect()
     }
 
-    async fn insert_messages(&mut self, messages: &[Message]) -> Result<Vec<MessageId>, RepoError> {
+    async fn insert_messages(&self, messages: &[Message]) -> Result<Vec<MessageId>, RepoError> {
         let rows = messages
             .iter()
             .map(message_row)
@@ -191,40 +262,9 @@ impl InboundUnit for SeaInboundUnit {
             .collect()
     }
 
-    async fn insert_events(&mut self, events: &[EventRecord]) -> Result<Vec<EventId>, RepoError> {
-        let columns = [
-            "id",
-            "instagram_account_id",
-            "kind",
-            "customer_id",
-            "mid",
-            "dedup_key",
-            "detail",
-            "occurred_at",
-            "received_at",
-            "webhook_id",
-        ];
-        let rows = events
-            .iter()
-            .map(|r| {
-                let parties = r.event.parties();
-                vec![
-                    r.id.as_str().into(),
-                    r.event
-                        .account()
-                        .map_or("", InstagramAccountId::as_str)
-                        .into(),
-                    r.event.kind_name().into(),
-                    parties.map(|p| p.customer.as_str().to_owned()).into(),
-                    target_mid(&r.event).into(),
-                    dedup_hash(&r.event.dedup_key()).into(),
-                    event_detail(&r.event).into(),
-                    to_micros(r.event.occurred_at).into(),
-                    to_micros(r.received_at).into(),
-                    r.webhook_id.as_str().into(),
-                ]
-            })
-            .collect();
+    async fn insert_events(&self, events: &[EventRecord]) -> Result<Vec<EventId>, RepoError> {
+        let columns = EVENT_COLUMNS;
+        let rows = events.iter().map(event_row).collect();
         let ids = self
             .insert_if_absent(
                 "inbound_events",
@@ -238,7 +278,7 @@ impl InboundUnit for SeaInboundUnit {
             .collect()
     }
 
-    async fn mark_deleted(&mut self, deletions: &[Deletion]) -> Result<(), RepoError> {
+    async fn mark_deleted(&self, deletions: &[&Deletion]) -> Result<(), RepoError> {
         for deletion in deletions {
             let update = Query::update()
                 .table(Alias::new("messages"))
@@ -257,10 +297,7 @@ impl InboundUnit for SeaInboundUnit {
         Ok(())
     }
 
-    async fn record_conversations(
-        &mut self,
-        conversations: &[Conversation],
-    ) -> Result<(), RepoError> {
+    async fn record_conversations(&self, conversations: &[Conversation]) -> Result<(), RepoError> {
         // One statement per chunk: the upsert's VALUES group repeated; rows in id order, so
         // concurrent writers lock conversations in the same order.
         let mut sorted: Vec<&Conversation> = conversations.iter().collect();
@@ -290,14 +327,52 @@ impl InboundUnit for SeaInboundUnit {
         }
         Ok(())
     }
+}
 
-    async fn enqueue(&mut self, jobs: &[NewJob]) -> Result<(), RepoError> {
-        crate::jobs::insert_jobs(&self.txn, jobs).await
-    }
+pub(crate) const JOURNAL_COLUMNS: [&str; 6] =
+    ["id", "received_at", "body", "status", "error", "events"];
 
-    async fn commit(self: Box<Self>) -> Result<(), RepoError> {
-        self.txn.commit().await.map_err(unavailable)
-    }
+pub(crate) fn journal_row(e: &JournalEntry) -> Vec<Value> {
+    vec![
+        e.id.as_str().into(),
+        to_micros(e.received_at).into(),
+        e.body.clone().into(),
+        e.status.as_str().into(),
+        e.error.clone().into(),
+        i64::from(e.events).into(),
+    ]
+}
+
+pub(crate) const EVENT_COLUMNS: [&str; 10] = [
+    "id",
+    "instagram_account_id",
+    "kind",
+    "customer_id",
+    "mid",
+    "dedup_key",
+    "detail",
+    "occurred_at",
+    "received_at",
+    "webhook_id",
+];
+
+pub(crate) fn event_row(r: &EventRecord) -> Vec<Value> {
+    let parties = r.event.parties();
+    vec![
+        r.id.as_str().into(),
+        r.event
+            .account()
+            .map_or("", InstagramAccountId::as_str)
+            .into(),
+        r.event.kind_name().into(),
+        parties.map(|p| p.customer.as_str().to_owned()).into(),
+        target_mid(&r.event).into(),
+        dedup_hash(&r.event.dedup_key()).into(),
+        event_detail(&r.event).into(),
+        to_micros(r.event.occurred_at).into(),
+        to_micros(r.received_at).into(),
+        r.webhook_id.as_str().into(),
+    ]
 }
 
 /// An `INSERT INTO table (columns) VALUES ...` of `rows`.

@@ -157,27 +157,6 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn database_names_are_replaced() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/test", "x"),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            with_database("mysql://root@h:3306", "x"),
-            "mysql://root@h:3306/x"
-        );
-        assert_eq!(
-            with_database("postgres://h/test?sslmode=disable", "x"),
-            "postgres://h/x?sslmode=disable"
-        );
-    }
-}
-
 /// The rows `sql` returns, as JSON objects keyed by column name, for tests that check what
 /// was stored without a repository method for it. Select no binary columns.
 ///
@@ -203,4 +182,25 @@ pub async fn execute(db: &Database, sql: &str) {
         .execute_raw(db.statement(sql))
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/test", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("mysql://root@h:3306", "x"),
+            "mysql://root@h:3306/x"
+        );
+        assert_eq!(
+            with_database("postgres://h/test?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
+    }
 }

@@ -8,8 +8,8 @@ use insta_router_domain::{
     SealedSecret, Username, WebhookId,
 };
 use insta_router_ports::{
-    AccountRepository, ConversationRepository, Deletion, EventRecord, InboundStore, JobQueue,
-    JournalEntry, JournalStatus, MessageRepository,
+    AccountRepository, BatchOutcome, ConversationRepository, Deletion, EventRecord, InboundBatch,
+    InboundStore, JobQueue, JournalEntry, JournalStatus, MessageRepository, PlannedJob,
 };
 use insta_router_storage::Database;
 
@@ -77,15 +77,35 @@ fn journal(n: u128, at: DateTime<Utc>) -> JournalEntry {
     }
 }
 
-fn job(n: u128, subject: &MessageId) -> NewJob {
-    NewJob {
-        id: JobId::from_u128(n),
-        kind: JobKind::CrmDelivery,
-        account_id: None,
-        subject: subject.as_str().to_owned(),
-        payload: "{}".into(),
-        run_at: at(0),
+fn job(n: u128, kind: JobKind, subject: &str, requires_crm: bool) -> PlannedJob {
+    PlannedJob {
+        job: NewJob {
+            id: JobId::from_u128(n),
+            kind,
+            account_id: None,
+            subject: subject.to_owned(),
+            payload: "{}".into(),
+            run_at: at(0),
+        },
+        instagram_account_id: account_id(),
+        requires_crm,
     }
+}
+
+async fn add_account(db: &Database, n: u128, instagram_id: &str, crm: bool) {
+    db.accounts()
+        .insert(&Account {
+            id: AccountId::from_u128(n),
+            instagram_account_id: InstagramAccountId::parse("i", instagram_id).unwrap(),
+            username: Username::parse(&format!("shop{n}")).unwrap(),
+            access_token: SealedSecret::new("plain:t".into()),
+            crm_webhook_url: crm.then(|| CrmWebhookUrl::parse("https://crm.example/h").unwrap()),
+            webhook_secret: crm.then(|| SealedSecret::new("plain:s".into())),
+            created_at: at(0),
+            updated_at: at(0),
+        })
+        .await
+        .unwrap();
 }
 
 async fn count(db: &Database, table: &str) -> u64 {
@@ -93,63 +113,35 @@ async fn count(db: &Database, table: &str) -> u64 {
 }
 
 #[tokio::test]
-async fn a_committed_unit_stores_everything_and_a_dropped_one_nothing() {
+async fn a_batch_stores_journal_messages_events_conversations_and_jobs() {
     for (test_db, db) in migrated().await {
-        let store = db.inbound();
         let m = message(1, "mid.1", 0);
-        let conversation = Conversation::start(
-            account_id(),
-            InstagramUserId::parse("c", CUSTOMER).unwrap(),
-            at(0),
-            true,
-        );
-
-        let mut unit = store.begin().await.unwrap();
-        unit.append_journal(&[journal(1, at(0))]).await.unwrap();
+        let r = reaction(1, 0);
+        let batch = InboundBatch {
+            journal: vec![journal(1, at(0))],
+            messages: vec![m.clone()],
+            events: vec![r.clone()],
+            deletions: Vec::new(),
+            jobs: vec![
+                job(1, JobKind::AutoReply, m.id.as_str(), false),
+                job(2, JobKind::CrmDelivery, r.id.as_str(), false),
+            ],
+        };
+        let outcome = db.inbound().store(&batch).await.unwrap();
         assert_eq!(
-            unit.insert_messages(std::slice::from_ref(&m))
-                .await
-                .unwrap(),
-            vec![m.id.clone()]
+            outcome,
+            BatchOutcome {
+                new_messages: vec![m.id.clone()],
+                new_events: vec![r.id.clone()]
+            },
+            "{:?}",
+            test_db.backend()
         );
-        unit.insert_events(&[reaction(1, 0)]).await.unwrap();
-        unit.record_conversations(std::slice::from_ref(&conversation))
-            .await
-            .unwrap();
-        unit.enqueue(&[job(1, &m.id)]).await.unwrap();
-        drop(unit);
         for table in [
             "webhook_journal",
             "messages",
             "inbound_events",
             "conversations",
-            "jobs",
-        ] {
-            assert_eq!(
-                count(&db, table).await,
-                0,
-                "{table} after rollback, {:?}",
-                test_db.backend()
-            );
-        }
-
-        let mut unit = store.begin().await.unwrap();
-        unit.append_journal(&[journal(1, at(0))]).await.unwrap();
-        unit.insert_messages(std::slice::from_ref(&m))
-            .await
-            .unwrap();
-        unit.insert_events(&[reaction(1, 0)]).await.unwrap();
-        unit.record_conversations(std::slice::from_ref(&conversation))
-            .await
-            .unwrap();
-        unit.enqueue(&[job(1, &m.id)]).await.unwrap();
-        unit.commit().await.unwrap();
-        for table in [
-            "webhook_journal",
-            "messages",
-            "inbound_events",
-            "conversations",
-            "jobs",
         ] {
             assert_eq!(
                 count(&db, table).await,
@@ -159,52 +151,106 @@ async fn a_committed_unit_stores_everything_and_a_dropped_one_nothing() {
             );
         }
         assert_eq!(db.messages().get(&m.id).await.unwrap(), Some(m.clone()));
+        let conversation = db
+            .conversations()
+            .get(&m.conversation_id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            db.conversations().get(&conversation.id).await.unwrap(),
-            Some(conversation)
+            (conversation.started_at, conversation.last_inbound_at),
+            (at(0), Some(at(0)))
         );
         let jobs = db.jobs().list_by_subject(m.id.as_str()).await.unwrap();
         assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].kind, JobKind::CrmDelivery);
+        assert_eq!(jobs[0].kind, JobKind::AutoReply);
+        assert_eq!(jobs[0].account_id, None, "no account is configured");
+        assert_eq!(
+            db.jobs()
+                .list_by_subject(r.id.as_str())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }
 
 #[tokio::test]
-async fn duplicates_are_skipped_and_only_new_rows_are_reported() {
+async fn a_failing_batch_stores_nothing() {
+    for (test_db, db) in migrated().await {
+        // Two journal entries with one id: the second violates the primary key.
+        let batch = InboundBatch {
+            journal: vec![journal(1, at(0)), journal(1, at(0))],
+            messages: vec![message(1, "mid.1", 0)],
+            ..InboundBatch::default()
+        };
+        assert!(
+            db.inbound().store(&batch).await.is_err(),
+            "{:?}",
+            test_db.backend()
+        );
+        for table in ["webhook_journal", "messages", "conversations"] {
+            assert_eq!(
+                count(&db, table).await,
+                0,
+                "{table}, {:?}",
+                test_db.backend()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn duplicates_are_skipped_and_get_no_jobs() {
     for (test_db, db) in migrated().await {
         let store = db.inbound();
-        let mut unit = store.begin().await.unwrap();
-        unit.insert_messages(&[message(1, "mid.1", 0)])
+        store
+            .store(&InboundBatch {
+                messages: vec![message(1, "mid.1", 0)],
+                events: vec![reaction(1, 0)],
+                ..InboundBatch::default()
+            })
             .await
             .unwrap();
-        unit.insert_events(&[reaction(1, 0)]).await.unwrap();
-        unit.commit().await.unwrap();
 
         // Meta's retry: the same mid and the same reaction again, next to new ones.
-        let mut unit = store.begin().await.unwrap();
-        let inserted = unit
-            .insert_messages(&[message(2, "mid.1", 0), message(3, "mid.3", 1)])
-            .await
-            .unwrap();
+        let batch = InboundBatch {
+            messages: vec![message(2, "mid.1", 0), message(3, "mid.3", 1)],
+            events: vec![reaction(2, 0), reaction(3, 5)],
+            jobs: vec![
+                job(
+                    1,
+                    JobKind::AutoReply,
+                    MessageId::from_u128(2).as_str(),
+                    false,
+                ),
+                job(
+                    2,
+                    JobKind::AutoReply,
+                    MessageId::from_u128(3).as_str(),
+                    false,
+                ),
+                job(
+                    3,
+                    JobKind::CrmDelivery,
+                    EventId::from_u128(2).as_str(),
+                    false,
+                ),
+            ],
+            ..InboundBatch::default()
+        };
+        let outcome = store.store(&batch).await.unwrap();
         assert_eq!(
-            inserted,
+            outcome.new_messages,
             vec![MessageId::from_u128(3)],
             "{:?}",
             test_db.backend()
         );
-        let inserted = unit
-            .insert_events(&[reaction(2, 0), reaction(3, 5)])
-            .await
-            .unwrap();
-        assert_eq!(
-            inserted,
-            vec![EventId::from_u128(3)],
-            "{:?}",
-            test_db.backend()
-        );
-        unit.commit().await.unwrap();
+        assert_eq!(outcome.new_events, vec![EventId::from_u128(3)]);
         assert_eq!(count(&db, "messages").await, 2);
         assert_eq!(count(&db, "inbound_events").await, 2);
+        assert_eq!(count(&db, "jobs").await, 1, "only the new message's job");
         assert_eq!(
             db.messages().get(&MessageId::from_u128(2)).await.unwrap(),
             None
@@ -213,75 +259,121 @@ async fn duplicates_are_skipped_and_only_new_rows_are_reported() {
 }
 
 #[tokio::test]
-async fn large_groups_are_split_under_the_parameter_limits() {
+async fn large_batches_are_split_under_the_parameter_limits() {
     for (test_db, db) in migrated().await {
-        let store = db.inbound();
         let messages: Vec<Message> = (0..2_500)
             .map(|n| message(n + 1, &format!("mid.{n}"), 0))
             .collect();
-        let mut unit = store.begin().await.unwrap();
-        let inserted = unit.insert_messages(&messages).await.unwrap();
-        unit.commit().await.unwrap();
-        assert_eq!(inserted.len(), 2_500, "{:?}", test_db.backend());
-        assert_eq!(count(&db, "messages").await, 2_500);
-    }
-}
-
-#[tokio::test]
-async fn routes_name_configured_accounts_and_whether_they_forward() {
-    for (test_db, db) in migrated().await {
-        let accounts = db.accounts();
-        for (n, instagram_id, crm) in [(1, ACCOUNT, true), (2, "17841400000000002", false)] {
-            accounts
-                .insert(&Account {
-                    id: AccountId::from_u128(n),
-                    instagram_account_id: InstagramAccountId::parse("i", instagram_id).unwrap(),
-                    username: Username::parse(&format!("shop{n}")).unwrap(),
-                    access_token: SealedSecret::new("plain:t".into()),
-                    crm_webhook_url: crm
-                        .then(|| CrmWebhookUrl::parse("https://crm.example/h").unwrap()),
-                    webhook_secret: crm.then(|| SealedSecret::new("plain:s".into())),
-                    created_at: at(0),
-                    updated_at: at(0),
-                })
-                .await
-                .unwrap();
-        }
-        let mut unit = db.inbound().begin().await.unwrap();
-        let mut routes = unit
-            .routes(&[
-                account_id(),
-                InstagramAccountId::parse("i", "17841400000000002").unwrap(),
-                InstagramAccountId::parse("i", "999").unwrap(),
-            ])
+        let jobs = messages
+            .iter()
+            .enumerate()
+            .map(|(n, m)| job(n as u128 + 1, JobKind::AutoReply, m.id.as_str(), false))
+            .collect();
+        let outcome = db
+            .inbound()
+            .store(&InboundBatch {
+                messages,
+                jobs,
+                ..InboundBatch::default()
+            })
             .await
             .unwrap();
-        // Ended explicitly: MySQL's DROP DATABASE would wait on an open transaction.
-        unit.commit().await.unwrap();
-        routes.sort_by(|a, b| a.account_id.cmp(&b.account_id));
-        assert_eq!(routes.len(), 2, "{:?}", test_db.backend());
-        assert_eq!(routes[0].account_id, AccountId::from_u128(1));
-        assert!(routes[0].forwards_to_crm);
-        assert!(!routes[1].forwards_to_crm);
+        assert_eq!(outcome.new_messages.len(), 2_500, "{:?}", test_db.backend());
+        assert_eq!(count(&db, "messages").await, 2_500);
+        assert_eq!(count(&db, "jobs").await, 2_500);
     }
 }
 
 #[tokio::test]
-async fn deletions_mark_stored_messages_once() {
+async fn crm_jobs_are_queued_only_for_accounts_with_a_crm() {
+    for (test_db, db) in migrated().await {
+        add_account(&db, 1, ACCOUNT, true).await;
+        add_account(&db, 2, "17841400000000002", false).await;
+        let mine = message(1, "mid.1", 0);
+        let mut other = message(2, "mid.2", 0);
+        other.instagram_account_id = InstagramAccountId::parse("a", "17841400000000002").unwrap();
+        let mut unknown = message(3, "mid.3", 0);
+        unknown.instagram_account_id = InstagramAccountId::parse("a", "999").unwrap();
+        let mut jobs = Vec::new();
+        for (n, m) in [(1, &mine), (2, &other), (3, &unknown)] {
+            let mut crm = job(n * 10, JobKind::CrmDelivery, m.id.as_str(), true);
+            crm.instagram_account_id = m.instagram_account_id.clone();
+            let mut reply = job(n * 10 + 1, JobKind::AutoReply, m.id.as_str(), false);
+            reply.instagram_account_id = m.instagram_account_id.clone();
+            jobs.extend([crm, reply]);
+        }
+        db.inbound()
+            .store(&InboundBatch {
+                messages: vec![mine.clone(), other.clone(), unknown.clone()],
+                jobs,
+                ..InboundBatch::default()
+            })
+            .await
+            .unwrap();
+        let kinds = |jobs: Vec<insta_router_domain::Job>| -> Vec<(JobKind, Option<AccountId>)> {
+            let mut out: Vec<_> = jobs.into_iter().map(|j| (j.kind, j.account_id)).collect();
+            out.sort_by_key(|(k, _)| k.as_str());
+            out
+        };
+        let jobs = db.jobs();
+        assert_eq!(
+            kinds(jobs.list_by_subject(mine.id.as_str()).await.unwrap()),
+            vec![
+                (JobKind::AutoReply, Some(AccountId::from_u128(1))),
+                (JobKind::CrmDelivery, Some(AccountId::from_u128(1)))
+            ],
+            "{:?}",
+            test_db.backend()
+        );
+        assert_eq!(
+            kinds(jobs.list_by_subject(other.id.as_str()).await.unwrap()),
+            vec![(JobKind::AutoReply, Some(AccountId::from_u128(2)))]
+        );
+        assert_eq!(
+            kinds(jobs.list_by_subject(unknown.id.as_str()).await.unwrap()),
+            vec![(JobKind::AutoReply, None)]
+        );
+    }
+}
+
+#[tokio::test]
+async fn new_deletions_mark_stored_messages_once() {
     for (test_db, db) in migrated().await {
         let store = db.inbound();
-        let mut unit = store.begin().await.unwrap();
-        unit.insert_messages(&[message(1, "mid.1", 0)])
+        store
+            .store(&InboundBatch {
+                messages: vec![message(1, "mid.1", 0)],
+                ..InboundBatch::default()
+            })
             .await
             .unwrap();
-        let deletion = |secs| Deletion {
+        let deletion = |n: u128, secs| Deletion {
+            event_id: EventId::from_u128(n),
             account: account_id(),
             mid: InstagramMessageId::parse("m", "mid.1").unwrap(),
             at: at(secs),
         };
-        unit.mark_deleted(&[deletion(5)]).await.unwrap();
-        unit.mark_deleted(&[deletion(9)]).await.unwrap();
-        unit.commit().await.unwrap();
+        let deleted_event = |n: u128, secs| {
+            let mut r = reaction(n, secs);
+            r.event.kind = InboundEventKind::Deleted {
+                parties: Parties {
+                    account: account_id(),
+                    customer: InstagramUserId::parse("c", CUSTOMER).unwrap(),
+                },
+                mid: InstagramMessageId::parse("m", "mid.1").unwrap(),
+            };
+            r
+        };
+        for (n, secs) in [(1, 5), (2, 9)] {
+            store
+                .store(&InboundBatch {
+                    events: vec![deleted_event(n, secs)],
+                    deletions: vec![deletion(n, secs)],
+                    ..InboundBatch::default()
+                })
+                .await
+                .unwrap();
+        }
         let stored = db
             .messages()
             .get(&MessageId::from_u128(1))
@@ -289,42 +381,50 @@ async fn deletions_mark_stored_messages_once() {
             .unwrap()
             .unwrap();
         assert_eq!(stored.deleted_at, Some(at(5)), "{:?}", test_db.backend());
+        assert_eq!(
+            count(&db, "inbound_events").await,
+            1,
+            "the repeat is a duplicate"
+        );
     }
 }
 
 #[tokio::test]
-async fn conversation_upserts_merge_with_stored_rows() {
+async fn conversations_merge_with_stored_rows_and_within_a_batch() {
     for (test_db, db) in migrated().await {
-        let customer = |c: &str| InstagramUserId::parse("c", c).unwrap();
+        let customer = InstagramUserId::parse("c", CUSTOMER).unwrap();
         db.conversations()
             .record(&Conversation::start(
                 account_id(),
-                customer("1"),
+                customer.clone(),
                 at(10),
                 true,
             ))
             .await
             .unwrap();
-        let mut unit = db.inbound().begin().await.unwrap();
-        unit.record_conversations(&[
-            Conversation::start(account_id(), customer("1"), at(5), false),
-            Conversation::start(account_id(), customer("2"), at(7), true),
-        ])
-        .await
-        .unwrap();
-        unit.commit().await.unwrap();
+        let mut echo = message(2, "mid.2", 20);
+        echo.direction = Direction::Outbound;
+        echo.sender_id = account_id().to_user_id();
+        echo.recipient_id = customer.clone();
+        db.inbound()
+            .store(&InboundBatch {
+                messages: vec![message(1, "mid.1", 5), echo],
+                ..InboundBatch::default()
+            })
+            .await
+            .unwrap();
         let one = db
             .conversations()
-            .get(&ConversationId::for_pair(&account_id(), &customer("1")))
+            .get(&ConversationId::for_pair(&account_id(), &customer))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(
             (one.started_at, one.last_message_at, one.last_inbound_at),
-            (at(5), at(10), Some(at(10))),
+            (at(5), at(20), Some(at(10))),
             "{:?}",
             test_db.backend()
         );
-        assert_eq!(count(&db, "conversations").await, 2);
+        assert_eq!(count(&db, "conversations").await, 1);
     }
 }
