@@ -1,5 +1,6 @@
 //! Opening the database, migrating it, and handing out the stores.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -94,6 +95,42 @@ pub fn normalize_database_url(raw: &str) -> String {
 pub struct Database {
     pub(crate) conn: DatabaseConnection,
     backend: Backend,
+    checkpointer: Option<Arc<Checkpointer>>,
+}
+
+/// SQLite's WAL checkpoints, taken off the write path: with automatic checkpoints a commit
+/// now and then copies the WAL into the database and fsyncs it, stalling every request
+/// waiting on that commit. Instead a task checkpoints passively (without blocking writers or
+/// readers) twice a second. Stopped when the last clone of the [`Database`] is dropped.
+#[derive(Debug)]
+struct Checkpointer(tokio::task::JoinHandle<()>);
+
+impl Checkpointer {
+    fn start(conn: DatabaseConnection) -> Self {
+        Self(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = conn
+                    .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+                    .await
+                {
+                    if matches!(e, sea_orm::DbErr::ConnectionAcquire(_)) {
+                        tracing::debug!("checkpointer stops: {e}");
+                        return;
+                    }
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Database {
@@ -139,12 +176,23 @@ impl Database {
                     .statement_cache_capacity(512)
                     // 16 MiB of page cache per connection, instead of 2 MiB.
                     .pragma("cache_size", "-16384")
+                    // Sorts and temporary tables in memory, not in files opened per statement.
+                    .pragma("temp_store", "memory")
+                    // Checkpoints run in the background (see `Checkpointer`), never inside a
+                    // commit of the webhook path.
+                    .pragma("wal_autocheckpoint", "0")
             });
         }
         let conn = sea_orm::Database::connect(opts)
             .await
             .map_err(StorageError::Connect)?;
-        Ok(Self { conn, backend })
+        let checkpointer =
+            (backend == Backend::Sqlite).then(|| Arc::new(Checkpointer::start(conn.clone())));
+        Ok(Self {
+            conn,
+            backend,
+            checkpointer,
+        })
     }
 
     /// Which product this is.
@@ -275,7 +323,19 @@ impl Database {
     ///
     /// [`RepoError::Unavailable`].
     pub async fn close(self) -> Result<(), RepoError> {
-        self.conn.close().await.map_err(unavailable)
+        let Self {
+            conn,
+            backend,
+            checkpointer,
+        } = self;
+        drop(checkpointer);
+        if backend == Backend::Sqlite {
+            // Fold the WAL into the database, so a stopped service leaves one file behind.
+            let _ = conn
+                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await;
+        }
+        conn.close().await.map_err(unavailable)
     }
 
     pub(crate) fn statement(&self, sql: &str) -> sea_orm::Statement {

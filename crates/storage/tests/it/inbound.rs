@@ -428,3 +428,45 @@ async fn conversations_merge_with_stored_rows_and_within_a_batch() {
         assert_eq!(count(&db, "conversations").await, 1);
     }
 }
+
+#[tokio::test]
+async fn sqlite_checkpoints_the_wal_in_the_background() {
+    let test_db = insta_router_storage::testing::sqlite();
+    let db = test_db.connect().await;
+    db.migrate_up().await.unwrap();
+    let path = test_db
+        .url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    // Let a checkpoint pass, then write: the rows go to the WAL only.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let before = size(&path);
+    let messages: Vec<Message> = (0..500)
+        .map(|n| message(n + 1, &format!("mid.{n}"), 0))
+        .collect();
+    db.inbound()
+        .store(&InboundBatch {
+            messages,
+            ..InboundBatch::default()
+        })
+        .await
+        .unwrap();
+    assert!(size(&format!("{path}-wal")) > 0, "written to the WAL");
+    // Nothing in the write path checkpoints; the background task copies the WAL into the
+    // database file within a second.
+    let mut grown = false;
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if size(&path) > before {
+            grown = true;
+            break;
+        }
+    }
+    assert!(grown, "database file still {before} bytes after 3 s");
+    db.close().await.unwrap();
+    assert_eq!(size(&format!("{path}-wal")), 0, "closing folds the WAL in");
+}
