@@ -577,3 +577,65 @@ async fn futures_join<F: std::future::Future>(
     .await;
     outputs.into_iter().map(Option::unwrap).collect()
 }
+
+#[tokio::test]
+async fn simulate_sends_a_signed_webhook_that_the_server_stores() {
+    let server = server().await;
+    let run = |args: Vec<String>, secret: Option<&str>| {
+        let mut command = insta_router_blackbox::command(server.dir.path());
+        if let Some(secret) = secret {
+            command.env("INSTAGRAM_APP_SECRET", secret);
+        }
+        command.arg("simulate").args(args).output().unwrap()
+    };
+    let output = run(
+        vec![
+            "Hi! is the blue one in stock?".into(),
+            "--url".into(),
+            server.url.clone(),
+        ],
+        Some(IG_SECRET),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("200 OK") && stdout.contains("\"messages_processed\":1"),
+        "{stdout}"
+    );
+
+    let fixture_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/webhook/batch.json");
+    let output = run(
+        vec![
+            "--fixture".into(),
+            fixture_path.display().to_string(),
+            "--url".into(),
+            server.url.clone(),
+        ],
+        Some(IG_SECRET),
+    );
+    assert!(output.status.success());
+    let db = server.db.connect().await;
+    let texts = rows(
+        &db,
+        "SELECT message_text FROM messages ORDER BY message_text",
+    )
+    .await;
+    assert_eq!(texts.len(), 3);
+    assert_eq!(texts[0]["message_text"], "Hi! is the blue one in stock?");
+
+    // Signed with another secret, the server refuses it and simulate says so.
+    let output = run(
+        vec!["x".into(), "--url".into(), server.url.clone()],
+        Some("wrong"),
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("401"));
+    // Without a secret it explains what to set.
+    let output = run(vec!["x".into(), "--url".into(), server.url.clone()], None);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("INSTAGRAM_APP_SECRET"));
+}
