@@ -1,6 +1,7 @@
 //! [`InboundStore`] on sea-orm: one database transaction per batch, multi-row statements
-//! throughout. On PostgreSQL and MySQL the batch is a sequence of statements; on SQLite it is
-//! one script (see `inbound_sqlite`).
+//! throughout. On SQLite the batch is one script (`inbound_sqlite`), on PostgreSQL one
+//! statement of chained CTEs (`inbound_postgres`), on MySQL (and for PostgreSQL batches that
+//! do not fit one statement) a sequence of statements in one transaction.
 
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
@@ -45,6 +46,9 @@ impl SeaInboundStore {
 #[async_trait]
 impl InboundStore for SeaInboundStore {
     async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
+        if self.backend == Backend::Postgres && crate::inbound_postgres::fits(batch) {
+            return crate::inbound_postgres::store(&self.db, batch).await;
+        }
         let txn = self.db.begin().await.map_err(unavailable)?;
         if self.backend == Backend::Sqlite {
             let outcome = crate::inbound_sqlite::store(&txn, batch).await?;

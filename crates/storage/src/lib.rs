@@ -10,6 +10,7 @@ mod conversations;
 mod entity;
 mod error;
 mod inbound;
+mod inbound_postgres;
 mod inbound_sqlite;
 mod jobs;
 mod messages;

@@ -1,3 +1,5 @@
+//! Every fixture parsed into the domain events it stands for.
+
 use chrono::{TimeZone, Utc};
 use insta_router_domain::{
     AttachmentKind, Direction, InboundEvent, InboundEventKind, MessageKind, ReactionAction,
