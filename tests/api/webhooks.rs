@@ -620,13 +620,17 @@ async fn simulate_sends_a_signed_webhook_that_the_server_stores() {
     );
     assert!(output.status.success());
     let db = server.db.connect().await;
-    let texts = rows(
-        &db,
-        "SELECT message_text FROM messages ORDER BY message_text",
-    )
-    .await;
-    assert_eq!(texts.len(), 3);
-    assert_eq!(texts[0]["message_text"], "Hi! is the blue one in stock?");
+    let mut texts: Vec<String> = rows(&db, "SELECT message_text FROM messages")
+        .await
+        .iter()
+        .map(|r| r["message_text"].as_str().unwrap().to_owned())
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        ["Hi! is the blue one in stock?", "first", "second account"],
+        "the simulated message and the batch fixture's two"
+    );
 
     // Signed with another secret, the server refuses it and simulate says so.
     let output = run(
