@@ -108,7 +108,7 @@ fn ingest(options: &Options) -> Result<(), String> {
     );
     let _ = server.kill();
     let _ = server.wait();
-    database.drop();
+    database.remove();
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -306,7 +306,7 @@ impl Database {
         })
     }
 
-    fn drop(&self) {
+    fn remove(&self) {
         if let Some(name) = &self.postgres_name {
             let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }

@@ -162,20 +162,22 @@ impl Ingestor {
 }
 
 async fn write_group(store: &dyn InboundStore, group: Vec<Pending>) {
-    let prepared: Vec<Prepared> = group.iter().map(|p| Prepared::new(&p.webhook)).collect();
+    let (replies, prepared): (Vec<_>, Vec<_>) = group
+        .into_iter()
+        .map(|p| (p.reply, Prepared::new(p.webhook)))
+        .unzip();
     match write(store, &prepared).await {
         Ok(reports) => {
-            for (pending, report) in group.into_iter().zip(reports) {
-                let _ = pending.reply.send(Ok(report));
+            for (reply, report) in replies.into_iter().zip(reports) {
+                let _ = reply.send(Ok(report));
             }
         }
         Err(group_error) => {
-            if group.len() > 1 {
-                tracing::warn!(error = %group_error, requests = group.len(), "group write failed; writing its requests one by one");
+            if prepared.len() > 1 {
+                tracing::warn!(error = %group_error, requests = prepared.len(), "group write failed; writing its requests one by one");
             }
-            for (pending, prepared) in group.into_iter().zip(prepared) {
-                let result = write_alone(store, prepared).await;
-                let _ = pending.reply.send(result);
+            for (reply, prepared) in replies.into_iter().zip(prepared) {
+                let _ = reply.send(write_alone(store, prepared).await);
             }
         }
     }
@@ -224,7 +226,8 @@ enum PreparedEvent {
 }
 
 impl Prepared {
-    fn new(webhook: &ReceivedWebhook) -> Self {
+    /// Takes the request's body over: it is the largest part, and the journal keeps it.
+    fn new(webhook: ReceivedWebhook) -> Self {
         let id = WebhookId::from_u128(new_id_bits());
         let (events, status, error) = match &webhook.parsed {
             Ok(events) => (events.as_slice(), JournalStatus::Accepted, None),
@@ -271,7 +274,7 @@ impl Prepared {
             journal: JournalEntry {
                 id,
                 received_at: webhook.received_at,
-                body: webhook.body.clone(),
+                body: webhook.body,
                 status,
                 error,
                 events: u32::try_from(events.len()).unwrap_or(u32::MAX),

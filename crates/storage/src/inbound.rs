@@ -256,7 +256,7 @@ impl SeaInboundUnit {
         let ids = self
             .insert_if_absent(
                 "messages",
-                &crate::messages::COLUMNS,
+                &crate::messages::columns(),
                 &["instagram_account_id", "mid"],
                 rows,
             )
@@ -412,6 +412,33 @@ fn ids_of(rows: &[QueryResult]) -> Result<Vec<String>, RepoError> {
     rows.iter()
         .map(|r| r.try_get_by_index::<String>(0).map_err(unavailable))
         .collect()
+}
+
+/// The outcome of a one-round-trip batch: rows of `(t, id)` where `t` is `m` for a message and
+/// `e` for an event.
+pub(crate) fn outcome_from_rows(rows: &[QueryResult]) -> Result<BatchOutcome, RepoError> {
+    let mut outcome = BatchOutcome::default();
+    for row in rows {
+        let table: String = row.try_get_by_index(0).map_err(unavailable)?;
+        let id: String = row.try_get_by_index(1).map_err(unavailable)?;
+        let corrupt = |e: insta_router_domain::FieldError| RepoError::Corrupt(e.to_string());
+        if table == "m" {
+            outcome
+                .new_messages
+                .push(MessageId::parse("id", &id).map_err(corrupt)?);
+        } else {
+            outcome
+                .new_events
+                .push(EventId::parse("id", &id).map_err(corrupt)?);
+        }
+    }
+    Ok(outcome)
+}
+
+/// The `ON CONFLICT ... DO UPDATE` of the conversation upsert, which merges timestamps, for
+/// statements that insert conversations from a `SELECT`.
+pub(crate) fn conversation_merge(backend: Backend) -> &'static str {
+    split_values(upsert_sql(backend)).1
 }
 
 /// Splits a single-row `INSERT ... VALUES (...) rest` into `INSERT ... VALUES ` and ` rest`.

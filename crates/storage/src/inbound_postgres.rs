@@ -10,13 +10,15 @@
 //! statement-by-statement path instead; so does a batch too large for PostgreSQL's 65 535
 //! parameters.
 
-use insta_router_domain::{EventId, MessageId};
 use insta_router_ports::{BatchOutcome, InboundBatch, RepoError};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};
 
+use crate::Backend;
 use crate::error::unavailable;
-use crate::inbound::{EVENT_COLUMNS, JOURNAL_COLUMNS, event_row, journal_row};
-use crate::messages::{COLUMNS as MESSAGE_COLUMNS, message_row};
+use crate::inbound::{
+    EVENT_COLUMNS, JOURNAL_COLUMNS, conversation_merge, event_row, journal_row, outcome_from_rows,
+};
+use crate::messages::{columns as message_columns, message_row};
 use crate::time::to_micros;
 
 /// Parameters per statement PostgreSQL accepts, with room to spare.
@@ -25,7 +27,7 @@ const MAX_PARAMS: usize = 60_000;
 /// Whether [`store`] can write `batch`.
 pub(crate) fn fits(batch: &InboundBatch) -> bool {
     let params = batch.journal.len() * JOURNAL_COLUMNS.len()
-        + batch.messages.len() * MESSAGE_COLUMNS.len()
+        + batch.messages.len() * message_columns().len()
         + batch.events.len() * EVENT_COLUMNS.len()
         + batch.jobs.len() * 7;
     batch.deletions.is_empty() && params <= MAX_PARAMS
@@ -85,7 +87,7 @@ pub(crate) async fn store(
             "m AS (INSERT INTO messages ({}) VALUES {rows} \
              ON CONFLICT (instagram_account_id, mid) DO NOTHING \
              RETURNING id, conversation_id, instagram_account_id, direction, sender_id, recipient_id, timestamp)",
-            MESSAGE_COLUMNS.join(", ")
+            message_columns().join(", ")
         ));
     }
     if batch.events.is_empty() {
@@ -98,18 +100,14 @@ pub(crate) async fn store(
             EVENT_COLUMNS.join(", ")
         ));
     }
-    ctes.push(
+    ctes.push(format!(
         "c AS (INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
          SELECT conversation_id, min(instagram_account_id), \
                 min(CASE WHEN direction = 'inbound' THEN sender_id ELSE recipient_id END), \
                 min(timestamp), max(timestamp), max(CASE WHEN direction = 'inbound' THEN timestamp END) \
-         FROM m GROUP BY conversation_id ORDER BY conversation_id \
-         ON CONFLICT (id) DO UPDATE SET \
-         started_at = LEAST(conversations.started_at, excluded.started_at), \
-         last_message_at = GREATEST(conversations.last_message_at, excluded.last_message_at), \
-         last_inbound_at = GREATEST(conversations.last_inbound_at, excluded.last_inbound_at))"
-            .to_owned(),
-    );
+         FROM m GROUP BY conversation_id ORDER BY conversation_id{})",
+        conversation_merge(Backend::Postgres)
+    ));
     if !batch.jobs.is_empty() {
         let rows = q.rows(
             batch
@@ -144,20 +142,5 @@ pub(crate) async fn store(
     );
     let statement = Statement::from_sql_and_values(db.get_database_backend(), q.sql, q.values);
     let rows = db.query_all_raw(statement).await.map_err(unavailable)?;
-    let mut outcome = BatchOutcome::default();
-    for row in rows {
-        let table: String = row.try_get_by_index(0).map_err(unavailable)?;
-        let id: String = row.try_get_by_index(1).map_err(unavailable)?;
-        let corrupt = |e: insta_router_domain::FieldError| RepoError::Corrupt(e.to_string());
-        if table == "m" {
-            outcome
-                .new_messages
-                .push(MessageId::parse("id", &id).map_err(corrupt)?);
-        } else {
-            outcome
-                .new_events
-                .push(EventId::parse("id", &id).map_err(corrupt)?);
-        }
-    }
-    Ok(outcome)
+    outcome_from_rows(&rows)
 }

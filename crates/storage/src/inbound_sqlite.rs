@@ -10,13 +10,15 @@
 //! What depends on which rows were new is decided in SQL: the ids of messages and events are
 //! fresh, so one that exists after its `INSERT ... DO NOTHING` was inserted by this batch.
 
-use insta_router_domain::{EventId, MessageId};
 use insta_router_ports::{BatchOutcome, InboundBatch, RepoError};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, Value};
 
+use crate::Backend;
 use crate::error::unavailable;
-use crate::inbound::{EVENT_COLUMNS, JOURNAL_COLUMNS, event_row, journal_row};
-use crate::messages::{COLUMNS as MESSAGE_COLUMNS, message_row};
+use crate::inbound::{
+    EVENT_COLUMNS, JOURNAL_COLUMNS, conversation_merge, event_row, journal_row, outcome_from_rows,
+};
+use crate::messages::{columns as message_columns, message_row};
 use crate::time::to_micros;
 
 /// Most parameters of one statement; SQLite allows 32766.
@@ -78,7 +80,7 @@ pub(crate) async fn store(
         .collect::<Result<Vec<_>, _>>()?;
     script.insert(
         "messages",
-        &MESSAGE_COLUMNS,
+        &message_columns(),
         message_rows,
         " ON CONFLICT (instagram_account_id, mid) DO NOTHING",
     );
@@ -114,11 +116,8 @@ pub(crate) async fn store(
              SELECT conversation_id, instagram_account_id, \
                     CASE WHEN direction = 'inbound' THEN sender_id ELSE recipient_id END, \
                     min(timestamp), max(timestamp), max(CASE WHEN direction = 'inbound' THEN timestamp END) \
-             FROM messages WHERE id IN ({marks}) GROUP BY conversation_id \
-             ON CONFLICT (id) DO UPDATE SET \
-             started_at = min(conversations.started_at, excluded.started_at), \
-             last_message_at = max(conversations.last_message_at, excluded.last_message_at), \
-             last_inbound_at = max(coalesce(conversations.last_inbound_at, excluded.last_inbound_at), coalesce(excluded.last_inbound_at, conversations.last_inbound_at));\n"
+             FROM messages WHERE id IN ({marks}) GROUP BY conversation_id{};\n",
+            conversation_merge(Backend::Sqlite)
         ));
     }
     // Jobs: only about what is new, CRM jobs only for accounts with a CRM URL, each with the
@@ -172,20 +171,5 @@ pub(crate) async fn store(
     let statement =
         Statement::from_sql_and_values(txn.get_database_backend(), script.sql, script.values);
     let rows = txn.query_all_raw(statement).await.map_err(unavailable)?;
-    let mut outcome = BatchOutcome::default();
-    for row in rows {
-        let table: String = row.try_get_by_index(0).map_err(unavailable)?;
-        let id: String = row.try_get_by_index(1).map_err(unavailable)?;
-        let corrupt = |e: insta_router_domain::FieldError| RepoError::Corrupt(e.to_string());
-        if table == "m" {
-            outcome
-                .new_messages
-                .push(MessageId::parse("id", &id).map_err(corrupt)?);
-        } else {
-            outcome
-                .new_events
-                .push(EventId::parse("id", &id).map_err(corrupt)?);
-        }
-    }
-    Ok(outcome)
+    outcome_from_rows(&rows)
 }

@@ -10,39 +10,24 @@ use insta_router_ports::{MessageRepository, Page, PageRequest, RepoError};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, Iterable, QueryFilter, QueryOrder, QuerySelect, Value,
+    EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, Value,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::entity::messages::{ActiveModel, Column, Entity, Model};
 
-/// The columns of `messages`, in the order [`message_row`] gives values.
-pub(crate) const COLUMNS: [&str; 15] = [
-    "id",
-    "instagram_account_id",
-    "conversation_id",
-    "mid",
-    "sender_id",
-    "recipient_id",
-    "message_text",
-    "direction",
-    "kind",
-    "attachments",
-    "reply_to",
-    "timestamp",
-    "created_at",
-    "deleted_at",
-    "context",
-];
+/// The columns of `messages`, in the entity's order, which is the order [`message_row`] gives
+/// values in.
+pub(crate) fn columns() -> Vec<&'static str> {
+    Column::iter().map(|c| c.as_str()).collect()
+}
 
-/// One message as the values of [`COLUMNS`].
+/// One message as the values of [`columns`].
 pub(crate) fn message_row(message: &Message) -> Result<Vec<Value>, RepoError> {
     let active = to_active(message)?;
-    let values: Vec<Value> = Column::iter()
+    Ok(Column::iter()
         .map(|c| active.get(c).into_value().unwrap_or(Value::String(None)))
-        .collect();
-    debug_assert_eq!(values.len(), COLUMNS.len());
-    Ok(values)
+        .collect())
 }
 
 /// A referral as stored.
