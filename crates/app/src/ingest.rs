@@ -166,8 +166,14 @@ async fn write_group(store: &dyn InboundStore, group: Vec<Pending>) {
         .into_iter()
         .map(|p| (p.reply, Prepared::new(p.webhook)))
         .unzip();
+    let started = std::time::Instant::now();
     match write(store, &prepared).await {
         Ok(reports) => {
+            tracing::debug!(
+                requests = prepared.len(),
+                micros = started.elapsed().as_micros(),
+                "group written"
+            );
             for (reply, report) in replies.into_iter().zip(reports) {
                 let _ = reply.send(Ok(report));
             }

@@ -94,6 +94,13 @@ pub fn normalize_database_url(raw: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Database {
     pub(crate) conn: DatabaseConnection,
+    /// The connection the inbound store writes through. On a SQLite file it is a pool of its
+    /// own with one connection: SQLite discards a connection's page cache whenever another
+    /// connection has written, so a writer that moved between pooled connections re-read its
+    /// indexes from the file on nearly every batch. Elsewhere it is `conn`.
+    writer: DatabaseConnection,
+    /// `writer` is a connection of its own, not `conn`.
+    exclusive_writer: bool,
     backend: Backend,
     checkpointer: Option<Arc<Checkpointer>>,
 }
@@ -151,6 +158,33 @@ impl Database {
         } else {
             return Err(StorageError::UnsupportedUrl(redact_database_url(url)));
         };
+        let opts = Self::options(url, backend, options);
+        let conn = sea_orm::Database::connect(opts.clone())
+            .await
+            .map_err(StorageError::Connect)?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let exclusive_writer = backend == Backend::Sqlite && !in_memory;
+        let writer = if exclusive_writer {
+            let mut opts = opts;
+            opts.max_connections(1).min_connections(1);
+            sea_orm::Database::connect(opts)
+                .await
+                .map_err(StorageError::Connect)?
+        } else {
+            conn.clone()
+        };
+        let checkpointer =
+            (backend == Backend::Sqlite).then(|| Arc::new(Checkpointer::start(conn.clone())));
+        Ok(Self {
+            conn,
+            writer,
+            exclusive_writer,
+            backend,
+            checkpointer,
+        })
+    }
+
+    fn options(url: &str, backend: Backend, options: &DbOptions) -> ConnectOptions {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.max_connections(options.max_connections)
             .min_connections(1)
@@ -183,16 +217,7 @@ impl Database {
                     .pragma("wal_autocheckpoint", "0")
             });
         }
-        let conn = sea_orm::Database::connect(opts)
-            .await
-            .map_err(StorageError::Connect)?;
-        let checkpointer =
-            (backend == Backend::Sqlite).then(|| Arc::new(Checkpointer::start(conn.clone())));
-        Ok(Self {
-            conn,
-            backend,
-            checkpointer,
-        })
+        opts
     }
 
     /// Which product this is.
@@ -309,7 +334,7 @@ impl Database {
 
     /// The inbound pipeline's store.
     pub fn inbound(&self) -> SeaInboundStore {
-        SeaInboundStore::new(self.conn.clone(), self.backend)
+        SeaInboundStore::new(self.writer.clone(), self.backend, self.exclusive_writer)
     }
 
     /// The job queue.
@@ -325,10 +350,15 @@ impl Database {
     pub async fn close(self) -> Result<(), RepoError> {
         let Self {
             conn,
+            writer,
+            exclusive_writer,
             backend,
             checkpointer,
         } = self;
         drop(checkpointer);
+        if exclusive_writer {
+            writer.close().await.map_err(unavailable)?;
+        }
         if backend == Backend::Sqlite {
             // Fold the WAL into the database, so a stopped service leaves one file behind.
             let _ = conn

@@ -190,7 +190,28 @@ async fn a_failing_batch_stores_nothing() {
             "{:?}",
             test_db.backend()
         );
-        for table in ["webhook_journal", "messages", "conversations"] {
+        // Failing late, after the messages went in: two jobs with one id.
+        let batch = InboundBatch {
+            journal: vec![journal(2, at(0))],
+            messages: vec![message(2, "mid.2", 0)],
+            jobs: vec![
+                job(
+                    1,
+                    JobKind::AutoReply,
+                    &message(2, "mid.2", 0).id.to_string(),
+                    false,
+                ),
+                job(
+                    1,
+                    JobKind::AutoReply,
+                    &message(2, "mid.2", 0).id.to_string(),
+                    false,
+                ),
+            ],
+            ..InboundBatch::default()
+        };
+        assert!(db.inbound().store(&batch).await.is_err());
+        for table in ["webhook_journal", "messages", "conversations", "jobs"] {
             assert_eq!(
                 count(&db, table).await,
                 0,
@@ -198,6 +219,21 @@ async fn a_failing_batch_stores_nothing() {
                 test_db.backend()
             );
         }
+        // Nothing is left open: the writer and the other connections write again.
+        add_account(&db, 1, "17841400000000077", false).await;
+        let batch = InboundBatch {
+            journal: vec![journal(3, at(0))],
+            messages: vec![message(3, "mid.3", 0)],
+            ..InboundBatch::default()
+        };
+        let outcome = db
+            .inbound()
+            .store(&batch)
+            .await
+            .expect("a good batch after bad ones");
+        assert_eq!(outcome.new_messages.len(), 1, "{:?}", test_db.backend());
+        assert_eq!(count(&db, "messages").await, 1);
+        assert_eq!(count(&db, "accounts").await, 1);
     }
 }
 
