@@ -334,7 +334,7 @@ impl Database {
 
     /// The inbound pipeline's store.
     pub fn inbound(&self) -> SeaInboundStore {
-        SeaInboundStore::new(self.writer.clone(), self.backend, self.exclusive_writer)
+        SeaInboundStore::new(self.writer.clone(), self.backend)
     }
 
     /// The job queue.

@@ -35,18 +35,11 @@ const MAX_PARAMS: usize = 30_000;
 pub struct SeaInboundStore {
     db: DatabaseConnection,
     backend: Backend,
-    /// `db` is a pool of one connection that nothing else uses (SQLite files): a batch may
-    /// then open and close its own transaction inside its script.
-    exclusive: bool,
 }
 
 impl SeaInboundStore {
-    pub(crate) fn new(db: DatabaseConnection, backend: Backend, exclusive: bool) -> Self {
-        Self {
-            db,
-            backend,
-            exclusive,
-        }
+    pub(crate) fn new(db: DatabaseConnection, backend: Backend) -> Self {
+        Self { db, backend }
     }
 }
 
@@ -55,9 +48,6 @@ impl InboundStore for SeaInboundStore {
     async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
         if self.backend == Backend::Postgres && crate::inbound_postgres::fits(batch) {
             return crate::inbound_postgres::store(&self.db, batch).await;
-        }
-        if self.backend == Backend::Sqlite && self.exclusive {
-            return crate::inbound_sqlite::store_exclusive(&self.db, batch).await;
         }
         let txn = self.db.begin().await.map_err(unavailable)?;
         if self.backend == Backend::Sqlite {

@@ -11,7 +11,7 @@
 //! fresh, so one that exists after its `INSERT ... DO NOTHING` was inserted by this batch.
 
 use insta_router_ports::{BatchOutcome, InboundBatch, RepoError};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, Value};
 
 use crate::Backend;
 use crate::error::unavailable;
@@ -74,33 +74,6 @@ pub(crate) async fn store(
         Statement::from_sql_and_values(txn.get_database_backend(), script.sql, script.values);
     let rows = txn.query_all_raw(statement).await.map_err(unavailable)?;
     outcome_from_rows(&rows)
-}
-
-/// Writes `batch` through `writer`, a pool of one connection nothing else uses, with the
-/// transaction inside the script: `BEGIN IMMEDIATE` and `COMMIT` travel with the batch rather
-/// than as two more round trips to the connection's thread (under load each took about as
-/// long as the batch itself). When the script fails part way, the transaction it left open
-/// on that one connection is rolled back.
-pub(crate) async fn store_exclusive(
-    writer: &DatabaseConnection,
-    batch: &InboundBatch,
-) -> Result<BatchOutcome, RepoError> {
-    let Some(mut script) = script(batch)? else {
-        return Ok(BatchOutcome::default());
-    };
-    script.sql.insert_str(0, "BEGIN IMMEDIATE;\n");
-    script.sql.push_str("COMMIT;\n");
-    let statement =
-        Statement::from_sql_and_values(writer.get_database_backend(), script.sql, script.values);
-    match writer.query_all_raw(statement).await {
-        Ok(rows) => outcome_from_rows(&rows),
-        Err(e) => {
-            // Nothing to roll back when the failure came before BEGIN or at COMMIT's own
-            // rollback; SQLite then answers "no transaction is active", which is fine.
-            let _ = writer.execute_unprepared("ROLLBACK").await;
-            Err(unavailable(e))
-        }
-    }
 }
 
 /// The batch as one script, or `None` when there is nothing to write.
