@@ -94,13 +94,11 @@ pub fn normalize_database_url(raw: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Database {
     pub(crate) conn: DatabaseConnection,
-    /// The connection the inbound store writes through. On a SQLite file it is a pool of its
-    /// own with one connection: SQLite discards a connection's page cache whenever another
-    /// connection has written, so a writer that moved between pooled connections re-read its
-    /// indexes from the file on nearly every batch. Elsewhere it is `conn`.
-    writer: DatabaseConnection,
-    /// `writer` is a connection of its own, not `conn`.
-    exclusive_writer: bool,
+    /// On a SQLite file, the inbound store's own pool of one connection: SQLite discards a
+    /// connection's page cache whenever another connection has written, so a writer that
+    /// moved between pooled connections re-read its indexes from the file on nearly every
+    /// batch. Elsewhere `None`, and the inbound store writes through `conn`.
+    writer: Option<DatabaseConnection>,
     backend: Backend,
     checkpointer: Option<Arc<Checkpointer>>,
 }
@@ -163,22 +161,22 @@ impl Database {
             .await
             .map_err(StorageError::Connect)?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let exclusive_writer = backend == Backend::Sqlite && !in_memory;
-        let writer = if exclusive_writer {
+        let writer = if backend == Backend::Sqlite && !in_memory {
             let mut opts = opts;
             opts.max_connections(1).min_connections(1);
-            sea_orm::Database::connect(opts)
-                .await
-                .map_err(StorageError::Connect)?
+            Some(
+                sea_orm::Database::connect(opts)
+                    .await
+                    .map_err(StorageError::Connect)?,
+            )
         } else {
-            conn.clone()
+            None
         };
         let checkpointer =
             (backend == Backend::Sqlite).then(|| Arc::new(Checkpointer::start(conn.clone())));
         Ok(Self {
             conn,
             writer,
-            exclusive_writer,
             backend,
             checkpointer,
         })
@@ -334,7 +332,10 @@ impl Database {
 
     /// The inbound pipeline's store.
     pub fn inbound(&self) -> SeaInboundStore {
-        SeaInboundStore::new(self.writer.clone(), self.backend)
+        SeaInboundStore::new(
+            self.writer.as_ref().unwrap_or(&self.conn).clone(),
+            self.backend,
+        )
     }
 
     /// The job queue.
@@ -351,12 +352,11 @@ impl Database {
         let Self {
             conn,
             writer,
-            exclusive_writer,
             backend,
             checkpointer,
         } = self;
         drop(checkpointer);
-        if exclusive_writer {
+        if let Some(writer) = writer {
             writer.close().await.map_err(unavailable)?;
         }
         if backend == Backend::Sqlite {

@@ -62,22 +62,10 @@ impl Script {
     }
 }
 
-/// Writes `batch` in `txn`.
 pub(crate) async fn store(
     txn: &DatabaseTransaction,
     batch: &InboundBatch,
 ) -> Result<BatchOutcome, RepoError> {
-    let Some(script) = script(batch)? else {
-        return Ok(BatchOutcome::default());
-    };
-    let statement =
-        Statement::from_sql_and_values(txn.get_database_backend(), script.sql, script.values);
-    let rows = txn.query_all_raw(statement).await.map_err(unavailable)?;
-    outcome_from_rows(&rows)
-}
-
-/// The batch as one script, or `None` when there is nothing to write.
-fn script(batch: &InboundBatch) -> Result<Option<Script>, RepoError> {
     let mut script = Script::default();
     script.insert(
         "webhook_journal",
@@ -177,5 +165,11 @@ fn script(batch: &InboundBatch) -> Result<Option<Script>, RepoError> {
             "SELECT 'e' AS t, id FROM inbound_events WHERE id IN ({marks});\n"
         ));
     }
-    Ok((!script.sql.is_empty()).then_some(script))
+    if script.sql.is_empty() {
+        return Ok(BatchOutcome::default());
+    }
+    let statement =
+        Statement::from_sql_and_values(txn.get_database_backend(), script.sql, script.values);
+    let rows = txn.query_all_raw(statement).await.map_err(unavailable)?;
+    outcome_from_rows(&rows)
 }

@@ -191,22 +191,13 @@ async fn a_failing_batch_stores_nothing() {
             test_db.backend()
         );
         // Failing late, after the messages went in: two jobs with one id.
+        let subject = message(2, "mid.2", 0).id.to_string();
         let batch = InboundBatch {
             journal: vec![journal(2, at(0))],
             messages: vec![message(2, "mid.2", 0)],
             jobs: vec![
-                job(
-                    1,
-                    JobKind::AutoReply,
-                    &message(2, "mid.2", 0).id.to_string(),
-                    false,
-                ),
-                job(
-                    1,
-                    JobKind::AutoReply,
-                    &message(2, "mid.2", 0).id.to_string(),
-                    false,
-                ),
+                job(1, JobKind::AutoReply, &subject, false),
+                job(1, JobKind::AutoReply, &subject, false),
             ],
             ..InboundBatch::default()
         };
