@@ -1,7 +1,9 @@
 //! Errors of the storage adapter and their mapping to port errors.
 
 use insta_router_ports::RepoError;
-use sea_orm::{DbErr, SqlErr};
+use std::future::Future;
+
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
 /// Why the database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
@@ -27,4 +29,131 @@ pub(crate) fn map_err(field: &'static str) -> impl Fn(DbErr) -> RepoError {
 
 pub(crate) fn unavailable(err: DbErr) -> RepoError {
     RepoError::Unavailable(Box::new(err))
+}
+
+/// How often a transaction the database aborted to break a deadlock is run in all.
+const DEADLOCK_ATTEMPTS: u32 = 4;
+
+/// Runs `transaction` again while the database aborts it to break a deadlock (SQLSTATE 40001
+/// or 40P01; MySQL's 1213), as the databases ask of their clients: the aborted attempt was
+/// rolled back whole, so a new one starts clean. Any other outcome is returned as it is.
+pub(crate) async fn retry_deadlocks<T, F, Fut>(mut transaction: F) -> Result<T, RepoError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RepoError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match transaction().await {
+            Err(err) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&err) => {
+                tracing::debug!(attempt, error = ?err, "deadlock; running the transaction again");
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+fn is_deadlock(err: &RepoError) -> bool {
+    let RepoError::Unavailable(source) = err else {
+        return false;
+    };
+    let Some(DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) =
+        source.downcast_ref::<DbErr>()
+    else {
+        return false;
+    };
+    match e.as_ref() {
+        sea_orm::sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("40001" | "40P01"))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use sea_orm::sqlx::error::{DatabaseError, ErrorKind};
+
+    use super::*;
+
+    /// A database error with a given SQLSTATE, as a driver reports it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("sqlstate {0}")]
+    struct Sqlstate(&'static str);
+
+    impl DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn failure(sqlstate: &'static str) -> RepoError {
+        let err = sea_orm::sqlx::Error::Database(Box::new(Sqlstate(sqlstate)));
+        unavailable(DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err))))
+    }
+
+    /// Runs `retry_deadlocks` over attempts that fail with `sqlstate` until `succeeds_on`.
+    async fn attempts(sqlstate: &'static str, succeeds_on: u32) -> (u32, Result<u32, RepoError>) {
+        let count = AtomicU32::new(0);
+        let outcome = retry_deadlocks(|| async {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            if n >= succeeds_on {
+                Ok(n)
+            } else {
+                Err(failure(sqlstate))
+            }
+        })
+        .await;
+        (count.load(Ordering::SeqCst), outcome)
+    }
+
+    #[tokio::test]
+    async fn deadlocked_transactions_run_again_up_to_the_limit() {
+        // MySQL's 1213 and PostgreSQL's serialization failure are 40001, PostgreSQL's deadlock 40P01.
+        for sqlstate in ["40001", "40P01"] {
+            let (count, outcome) = attempts(sqlstate, 3).await;
+            assert_eq!((count, outcome.unwrap()), (3, 3), "{sqlstate}");
+            let (count, outcome) = attempts(sqlstate, u32::MAX).await;
+            assert_eq!(count, DEADLOCK_ATTEMPTS, "{sqlstate}");
+            assert!(is_deadlock(&outcome.unwrap_err()));
+        }
+    }
+
+    #[tokio::test]
+    async fn other_failures_are_returned_at_once() {
+        // 23505: unique violation; 08006: connection failure.
+        for sqlstate in ["23505", "08006"] {
+            let (count, outcome) = attempts(sqlstate, u32::MAX).await;
+            assert_eq!(count, 1, "{sqlstate}");
+            assert!(matches!(outcome, Err(RepoError::Unavailable(_))));
+        }
+        let count = AtomicU32::new(0);
+        let outcome: Result<(), _> = retry_deadlocks(|| async {
+            count.fetch_add(1, Ordering::SeqCst);
+            Err(RepoError::Conflict { field: "mid" })
+        })
+        .await;
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        assert!(matches!(outcome, Err(RepoError::Conflict { field: "mid" })));
+    }
 }

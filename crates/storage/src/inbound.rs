@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::Backend;
 use crate::conversations::upsert_sql;
-use crate::error::unavailable;
+use crate::error::{retry_deadlocks, unavailable};
 use crate::messages::message_row;
 use crate::time::to_micros;
 
@@ -46,6 +46,12 @@ impl SeaInboundStore {
 #[async_trait]
 impl InboundStore for SeaInboundStore {
     async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
+        retry_deadlocks(|| self.store_once(batch)).await
+    }
+}
+
+impl SeaInboundStore {
+    async fn store_once(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
         if self.backend == Backend::Postgres && crate::inbound_postgres::fits(batch) {
             return crate::inbound_postgres::store(&self.db, batch).await;
         }
@@ -94,7 +100,9 @@ impl InboundStore for SeaInboundStore {
                     )
                 });
         }
-        let conversations: Vec<Conversation> = conversations.into_values().collect();
+        // In key order, so concurrent batches lock shared conversations in the same order.
+        let mut conversations: Vec<Conversation> = conversations.into_values().collect();
+        conversations.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
         unit.record_conversations(&conversations).await?;
 
         let planned: Vec<&PlannedJob> = batch

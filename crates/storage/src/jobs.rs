@@ -2,8 +2,8 @@
 //!
 //! Claiming is one atomic step per backend:
 //! - PostgreSQL: `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`;
-//! - MySQL/MariaDB: in a transaction, `SELECT ... FOR UPDATE SKIP LOCKED`, then `UPDATE` and
-//!   read back by the fresh lease token;
+//! - MySQL/MariaDB: in a READ COMMITTED transaction, `SELECT ... FOR UPDATE SKIP LOCKED`, then
+//!   `UPDATE` and read back by the fresh lease token, run again if InnoDB reports a deadlock;
 //! - SQLite: `UPDATE ... WHERE id IN (SELECT ...) RETURNING`, atomic because SQLite has one
 //!   writer at a time.
 //!
@@ -20,11 +20,12 @@ use insta_router_domain::{
 use insta_router_ports::{JobQueue, RepoError};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, QueryResult, Statement, TransactionTrait, Value,
+    ConnectionTrait, DatabaseConnection, IsolationLevel, QueryResult, Statement, TransactionTrait,
+    Value,
 };
 
 use crate::Backend;
-use crate::error::unavailable;
+use crate::error::{retry_deadlocks, unavailable};
 use crate::inbound::{chunks, insert_into};
 use crate::time::{from_micros, to_micros};
 
@@ -80,6 +81,59 @@ impl SeaJobQueue {
         let mut values: Vec<Value> = vec![now.into()];
         values.extend(kinds.iter().map(|k| Value::from(k.as_str())));
         (sql, values)
+    }
+
+    /// MySQL's claim: `SELECT ... FOR UPDATE SKIP LOCKED`, `UPDATE`, read back by the lease
+    /// token, in one transaction at READ COMMITTED. At InnoDB's default REPEATABLE READ the
+    /// locking read also takes gap locks, and the `UPDATE` moving rows within the `(status,
+    /// run_at)` index then deadlocks against a concurrent claimer's gaps.
+    async fn claim_mysql(
+        &self,
+        kinds: &[JobKind],
+        limit: u32,
+        now_micros: i64,
+        token: &str,
+        set: &str,
+        set_values: &[Value],
+    ) -> Result<Vec<QueryResult>, RepoError> {
+        let txn = self
+            .db
+            .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+            .await
+            .map_err(unavailable)?;
+        let (due, due_values) = self.due_condition(kinds, now_micros, 0);
+        let select = format!(
+            "SELECT id FROM jobs WHERE {due} ORDER BY run_at LIMIT {limit} FOR UPDATE SKIP LOCKED"
+        );
+        let ids: Vec<String> = txn
+            .query_all_raw(self.statement(select, due_values))
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).map_err(unavailable))
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            txn.commit().await.map_err(unavailable)?;
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let mut values = set_values.to_vec();
+        values.extend(ids.iter().map(|id| Value::from(id.as_str())));
+        txn.execute_raw(self.statement(
+            format!("UPDATE jobs SET {set} WHERE id IN ({marks})"),
+            values,
+        ))
+        .await
+        .map_err(unavailable)?;
+        let rows = txn
+            .query_all_raw(self.statement(
+                format!("SELECT {SELECT_COLUMNS} FROM jobs WHERE lease_token = ?"),
+                vec![token.into()],
+            ))
+            .await
+            .map_err(unavailable)?;
+        txn.commit().await.map_err(unavailable)?;
+        Ok(rows)
     }
 
     async fn finish(
@@ -192,40 +246,10 @@ impl JobQueue for SeaJobQueue {
                     .map_err(unavailable)?
             }
             Backend::MySql => {
-                let txn = self.db.begin().await.map_err(unavailable)?;
-                let (due, due_values) = self.due_condition(kinds, now_micros, 0);
-                let select = format!(
-                    "SELECT id FROM jobs WHERE {due} ORDER BY run_at LIMIT {limit} FOR UPDATE SKIP LOCKED"
-                );
-                let ids: Vec<String> = txn
-                    .query_all_raw(self.statement(select, due_values))
-                    .await
-                    .map_err(unavailable)?
-                    .iter()
-                    .map(|r| r.try_get_by_index::<String>(0).map_err(unavailable))
-                    .collect::<Result<_, _>>()?;
-                if ids.is_empty() {
-                    txn.commit().await.map_err(unavailable)?;
-                    return Ok(Vec::new());
-                }
-                let marks = vec!["?"; ids.len()].join(", ");
-                let mut values = set_values;
-                values.extend(ids.iter().map(|id| Value::from(id.as_str())));
-                txn.execute_raw(self.statement(
-                    format!("UPDATE jobs SET {set} WHERE id IN ({marks})"),
-                    values,
-                ))
-                .await
-                .map_err(unavailable)?;
-                let rows = txn
-                    .query_all_raw(self.statement(
-                        format!("SELECT {SELECT_COLUMNS} FROM jobs WHERE lease_token = ?"),
-                        vec![token.as_str().into()],
-                    ))
-                    .await
-                    .map_err(unavailable)?;
-                txn.commit().await.map_err(unavailable)?;
-                rows
+                retry_deadlocks(|| {
+                    self.claim_mysql(kinds, limit, now_micros, &token, &set, &set_values)
+                })
+                .await?
             }
         };
         let mut claimed = rows

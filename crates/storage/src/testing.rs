@@ -14,6 +14,9 @@ pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
 /// The environment variable naming the MySQL/MariaDB server for tests.
 pub const MYSQL_ENV: &str = "TEST_MYSQL_URL";
 
+/// How long dropping a test database may take before it is left behind.
+const DROP_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A database that exists for one test.
 #[derive(Debug)]
 pub struct TestDatabase {
@@ -54,6 +57,7 @@ impl Drop for TestDatabase {
             _ => format!("DROP DATABASE IF EXISTS {}", self.name),
         };
         // Drop runs inside the test's runtime; a fresh one on another thread does the I/O.
+        let name = self.name.clone();
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -61,12 +65,22 @@ impl Drop for TestDatabase {
             else {
                 return;
             };
-            rt.block_on(async move {
+            // Bounded: a connection of the test still inside a transaction (a test that
+            // panicked mid-way) holds locks that DROP would wait for forever, and that
+            // connection cannot finish while this thread blocks the test's runtime. The
+            // database is then left for the next run's clean-up (`.ci/run` drops `irt_*`).
+            let drop_it = async {
                 if let Ok(conn) = sea_orm::Database::connect(admin_options(&admin_url)).await {
                     let _ = conn.execute_unprepared(&sql).await;
                     let _ = conn.close().await;
                 }
-            });
+            };
+            if rt
+                .block_on(tokio::time::timeout(DROP_TIMEOUT, drop_it))
+                .is_err()
+            {
+                eprintln!("test database {name} not dropped within {DROP_TIMEOUT:?}");
+            }
         })
         .join();
     }
