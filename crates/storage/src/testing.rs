@@ -47,6 +47,10 @@ impl TestDatabase {
 }
 
 impl Drop for TestDatabase {
+    #[allow(
+        clippy::print_stderr,
+        reason = "test support: a database left behind is said in the test's output"
+    )]
     fn drop(&mut self) {
         let Some(admin_url) = self.admin_url.take() else {
             return;
