@@ -42,6 +42,7 @@
 
 mod account;
 mod conversation;
+mod delivery;
 mod error;
 mod event;
 pub mod id;
@@ -51,6 +52,9 @@ mod secret;
 
 pub use account::{Account, AccountDraft, AccountPatch, CrmWebhookUrl, Username};
 pub use conversation::Conversation;
+pub use delivery::{
+    AttemptOutcome, MIN_BACKOFF_AFTER_OVERLOAD, NextStep, RetrySchedule, next_step,
+};
 pub use error::{FieldError, ValidationErrors};
 pub use event::{InboundEvent, InboundEventKind, Parties, ReactionAction, ReceivedMessage};
 pub use id::{
