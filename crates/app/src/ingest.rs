@@ -30,6 +30,7 @@ use insta_router_ports::{
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::crm_payload;
 use crate::new_id_bits;
 
 /// How the writers group requests.
@@ -326,7 +327,10 @@ async fn write(
                             account,
                             false,
                             message.id.as_str(),
-                            "message.received",
+                            format!(
+                                r#"{{"event":"message.received","subject":"{}"}}"#,
+                                message.id
+                            ),
                             now,
                         ));
                     }
@@ -340,7 +344,7 @@ async fn write(
                         account,
                         true,
                         message.id.as_str(),
-                        event,
+                        crm_payload::message_body(event, message),
                         now,
                     ));
                     batch.messages.push(message.clone());
@@ -374,7 +378,7 @@ async fn write(
                             account,
                             true,
                             record.id.as_str(),
-                            event,
+                            crm_payload::event_body(event, &record.id, &record.event),
                             now,
                         ));
                     }
@@ -406,13 +410,13 @@ async fn write(
         .collect())
 }
 
-/// A job about `subject`; the payload names the event type the worker acts on.
+/// A job about `subject`. A CRM delivery's payload is the body it sends.
 fn job(
     kind: JobKind,
     account: &InstagramAccountId,
     requires_crm: bool,
     subject: &str,
-    event: &str,
+    payload: String,
     now: DateTime<Utc>,
 ) -> PlannedJob {
     PlannedJob {
@@ -421,7 +425,7 @@ fn job(
             kind,
             account_id: None,
             subject: subject.to_owned(),
-            payload: format!(r#"{{"event":"{event}","subject":"{subject}"}}"#),
+            payload,
             run_at: now,
         },
         instagram_account_id: account.clone(),

@@ -5,6 +5,7 @@
 //! This crate never names sea-orm, reqwest or actix.
 
 mod accounts;
+mod crm_payload;
 mod ingest;
 mod system;
 

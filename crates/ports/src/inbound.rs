@@ -116,14 +116,21 @@ pub struct BatchOutcome {
     pub new_events: Vec<EventId>,
 }
 
+/// In the payload of a queued CRM delivery, the JSON member the store replaces with the
+/// account's id (`"account_id":"acc_..."`) when it queues the delivery; see
+/// [`InboundStore::store`].
+pub const ACCOUNT_ID_PLACEHOLDER: &str = r#""account_id":null"#;
+
 /// Stores groups of webhook requests.
 #[async_trait]
 pub trait InboundStore: Send + Sync {
     /// In one transaction: appends the journal entries; stores the messages and events that
     /// are not duplicates; marks deleted messages for new deletion events; creates or merges
     /// the conversations of the new messages (earliest start, latest message, latest inbound);
-    /// queues the planned jobs whose subject is new (CRM jobs only for accounts with a CRM URL).
-    /// Commits, then reports what was new. Nothing is stored when it fails.
+    /// queues the planned jobs whose subject is new (CRM jobs only for accounts with a CRM URL,
+    /// their payload's [`ACCOUNT_ID_PLACEHOLDER`] replaced by the account's id, and each job
+    /// with that account's id). Commits, then reports what was new. Nothing is stored when it
+    /// fails.
     ///
     /// # Errors
     ///

@@ -16,8 +16,8 @@ pub use error::{BoxError, CipherError, RepoError};
 #[cfg(any(test, feature = "mocks"))]
 pub use inbound::MockJobQueue;
 pub use inbound::{
-    BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore, JobQueue, JournalEntry,
-    JournalStatus, PlannedJob,
+    ACCOUNT_ID_PLACEHOLDER, BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore,
+    JobQueue, JournalEntry, JournalStatus, PlannedJob,
 };
 pub use page::{Page, PageRequest};
 pub use store::{AccountRepository, ConversationRepository, HealthCheck, MessageRepository};

@@ -11,8 +11,8 @@ use insta_router_domain::{
     InstagramAccountId, Message, MessageId, NewJob, Parties,
 };
 use insta_router_ports::{
-    BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore, JournalEntry, PlannedJob,
-    RepoError,
+    ACCOUNT_ID_PLACEHOLDER, BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore,
+    JournalEntry, PlannedJob, RepoError,
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, InsertStatement, OnConflict, Query};
 use sea_orm::{
@@ -128,7 +128,12 @@ impl SeaInboundStore {
                     return None;
                 }
                 let mut job = planned.job.clone();
-                job.account_id = route.map(|(id, _)| id.clone());
+                if let Some((id, _)) = route {
+                    job.payload = job
+                        .payload
+                        .replace(ACCOUNT_ID_PLACEHOLDER, &account_id_member(id.as_str()));
+                    job.account_id = Some(id.clone());
+                }
                 Some(job)
             })
             .collect();
@@ -139,6 +144,26 @@ impl SeaInboundStore {
             new_events,
         })
     }
+}
+
+/// `"account_id":"<id>"`, what [`ACCOUNT_ID_PLACEHOLDER`] becomes. Account ids are
+/// `acc_` and hex, nothing JSON would escape.
+pub(crate) fn account_id_member(id: &str) -> String {
+    format!(r#""account_id":"{id}""#)
+}
+
+/// The SQL expression of a job's payload with [`ACCOUNT_ID_PLACEHOLDER`] replaced by the id of
+/// the joined account `a` (unchanged when there is none). `replace` and `||`/`concat` are
+/// common to all three databases; MySQL needs `concat`.
+pub(crate) fn payload_with_account_sql(payload: &str, backend: Backend) -> String {
+    let placeholder = ACCOUNT_ID_PLACEHOLDER.replace('\'', "''");
+    let member = match backend {
+        Backend::MySql => "concat('\"account_id\":\"', a.id, '\"')".to_owned(),
+        _ => "'\"account_id\":\"' || a.id || '\"'".to_owned(),
+    };
+    format!(
+        "CASE WHEN a.id IS NULL THEN {payload} ELSE replace({payload}, '{placeholder}', {member}) END"
+    )
 }
 
 /// How events for one Instagram account are routed.

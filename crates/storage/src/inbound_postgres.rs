@@ -127,9 +127,10 @@ pub(crate) async fn store(
                 })
                 .collect(),
         );
+        let payload = crate::inbound::payload_with_account_sql("v.payload", Backend::Postgres);
         ctes.push(format!(
             "q AS (INSERT INTO jobs (id, kind, account_id, subject, payload, status, attempts, run_at, lease_token, last_error, created_at, updated_at) \
-             SELECT v.id, v.kind, a.id, v.subject, v.payload, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
+             SELECT v.id, v.kind, a.id, v.subject, {payload}, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
              FROM (VALUES {rows}) AS v(id, kind, subject, account, payload, run_at, crm) \
              LEFT JOIN accounts a ON a.instagram_account_id = v.account \
              WHERE (v.subject IN (SELECT id FROM m) OR v.subject IN (SELECT id FROM e)) \

@@ -17,6 +17,7 @@ use crate::Backend;
 use crate::error::unavailable;
 use crate::inbound::{
     EVENT_COLUMNS, JOURNAL_COLUMNS, conversation_merge, event_row, journal_row, outcome_from_rows,
+    payload_with_account_sql,
 };
 use crate::messages::{columns as message_columns, message_row};
 use crate::time::to_micros;
@@ -123,12 +124,13 @@ pub(crate) async fn store(
     // Jobs: only about what is new, CRM jobs only for accounts with a CRM URL, each with the
     // account's id when the account is configured.
     let per_chunk = MAX_PARAMS / 7;
+    let payload = payload_with_account_sql("v.payload", Backend::Sqlite);
     for chunk in batch.jobs.chunks(per_chunk) {
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         script.sql.push_str(&format!(
             "WITH v(id, kind, subject, account, payload, run_at, crm) AS (VALUES {rows}) \
              INSERT INTO jobs (id, kind, account_id, subject, payload, status, attempts, run_at, lease_token, last_error, created_at, updated_at) \
-             SELECT v.id, v.kind, a.id, v.subject, v.payload, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
+             SELECT v.id, v.kind, a.id, v.subject, {payload}, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
              FROM v LEFT JOIN accounts a ON a.instagram_account_id = v.account \
              WHERE (EXISTS (SELECT 1 FROM messages m WHERE m.id = v.subject) \
                     OR EXISTS (SELECT 1 FROM inbound_events e WHERE e.id = v.subject)) \

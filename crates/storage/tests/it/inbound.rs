@@ -8,8 +8,9 @@ use insta_router_domain::{
     SealedSecret, Username, WebhookId,
 };
 use insta_router_ports::{
-    AccountRepository, BatchOutcome, ConversationRepository, Deletion, EventRecord, InboundBatch,
-    InboundStore, JobQueue, JournalEntry, JournalStatus, MessageRepository, PlannedJob,
+    ACCOUNT_ID_PLACEHOLDER, AccountRepository, BatchOutcome, ConversationRepository, Deletion,
+    EventRecord, InboundBatch, InboundStore, JobQueue, JournalEntry, JournalStatus,
+    MessageRepository, PlannedJob,
 };
 use insta_router_storage::Database;
 
@@ -322,11 +323,15 @@ async fn crm_jobs_are_queued_only_for_accounts_with_a_crm() {
         let mut unknown = message(3, "mid.3", 0);
         unknown.instagram_account_id = InstagramAccountId::parse("a", "999").unwrap();
         let mut jobs = Vec::new();
+        // The payload of a CRM delivery gets the account's id in place of the placeholder.
+        let payload = format!(r#"{{"data":{{{ACCOUNT_ID_PLACEHOLDER},"message":"it's"}}}}"#);
         for (n, m) in [(1, &mine), (2, &other), (3, &unknown)] {
             let mut crm = job(n * 10, JobKind::CrmDelivery, m.id.as_str(), true);
             crm.instagram_account_id = m.instagram_account_id.clone();
+            crm.job.payload.clone_from(&payload);
             let mut reply = job(n * 10 + 1, JobKind::AutoReply, m.id.as_str(), false);
             reply.instagram_account_id = m.instagram_account_id.clone();
+            reply.job.payload.clone_from(&payload);
             jobs.extend([crm, reply]);
         }
         db.inbound()
@@ -360,6 +365,25 @@ async fn crm_jobs_are_queued_only_for_accounts_with_a_crm() {
             kinds(jobs.list_by_subject(unknown.id.as_str()).await.unwrap()),
             vec![(JobKind::AutoReply, None)]
         );
+        let payloads: Vec<String> = jobs
+            .list_by_subject(mine.id.as_str())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.payload)
+            .collect();
+        let filled = format!(
+            r#"{{"data":{{"account_id":"{}","message":"it's"}}}}"#,
+            AccountId::from_u128(1)
+        );
+        assert_eq!(
+            payloads,
+            vec![filled.clone(), filled],
+            "{:?}",
+            test_db.backend()
+        );
+        let unrouted = jobs.list_by_subject(unknown.id.as_str()).await.unwrap();
+        assert_eq!(unrouted[0].payload, payload, "no account, nothing replaced");
     }
 }
 

@@ -1,0 +1,259 @@
+//! The bodies CRMs receive: `{"type", "timestamp", "data"}`, serialised once when the event is
+//! stored, so every retry and replay sends the same bytes.
+//!
+//! `data` of a message keeps every field of the original service's `InboundMessageWebhook`
+//! (`event`, `message_id`, `account_id`, `sender_id`, `sender_username`, `message`,
+//! `message_type`, `timestamp`, `instagram_message_id`, `conversation_id`) and adds ours.
+//! `message_id` stays Meta's `mid`, as the original sent it; our id is `id`.
+//!
+//! `account_id` is our account id, which only the database knows when the event is stored
+//! (an account may be connected or changed at any moment): the body is written with
+//! [`ACCOUNT_ID_PLACEHOLDER`] and the store puts the id in, in the same transaction that
+//! queues the delivery. Serialised JSON cannot hold that sequence anywhere but as our own
+//! key: inside a string its quotes would be escaped.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use insta_router_domain::{
+    Attachment, EventId, InboundEvent, InboundEventKind, Message, ReactionAction, Referral, ReplyTo,
+};
+use insta_router_ports::ACCOUNT_ID_PLACEHOLDER;
+use serde_json::{Map, Value, json};
+
+/// The body of the delivery of a stored message.
+pub(crate) fn message_body(event_type: &str, message: &Message) -> String {
+    let mut data = Map::new();
+    data.insert("event".into(), event_type.into());
+    data.insert("id".into(), message.id.as_str().into());
+    let mid = message.mid.as_ref().map(|m| m.as_str().to_owned());
+    data.insert("message_id".into(), mid.clone().into());
+    data.insert("instagram_message_id".into(), mid.into());
+    data.insert(
+        "instagram_account_id".into(),
+        message.instagram_account_id.as_str().into(),
+    );
+    data.insert("direction".into(), message.direction.as_str().into());
+    data.insert("sender_id".into(), message.sender_id.as_str().into());
+    data.insert("sender_username".into(), Value::Null);
+    data.insert("recipient_id".into(), message.recipient_id.as_str().into());
+    data.insert("message".into(), message.text.clone().into());
+    data.insert("message_type".into(), message.kind.as_str().into());
+    data.insert("timestamp".into(), rfc3339(message.sent_at).into());
+    data.insert(
+        "conversation_id".into(),
+        message.conversation_id.as_str().into(),
+    );
+    data.insert(
+        "attachments".into(),
+        message.attachments.iter().map(attachment).collect(),
+    );
+    data.insert(
+        "reply_to".into(),
+        message.reply_to.as_ref().map_or(Value::Null, reply_to),
+    );
+    data.insert("payload".into(), message.context.payload.clone().into());
+    data.insert(
+        "referral".into(),
+        message
+            .context
+            .referral
+            .as_ref()
+            .map_or(Value::Null, referral),
+    );
+    data.insert("standby".into(), message.context.standby.into());
+    envelope(event_type, message.sent_at, data)
+}
+
+/// The body of the delivery of a stored event that is not a message.
+pub(crate) fn event_body(event_type: &str, id: &EventId, event: &InboundEvent) -> String {
+    let mut data = Map::new();
+    data.insert("event".into(), event_type.into());
+    data.insert("id".into(), id.as_str().into());
+    data.insert("kind".into(), event.kind_name().into());
+    if let Some(parties) = event.parties() {
+        data.insert(
+            "instagram_account_id".into(),
+            parties.account.as_str().into(),
+        );
+        data.insert("sender_id".into(), parties.customer.as_str().into());
+        data.insert(
+            "conversation_id".into(),
+            insta_router_domain::ConversationId::for_pair(&parties.account, &parties.customer)
+                .as_str()
+                .into(),
+        );
+    }
+    data.insert("timestamp".into(), rfc3339(event.occurred_at).into());
+    data.insert("standby".into(), event.standby.into());
+    match &event.kind {
+        InboundEventKind::Deleted { mid, .. } => {
+            data.insert("message_id".into(), mid.as_str().into());
+        }
+        InboundEventKind::Reaction {
+            mid,
+            action,
+            reaction,
+            emoji,
+            ..
+        } => {
+            data.insert("message_id".into(), mid.as_str().into());
+            let action = match action {
+                ReactionAction::React => "react",
+                ReactionAction::Unreact => "unreact",
+            };
+            data.insert("action".into(), action.into());
+            data.insert("reaction".into(), reaction.clone().into());
+            data.insert("emoji".into(), emoji.clone().into());
+        }
+        InboundEventKind::Read { mid, .. } => {
+            data.insert(
+                "message_id".into(),
+                mid.as_ref().map(|m| m.as_str().to_owned()).into(),
+            );
+        }
+        InboundEventKind::Postback { title, payload, .. } => {
+            data.insert("title".into(), title.clone().into());
+            data.insert("payload".into(), payload.clone().into());
+        }
+        InboundEventKind::Referral { referral: r, .. } => {
+            data.insert("referral".into(), referral(r));
+        }
+        InboundEventKind::Message(_) | InboundEventKind::Unrecognized { .. } => {}
+    }
+    envelope(event_type, event.occurred_at, data)
+}
+
+fn envelope(event_type: &str, at: DateTime<Utc>, mut data: Map<String, Value>) -> String {
+    // A placeholder value the store replaces; see the module documentation.
+    data.insert("account_id".into(), Value::Null);
+    let body = json!({
+        "type": event_type,
+        "timestamp": rfc3339(at),
+        "data": data,
+    })
+    .to_string();
+    debug_assert_eq!(body.matches(ACCOUNT_ID_PLACEHOLDER).count(), 1);
+    body
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn attachment(a: &Attachment) -> Value {
+    json!({"type": a.kind.as_str(), "url": a.url, "title": a.title})
+}
+
+fn reply_to(r: &ReplyTo) -> Value {
+    match r {
+        ReplyTo::Message(mid) => json!({"type": "message", "message_id": mid.as_str()}),
+        ReplyTo::Story { id, url } => json!({"type": "story", "story_id": id, "url": url}),
+    }
+}
+
+fn referral(r: &Referral) -> Value {
+    json!({
+        "ref": r.ref_param,
+        "source": r.source,
+        "type": r.kind,
+        "ad_id": r.ad_id,
+        "ad_title": r.ad_title,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use insta_router_domain::{
+        AttachmentKind, ConversationId, Direction, InstagramAccountId, InstagramMessageId,
+        InstagramUserId, MessageContext, MessageId, MessageKind, Parties,
+    };
+
+    use super::*;
+
+    fn sample() -> Message {
+        let account = InstagramAccountId::parse("a", "17841400000000777").unwrap();
+        let customer = InstagramUserId::parse("c", "555").unwrap();
+        Message {
+            id: MessageId::from_u128(7),
+            conversation_id: ConversationId::for_pair(&account, &customer),
+            instagram_account_id: account.clone(),
+            mid: Some(InstagramMessageId::parse("m", "aWdf\"mid").unwrap()),
+            direction: Direction::Inbound,
+            sender_id: customer,
+            recipient_id: account.to_user_id(),
+            kind: MessageKind::Image,
+            text: Some(r#"Hi "account_id":null ORDER66 ☕"#.to_owned()),
+            attachments: vec![Attachment {
+                kind: AttachmentKind::Image,
+                url: Some("https://cdn.example/1.jpg".to_owned()),
+                title: None,
+            }],
+            reply_to: Some(ReplyTo::Story {
+                id: "story1".to_owned(),
+                url: None,
+            }),
+            context: MessageContext::default(),
+            sent_at: Utc.timestamp_opt(1_700_000_000, 123_000_000).unwrap(),
+            created_at: Utc.timestamp_opt(1_700_000_001, 0).unwrap(),
+            deleted_at: None,
+        }
+    }
+
+    #[test]
+    fn a_message_body_keeps_the_original_fields_and_adds_ours() {
+        let body = message_body("message.received", &sample());
+        // The placeholder is there once, as our own member: the text's lookalike is escaped.
+        assert_eq!(body.matches(ACCOUNT_ID_PLACEHOLDER).count(), 1);
+        let json: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["type"], "message.received");
+        assert_eq!(json["timestamp"], "2023-11-14T22:13:20.123000Z");
+        let data = &json["data"];
+        for (field, want) in [
+            ("event", json!("message.received")),
+            ("message_id", json!("aWdf\"mid")),
+            ("instagram_message_id", json!("aWdf\"mid")),
+            ("id", json!(MessageId::from_u128(7).as_str())),
+            ("account_id", Value::Null),
+            ("sender_id", json!("555")),
+            ("sender_username", Value::Null),
+            ("message", json!(r#"Hi "account_id":null ORDER66 ☕"#)),
+            ("message_type", json!("image")),
+            ("timestamp", json!("2023-11-14T22:13:20.123000Z")),
+            ("conversation_id", json!("conv_555_17841400000000777")),
+            ("direction", json!("inbound")),
+        ] {
+            assert_eq!(data[field], want, "{field}");
+        }
+        assert_eq!(data["attachments"][0]["type"], "image");
+        assert_eq!(data["reply_to"]["story_id"], "story1");
+    }
+
+    #[test]
+    fn an_event_body_names_the_message_it_is_about() {
+        let event = InboundEvent {
+            occurred_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            standby: false,
+            kind: InboundEventKind::Reaction {
+                parties: Parties {
+                    account: InstagramAccountId::parse("a", "17841400000000777").unwrap(),
+                    customer: InstagramUserId::parse("c", "555").unwrap(),
+                },
+                mid: InstagramMessageId::parse("m", "mid.1").unwrap(),
+                action: ReactionAction::React,
+                reaction: Some("love".to_owned()),
+                emoji: Some("❤".to_owned()),
+            },
+        };
+        let body = event_body("message.reaction", &EventId::from_u128(9), &event);
+        assert_eq!(body.matches(ACCOUNT_ID_PLACEHOLDER).count(), 1);
+        let json: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["type"], "message.reaction");
+        let data = &json["data"];
+        assert_eq!(data["message_id"], "mid.1");
+        assert_eq!(data["action"], "react");
+        assert_eq!(data["emoji"], "❤");
+        assert_eq!(data["sender_id"], "555");
+        assert_eq!(data["conversation_id"], "conv_555_17841400000000777");
+        assert_eq!(data["kind"], event.kind_name());
+    }
+}
