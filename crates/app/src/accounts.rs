@@ -1,6 +1,7 @@
 //! Managing connected accounts.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use insta_router_domain::{
     Account, AccountDraft, AccountId, AccountPatch, FieldError, InstagramAccountId,
@@ -49,7 +50,12 @@ pub struct AccountService {
     repo: Arc<dyn AccountRepository>,
     cipher: Arc<dyn CredentialCipher>,
     clock: Arc<dyn Clock>,
+    secret_grace: Duration,
 }
+
+/// How long a replaced CRM signing secret keeps signing next to its successor, unless
+/// configured otherwise.
+pub const DEFAULT_SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 impl AccountService {
     /// A service over these ports.
@@ -62,7 +68,15 @@ impl AccountService {
             repo,
             cipher,
             clock,
+            secret_grace: DEFAULT_SECRET_GRACE,
         }
+    }
+
+    /// Sets how long a replaced CRM signing secret keeps signing next to the new one.
+    #[must_use]
+    pub fn with_secret_grace(mut self, grace: Duration) -> Self {
+        self.secret_grace = grace;
+        self
     }
 
     /// Connects a new account.
@@ -81,6 +95,7 @@ impl AccountService {
             crm_webhook_url: draft.crm_webhook_url,
             access_token: self.cipher.seal(&draft.access_token),
             webhook_secret: draft.webhook_secret.map(|s| self.cipher.seal(&s)),
+            delivery: Default::default(),
             created_at: now,
             updated_at: now,
         };
@@ -157,13 +172,25 @@ impl AccountService {
         if let Some(value) = access_token {
             account.access_token = self.cipher.seal(&value);
         }
+        let now = self.clock.now();
+        // Setting the CRM URL or secret again is how an endpoint disabled by a 410 comes back.
+        if crm_webhook_url.is_some() || webhook_secret.is_some() {
+            account.delivery.disabled_at = None;
+        }
         if let Some(value) = crm_webhook_url {
             account.crm_webhook_url = value;
         }
         if let Some(value) = webhook_secret {
-            account.webhook_secret = Some(self.cipher.seal(&value));
+            // The old secret keeps signing next to the new one for the grace period.
+            if let Some(old) = account.webhook_secret.replace(self.cipher.seal(&value)) {
+                account.delivery.previous_secret = Some(old);
+                account.delivery.previous_secret_until =
+                    chrono::TimeDelta::from_std(self.secret_grace)
+                        .ok()
+                        .and_then(|grace| now.checked_add_signed(grace));
+            }
         }
-        account.updated_at = self.clock.now();
+        account.updated_at = now;
         if !self.repo.update(&account).await? {
             return Err(AccountError::NotFound(id.clone()));
         }
@@ -262,6 +289,7 @@ mod tests {
             crm_webhook_url: d.crm_webhook_url,
             access_token: PlaintextCipher.seal(&d.access_token),
             webhook_secret: None,
+            delivery: Default::default(),
             created_at: now,
             updated_at: now,
         }
@@ -293,6 +321,43 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(updated.created_at.timestamp(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_new_secret_keeps_the_old_one_signing_for_the_grace_period_and_re_enables() {
+        let mut repo = MockAccountRepository::new();
+        repo.expect_get().returning(|_| {
+            let mut account = stored();
+            account.webhook_secret = Some(PlaintextCipher.seal(&Secret::new("old".into())));
+            account.delivery.disabled_at = Some(DateTime::<Utc>::UNIX_EPOCH);
+            Ok(Some(account))
+        });
+        repo.expect_update().times(1).returning(|_| Ok(true));
+        let patch =
+            AccountPatch::parse(None, None, None, None, Some(Secret::new("new".into()))).unwrap();
+        let updated = service(repo, 50)
+            .with_secret_grace(Duration::from_secs(3600))
+            .update(&AccountId::from_u128(9), patch)
+            .await
+            .unwrap();
+        assert_eq!(
+            updated.webhook_secret.as_ref().map(|s| s.as_str()),
+            Some("plain:new")
+        );
+        let delivery = &updated.delivery;
+        assert_eq!(delivery.disabled_at, None);
+        assert_eq!(
+            delivery.previous_secret.as_ref().map(|s| s.as_str()),
+            Some("plain:old")
+        );
+        let until = delivery.previous_secret_until.unwrap();
+        assert_eq!(until.timestamp(), 50 + 3600);
+        assert!(
+            delivery
+                .previous_secret_at(until - TimeDelta::seconds(1))
+                .is_some()
+        );
+        assert!(delivery.previous_secret_at(until).is_none());
     }
 
     #[tokio::test]

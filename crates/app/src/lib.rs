@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use insta_router_ports::{HealthCheck, RepoError};
 
-pub use accounts::{AccountError, AccountService};
+pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE};
 pub use ingest::{IngestError, IngestReport, IngestSettings, Ingestor, ReceivedWebhook};
 pub use system::{PlaintextCipher, SystemClock, new_id_bits};
 

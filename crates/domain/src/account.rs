@@ -28,10 +28,35 @@ pub struct Account {
     pub access_token: SealedSecret,
     /// The secret that signs CRM deliveries, sealed. Present whenever a CRM URL is.
     pub webhook_secret: Option<SealedSecret>,
+    /// Where deliveries to its CRM stand: disabled, rotating secrets.
+    pub delivery: CrmDeliveryState,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
     /// When the account was last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// The state of an account's CRM endpoint that deliveries change or depend on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrmDeliveryState {
+    /// Set when the CRM answered 410 Gone: nothing is sent until the URL or secret is set
+    /// again. Deliveries meanwhile are dead-lettered, to be replayed.
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// The signing secret before the last change, sealed; it keeps signing alongside the new
+    /// one until `previous_secret_until`, so a CRM can switch over without rejecting anything.
+    pub previous_secret: Option<SealedSecret>,
+    /// The end of the rotation's grace period.
+    pub previous_secret_until: Option<DateTime<Utc>>,
+}
+
+impl CrmDeliveryState {
+    /// The previous secret while it still signs at `now`.
+    pub fn previous_secret_at(&self, now: DateTime<Utc>) -> Option<&SealedSecret> {
+        match (&self.previous_secret, self.previous_secret_until) {
+            (Some(secret), Some(until)) if now < until => Some(secret),
+            _ => None,
+        }
+    }
 }
 
 /// A validated request to connect an account, credentials still in plain text.
@@ -432,6 +457,7 @@ mod tests {
             crm_webhook_url: url.map(|u| CrmWebhookUrl::parse(u).unwrap()),
             access_token: SealedSecret::new("sealed".into()),
             webhook_secret: secret.map(|s| SealedSecret::new(s.into())),
+            delivery: Default::default(),
             created_at: now,
             updated_at: now,
         }

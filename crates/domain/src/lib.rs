@@ -50,7 +50,7 @@ mod job;
 mod message;
 mod secret;
 
-pub use account::{Account, AccountDraft, AccountPatch, CrmWebhookUrl, Username};
+pub use account::{Account, AccountDraft, AccountPatch, CrmDeliveryState, CrmWebhookUrl, Username};
 pub use conversation::Conversation;
 pub use delivery::{
     AttemptOutcome, MIN_BACKOFF_AFTER_OVERLOAD, NextStep, RetrySchedule, next_step,

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use insta_router_domain::{
-    Account, AccountId, CrmWebhookUrl, InstagramAccountId, SealedSecret, Username,
+    Account, AccountId, CrmDeliveryState, CrmWebhookUrl, InstagramAccountId, SealedSecret, Username,
 };
 use insta_router_ports::{AccountRepository, Page, PageRequest, RepoError};
 use sea_orm::{
@@ -109,6 +109,13 @@ fn to_active(account: &Account) -> ActiveModel {
             .webhook_secret
             .as_ref()
             .map(|s| s.as_str().to_owned())),
+        crm_disabled_at: Set(account.delivery.disabled_at.map(to_micros)),
+        previous_webhook_secret: Set(account
+            .delivery
+            .previous_secret
+            .as_ref()
+            .map(|s| s.as_str().to_owned())),
+        previous_secret_until: Set(account.delivery.previous_secret_until.map(to_micros)),
         created_at: Set(to_micros(account.created_at)),
         updated_at: Set(to_micros(account.updated_at)),
     }
@@ -133,6 +140,11 @@ fn from_model(row: Model) -> Result<Account, RepoError> {
             .map_err(corrupt)?,
         access_token: SealedSecret::new(row.access_token_encrypted.clone()),
         webhook_secret: row.webhook_secret.clone().map(SealedSecret::new),
+        delivery: CrmDeliveryState {
+            disabled_at: row.crm_disabled_at.map(from_micros).transpose()?,
+            previous_secret: row.previous_webhook_secret.clone().map(SealedSecret::new),
+            previous_secret_until: row.previous_secret_until.map(from_micros).transpose()?,
+        },
         created_at: from_micros(row.created_at)?,
         updated_at: from_micros(row.updated_at)?,
     })

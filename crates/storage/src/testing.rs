@@ -80,7 +80,7 @@ impl Drop for TestDatabase {
                 }
             };
             if rt
-                .block_on(tokio::time::timeout(DROP_TIMEOUT, drop_it))
+                .block_on(async { tokio::time::timeout(DROP_TIMEOUT, drop_it).await })
                 .is_err()
             {
                 eprintln!("test database {name} not dropped within {DROP_TIMEOUT:?}");

@@ -12,6 +12,9 @@ pub struct Model {
     pub access_token_encrypted: String,
     pub crm_webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
+    pub crm_disabled_at: Option<i64>,
+    pub previous_webhook_secret: Option<String>,
+    pub previous_secret_until: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -15,6 +15,7 @@ fn account(n: u128, instagram_id: &str) -> Account {
         crm_webhook_url: Some(CrmWebhookUrl::parse("https://crm.example/hook").unwrap()),
         access_token: SealedSecret::new("plain:token".into()),
         webhook_secret: Some(SealedSecret::new("plain:secret".into())),
+        delivery: Default::default(),
         created_at: at(0),
         updated_at: at(1),
     }

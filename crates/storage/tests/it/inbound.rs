@@ -102,6 +102,7 @@ async fn add_account(db: &Database, n: u128, instagram_id: &str, crm: bool) {
             access_token: SealedSecret::new("plain:t".into()),
             crm_webhook_url: crm.then(|| CrmWebhookUrl::parse("https://crm.example/h").unwrap()),
             webhook_secret: crm.then(|| SealedSecret::new("plain:s".into())),
+            delivery: Default::default(),
             created_at: at(0),
             updated_at: at(0),
         })

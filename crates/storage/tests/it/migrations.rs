@@ -2,7 +2,13 @@
 
 use crate::migrated;
 
-const TABLES: [&str; 4] = ["accounts", "conversations", "messages", "outbound_messages"];
+const TABLES: [&str; 5] = [
+    "accounts",
+    "conversations",
+    "messages",
+    "outbound_messages",
+    "delivery_attempts",
+];
 
 #[tokio::test]
 async fn migrations_go_down_to_zero_and_up_again() {
@@ -48,7 +54,7 @@ async fn migrations_go_down_to_zero_and_up_again() {
                 .iter()
                 .filter(|t| TABLES.contains(&t.as_str()))
                 .count(),
-            4
+            TABLES.len()
         );
     }
 }
