@@ -6,12 +6,19 @@
 //!
 //! With the `mocks` feature every trait has a mockall double (`MockAccountRepository`, ...).
 
+mod delivery;
 mod error;
 mod inbound;
 mod page;
 mod store;
 mod system;
 
+pub use delivery::{
+    CrmRequest, CrmResponse, CrmSender, DeliveryAttempt, DeliveryFilter, DeliveryResolution,
+    DeliveryStore, RetryNow,
+};
+#[cfg(any(test, feature = "mocks"))]
+pub use delivery::{MockCrmSender, MockDeliveryStore};
 pub use error::{BoxError, CipherError, RepoError};
 #[cfg(any(test, feature = "mocks"))]
 pub use inbound::MockJobQueue;

@@ -11,8 +11,8 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnecti
 
 use crate::error::unavailable;
 use crate::{
-    SeaAccountRepository, SeaConversationRepository, SeaInboundStore, SeaJobQueue,
-    SeaMessageRepository, StorageError,
+    SeaAccountRepository, SeaConversationRepository, SeaDeliveryStore, SeaInboundStore,
+    SeaJobQueue, SeaMessageRepository, StorageError,
 };
 
 /// The database products insta-router runs on.
@@ -341,6 +341,11 @@ impl Database {
     /// The job queue.
     pub fn jobs(&self) -> SeaJobQueue {
         SeaJobQueue::new(self.conn.clone(), self.backend)
+    }
+
+    /// CRM deliveries and their attempts.
+    pub fn deliveries(&self) -> SeaDeliveryStore {
+        SeaDeliveryStore::new(self.conn.clone())
     }
 
     /// Closes the pool, waiting for connections in use.

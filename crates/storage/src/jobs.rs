@@ -44,7 +44,7 @@ const COLUMNS: [&str; 12] = [
     "updated_at",
 ];
 
-const SELECT_COLUMNS: &str = "id, kind, account_id, subject, payload, status, attempts, run_at, lease_token, last_error, created_at";
+pub(crate) const SELECT_COLUMNS: &str = "id, kind, account_id, subject, payload, status, attempts, run_at, lease_token, last_error, created_at";
 
 /// Jobs in the `jobs` table.
 #[derive(Debug, Clone)]
@@ -321,7 +321,7 @@ impl JobQueue for SeaJobQueue {
     }
 }
 
-fn job_from_row(row: &QueryResult) -> Result<Job, RepoError> {
+pub(crate) fn job_from_row(row: &QueryResult) -> Result<Job, RepoError> {
     let text = |col: &str| row.try_get::<String>("", col).map_err(unavailable);
     let int = |col: &str| row.try_get::<i64>("", col).map_err(unavailable);
     let id = text("id")?;

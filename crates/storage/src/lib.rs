@@ -7,6 +7,7 @@
 mod accounts;
 mod connect;
 mod conversations;
+mod deliveries;
 mod entity;
 mod error;
 mod inbound;
@@ -22,6 +23,7 @@ mod time;
 pub use accounts::SeaAccountRepository;
 pub use connect::{Backend, Database, DbOptions, normalize_database_url, redact_database_url};
 pub use conversations::SeaConversationRepository;
+pub use deliveries::{MAX_RESPONSE_BODY, SeaDeliveryStore};
 pub use error::StorageError;
 pub use inbound::SeaInboundStore;
 pub use jobs::SeaJobQueue;
