@@ -93,7 +93,7 @@ fn job(n: u128, kind: JobKind, subject: &str, requires_crm: bool) -> PlannedJob 
     }
 }
 
-async fn add_account(db: &Database, n: u128, instagram_id: &str, crm: bool) {
+pub(crate) async fn add_account(db: &Database, n: u128, instagram_id: &str, crm: bool) {
     db.accounts()
         .insert(&Account {
             id: AccountId::from_u128(n),

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod conversations;
+mod deliveries;
 mod inbound;
 mod jobs;
 mod messages;

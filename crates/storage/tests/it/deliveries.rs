@@ -1,0 +1,273 @@
+//! Deliveries: attempts recorded with the job's resolution, fenced on the lease; listings;
+//! retries and replays.
+
+use std::time::Duration;
+
+use insta_router_domain::{AccountId, JobId, JobKind, JobLease, JobStatus, NewJob};
+use insta_router_ports::{
+    AccountRepository, DeliveryAttempt, DeliveryFilter, DeliveryResolution, DeliveryStore,
+    JobQueue, PageRequest, RetryNow,
+};
+use insta_router_storage::Database;
+
+use crate::inbound::add_account;
+use crate::{at, migrated};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn delivery(n: u128, account: u128, created_secs: i64) -> NewJob {
+    NewJob {
+        id: JobId::from_u128(n),
+        kind: JobKind::CrmDelivery,
+        account_id: Some(AccountId::from_u128(account)),
+        subject: format!("msg_{n:032x}"),
+        payload: "{}".to_owned(),
+        run_at: at(created_secs),
+    }
+}
+
+fn attempt(job: &JobId, status: Option<u16>, body: &str) -> DeliveryAttempt {
+    DeliveryAttempt {
+        job_id: job.clone(),
+        attempt: 0,
+        started_at: at(100),
+        duration_ms: 12,
+        outcome: if status == Some(200) {
+            "delivered"
+        } else {
+            "http_error"
+        }
+        .to_owned(),
+        status_code: status,
+        response_body: Some(body.to_owned()),
+        error: None,
+    }
+}
+
+async fn claim_one(db: &Database, secs: i64) -> JobLease {
+    db.jobs()
+        .claim(&[JobKind::CrmDelivery], 1, LEASE, at(secs))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease
+}
+
+#[tokio::test]
+async fn attempts_are_recorded_with_the_resolution_and_only_by_the_lease_holder() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        db.jobs().enqueue(&[delivery(1, 1, 0)]).await.unwrap();
+        let store = db.deliveries();
+        let id = JobId::from_u128(1);
+        let lease = claim_one(&db, 0).await;
+        let stale = JobLease {
+            job_id: id.clone(),
+            token: "lease_not_mine".to_owned(),
+        };
+        let retry = DeliveryResolution::RetryAt(at(60));
+        assert!(
+            !store
+                .record(&stale, &attempt(&id, Some(500), "x"), &retry, at(1))
+                .await
+                .unwrap()
+        );
+        assert!(store.attempts(&id).await.unwrap().is_empty(), "{backend:?}");
+        let long = "e".repeat(10_000);
+        assert!(
+            store
+                .record(&lease, &attempt(&id, Some(503), &long), &retry, at(1))
+                .await
+                .unwrap()
+        );
+        // The lease is spent: the same holder cannot record twice.
+        assert!(
+            !store
+                .record(&lease, &attempt(&id, Some(503), "again"), &retry, at(1))
+                .await
+                .unwrap()
+        );
+        let job = db.jobs().get(&id).await.unwrap().unwrap();
+        assert_eq!((job.status, job.run_at), (JobStatus::Queued, at(60)));
+        assert_eq!(job.last_error.as_deref(), Some("HTTP 503 (http_error)"));
+
+        let lease = claim_one(&db, 60).await;
+        assert!(
+            store
+                .record(
+                    &lease,
+                    &attempt(&id, Some(200), "ok"),
+                    &DeliveryResolution::Done,
+                    at(61)
+                )
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            db.jobs().get(&id).await.unwrap().unwrap().status,
+            JobStatus::Done
+        );
+        let attempts = store.attempts(&id).await.unwrap();
+        let summary: Vec<(u32, Option<u16>)> = attempts
+            .iter()
+            .map(|a| (a.attempt, a.status_code))
+            .collect();
+        assert_eq!(summary, vec![(1, Some(503)), (2, Some(200))], "{backend:?}");
+        assert_eq!(
+            attempts[0].response_body.as_ref().map(String::len),
+            Some(insta_router_storage::MAX_RESPONSE_BODY)
+        );
+        assert_eq!(
+            (attempts[1].started_at, attempts[1].duration_ms),
+            (at(100), 12)
+        );
+        // Done stays done.
+        assert_eq!(
+            store.retry_now(&id, at(70)).await.unwrap(),
+            RetryNow::AlreadyDelivered
+        );
+    }
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_and_dead_letters_replay() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        add_account(&db, 1, "17841400000000001", true).await;
+        let jobs: Vec<NewJob> = (1..=3).map(|n| delivery(n, 1, n as i64)).collect();
+        db.jobs().enqueue(&jobs).await.unwrap();
+        let store = db.deliveries();
+        for n in 1..=3_u128 {
+            let lease = claim_one(&db, 10).await;
+            let resolution = if n == 1 {
+                DeliveryResolution::DeadAndDisable(AccountId::from_u128(1))
+            } else {
+                DeliveryResolution::Dead
+            };
+            assert!(
+                store
+                    .record(
+                        &lease,
+                        &attempt(&lease.job_id, Some(410), ""),
+                        &resolution,
+                        at(20)
+                    )
+                    .await
+                    .unwrap()
+            );
+        }
+        let account = db
+            .accounts()
+            .get(&AccountId::from_u128(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(account.delivery.disabled_at, Some(at(20)), "{backend:?}");
+        assert_eq!(
+            store.counts().await.unwrap(),
+            vec![(JobStatus::Dead, 3)],
+            "{backend:?}"
+        );
+        // Replay a time range: only the jobs created in [2, 3).
+        let replayed = store
+            .replay_dead(&AccountId::from_u128(1), Some(at(2)), Some(at(3)), at(30))
+            .await
+            .unwrap();
+        assert_eq!(replayed, 1);
+        let job = db.jobs().get(&JobId::from_u128(2)).await.unwrap().unwrap();
+        assert_eq!(
+            (job.status, job.attempts, job.run_at),
+            (JobStatus::Queued, 0, at(30))
+        );
+        // Another account's replay touches nothing.
+        assert_eq!(
+            store
+                .replay_dead(&AccountId::from_u128(2), None, None, at(30))
+                .await
+                .unwrap(),
+            0
+        );
+        // Retry one dead delivery now.
+        match store.retry_now(&JobId::from_u128(3), at(31)).await.unwrap() {
+            RetryNow::Queued(job) => {
+                assert_eq!((job.status, job.attempts), (JobStatus::Queued, 0));
+            }
+            other => panic!("{backend:?}: {other:?}"),
+        }
+        assert_eq!(
+            store
+                .retry_now(&JobId::from_u128(99), at(31))
+                .await
+                .unwrap(),
+            RetryNow::NotFound
+        );
+        let lease = claim_one(&db, 40).await;
+        assert_eq!(
+            store.retry_now(&lease.job_id, at(41)).await.unwrap(),
+            RetryNow::Running
+        );
+    }
+}
+
+#[tokio::test]
+async fn deliveries_list_newest_first_filtered_and_in_pages() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let mut jobs: Vec<NewJob> = (1..=5).map(|n| delivery(n, 1, n as i64)).collect();
+        jobs.push(delivery(6, 2, 6));
+        // An auto-reply job is not a delivery.
+        let mut reply = delivery(7, 1, 7);
+        reply.kind = JobKind::AutoReply;
+        jobs.push(reply);
+        db.jobs().enqueue(&jobs).await.unwrap();
+        let store = db.deliveries();
+        let filter = DeliveryFilter {
+            account_id: Some(AccountId::from_u128(1)),
+            ..DeliveryFilter::default()
+        };
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list(&filter, PageRequest { after, limit: 2 })
+                .await
+                .unwrap();
+            seen.extend(page.items.into_iter().map(|j| j.id));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let want: Vec<JobId> = (1..=5).rev().map(JobId::from_u128).collect();
+        assert_eq!(seen, want, "{backend:?}");
+        let ranged = store
+            .list(
+                &DeliveryFilter {
+                    since: Some(at(2)),
+                    until: Some(at(4)),
+                    status: Some(JobStatus::Queued),
+                    ..DeliveryFilter::default()
+                },
+                PageRequest {
+                    after: None,
+                    limit: 50,
+                },
+            )
+            .await
+            .unwrap();
+        let ids: Vec<JobId> = ranged.items.into_iter().map(|j| j.id).collect();
+        assert_eq!(ids, vec![JobId::from_u128(3), JobId::from_u128(2)]);
+        assert!(
+            store
+                .list(
+                    &DeliveryFilter::default(),
+                    PageRequest {
+                        after: Some("garbage".to_owned()),
+                        limit: 2
+                    }
+                )
+                .await
+                .is_err()
+        );
+    }
+}
