@@ -27,7 +27,7 @@ use insta_router_ports::{
     Deletion, EventRecord, InboundBatch, InboundStore, JournalEntry, JournalStatus, PlannedJob,
     RepoError,
 };
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::crm_payload;
@@ -96,6 +96,7 @@ struct Pending {
 pub struct Ingestor {
     sender: std::sync::Mutex<Option<mpsc::Sender<Pending>>>,
     writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    commits: watch::Receiver<u64>,
 }
 
 impl Ingestor {
@@ -103,11 +104,14 @@ impl Ingestor {
     pub fn start(store: Arc<dyn InboundStore>, settings: IngestSettings) -> Self {
         let (sender, receiver) = mpsc::channel::<Pending>(settings.queue.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
+        let (committed, commits) = watch::channel(0_u64);
+        let committed = Arc::new(committed);
         let max_batch = settings.max_batch.max(1);
         let writers = (0..settings.writers.max(1))
             .map(|_| {
                 let receiver = receiver.clone();
                 let store = store.clone();
+                let committed = committed.clone();
                 tokio::spawn(async move {
                     let mut batch = Vec::with_capacity(max_batch);
                     loop {
@@ -115,7 +119,9 @@ impl Ingestor {
                         if received == 0 {
                             break;
                         }
-                        write_group(store.as_ref(), std::mem::take(&mut batch)).await;
+                        if write_group(store.as_ref(), std::mem::take(&mut batch)).await {
+                            committed.send_modify(|n| *n = n.wrapping_add(1));
+                        }
                     }
                 })
             })
@@ -123,7 +129,14 @@ impl Ingestor {
         Self {
             sender: std::sync::Mutex::new(Some(sender)),
             writers: std::sync::Mutex::new(writers),
+            commits,
         }
+    }
+
+    /// Changes after every commit that stored something new: workers wait on it to pick up
+    /// the jobs just queued within milliseconds instead of at their next poll.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
     }
 
     /// Stores one request; returns once it is committed.
@@ -162,7 +175,8 @@ impl Ingestor {
     }
 }
 
-async fn write_group(store: &dyn InboundStore, group: Vec<Pending>) {
+/// Writes a group and answers its requests; true when any of them stored something new.
+async fn write_group(store: &dyn InboundStore, group: Vec<Pending>) -> bool {
     let (replies, prepared): (Vec<_>, Vec<_>) = group
         .into_iter()
         .map(|p| (p.reply, Prepared::new(p.webhook)))
@@ -175,17 +189,23 @@ async fn write_group(store: &dyn InboundStore, group: Vec<Pending>) {
                 micros = started.elapsed().as_micros(),
                 "group written"
             );
+            let new = reports.iter().any(|r| r.processed > 0);
             for (reply, report) in replies.into_iter().zip(reports) {
                 let _ = reply.send(Ok(report));
             }
+            new
         }
         Err(group_error) => {
             if prepared.len() > 1 {
                 tracing::warn!(error = %group_error, requests = prepared.len(), "group write failed; writing its requests one by one");
             }
+            let mut new = false;
             for (reply, prepared) in replies.into_iter().zip(prepared) {
-                let _ = reply.send(write_alone(store, prepared).await);
+                let result = write_alone(store, prepared).await;
+                new |= result.as_ref().is_ok_and(|r| r.processed > 0);
+                let _ = reply.send(result);
             }
+            new
         }
     }
 }

@@ -266,9 +266,8 @@ impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.iter().any(|a| is_private(a.ip())) {
                 return Err(Box::new(PrivateAddress(host)) as Box<_>);
             }
@@ -323,7 +322,10 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
             Some(Duration::from_secs(120))
         );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            None
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
@@ -344,7 +346,12 @@ mod tests {
                 })
                 .await;
             assert_eq!(response.outcome, AttemptOutcome::Refused, "{url}");
-            assert!(response.error.unwrap().contains("CRM_ALLOW_PRIVATE_NETWORKS"));
+            assert!(
+                response
+                    .error
+                    .unwrap()
+                    .contains("CRM_ALLOW_PRIVATE_NETWORKS")
+            );
         }
     }
 }

@@ -185,6 +185,20 @@ pub trait JobQueue: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, RepoError>;
 
+    /// Gives the claim back without counting it as an attempt: the job runs at `at`, with
+    /// `note` as its last error; false when `lease` is no longer current.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn release(
+        &self,
+        lease: &JobLease,
+        at: DateTime<Utc>,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError>;
+
     /// Gives up on the job, recording `error`; false when `lease` is no longer current.
     ///
     /// # Errors

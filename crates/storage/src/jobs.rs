@@ -269,6 +269,33 @@ impl JobQueue for SeaJobQueue {
         Ok(claimed)
     }
 
+    async fn release(
+        &self,
+        lease: &JobLease,
+        at: DateTime<Utc>,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        let mut update = Query::update();
+        update
+            .table(Alias::new("jobs"))
+            .value(Alias::new("status"), JobStatus::Queued.as_str())
+            .value(Alias::new("run_at"), to_micros(at))
+            .value(Alias::new("lease_token"), Option::<String>::None)
+            .value(Alias::new("last_error"), note)
+            .value(Alias::new("updated_at"), to_micros(now))
+            .value(
+                Alias::new("attempts"),
+                Expr::cust("CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"),
+            )
+            .and_where(Expr::col(Alias::new("id")).eq(lease.job_id.as_str()))
+            .and_where(Expr::col(Alias::new("status")).eq(JobStatus::Running.as_str()))
+            .and_where(Expr::col(Alias::new("lease_token")).eq(lease.token.as_str()));
+        let statement = self.db.get_database_backend().build(&update);
+        let result = self.db.execute_raw(statement).await.map_err(unavailable)?;
+        Ok(result.rows_affected() == 1)
+    }
+
     async fn complete(&self, lease: &JobLease, now: DateTime<Utc>) -> Result<bool, RepoError> {
         self.finish(lease, JobStatus::Done, None, None, now).await
     }

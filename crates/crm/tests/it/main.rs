@@ -31,7 +31,10 @@ fn request(url: String, secrets: &[&str]) -> CrmRequest {
         url,
         webhook_id: "msg_0190abc".to_owned(),
         body: BODY.to_owned(),
-        secrets: secrets.iter().map(|s| Secret::new((*s).to_owned())).collect(),
+        secrets: secrets
+            .iter()
+            .map(|s| Secret::new((*s).to_owned()))
+            .collect(),
     }
 }
 

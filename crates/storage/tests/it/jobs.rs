@@ -206,3 +206,46 @@ async fn retries_reschedule_and_dead_letters_stop_for_good() {
         assert_eq!(again[0].job.attempts, 2);
     }
 }
+
+#[tokio::test]
+async fn a_released_claim_does_not_count_as_an_attempt() {
+    for (test_db, db) in migrated().await {
+        let queue = db.jobs();
+        queue
+            .enqueue(&[job(1, JobKind::CrmDelivery, 0)])
+            .await
+            .unwrap();
+        let first = queue
+            .claim(&[JobKind::CrmDelivery], 1, LEASE, at(0))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(first.job.attempts, 1);
+        assert!(
+            queue
+                .release(&first.lease, at(120), "endpoint paused", at(1))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !queue
+                .release(&first.lease, at(120), "twice", at(1))
+                .await
+                .unwrap()
+        );
+        let job = queue.get(&first.job.id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.status, job.attempts, job.run_at),
+            (JobStatus::Queued, 0, at(120)),
+            "{:?}",
+            test_db.backend()
+        );
+        assert_eq!(job.last_error.as_deref(), Some("endpoint paused"));
+        let again = queue
+            .claim(&[JobKind::CrmDelivery], 1, LEASE, at(120))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(again.job.attempts, 1);
+    }
+}
