@@ -6,6 +6,7 @@
 
 mod accounts;
 mod crm_payload;
+mod deliveries;
 mod ingest;
 mod system;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use insta_router_ports::{HealthCheck, RepoError};
 
 pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE};
+pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySettings};
 pub use ingest::{IngestError, IngestReport, IngestSettings, Ingestor, ReceivedWebhook};
 pub use system::{PlaintextCipher, SystemClock, new_id_bits};
 
@@ -23,15 +25,23 @@ pub struct App {
     pub accounts: AccountService,
     /// Storing verified webhook requests.
     pub ingest: Ingestor,
+    /// Delivering events to CRMs, and the deliveries API.
+    pub deliveries: Arc<DeliveryService>,
     health: Arc<dyn HealthCheck>,
 }
 
 impl App {
     /// Wires the use cases.
-    pub fn new(accounts: AccountService, ingest: Ingestor, health: Arc<dyn HealthCheck>) -> Self {
+    pub fn new(
+        accounts: AccountService,
+        ingest: Ingestor,
+        deliveries: Arc<DeliveryService>,
+        health: Arc<dyn HealthCheck>,
+    ) -> Self {
         Self {
             accounts,
             ingest,
+            deliveries,
             health,
         }
     }

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-/// The pause after a timeout, a 429 or a connection failure is at least this long, whatever
-/// the schedule says: hammering a struggling CRM makes it worse.
+/// By default, the pause after a timeout, a 429 or a connection failure is at least this
+/// long, whatever the schedule says: hammering a struggling CRM makes it worse.
 pub const MIN_BACKOFF_AFTER_OVERLOAD: Duration = Duration::from_secs(60);
 
 /// When the attempts of one delivery are made.
@@ -19,6 +19,9 @@ pub struct RetrySchedule {
     /// Each delay is moved by up to this fraction either way (0.2: +-20 %), so deliveries
     /// that failed together do not retry together.
     pub jitter: f64,
+    /// The least pause after a timeout, a 429 or an unreachable CRM
+    /// ([`MIN_BACKOFF_AFTER_OVERLOAD`] unless configured).
+    pub overload_floor: Duration,
 }
 
 impl Default for RetrySchedule {
@@ -44,11 +47,22 @@ impl Default for RetrySchedule {
             .map(Duration::from_secs)
             .collect(),
             jitter: 0.2,
+            overload_floor: MIN_BACKOFF_AFTER_OVERLOAD,
         }
     }
 }
 
 impl RetrySchedule {
+    /// Parses one delay with a unit (`250ms`, `5s`, `5m`, `2h`, `1d`; a bare number is
+    /// seconds).
+    ///
+    /// # Errors
+    ///
+    /// A message naming the text that is not a delay.
+    pub fn parse_delay(raw: &str) -> Result<Duration, String> {
+        parse_delay(raw.trim()).ok_or_else(|| format!("not a delay: {raw:?}"))
+    }
+
     /// Parses a comma-separated list of delays with units (`0s, 5s, 5m, 30m, 2h, 1d`; a bare
     /// number is seconds, `ms` milliseconds).
     ///
@@ -141,7 +155,7 @@ pub enum NextStep {
 ///
 /// `jitter_draw` is a value in `[0, 1)` the caller draws; it moves the scheduled delay within
 /// +-`schedule.jitter`. A timeout, a 429 or an unreachable CRM waits at least
-/// [`MIN_BACKOFF_AFTER_OVERLOAD`]. A `Retry-After` is honoured within `[d, 2d]` of the
+/// the schedule's `overload_floor`. A `Retry-After` is honoured within `[d, 2d]` of the
 /// scheduled delay `d`: a CRM may slow us down, but not stall a delivery for days, nor make us
 /// retry sooner than planned.
 pub fn next_step(
@@ -168,14 +182,14 @@ pub fn next_step(
     let mut delay = scheduled.mul_f64(factor);
     match outcome {
         AttemptOutcome::Timeout | AttemptOutcome::Unreachable => {
-            delay = delay.max(MIN_BACKOFF_AFTER_OVERLOAD);
+            delay = delay.max(schedule.overload_floor);
         }
         AttemptOutcome::Answered {
             status,
             retry_after,
         } => {
             if *status == 429 {
-                delay = delay.max(MIN_BACKOFF_AFTER_OVERLOAD);
+                delay = delay.max(schedule.overload_floor);
             }
             if let Some(asked) = retry_after {
                 delay = (*asked).clamp(delay, delay.saturating_mul(2));

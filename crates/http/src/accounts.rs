@@ -73,6 +73,11 @@ pub(crate) struct AccountResponse {
     crm_webhook_url: Option<String>,
     /// Whether a CRM signing secret is set.
     has_webhook_secret: bool,
+    /// Set when the CRM answered 410 Gone: nothing is delivered until `crm_webhook_url` or
+    /// `webhook_secret` is set again (deliveries meanwhile are dead-lettered, to be replayed).
+    crm_disabled_at: Option<String>,
+    /// While a replaced signing secret still signs next to the current one: until when.
+    previous_secret_until: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -85,6 +90,12 @@ impl From<Account> for AccountResponse {
             username: a.username.as_str().to_owned(),
             crm_webhook_url: a.crm_webhook_url.map(|u| u.as_str().to_owned()),
             has_webhook_secret: a.webhook_secret.is_some(),
+            crm_disabled_at: a.delivery.disabled_at.map(rfc3339),
+            previous_secret_until: a
+                .delivery
+                .previous_secret_at(Utc::now())
+                .and(a.delivery.previous_secret_until)
+                .map(rfc3339),
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),
         }

@@ -55,6 +55,14 @@ pub(crate) fn base() -> OpenApi {
                 .description(Some("Connected Instagram accounts"))
                 .build(),
             TagBuilder::new()
+                .name("deliveries")
+                .description(Some(
+                    "Events forwarded to CRMs: attempts, retries and replays. Each delivery is \
+                     signed with Standard Webhooks headers (webhook-id, webhook-timestamp, \
+                     webhook-signature) and X-Hub-Signature-256.",
+                ))
+                .build(),
+            TagBuilder::new()
                 .name("system")
                 .description(Some("Service status"))
                 .build(),

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod auth;
+mod deliveries;
 mod docs;
 mod pagination;
 mod problem;
@@ -37,6 +38,18 @@ pub struct HttpSettings {
     pub verify_token: String,
     /// The app secrets that may sign Meta webhooks.
     pub app_secrets: Vec<String>,
+    /// Renders the Prometheus text served at `/metrics`; none serves 404.
+    pub metrics: Option<MetricsRenderer>,
+}
+
+/// Renders the process's metrics in the Prometheus text format.
+#[derive(Clone)]
+pub struct MetricsRenderer(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for MetricsRenderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsRenderer")
+    }
 }
 
 /// Shared state of every handler.
@@ -83,7 +96,8 @@ pub fn app(
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_api_key))
-                .configure(accounts::routes),
+                .configure(accounts::routes)
+                .configure(deliveries::routes),
         )
         .split_for_parts();
     app.configure(|cfg| docs::routes(cfg, api))
@@ -99,7 +113,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .openapi(docs::base())
         .configure(system::routes)
         .configure(webhooks::routes)
-        .service(utoipa_actix_web::scope("/api/v1").configure(accounts::routes))
+        .service(
+            utoipa_actix_web::scope("/api/v1")
+                .configure(accounts::routes)
+                .configure(deliveries::routes),
+        )
         .split_for_parts();
     api
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use actix_web::web::Data;
-use actix_web::{HttpResponse, get};
+use actix_web::{HttpResponse, ResponseError, get};
 use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -13,7 +13,7 @@ use crate::State;
 use crate::accounts::rfc3339;
 
 pub(crate) fn routes(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(root).service(health);
+    cfg.service(root).service(health).service(metrics);
 }
 
 /// What is running.
@@ -93,5 +93,24 @@ async fn health(state: Data<State>) -> HttpResponse {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Counters, histograms and gauges in the Prometheus text format: deliveries by outcome,
+/// attempt durations, latency to delivery, dead letters, deliveries by state.
+#[utoipa::path(
+    tag = "system",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 404, description = "Metrics are off"),
+    )
+)]
+#[get("/metrics")]
+async fn metrics(state: Data<State>) -> HttpResponse {
+    match &state.settings.metrics {
+        Some(render) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body((render.0)()),
+        None => crate::ApiError::NotFound("metrics are off".to_owned()).error_response(),
     }
 }

@@ -7,6 +7,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
+
+use insta_router_app::DeliverySettings;
+use insta_router_domain::{MIN_BACKOFF_AFTER_OVERLOAD, RetrySchedule};
 
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
@@ -65,6 +69,27 @@ pub struct Settings {
     pub ingest_writers: usize,
     /// Most webhook requests committed in one transaction.
     pub ingest_max_batch: usize,
+    /// CRM delivery worker tasks; 0 turns delivery off in this process (another instance on
+    /// the same database delivers).
+    pub delivery_workers: usize,
+    /// Seconds a worker holds a claimed delivery before another may take it over.
+    pub delivery_lease: u64,
+    /// Milliseconds between an idle worker's looks for due retries.
+    pub delivery_poll_interval_ms: u64,
+    /// The delay before each delivery attempt, comma-separated (`0s, 5s, 5m, 2h, 1d`); its
+    /// length is the number of attempts before a delivery is dead-lettered.
+    pub crm_retry_schedule: String,
+    /// The least pause after a CRM timed out, answered 429 or could not be reached
+    /// (`60s`).
+    pub crm_overload_backoff: String,
+    /// Most concurrent requests to one CRM URL.
+    pub crm_max_concurrency: usize,
+    /// Consecutive failures after which an endpoint is paused.
+    pub crm_pause_after_failures: u32,
+    /// Seconds such a pause lasts.
+    pub crm_pause_seconds: u64,
+    /// Seconds a replaced CRM signing secret keeps signing next to the new one.
+    pub crm_secret_rotation_grace: u64,
 }
 
 impl fmt::Debug for Settings {
@@ -126,6 +151,15 @@ const KEYS: &[&str] = &[
     "MAX_WEBHOOK_BYTES",
     "INGEST_WRITERS",
     "INGEST_MAX_BATCH",
+    "DELIVERY_WORKERS",
+    "DELIVERY_LEASE",
+    "DELIVERY_POLL_INTERVAL_MS",
+    "CRM_RETRY_SCHEDULE",
+    "CRM_OVERLOAD_BACKOFF",
+    "CRM_MAX_CONCURRENCY",
+    "CRM_PAUSE_AFTER_FAILURES",
+    "CRM_PAUSE_SECONDS",
+    "CRM_SECRET_ROTATION_GRACE",
 ];
 
 /// Why the configuration cannot be used.
@@ -219,6 +253,27 @@ impl Settings {
         missing
     }
 
+    /// How CRM deliveries are worked.
+    pub fn delivery(&self) -> DeliverySettings {
+        DeliverySettings {
+            workers: self.delivery_workers,
+            lease: Duration::from_secs(self.delivery_lease),
+            poll_interval: Duration::from_millis(self.delivery_poll_interval_ms.max(10)),
+            schedule: RetrySchedule {
+                // Checked when loading.
+                delays: RetrySchedule::parse_delays(&self.crm_retry_schedule)
+                    .unwrap_or_else(|_| RetrySchedule::default().delays),
+                overload_floor: RetrySchedule::parse_delay(&self.crm_overload_backoff)
+                    .unwrap_or(MIN_BACKOFF_AFTER_OVERLOAD),
+                ..RetrySchedule::default()
+            },
+            per_endpoint_concurrency: self.crm_max_concurrency,
+            pause_after_failures: self.crm_pause_after_failures,
+            pause_for: Duration::from_secs(self.crm_pause_seconds),
+            ..DeliverySettings::default()
+        }
+    }
+
     /// Production refuses to start without what Meta needs.
     ///
     /// # Errors
@@ -271,6 +326,18 @@ impl Settings {
         }
         if self.ingest_max_batch == 0 {
             errors.push("INGEST_MAX_BATCH must be at least 1".to_owned());
+        }
+        if let Err(e) = RetrySchedule::parse_delays(&self.crm_retry_schedule) {
+            errors.push(format!("CRM_RETRY_SCHEDULE: {e}"));
+        }
+        if let Err(e) = RetrySchedule::parse_delay(&self.crm_overload_backoff) {
+            errors.push(format!("CRM_OVERLOAD_BACKOFF: {e}"));
+        }
+        if self.delivery_lease == 0 {
+            errors.push("DELIVERY_LEASE must be at least 1 second".to_owned());
+        }
+        if self.crm_max_concurrency == 0 {
+            errors.push("CRM_MAX_CONCURRENCY must be at least 1".to_owned());
         }
         if errors.is_empty() {
             Ok(())

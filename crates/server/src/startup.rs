@@ -1,17 +1,21 @@
 //! Building the application from [`Settings`] and running it until a signal stops it.
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use insta_router_app::{
-    AccountService, App, IngestSettings, Ingestor, PlaintextCipher, SystemClock,
+    AccountService, App, DeliveryService, IngestSettings, Ingestor, PlaintextCipher, SystemClock,
 };
-use insta_router_http::HttpSettings;
+use insta_router_crm::{HttpCrmSender, SenderSettings};
+use insta_router_http::{HttpSettings, MetricsRenderer};
 use insta_router_storage::{
     Backend, Database, DbOptions, normalize_database_url, redact_database_url,
 };
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::Settings;
 
@@ -21,6 +25,53 @@ pub struct Application {
     port: u16,
     db: Database,
     app: Arc<App>,
+    stop: watch::Sender<bool>,
+    workers: JoinSet<()>,
+    housekeeping: tokio::task::JoinHandle<()>,
+}
+
+/// The process's Prometheus recorder, installed once; `None` when another recorder was
+/// installed first (an embedding program's).
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                3600.0, 86_400.0,
+            ];
+            let builder = PrometheusBuilder::new().set_buckets(&buckets).ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(error) => {
+                    tracing::warn!(%error, "metrics recorder not installed; /metrics is off");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// Every 5 s: publishes the delivery queue's depth and lets the recorder compact its
+/// histograms.
+async fn housekeeping(
+    deliveries: Arc<DeliveryService>,
+    metrics: Option<PrometheusHandle>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = deliveries.publish_queue_depth().await {
+            tracing::debug!(%error, "cannot count deliveries");
+        }
+        if let Some(handle) = &metrics {
+            handle.run_upkeep();
+        }
+    }
 }
 
 /// Opens the database named by the settings.
@@ -74,13 +125,38 @@ impl Application {
                 ..IngestSettings::default()
             },
         );
+        let sender = HttpCrmSender::new(&SenderSettings {
+            timeout: Duration::from_secs_f64(settings.crm_webhook_timeout),
+            allow_private_networks: settings.crm_allow_private_networks,
+            ..SenderSettings::default()
+        })?;
+        let deliveries = Arc::new(DeliveryService::new(
+            Arc::new(db.jobs()),
+            Arc::new(db.deliveries()),
+            Arc::new(db.accounts()),
+            Arc::new(PlaintextCipher),
+            Arc::new(sender),
+            Arc::new(SystemClock),
+            settings.delivery(),
+        ));
+        let (stop, stopped) = watch::channel(false);
+        let workers = if settings.delivery_workers > 0 {
+            deliveries.start(ingest.commits(), stopped.clone())
+        } else {
+            tracing::info!("DELIVERY_WORKERS=0: this process does not deliver to CRMs");
+            JoinSet::new()
+        };
+        let metrics = metrics_handle();
+        let housekeeping = tokio::spawn(housekeeping(deliveries.clone(), metrics.clone(), stopped));
         let app = Arc::new(App::new(
             AccountService::new(
                 Arc::new(db.accounts()),
                 Arc::new(PlaintextCipher),
                 Arc::new(SystemClock),
-            ),
+            )
+            .with_secret_grace(Duration::from_secs(settings.crm_secret_rotation_grace)),
             ingest,
+            deliveries,
             Arc::new(db.clone()),
         ));
         let http = HttpSettings {
@@ -93,6 +169,7 @@ impl Application {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            metrics: metrics.map(|handle| MetricsRenderer(Arc::new(move || handle.render()))),
         };
         let listener =
             TcpListener::bind((settings.host.as_str(), settings.port)).with_context(|| {
@@ -121,6 +198,9 @@ impl Application {
             port,
             db,
             app,
+            stop,
+            workers,
+            housekeeping,
         })
     }
 
@@ -135,11 +215,32 @@ impl Application {
     ///
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
+        let Self {
+            server,
+            db,
+            app,
+            stop,
+            mut workers,
+            housekeeping,
+            ..
+        } = self;
+        server.await?;
         tracing::info!("stopped accepting requests; finishing queued webhook writes");
-        self.app.ingest.shutdown().await;
+        app.ingest.shutdown().await;
+        tracing::info!("finishing the CRM deliveries in flight");
+        let _ = stop.send(true);
+        let finish = async { while workers.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(15), finish)
+            .await
+            .is_err()
+        {
+            // Their leases run out and another start delivers them: at least once.
+            tracing::warn!("CRM deliveries still in flight at shutdown are left to their leases");
+            workers.abort_all();
+        }
+        housekeeping.abort();
         tracing::info!("closing the database");
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.db.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), db.close()).await;
         tracing::info!("shut down");
         Ok(())
     }
