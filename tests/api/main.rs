@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod deliveries;
 mod docs;
 mod lifecycle;
 mod system;

@@ -1,0 +1,477 @@
+//! CRM forwarding, end to end: signed webhooks in, signed deliveries out to a real HTTP CRM
+//! (wiremock on loopback), retries, dead letters, replay, the deliveries API and metrics.
+//!
+//! Schedules are configured in milliseconds, so no test waits for real minutes.
+
+use std::time::{Duration, Instant};
+
+use insta_router_blackbox::TestServer;
+use insta_router_instagram::sign_body;
+use reqwest::Method;
+use ring::hmac;
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const APP_SECRET: &str = "instagram-app-secret";
+const CRM_SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=";
+const ACCOUNT: &str = "17841400000000001";
+
+/// A server that delivers to loopback CRMs on a fast schedule.
+async fn server(schedule: &str) -> TestServer {
+    TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", APP_SECRET)
+        .env("CRM_ALLOW_PRIVATE_NETWORKS", "true")
+        .env("CRM_RETRY_SCHEDULE", schedule)
+        .env("CRM_OVERLOAD_BACKOFF", "100ms")
+        .env("CRM_WEBHOOK_TIMEOUT", "0.5")
+        .env("DELIVERY_POLL_INTERVAL_MS", "50")
+        .start()
+        .await
+}
+
+/// Connects the account, delivering to `crm`; returns its id.
+async fn connect(server: &TestServer, crm: &MockServer) -> String {
+    let response = server
+        .api(Method::POST, "/api/v1/accounts")
+        .json(&json!({
+            "instagram_account_id": ACCOUNT,
+            "username": "shop",
+            "access_token": "IGQVJ-token",
+            "crm_webhook_url": format!("{}/crm", crm.uri()),
+            "webhook_secret": CRM_SECRET,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    body["account_id"].as_str().unwrap().to_owned()
+}
+
+fn text_webhook(mid: &str, text: &str) -> String {
+    json!({
+        "object": "instagram",
+        "entry": [{
+            "id": ACCOUNT,
+            "time": 1_700_000_000_000_u64,
+            "messaging": [{
+                "sender": {"id": "555"},
+                "recipient": {"id": ACCOUNT},
+                "timestamp": 1_700_000_000_123_u64,
+                "message": {"mid": mid, "text": text},
+            }],
+        }],
+    })
+    .to_string()
+}
+
+async fn post_webhook(server: &TestServer, body: &str) {
+    let response = server
+        .client
+        .post(format!("{}/webhooks/instagram", server.url))
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            sign_body(APP_SECRET, body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", server.output());
+}
+
+/// Waits until `crm` has received `n` requests; returns them.
+async fn received(crm: &MockServer, n: usize, server: &TestServer) -> Vec<Request> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let requests = crm.received_requests().await.unwrap();
+        if requests.len() >= n {
+            return requests;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CRM got {} of {n} requests:\n{}",
+            requests.len(),
+            server.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The account's deliveries, newest first.
+async fn deliveries(server: &TestServer, query: &str) -> Vec<Value> {
+    let response = server
+        .api(Method::GET, &format!("/api/v1/deliveries?{query}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["data"].as_array().unwrap().clone()
+}
+
+/// Waits until the only delivery has `status`; returns its detail.
+async fn settled(server: &TestServer, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = deliveries(server, "").await;
+        if let Some(first) = list.first()
+            && first["status"] == status
+        {
+            let id = first["delivery_id"].as_str().unwrap();
+            let detail = server
+                .api(Method::GET, &format!("/api/v1/deliveries/{id}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(detail.status(), 200);
+            return detail.json().await.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no delivery became {status}: {list:?}\n{}",
+            server.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn header(request: &Request, name: &str) -> String {
+    request
+        .headers
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_event_reaches_the_crm_once_signed_and_verifiable() {
+    let crm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&crm)
+        .await;
+    let server = server("0s, 1s").await;
+    let account_id = connect(&server, &crm).await;
+    let body = text_webhook("mid.ORDER66", "Hi ORDER66 please");
+    post_webhook(&server, &body).await;
+    let requests = received(&crm, 1, &server).await;
+    let request = &requests[0];
+
+    // An independent Standard Webhooks verifier accepts it.
+    standardwebhooks::Webhook::new(CRM_SECRET)
+        .unwrap()
+        .verify(&request.body, &request.headers)
+        .unwrap();
+    // X-Hub-Signature-256 as the original computed it, by hand.
+    let key = hmac::Key::new(hmac::HMAC_SHA256, CRM_SECRET.as_bytes());
+    let tag = hmac::sign(&key, &request.body);
+    assert_eq!(
+        header(request, "x-hub-signature-256"),
+        format!("sha256={}", hex::encode(tag.as_ref()))
+    );
+    assert!(header(request, "user-agent").starts_with("insta-router/"));
+
+    // The original service's fields, and ours.
+    let delivered: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(delivered["type"], "message.received");
+    let data = &delivered["data"];
+    assert_eq!(data["event"], "message.received");
+    assert_eq!(data["account_id"], account_id.as_str());
+    assert_eq!(data["message_id"], "mid.ORDER66");
+    assert_eq!(data["instagram_message_id"], "mid.ORDER66");
+    assert_eq!(data["sender_id"], "555");
+    assert_eq!(data["message"], "Hi ORDER66 please");
+    assert_eq!(data["message_type"], "text");
+    assert_eq!(data["timestamp"], "2023-11-14T22:13:20.123000Z");
+    assert_eq!(data["conversation_id"], format!("conv_555_{ACCOUNT}"));
+    assert_eq!(header(request, "webhook-id"), data["id"].as_str().unwrap());
+
+    // Meta's retry of the same event is stored once and forwarded once.
+    post_webhook(&server, &body).await;
+    let detail = settled(&server, "delivered").await;
+    assert_eq!(detail["attempts"], 1);
+    assert_eq!(detail["attempts_made"][0]["status_code"], 200);
+    assert_eq!(detail["attempts_made"][0]["outcome"], "delivered");
+    assert_eq!(detail["payload"].as_str().unwrap().as_bytes(), request.body);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(crm.received_requests().await.unwrap().len(), 1);
+    assert_eq!(deliveries(&server, "").await.len(), 1);
+
+    // The metrics count the attempt.
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"insta_router_delivery_attempts_total{outcome="delivered"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn failures_are_retried_with_the_same_id_and_bytes_until_accepted() {
+    let crm = MockServer::start().await;
+    // First a 500, then a timeout, then a 429, then success.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
+        .up_to_n_times(1)
+        .mount(&crm)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
+        .up_to_n_times(1)
+        .mount(&crm)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "0"))
+        .up_to_n_times(1)
+        .mount(&crm)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&crm)
+        .await;
+    let server = server("0s, 100ms, 100ms, 100ms, 100ms").await;
+    connect(&server, &crm).await;
+    post_webhook(&server, &text_webhook("mid.retry", "hello")).await;
+    let detail = settled(&server, "delivered").await;
+    let requests = received(&crm, 4, &server).await;
+    assert_eq!(requests.len(), 4);
+    let id = header(&requests[0], "webhook-id");
+    for request in &requests {
+        assert_eq!(header(request, "webhook-id"), id);
+        assert_eq!(request.body, requests[0].body);
+        standardwebhooks::Webhook::new(CRM_SECRET)
+            .unwrap()
+            .verify(&request.body, &request.headers)
+            .unwrap();
+    }
+    let outcomes: Vec<&str> = detail["attempts_made"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["http_error", "timeout", "throttled", "delivered"],
+        "{detail}"
+    );
+    assert_eq!(detail["attempts_made"][0]["response_body"], "boom");
+    assert_eq!(detail["webhook_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them() {
+    let crm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&crm)
+        .await;
+    let server = server("0s, 100ms").await;
+    let account_id = connect(&server, &crm).await;
+    post_webhook(&server, &text_webhook("mid.dead", "hello")).await;
+    let dead = settled(&server, "dead").await;
+    assert_eq!(dead["attempts"], 2);
+    let failed = crm.received_requests().await.unwrap();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(
+        deliveries(&server, &format!("status=dead&account_id={account_id}"))
+            .await
+            .len(),
+        1
+    );
+    assert!(deliveries(&server, "status=delivered").await.is_empty());
+
+    // The CRM recovers; a replay delivers the same event with the same id and bytes.
+    crm.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&crm)
+        .await;
+    let replay = server
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{account_id}/deliveries/replay"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 202);
+    assert_eq!(replay.json::<Value>().await.unwrap()["replayed"], 1);
+    let delivered = settled(&server, "delivered").await;
+    let requests = received(&crm, 1, &server).await;
+    assert_eq!(
+        header(&requests[0], "webhook-id"),
+        header(&failed[0], "webhook-id")
+    );
+    assert_eq!(requests[0].body, failed[0].body);
+    // Three attempts in all: two before the replay, one after.
+    assert_eq!(delivered["attempts_made"].as_array().unwrap().len(), 3);
+
+    // Retrying a delivered delivery is a conflict; an unknown one is not found.
+    let id = delivered["delivery_id"].as_str().unwrap();
+    let again = server
+        .api(Method::POST, &format!("/api/v1/deliveries/{id}/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let unknown = server
+        .api(
+            Method::POST,
+            "/api/v1/deliveries/dlv_00000000000000000000000000000000/retry",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("insta_router_delivery_dead_letters_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_until_it_is_set_again() {
+    let crm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(410))
+        .mount(&crm)
+        .await;
+    let server = server("0s, 100ms, 100ms").await;
+    let account_id = connect(&server, &crm).await;
+    post_webhook(&server, &text_webhook("mid.gone1", "one")).await;
+    let dead = settled(&server, "dead").await;
+    assert_eq!(dead["attempts_made"][0]["outcome"], "gone");
+    let account: Value = server
+        .api(Method::GET, &format!("/api/v1/accounts/{account_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(account["crm_disabled_at"].is_string(), "{account}");
+
+    // While disabled, nothing is sent: the next event is dead-lettered without a request.
+    post_webhook(&server, &text_webhook("mid.gone2", "two")).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while deliveries(&server, "status=dead").await.len() < 2 {
+        assert!(Instant::now() < deadline, "{}", server.output());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(crm.received_requests().await.unwrap().len(), 1);
+    let list = deliveries(&server, "status=dead").await;
+    let newest = list[0]["delivery_id"].as_str().unwrap();
+    let detail: Value = server
+        .api(Method::GET, &format!("/api/v1/deliveries/{newest}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["attempts_made"][0]["outcome"], "endpoint_disabled");
+
+    // Setting the URL again re-enables it; the replay delivers both.
+    crm.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&crm)
+        .await;
+    let patched = server
+        .api(Method::PATCH, &format!("/api/v1/accounts/{account_id}"))
+        .json(&json!({"crm_webhook_url": format!("{}/crm-v2", crm.uri())}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let patched: Value = patched.json().await.unwrap();
+    assert!(patched["crm_disabled_at"].is_null(), "{patched}");
+    let replay = server
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{account_id}/deliveries/replay"),
+        )
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.json::<Value>().await.unwrap()["replayed"], 2);
+    let requests = received(&crm, 2, &server).await;
+    assert!(requests.iter().all(|r| r.url.path() == "/crm-v2"));
+}
+
+#[tokio::test]
+async fn a_rotated_secret_keeps_signing_beside_the_new_one() {
+    let crm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&crm)
+        .await;
+    let server = server("0s, 1s").await;
+    let account_id = connect(&server, &crm).await;
+    let new_secret = "whsec_bmV3LXNlY3JldC1rZXktZm9yLXRlc3Rz";
+    let patched = server
+        .api(Method::PATCH, &format!("/api/v1/accounts/{account_id}"))
+        .json(&json!({"webhook_secret": new_secret}))
+        .send()
+        .await
+        .unwrap();
+    let patched: Value = patched.json().await.unwrap();
+    assert!(patched["previous_secret_until"].is_string(), "{patched}");
+    post_webhook(&server, &text_webhook("mid.rotate", "hi")).await;
+    let requests = received(&crm, 1, &server).await;
+    for secret in [new_secret, CRM_SECRET] {
+        standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .verify(&requests[0].body, &requests[0].headers)
+            .unwrap();
+    }
+    // X-Hub-Signature-256 uses the new secret only.
+    let key = hmac::Key::new(hmac::HMAC_SHA256, new_secret.as_bytes());
+    let tag = hmac::sign(&key, &requests[0].body);
+    assert_eq!(
+        header(&requests[0], "x-hub-signature-256"),
+        format!("sha256={}", hex::encode(tag.as_ref()))
+    );
+}
+
+#[tokio::test]
+async fn bad_delivery_requests_get_clear_errors() {
+    let server = server("0s").await;
+    for (path, status) in [
+        ("/api/v1/deliveries?status=lost", 422),
+        ("/api/v1/deliveries?since=yesterday", 422),
+        ("/api/v1/deliveries?account_id=nope", 422),
+        ("/api/v1/deliveries?cursor=%%%", 422),
+        ("/api/v1/deliveries/dlv_zz", 404),
+        (
+            "/api/v1/deliveries/job_00000000000000000000000000000000",
+            404,
+        ),
+    ] {
+        let response = server.api(Method::GET, path).send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
+    }
+    let unauthenticated = server.get("/api/v1/deliveries").await;
+    assert_eq!(unauthenticated.status(), 401);
+    let replay = server
+        .api(
+            Method::POST,
+            "/api/v1/accounts/acc_00000000000000000000000000000000/deliveries/replay",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 404);
+}
