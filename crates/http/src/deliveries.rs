@@ -176,10 +176,10 @@ fn instant(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc
     .transpose()
 }
 
-fn range(
-    since: Option<&str>,
-    until: Option<&str>,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ApiError> {
+/// A time range's ends, each optional.
+type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn range(since: Option<&str>, until: Option<&str>) -> Result<Range, ApiError> {
     let mut errors = Vec::new();
     let since = instant("since", since).unwrap_or_else(|e| {
         errors.push(e);
