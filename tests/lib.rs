@@ -83,20 +83,21 @@ fn required_env(name: &str) -> String {
 
 /// A running server process and what it needs.
 pub struct TestServer {
+    // First, so that it is dropped (killed) before the database it uses.
+    process: Process,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     /// A client for it.
     pub client: reqwest::Client,
-    /// The database it uses.
-    pub db: TestDatabase,
+    /// The database it uses (shared with other instances started on it).
+    pub db: Arc<TestDatabase>,
     /// Its working directory.
     pub dir: tempfile::TempDir,
-    child: Child,
-    output: Arc<Mutex<Vec<String>>>,
+    builder: ServerBuilder,
 }
 
 /// Starts servers.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ServerBuilder {
     env: Vec<(String, String)>,
     args: Vec<String>,
@@ -132,9 +133,42 @@ impl ServerBuilder {
     ///
     /// When it does not start within 30 seconds.
     pub async fn start_with(self, db: TestDatabase, dir: tempfile::TempDir) -> TestServer {
-        let mut command = command(dir.path());
+        let db = Arc::new(db);
+        let process = self.spawn(&db.url, dir.path()).await;
+        TestServer {
+            url: process.url.clone(),
+            client: http_client(),
+            db,
+            dir,
+            builder: self,
+            process,
+        }
+    }
+
+    /// Starts another instance on the database of `other`, as a second process behind a load
+    /// balancer would run.
+    ///
+    /// # Panics
+    ///
+    /// When it does not start within 30 seconds.
+    pub async fn start_sharing(self, other: &TestServer) -> TestServer {
+        let dir = tempfile::tempdir().expect("working directory");
+        let db = other.db.clone();
+        let process = self.spawn(&db.url, dir.path()).await;
+        TestServer {
+            url: process.url.clone(),
+            client: http_client(),
+            db,
+            dir,
+            builder: self,
+            process,
+        }
+    }
+
+    async fn spawn(&self, db_url: &str, dir: &Path) -> Process {
+        let mut command = command(dir);
         command.args(["serve"]).args(&self.args);
-        command.env("DATABASE_URL", &db.url);
+        command.env("DATABASE_URL", db_url);
         for (k, v) in &self.env {
             command.env(k, v);
         }
@@ -174,15 +208,19 @@ impl ServerBuilder {
             let lines = output.lock().expect("output lock").join("\n");
             panic!("insta-router did not start:\n{lines}");
         };
-        TestServer {
+        Process {
             url: format!("http://127.0.0.1:{port}"),
-            client: http_client(),
-            db,
-            dir,
             child,
             output,
         }
     }
+}
+
+/// One running server process.
+struct Process {
+    url: String,
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
 }
 
 /// A command running the binary in `dir` with an empty environment, so that none of the
@@ -235,18 +273,18 @@ impl TestServer {
 
     /// Everything the server printed so far.
     pub fn output(&self) -> String {
-        self.output.lock().expect("output lock").join("\n")
+        self.process.output.lock().expect("output lock").join("\n")
     }
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.process.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
         for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().expect("wait") {
+            if let Some(status) = self.process.child.try_wait().expect("wait") {
                 return status;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -256,9 +294,24 @@ impl TestServer {
             self.output()
         );
     }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind), then starts it again on
+    /// the same database and directory with the same settings. The port changes.
+    pub async fn kill_and_restart(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+        let before = self.output();
+        self.process = self.builder.spawn(&self.db.url, self.dir.path()).await;
+        self.process
+            .output
+            .lock()
+            .expect("output lock")
+            .insert(0, format!("{before}\n--- killed and restarted ---"));
+        self.url.clone_from(&self.process.url);
+    }
 }
 
-impl Drop for TestServer {
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -475,3 +475,115 @@ async fn bad_delivery_requests_get_clear_errors() {
         .unwrap();
     assert_eq!(replay.status(), 404);
 }
+
+#[tokio::test]
+async fn a_killed_server_loses_no_delivery() {
+    const EVENTS: usize = 20;
+    let crm = MockServer::start().await;
+    // A slow CRM, so that deliveries are in flight when the process dies.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(400)))
+        .mount(&crm)
+        .await;
+    let mut server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", APP_SECRET)
+        .env("CRM_ALLOW_PRIVATE_NETWORKS", "true")
+        .env("CRM_RETRY_SCHEDULE", "0s, 100ms, 100ms")
+        .env("CRM_WEBHOOK_TIMEOUT", "1")
+        .env("DELIVERY_LEASE", "2")
+        .env("DELIVERY_WORKERS", "1")
+        .env("DELIVERY_POLL_INTERVAL_MS", "50")
+        .start()
+        .await;
+    connect(&server, &crm).await;
+    for n in 0..EVENTS {
+        post_webhook(&server, &text_webhook(&format!("mid.crash.{n}"), "hi")).await;
+    }
+    // Some requests have reached the CRM and more are on their way: kill -9.
+    received(&crm, 2, &server).await;
+    server.kill_and_restart().await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ids: std::collections::HashSet<String> = crm
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| header(r, "webhook-id"))
+            .collect();
+        if ids.len() == EVENTS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {EVENTS} events reached the CRM after the restart:\n{}",
+            ids.len(),
+            server.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every delivery ends delivered; at least once each, and nothing else arrived.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deliveries(&server, "status=delivered&limit=200")
+        .await
+        .len()
+        < EVENTS
+    {
+        assert!(Instant::now() < deadline, "{}", server.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(deliveries(&server, "limit=200").await.len(), EVENTS);
+}
+
+#[tokio::test]
+async fn two_instances_share_the_deliveries_without_double_claims() {
+    const EVENTS: usize = 40;
+    let crm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(20)))
+        .mount(&crm)
+        .await;
+    let builder = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", APP_SECRET)
+        .env("CRM_ALLOW_PRIVATE_NETWORKS", "true")
+        .env("CRM_RETRY_SCHEDULE", "0s, 100ms")
+        .env("DELIVERY_POLL_INTERVAL_MS", "50");
+    let first = builder.clone().start().await;
+    let second = builder.start_sharing(&first).await;
+    connect(&first, &crm).await;
+    for n in 0..EVENTS {
+        let server = if n % 2 == 0 { &first } else { &second };
+        post_webhook(server, &text_webhook(&format!("mid.pair.{n}"), "hi")).await;
+    }
+    let requests = received(&crm, EVENTS, &first).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deliveries(&first, "status=delivered&limit=200").await.len() < EVENTS {
+        assert!(Instant::now() < deadline, "{}", second.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One request per event: no delivery was claimed by both instances.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let requests_now = crm.received_requests().await.unwrap();
+    assert_eq!(requests_now.len(), EVENTS, "{} requests", requests.len());
+    let ids: std::collections::HashSet<String> = requests_now
+        .iter()
+        .map(|r| header(r, "webhook-id"))
+        .collect();
+    assert_eq!(ids.len(), EVENTS);
+    for delivery in deliveries(&first, "limit=200").await {
+        assert_eq!(delivery["attempts"], 1, "{delivery}");
+    }
+    // Each instance counts what it sent; together, once per event.
+    let mut sent = 0;
+    for server in [&first, &second] {
+        let metrics = server.get("/metrics").await.text().await.unwrap();
+        sent += metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"insta_router_delivery_attempts_total{outcome="delivered"} "#)
+            })
+            .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+    }
+    assert_eq!(sent, EVENTS);
+}

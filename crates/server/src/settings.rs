@@ -333,8 +333,14 @@ impl Settings {
         if let Err(e) = RetrySchedule::parse_delay(&self.crm_overload_backoff) {
             errors.push(format!("CRM_OVERLOAD_BACKOFF: {e}"));
         }
-        if self.delivery_lease == 0 {
-            errors.push("DELIVERY_LEASE must be at least 1 second".to_owned());
+        // A lease shorter than an attempt may take lets a second worker send the same
+        // delivery while the first is still waiting for the CRM.
+        #[allow(clippy::cast_precision_loss, reason = "seconds, far below 2^52")]
+        if (self.delivery_lease as f64) <= self.crm_webhook_timeout {
+            errors.push(format!(
+                "DELIVERY_LEASE ({} s) must be longer than CRM_WEBHOOK_TIMEOUT ({} s)",
+                self.delivery_lease, self.crm_webhook_timeout
+            ));
         }
         if self.crm_max_concurrency == 0 {
             errors.push("CRM_MAX_CONCURRENCY must be at least 1".to_owned());
