@@ -497,3 +497,65 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod delivery_tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::Settings;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, super::SettingsError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::load_from(env, None)
+    }
+
+    #[test]
+    fn the_delivery_schedule_and_backoff_are_read_with_units() {
+        let s = load(&[
+            ("CRM_RETRY_SCHEDULE", "0s, 100ms, 2m"),
+            ("CRM_OVERLOAD_BACKOFF", "5"),
+            ("DELIVERY_WORKERS", "2"),
+        ])
+        .unwrap();
+        let delivery = s.delivery();
+        assert_eq!(
+            delivery.schedule.delays,
+            vec![
+                Duration::ZERO,
+                Duration::from_millis(100),
+                Duration::from_secs(120)
+            ]
+        );
+        assert_eq!(delivery.schedule.overload_floor, Duration::from_secs(5));
+        assert_eq!(delivery.workers, 2);
+        // The defaults: Svix's schedule, a minute after overload.
+        let defaults = load(&[]).unwrap().delivery();
+        assert_eq!(defaults.schedule.attempts(), 10);
+        assert_eq!(defaults.schedule.overload_floor, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_delivery_settings_are_named() {
+        let err = load(&[
+            ("CRM_RETRY_SCHEDULE", "soon"),
+            ("CRM_OVERLOAD_BACKOFF", "1 fortnight"),
+            ("DELIVERY_LEASE", "5"),
+            ("CRM_WEBHOOK_TIMEOUT", "10"),
+            ("CRM_MAX_CONCURRENCY", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "CRM_RETRY_SCHEDULE",
+            "CRM_OVERLOAD_BACKOFF",
+            "DELIVERY_LEASE",
+            "CRM_MAX_CONCURRENCY",
+        ] {
+            assert!(err.contains(name), "{name} in {err}");
+        }
+    }
+}
