@@ -133,16 +133,7 @@ impl ServerBuilder {
     ///
     /// When it does not start within 30 seconds.
     pub async fn start_with(self, db: TestDatabase, dir: tempfile::TempDir) -> TestServer {
-        let db = Arc::new(db);
-        let process = self.spawn(&db.url, dir.path()).await;
-        TestServer {
-            url: process.url.clone(),
-            client: http_client(),
-            db,
-            dir,
-            builder: self,
-            process,
-        }
+        self.run(Arc::new(db), dir).await
     }
 
     /// Starts another instance on the database of `other`, as a second process behind a load
@@ -153,7 +144,10 @@ impl ServerBuilder {
     /// When it does not start within 30 seconds.
     pub async fn start_sharing(self, other: &TestServer) -> TestServer {
         let dir = tempfile::tempdir().expect("working directory");
-        let db = other.db.clone();
+        self.run(other.db.clone(), dir).await
+    }
+
+    async fn run(self, db: Arc<TestDatabase>, dir: tempfile::TempDir) -> TestServer {
         let process = self.spawn(&db.url, dir.path()).await;
         TestServer {
             url: process.url.clone(),

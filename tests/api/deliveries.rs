@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use insta_router_blackbox::TestServer;
+use insta_router_blackbox::{ServerBuilder, TestServer};
 use insta_router_instagram::sign_body;
 use reqwest::Method;
 use ring::hmac;
@@ -17,8 +17,8 @@ const APP_SECRET: &str = "instagram-app-secret";
 const CRM_SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=";
 const ACCOUNT: &str = "17841400000000001";
 
-/// A server that delivers to loopback CRMs on a fast schedule.
-async fn server(schedule: &str) -> TestServer {
+/// Settings for delivering to loopback CRMs on a fast schedule.
+fn builder(schedule: &str) -> ServerBuilder {
     TestServer::builder()
         .env("INSTAGRAM_APP_SECRET", APP_SECRET)
         .env("CRM_ALLOW_PRIVATE_NETWORKS", "true")
@@ -26,8 +26,56 @@ async fn server(schedule: &str) -> TestServer {
         .env("CRM_OVERLOAD_BACKOFF", "100ms")
         .env("CRM_WEBHOOK_TIMEOUT", "0.5")
         .env("DELIVERY_POLL_INTERVAL_MS", "50")
-        .start()
-        .await
+}
+
+/// A server that delivers to loopback CRMs on a fast schedule.
+async fn server(schedule: &str) -> TestServer {
+    builder(schedule).start().await
+}
+
+/// A CRM that answers every delivery with `response`.
+async fn crm_answering(response: ResponseTemplate) -> MockServer {
+    let crm = MockServer::start().await;
+    answer_with(&crm, response).await;
+    crm
+}
+
+/// From now on `crm` answers with `response`, and has forgotten what it received.
+async fn answer_with(crm: &MockServer, response: ResponseTemplate) {
+    crm.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(response)
+        .mount(crm)
+        .await;
+}
+
+/// Replays the account's dead letters (with `body`, or none); returns how many.
+async fn replay(server: &TestServer, account_id: &str, body: Option<Value>) -> u64 {
+    let mut request = server.api(
+        Method::POST,
+        &format!("/api/v1/accounts/{account_id}/deliveries/replay"),
+    );
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    response.json::<Value>().await.unwrap()["replayed"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Waits until `query` lists `n` deliveries.
+async fn wait_for(server: &TestServer, query: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deliveries(server, query).await.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} deliveries for {query}:\n{}",
+            server.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Connects the account, delivering to `crm`; returns its id.
@@ -150,11 +198,7 @@ fn header(request: &Request, name: &str) -> String {
 
 #[tokio::test]
 async fn an_event_reaches_the_crm_once_signed_and_verifiable() {
-    let crm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&crm)
-        .await;
+    let crm = crm_answering(ResponseTemplate::new(200)).await;
     let server = server("0s, 1s").await;
     let account_id = connect(&server, &crm).await;
     let body = text_webhook("mid.ORDER66", "Hi ORDER66 please");
@@ -212,27 +256,26 @@ async fn an_event_reaches_the_crm_once_signed_and_verifiable() {
 
 #[tokio::test]
 async fn failures_are_retried_with_the_same_id_and_bytes_until_accepted() {
-    let crm = MockServer::start().await;
     // First a 500, then a timeout, then a 429, then success.
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
-        .up_to_n_times(1)
-        .mount(&crm)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
-        .up_to_n_times(1)
-        .mount(&crm)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "0"))
-        .up_to_n_times(1)
-        .mount(&crm)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(204))
-        .mount(&crm)
-        .await;
+    let crm = MockServer::start().await;
+    for (response, times) in [
+        (ResponseTemplate::new(500).set_body_string("boom"), Some(1)),
+        (
+            ResponseTemplate::new(200).set_delay(Duration::from_secs(2)),
+            Some(1),
+        ),
+        (
+            ResponseTemplate::new(429).insert_header("Retry-After", "0"),
+            Some(1),
+        ),
+        (ResponseTemplate::new(204), None),
+    ] {
+        let mock = Mock::given(method("POST")).respond_with(response);
+        match times {
+            Some(n) => mock.up_to_n_times(n).mount(&crm).await,
+            None => mock.mount(&crm).await,
+        }
+    }
     let server = server("0s, 100ms, 100ms, 100ms, 100ms").await;
     connect(&server, &crm).await;
     post_webhook(&server, &text_webhook("mid.retry", "hello")).await;
@@ -265,11 +308,7 @@ async fn failures_are_retried_with_the_same_id_and_bytes_until_accepted() {
 
 #[tokio::test]
 async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them() {
-    let crm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&crm)
-        .await;
+    let crm = crm_answering(ResponseTemplate::new(503)).await;
     let server = server("0s, 100ms").await;
     let account_id = connect(&server, &crm).await;
     post_webhook(&server, &text_webhook("mid.dead", "hello")).await;
@@ -286,21 +325,8 @@ async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them() {
     assert!(deliveries(&server, "status=delivered").await.is_empty());
 
     // The CRM recovers; a replay delivers the same event with the same id and bytes.
-    crm.reset().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&crm)
-        .await;
-    let replay = server
-        .api(
-            Method::POST,
-            &format!("/api/v1/accounts/{account_id}/deliveries/replay"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replay.status(), 202);
-    assert_eq!(replay.json::<Value>().await.unwrap()["replayed"], 1);
+    answer_with(&crm, ResponseTemplate::new(200)).await;
+    assert_eq!(replay(&server, &account_id, None).await, 1);
     let delivered = settled(&server, "delivered").await;
     let requests = received(&crm, 1, &server).await;
     assert_eq!(
@@ -337,11 +363,7 @@ async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them() {
 
 #[tokio::test]
 async fn gone_disables_the_endpoint_until_it_is_set_again() {
-    let crm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(410))
-        .mount(&crm)
-        .await;
+    let crm = crm_answering(ResponseTemplate::new(410)).await;
     let server = server("0s, 100ms, 100ms").await;
     let account_id = connect(&server, &crm).await;
     post_webhook(&server, &text_webhook("mid.gone1", "one")).await;
@@ -359,11 +381,7 @@ async fn gone_disables_the_endpoint_until_it_is_set_again() {
 
     // While disabled, nothing is sent: the next event is dead-lettered without a request.
     post_webhook(&server, &text_webhook("mid.gone2", "two")).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while deliveries(&server, "status=dead").await.len() < 2 {
-        assert!(Instant::now() < deadline, "{}", server.output());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(&server, "status=dead", 2).await;
     assert_eq!(crm.received_requests().await.unwrap().len(), 1);
     let list = deliveries(&server, "status=dead").await;
     let newest = list[0]["delivery_id"].as_str().unwrap();
@@ -378,11 +396,7 @@ async fn gone_disables_the_endpoint_until_it_is_set_again() {
     assert_eq!(detail["attempts_made"][0]["outcome"], "endpoint_disabled");
 
     // Setting the URL again re-enables it; the replay delivers both.
-    crm.reset().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&crm)
-        .await;
+    answer_with(&crm, ResponseTemplate::new(200)).await;
     let patched = server
         .api(Method::PATCH, &format!("/api/v1/accounts/{account_id}"))
         .json(&json!({"crm_webhook_url": format!("{}/crm-v2", crm.uri())}))
@@ -392,27 +406,14 @@ async fn gone_disables_the_endpoint_until_it_is_set_again() {
     assert_eq!(patched.status(), 200);
     let patched: Value = patched.json().await.unwrap();
     assert!(patched["crm_disabled_at"].is_null(), "{patched}");
-    let replay = server
-        .api(
-            Method::POST,
-            &format!("/api/v1/accounts/{account_id}/deliveries/replay"),
-        )
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replay.json::<Value>().await.unwrap()["replayed"], 2);
+    assert_eq!(replay(&server, &account_id, Some(json!({}))).await, 2);
     let requests = received(&crm, 2, &server).await;
     assert!(requests.iter().all(|r| r.url.path() == "/crm-v2"));
 }
 
 #[tokio::test]
 async fn a_rotated_secret_keeps_signing_beside_the_new_one() {
-    let crm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&crm)
-        .await;
+    let crm = crm_answering(ResponseTemplate::new(200)).await;
     let server = server("0s, 1s").await;
     let account_id = connect(&server, &crm).await;
     let new_secret = "whsec_bmV3LXNlY3JldC1rZXktZm9yLXRlc3Rz";
@@ -479,20 +480,12 @@ async fn bad_delivery_requests_get_clear_errors() {
 #[tokio::test]
 async fn a_killed_server_loses_no_delivery() {
     const EVENTS: usize = 20;
-    let crm = MockServer::start().await;
     // A slow CRM, so that deliveries are in flight when the process dies.
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(400)))
-        .mount(&crm)
-        .await;
-    let mut server = TestServer::builder()
-        .env("INSTAGRAM_APP_SECRET", APP_SECRET)
-        .env("CRM_ALLOW_PRIVATE_NETWORKS", "true")
-        .env("CRM_RETRY_SCHEDULE", "0s, 100ms, 100ms")
+    let crm = crm_answering(ResponseTemplate::new(200).set_delay(Duration::from_millis(400))).await;
+    let mut server = builder("0s, 100ms, 100ms")
         .env("CRM_WEBHOOK_TIMEOUT", "1")
         .env("DELIVERY_LEASE", "2")
         .env("DELIVERY_WORKERS", "1")
-        .env("DELIVERY_POLL_INTERVAL_MS", "50")
         .start()
         .await;
     connect(&server, &crm).await;
@@ -524,44 +517,23 @@ async fn a_killed_server_loses_no_delivery() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Every delivery ends delivered; at least once each, and nothing else arrived.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while deliveries(&server, "status=delivered&limit=200")
-        .await
-        .len()
-        < EVENTS
-    {
-        assert!(Instant::now() < deadline, "{}", server.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(&server, "status=delivered&limit=200", EVENTS).await;
     assert_eq!(deliveries(&server, "limit=200").await.len(), EVENTS);
 }
 
 #[tokio::test]
 async fn two_instances_share_the_deliveries_without_double_claims() {
     const EVENTS: usize = 40;
-    let crm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(20)))
-        .mount(&crm)
-        .await;
-    let builder = TestServer::builder()
-        .env("INSTAGRAM_APP_SECRET", APP_SECRET)
-        .env("CRM_ALLOW_PRIVATE_NETWORKS", "true")
-        .env("CRM_RETRY_SCHEDULE", "0s, 100ms")
-        .env("DELIVERY_POLL_INTERVAL_MS", "50");
-    let first = builder.clone().start().await;
-    let second = builder.start_sharing(&first).await;
+    let crm = crm_answering(ResponseTemplate::new(200).set_delay(Duration::from_millis(20))).await;
+    let first = builder("0s, 100ms").start().await;
+    let second = builder("0s, 100ms").start_sharing(&first).await;
     connect(&first, &crm).await;
     for n in 0..EVENTS {
         let server = if n % 2 == 0 { &first } else { &second };
         post_webhook(server, &text_webhook(&format!("mid.pair.{n}"), "hi")).await;
     }
     let requests = received(&crm, EVENTS, &first).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while deliveries(&first, "status=delivered&limit=200").await.len() < EVENTS {
-        assert!(Instant::now() < deadline, "{}", second.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(&first, "status=delivered&limit=200", EVENTS).await;
     // One request per event: no delivery was claimed by both instances.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let requests_now = crm.received_requests().await.unwrap();

@@ -315,9 +315,10 @@ async fn replay_deliveries(
     let body: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::Unprocessable(format!("the body is not a replay request: {e}"))
-        })?
+        // `null` is no range too.
+        serde_json::from_slice::<Option<ReplayRequest>>(&body)
+            .map_err(|e| ApiError::Unprocessable(format!("the body is not a replay request: {e}")))?
+            .unwrap_or_default()
     };
     let (since, until) = range(body.since.as_deref(), body.until.as_deref())?;
     let replayed = state.app.deliveries.replay(&account, since, until).await?;

@@ -7,9 +7,7 @@ use async_trait::async_trait;
 use insta_router_migration::{Migrator, MigratorTrait};
 use insta_router_ports::{HealthCheck, RepoError};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement,
-};
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 
 use crate::error::unavailable;
 use crate::{

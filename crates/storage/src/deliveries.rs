@@ -21,6 +21,17 @@ use crate::time::{from_micros, to_micros};
 /// Longest response body kept per attempt, in bytes.
 pub const MAX_RESPONSE_BODY: usize = 2048;
 
+/// The columns of `delivery_attempts` besides `job_id`.
+const ATTEMPT_COLUMNS: [&str; 7] = [
+    "attempt",
+    "started_at",
+    "duration_ms",
+    "outcome",
+    "status_code",
+    "response_body",
+    "error",
+];
+
 fn col(name: &str) -> Alias {
     Alias::new(name)
 }
@@ -131,20 +142,8 @@ impl SeaDeliveryStore {
         let mut insert = Query::insert();
         insert
             .into_table(col("delivery_attempts"))
-            .columns(
-                [
-                    "job_id",
-                    "attempt",
-                    "started_at",
-                    "duration_ms",
-                    "outcome",
-                    "status_code",
-                    "response_body",
-                    "error",
-                ]
-                .map(col),
-            )
-            .values_panic([
+            .columns(std::iter::once("job_id").chain(ATTEMPT_COLUMNS).map(col))
+            .values([
                 lease.job_id.as_str().into(),
                 number.into(),
                 to_micros(attempt.started_at).into(),
@@ -155,7 +154,8 @@ impl SeaDeliveryStore {
                 attempt.status_code.map(i32::from).into(),
                 body.into(),
                 attempt.error.as_deref().map(truncate).into(),
-            ]);
+            ])
+            .map_err(|e| RepoError::Corrupt(format!("delivery attempt row: {e}")))?;
         txn.execute_raw(backend.build(&insert))
             .await
             .map_err(unavailable)?;
@@ -263,18 +263,7 @@ impl DeliveryStore for SeaDeliveryStore {
     async fn attempts(&self, job: &JobId) -> Result<Vec<DeliveryAttempt>, RepoError> {
         let mut select = Query::select();
         select
-            .columns(
-                [
-                    "attempt",
-                    "started_at",
-                    "duration_ms",
-                    "outcome",
-                    "status_code",
-                    "response_body",
-                    "error",
-                ]
-                .map(col),
-            )
+            .columns(ATTEMPT_COLUMNS.map(col))
             .from(col("delivery_attempts"))
             .and_where(Expr::col(col("job_id")).eq(job.as_str()))
             .order_by(col("attempt"), Order::Asc);
