@@ -35,6 +35,10 @@ pub struct DeliverySettings {
     pub batch: u32,
     /// How long a claim holds. A worker that dies leaves its deliveries to others after this.
     pub lease: Duration,
+    /// The longest one attempt may take (the sender's total timeout). A delivery that
+    /// waited for a free slot until its lease could run out mid-request is released instead
+    /// of sent, so no second worker sends it at the same time.
+    pub attempt_timeout: Duration,
     /// How often an idle worker looks for due deliveries (retries come due by time, not by
     /// a commit).
     pub poll_interval: Duration,
@@ -55,6 +59,7 @@ impl Default for DeliverySettings {
             workers: 4,
             batch: 8,
             lease: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
             schedule: RetrySchedule::default(),
             per_endpoint_concurrency: 8,
@@ -295,6 +300,27 @@ impl DeliveryService {
         let Ok(_slot) = slots.acquire().await else {
             return;
         };
+        let now = self.clock.now();
+        let latest_start = job.lease_until.and_then(|until| {
+            TimeDelta::from_std(self.settings.attempt_timeout)
+                .ok()
+                .and_then(|t| until.checked_sub_signed(t))
+        });
+        if latest_start.is_some_and(|latest| now >= latest) {
+            if let Err(error) = self
+                .jobs
+                .release(
+                    &lease,
+                    now,
+                    "waited for a free slot until its lease ran short",
+                    now,
+                )
+                .await
+            {
+                tracing::warn!(%error, job_id = %job.id, "cannot release a delivery");
+            }
+            return;
+        }
         let response = self
             .sender
             .send(CrmRequest {
@@ -543,19 +569,14 @@ impl DeliveryService {
         Ok(replayed)
     }
 
-    /// Publishes how many deliveries are in each state as gauges.
+    /// Publishes how many deliveries wait, run, or are dead, as gauges.
     ///
     /// # Errors
     ///
     /// [`DeliveryError::Storage`].
     pub async fn publish_queue_depth(&self) -> Result<(), DeliveryError> {
         let counts = self.store.counts().await?;
-        for status in [
-            JobStatus::Queued,
-            JobStatus::Running,
-            JobStatus::Done,
-            JobStatus::Dead,
-        ] {
+        for status in [JobStatus::Queued, JobStatus::Running, JobStatus::Dead] {
             let n = counts
                 .iter()
                 .find(|(s, _)| *s == status)
@@ -633,8 +654,8 @@ mod tests {
                 payload: r#"{"type":"message.received"}"#.to_owned(),
                 status: JobStatus::Running,
                 attempts,
-                run_at: now(),
-                lease_until: Some(now()),
+                run_at: now() + TimeDelta::seconds(60),
+                lease_until: Some(now() + TimeDelta::seconds(60)),
                 last_error: None,
                 created_at: now(),
             },
@@ -779,6 +800,24 @@ mod tests {
         for n in 1..=3 {
             service.deliver(claimed(n, 1)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_lease_too_short_for_an_attempt_is_released_unsent() {
+        let mut mocks = Mocks::new(Some(account(CrmDeliveryState::default())));
+        mocks.sender.expect_send().never();
+        mocks
+            .jobs
+            .expect_release()
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        let mut job = claimed(1, 1);
+        // The lease ends in 5 s; an attempt may take 10.
+        job.job.lease_until = Some(now() + TimeDelta::seconds(5));
+        mocks
+            .service(DeliverySettings::default())
+            .deliver(job)
+            .await;
     }
 
     #[tokio::test]

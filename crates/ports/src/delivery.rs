@@ -161,7 +161,7 @@ pub trait DeliveryStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<u64, RepoError>;
 
-    /// How many deliveries are in each state.
+    /// How many deliveries wait, run, or are dead (not the delivered ones).
     ///
     /// # Errors
     ///

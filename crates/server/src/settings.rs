@@ -258,6 +258,7 @@ impl Settings {
         DeliverySettings {
             workers: self.delivery_workers,
             lease: Duration::from_secs(self.delivery_lease),
+            attempt_timeout: Duration::from_secs_f64(self.crm_webhook_timeout),
             poll_interval: Duration::from_millis(self.delivery_poll_interval_ms.max(10)),
             schedule: RetrySchedule {
                 // Checked when loading.

@@ -356,6 +356,12 @@ impl DeliveryStore for SeaDeliveryStore {
             .column(col("status"))
             .expr(Expr::col(col("id")).count())
             .from(col("jobs"))
+            // Not the delivered ones: they only grow, and counting them would scan them all.
+            .and_where(Expr::col(col("status")).is_in([
+                JobStatus::Queued.as_str(),
+                JobStatus::Running.as_str(),
+                JobStatus::Dead.as_str(),
+            ]))
             .and_where(Expr::col(col("kind")).eq(JobKind::CrmDelivery.as_str()))
             .group_by_col(col("status"));
         self.query(&select)
