@@ -340,12 +340,12 @@ mod tests {
         Secret::new(s.to_owned())
     }
 
-    fn fields(result: Result<AccountDraft, ValidationErrors>) -> Vec<&'static str> {
+    fn fields(result: Result<AccountDraft, ValidationErrors>) -> Vec<String> {
         result
             .expect_err("should be invalid")
             .errors()
             .iter()
-            .map(|e| e.field)
+            .map(|e| e.field.to_string())
             .collect()
     }
 
@@ -487,7 +487,7 @@ mod tests {
     fn patches_report_bad_fields() {
         let err = AccountPatch::parse(Some(""), Some("bad name"), None, Some(Some("nope")), None)
             .unwrap_err();
-        let got: Vec<_> = err.errors().iter().map(|e| e.field).collect();
+        let got: Vec<_> = err.errors().iter().map(|e| e.field.as_ref()).collect();
         assert_eq!(got, ["instagram_account_id", "username", "crm_webhook_url"]);
     }
 }

@@ -1,22 +1,24 @@
 //! Validation errors that name the field at fault.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// One input value that failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {
-    /// The name of the field, as an API client spells it (`instagram_account_id`).
-    pub field: &'static str,
+    /// The name of the field, as an API client spells it (`instagram_account_id`,
+    /// `conditions[2].pattern`).
+    pub field: Cow<'static, str>,
     /// What is wrong with it, lowercase, without a final period.
     pub message: String,
 }
 
 impl FieldError {
     /// Creates an error for `field`.
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Self {
-            field,
+            field: field.into(),
             message: message.into(),
         }
     }

@@ -131,6 +131,11 @@ public_id!(
     JobId,
     "job"
 );
+public_id!(
+    /// Our id of an auto-reply rule (`rule_...`).
+    RuleId,
+    "rule"
+);
 
 meta_id!(
     /// The id of an Instagram professional account as Meta puts it in webhooks

@@ -48,6 +48,7 @@ mod event;
 pub mod id;
 mod job;
 mod message;
+pub mod rules;
 mod secret;
 
 pub use account::{Account, AccountDraft, AccountPatch, CrmDeliveryState, CrmWebhookUrl, Username};
@@ -59,7 +60,7 @@ pub use error::{FieldError, ValidationErrors};
 pub use event::{InboundEvent, InboundEventKind, Parties, ReactionAction, ReceivedMessage};
 pub use id::{
     AccountId, ConversationId, EventId, InstagramAccountId, InstagramMessageId, InstagramUserId,
-    JobId, MessageId, WebhookId,
+    JobId, MessageId, RuleId, WebhookId,
 };
 pub use job::{ClaimedJob, Job, JobKind, JobLease, JobStatus, NewJob};
 pub use message::{

@@ -108,7 +108,7 @@ impl ApiError {
 }
 
 fn fields_phrase(errors: &ValidationErrors) -> String {
-    let names: Vec<&str> = errors.errors().iter().map(|e| e.field).collect();
+    let names: Vec<&str> = errors.errors().iter().map(|e| e.field.as_ref()).collect();
     names.join(", ")
 }
 
@@ -135,7 +135,7 @@ impl ResponseError for ApiError {
                 .errors()
                 .iter()
                 .map(|e| ProblemField {
-                    field: e.field.to_owned(),
+                    field: e.field.to_string(),
                     message: e.message.clone(),
                 })
                 .collect(),
