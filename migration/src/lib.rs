@@ -18,6 +18,7 @@ mod m20260101_000003_create_outbound_messages;
 mod m20260101_000004_create_conversations;
 mod m20260201_000005_create_inbound;
 mod m20261127_000006_deliveries;
+mod m20261127_000007_rules;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000004_create_conversations::Migration),
             Box::new(m20260201_000005_create_inbound::Migration),
             Box::new(m20261127_000006_deliveries::Migration),
+            Box::new(m20261127_000007_rules::Migration),
         ]
     }
 }

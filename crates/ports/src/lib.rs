@@ -10,6 +10,7 @@ mod delivery;
 mod error;
 mod inbound;
 mod page;
+mod rules;
 mod store;
 mod system;
 
@@ -27,6 +28,9 @@ pub use inbound::{
     JobQueue, JournalEntry, JournalStatus, PlannedJob,
 };
 pub use page::{Page, PageRequest};
+#[cfg(any(test, feature = "mocks"))]
+pub use rules::MockRuleRepository;
+pub use rules::{RuleRepository, StoredRule};
 pub use store::{AccountRepository, ConversationRepository, HealthCheck, MessageRepository};
 #[cfg(any(test, feature = "mocks"))]
 pub use store::{

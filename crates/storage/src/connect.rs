@@ -12,7 +12,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnecti
 use crate::error::unavailable;
 use crate::{
     SeaAccountRepository, SeaConversationRepository, SeaDeliveryStore, SeaInboundStore,
-    SeaJobQueue, SeaMessageRepository, StorageError,
+    SeaJobQueue, SeaMessageRepository, SeaRuleRepository, StorageError,
 };
 
 /// The database products insta-router runs on.
@@ -370,6 +370,11 @@ impl Database {
     /// The job queue.
     pub fn jobs(&self) -> SeaJobQueue {
         SeaJobQueue::new(self.conn.clone(), self.backend)
+    }
+
+    /// Auto-reply rules.
+    pub fn rules(&self) -> SeaRuleRepository {
+        SeaRuleRepository::new(self.conn.clone())
     }
 
     /// CRM deliveries and their attempts.

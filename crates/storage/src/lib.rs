@@ -16,6 +16,7 @@ mod inbound_sqlite;
 mod jobs;
 mod messages;
 mod page;
+mod rules;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
@@ -28,3 +29,4 @@ pub use error::StorageError;
 pub use inbound::SeaInboundStore;
 pub use jobs::SeaJobQueue;
 pub use messages::SeaMessageRepository;
+pub use rules::SeaRuleRepository;

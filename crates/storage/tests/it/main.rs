@@ -11,6 +11,7 @@ mod inbound;
 mod jobs;
 mod messages;
 mod migrations;
+mod rules;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use insta_router_storage::Database;

@@ -2,12 +2,14 @@
 
 use crate::migrated;
 
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 7] = [
     "accounts",
     "conversations",
     "messages",
     "outbound_messages",
     "delivery_attempts",
+    "rules",
+    "auto_replies",
 ];
 
 #[tokio::test]
