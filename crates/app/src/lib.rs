@@ -8,6 +8,7 @@ mod accounts;
 mod crm_payload;
 mod deliveries;
 mod ingest;
+mod rules;
 mod system;
 
 use std::sync::Arc;
@@ -17,6 +18,10 @@ use insta_router_ports::{HealthCheck, RepoError};
 pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE};
 pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySettings};
 pub use ingest::{IngestError, IngestReport, IngestSettings, Ingestor, ReceivedWebhook};
+pub use rules::{
+    ConditionDocument, MAX_RULES_PER_ACCOUNT, QuickReplyDocument, ReplyDocument, RuleDocument,
+    RuleError, RuleService, RuleView, TrialMessage, TrialOutcome,
+};
 pub use system::{PlaintextCipher, SystemClock, new_id_bits};
 
 /// Every use case, wired to its ports.
