@@ -7,5 +7,6 @@ mod accounts;
 mod deliveries;
 mod docs;
 mod lifecycle;
+mod rules;
 mod system;
 mod webhooks;

@@ -32,6 +32,8 @@ pub struct App {
     pub ingest: Ingestor,
     /// Delivering events to CRMs, and the deliveries API.
     pub deliveries: Arc<DeliveryService>,
+    /// Auto-reply rules.
+    pub rules: Arc<RuleService>,
     health: Arc<dyn HealthCheck>,
 }
 
@@ -41,12 +43,14 @@ impl App {
         accounts: AccountService,
         ingest: Ingestor,
         deliveries: Arc<DeliveryService>,
+        rules: Arc<RuleService>,
         health: Arc<dyn HealthCheck>,
     ) -> Self {
         Self {
             accounts,
             ingest,
             deliveries,
+            rules,
             health,
         }
     }

@@ -63,6 +63,13 @@ pub(crate) fn base() -> OpenApi {
                 ))
                 .build(),
             TagBuilder::new()
+                .name("rules")
+                .description(Some(
+                    "Auto-reply rules per account, and a dry run that says which rule would \
+                     answer a message and why the others would not",
+                ))
+                .build(),
+            TagBuilder::new()
                 .name("system")
                 .description(Some("Service status"))
                 .build(),

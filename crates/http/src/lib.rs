@@ -11,6 +11,7 @@ mod deliveries;
 mod docs;
 mod pagination;
 mod problem;
+mod rules;
 mod system;
 mod webhooks;
 
@@ -97,7 +98,8 @@ pub fn app(
             utoipa_actix_web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_api_key))
                 .configure(accounts::routes)
-                .configure(deliveries::routes),
+                .configure(deliveries::routes)
+                .configure(rules::routes),
         )
         .split_for_parts();
     app.configure(|cfg| docs::routes(cfg, api))
@@ -116,7 +118,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .configure(accounts::routes)
-                .configure(deliveries::routes),
+                .configure(deliveries::routes)
+                .configure(rules::routes),
         )
         .split_for_parts();
     api

@@ -90,6 +90,8 @@ pub struct Settings {
     pub crm_pause_seconds: u64,
     /// Seconds a replaced CRM signing secret keeps signing next to the new one.
     pub crm_secret_rotation_grace: u64,
+    /// What an auto-reply says in place of a customer's name it could not look up.
+    pub auto_reply_fallback_name: String,
 }
 
 impl fmt::Debug for Settings {
@@ -160,6 +162,7 @@ const KEYS: &[&str] = &[
     "CRM_PAUSE_AFTER_FAILURES",
     "CRM_PAUSE_SECONDS",
     "CRM_SECRET_ROTATION_GRACE",
+    "AUTO_REPLY_FALLBACK_NAME",
 ];
 
 /// Why the configuration cannot be used.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use insta_router_app::{
-    AccountService, App, DeliveryService, IngestSettings, Ingestor, PlaintextCipher, SystemClock,
+    AccountService, App, DeliveryService, IngestSettings, Ingestor, PlaintextCipher, RuleService,
+    SystemClock,
 };
 use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_http::{HttpSettings, MetricsRenderer};
@@ -157,6 +158,12 @@ impl Application {
             .with_secret_grace(Duration::from_secs(settings.crm_secret_rotation_grace)),
             ingest,
             deliveries,
+            Arc::new(RuleService::new(
+                Arc::new(db.rules()),
+                Arc::new(db.accounts()),
+                Arc::new(SystemClock),
+                settings.auto_reply_fallback_name.clone(),
+            )),
             Arc::new(db.clone()),
         ));
         let http = HttpSettings {
