@@ -5,10 +5,15 @@
 //! - [`parse_notification`]: a verified body into domain events, every item on its own, never
 //!   panicking and never dropping what it does not understand.
 //!
-//! The Graph API client comes with the sending feature.
+//! - [`GraphClient`]: profile lookups and the Send API, Meta's errors classified for
+//!   retrying.
 
+#[cfg(feature = "graph")]
+mod graph;
 mod signature;
 mod webhook;
 
+#[cfg(feature = "graph")]
+pub use graph::{ClientError, GraphClient};
 pub use signature::{SignatureError, WebhookVerifier, sign_body, verify_signature};
 pub use webhook::{Notification, PayloadError, parse_notification};

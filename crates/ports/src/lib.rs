@@ -9,6 +9,7 @@
 mod delivery;
 mod error;
 mod inbound;
+mod messenger;
 mod page;
 mod rules;
 mod store;
@@ -27,6 +28,9 @@ pub use inbound::{
     ACCOUNT_ID_PLACEHOLDER, BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore,
     JobQueue, JournalEntry, JournalStatus, PlannedJob,
 };
+#[cfg(any(test, feature = "mocks"))]
+pub use messenger::MockMessenger;
+pub use messenger::{GraphError, Messenger, Profile};
 pub use page::{Page, PageRequest};
 #[cfg(any(test, feature = "mocks"))]
 pub use rules::MockRuleRepository;

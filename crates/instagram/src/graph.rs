@@ -1,0 +1,235 @@
+//! The Graph API client: profile lookups and the Send API, with Meta's errors classified.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use insta_router_domain::rules::QuickReply;
+use insta_router_domain::{InstagramMessageId, InstagramUserId, Secret};
+use insta_router_ports::{GraphError, Messenger, Profile};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Talks to `graph.instagram.com` (or whatever `INSTAGRAM_API_BASE_URL` names).
+#[derive(Debug, Clone)]
+pub struct GraphClient {
+    base_url: String,
+    http: reqwest::Client,
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the Graph API HTTP client")]
+pub struct ClientError(#[source] reqwest::Error);
+
+impl GraphClient {
+    /// A client of the Graph API at `base_url` (`https://graph.instagram.com/v21.0`).
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built.
+    pub fn new(base_url: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(timeout)
+            .user_agent(concat!("insta-router/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ClientError)?;
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: MetaError,
+}
+
+#[derive(Deserialize)]
+struct MetaError {
+    #[serde(default)]
+    message: String,
+    code: Option<i64>,
+    error_subcode: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct SendAnswer {
+    message_id: String,
+}
+
+#[derive(Deserialize)]
+struct ProfileAnswer {
+    username: Option<String>,
+    name: Option<String>,
+}
+
+/// Meta's error classes (`instagram.md` §4.15): rate limits and service hiccups retry, the
+/// rest do not.
+fn classify(status: u16, body: &str) -> GraphError {
+    let meta = serde_json::from_str::<ErrorBody>(body)
+        .ok()
+        .map(|b| b.error);
+    let code = meta.as_ref().and_then(|m| m.code);
+    let subcode = meta.as_ref().and_then(|m| m.error_subcode);
+    let message = meta
+        .map(|m| m.message)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    let transient_code = matches!(code, Some(1 | 2 | 4 | 17 | 32 | 613));
+    if status == 429 || status >= 500 || transient_code {
+        GraphError::Transient { code, message }
+    } else {
+        GraphError::Permanent {
+            code,
+            subcode,
+            message,
+        }
+    }
+}
+
+/// A failure of the request itself: before it was sent, trying again is safe; after, the
+/// outcome is unknown.
+fn request_failed(err: &reqwest::Error) -> GraphError {
+    if err.is_connect() || err.is_builder() || err.is_request() && !err.is_timeout() {
+        GraphError::Transient {
+            code: None,
+            message: err.to_string(),
+        }
+    } else {
+        GraphError::Unknown(err.to_string())
+    }
+}
+
+#[async_trait]
+impl Messenger for GraphClient {
+    async fn profile(&self, token: &Secret, user: &InstagramUserId) -> Result<Profile, GraphError> {
+        let url = url::Url::parse_with_params(
+            &format!("{}/{}", self.base_url, user.as_str()),
+            [
+                ("fields", "name,username"),
+                ("access_token", token.expose()),
+            ],
+        )
+        .map_err(|e| GraphError::Permanent {
+            code: None,
+            subcode: None,
+            message: format!("bad Graph API URL: {e}"),
+        })?;
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| GraphError::Transient {
+                code: None,
+                message: e.to_string(),
+            })?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(|e| GraphError::Transient {
+            code: None,
+            message: e.to_string(),
+        })?;
+        if !(200..300).contains(&status) {
+            return Err(classify(status, &body));
+        }
+        let answer: ProfileAnswer =
+            serde_json::from_str(&body).map_err(|e| GraphError::Permanent {
+                code: None,
+                subcode: None,
+                message: format!("unexpected profile answer: {e}"),
+            })?;
+        Ok(Profile {
+            username: answer.username,
+            name: answer.name,
+        })
+    }
+
+    async fn send_text(
+        &self,
+        token: &Secret,
+        recipient: &InstagramUserId,
+        text: &str,
+        quick_replies: &[QuickReply],
+    ) -> Result<InstagramMessageId, GraphError> {
+        let mut message = json!({ "text": text });
+        if !quick_replies.is_empty() {
+            message["quick_replies"] = quick_replies
+                .iter()
+                .map(|q| json!({"content_type": "text", "title": q.title, "payload": q.payload}))
+                .collect();
+        }
+        let body = json!({
+            "recipient": {"id": recipient.as_str()},
+            "messaging_type": "RESPONSE",
+            "message": message,
+        });
+        let response = self
+            .http
+            .post(format!("{}/me/messages", self.base_url))
+            .bearer_auth(token.expose())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| request_failed(&e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| GraphError::Unknown(e.to_string()))?;
+        if !(200..300).contains(&status) {
+            return Err(classify(status, &body));
+        }
+        let answer: SendAnswer = serde_json::from_str(&body)
+            .map_err(|e| GraphError::Unknown(format!("unexpected Send API answer: {e}")))?;
+        InstagramMessageId::parse("message_id", &answer.message_id)
+            .map_err(|e| GraphError::Unknown(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_errors_are_classified() {
+        let error = |code: i64, subcode: i64| {
+            format!(
+                r#"{{"error":{{"message":"m","type":"OAuthException","code":{code},"error_subcode":{subcode},"fbtrace_id":"x"}}}}"#
+            )
+        };
+        for (status, code) in [
+            (400, 4),
+            (400, 17),
+            (400, 32),
+            (400, 613),
+            (500, 2),
+            (400, 1),
+        ] {
+            assert!(
+                matches!(classify(status, &error(code, 0)), GraphError::Transient { code: Some(c), .. } if c == code),
+                "{code}"
+            );
+        }
+        for code in [190, 10, 551, 100, 200] {
+            assert!(
+                matches!(classify(400, &error(code, 2_534_022)), GraphError::Permanent { code: Some(c), subcode: Some(2_534_022), .. } if c == code),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            classify(429, ""),
+            GraphError::Transient { code: None, .. }
+        ));
+        assert!(matches!(
+            classify(503, "<html>"),
+            GraphError::Transient { .. }
+        ));
+        assert!(matches!(
+            classify(404, "not json"),
+            GraphError::Permanent { code: None, .. }
+        ));
+    }
+}

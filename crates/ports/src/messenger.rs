@@ -1,0 +1,69 @@
+//! Sending through Instagram: the Graph API, as the core sees it.
+
+use async_trait::async_trait;
+use insta_router_domain::rules::QuickReply;
+use insta_router_domain::{InstagramMessageId, InstagramUserId, Secret};
+
+/// A customer's public profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// Their Instagram username.
+    pub username: Option<String>,
+    /// Their display name.
+    pub name: Option<String>,
+}
+
+/// Why Meta did not take a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    /// Worth trying again later: 5xx, rate limits (codes 4, 17, 32, 613), HTTP 429, code 1
+    /// or 2, or the connection failed before the request was sent.
+    #[error("temporary Graph API failure (code {code:?}): {message}")]
+    Transient {
+        /// Meta's error code, when it sent one.
+        code: Option<i64>,
+        /// What Meta or the connection said.
+        message: String,
+    },
+    /// Not worth trying again: an expired token (190), outside the messaging window
+    /// (10/2534022), the person is unavailable (551), a bad parameter (100), ...
+    #[error("Graph API refused (code {code:?}): {message}")]
+    Permanent {
+        /// Meta's error code.
+        code: Option<i64>,
+        /// Meta's subcode.
+        subcode: Option<i64>,
+        /// What Meta said.
+        message: String,
+    },
+    /// The request was sent but no answer came: it may or may not have been delivered, so
+    /// it must not be sent blindly again.
+    #[error("no answer from the Graph API after sending: {0}")]
+    Unknown(String),
+}
+
+/// Sends messages and looks up profiles with an account's token.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Messenger: Send + Sync {
+    /// The customer's profile (`GET /{igsid}?fields=name,username`).
+    ///
+    /// # Errors
+    ///
+    /// [`GraphError`] when the lookup fails (common for customers who have not consented).
+    async fn profile(&self, token: &Secret, user: &InstagramUserId) -> Result<Profile, GraphError>;
+
+    /// Sends a text message as a response inside the messaging window; returns Meta's id of
+    /// the message sent.
+    ///
+    /// # Errors
+    ///
+    /// [`GraphError`], classified for retrying.
+    async fn send_text(
+        &self,
+        token: &Secret,
+        recipient: &InstagramUserId,
+        text: &str,
+        quick_replies: &[QuickReply],
+    ) -> Result<InstagramMessageId, GraphError>;
+}
