@@ -32,9 +32,9 @@ pub use inbound::{
 pub use messenger::MockMessenger;
 pub use messenger::{GraphError, Messenger, Profile};
 pub use page::{Page, PageRequest};
+pub use rules::{AutoReplyStore, ReplyClaim, RuleRepository, StoredRule};
 #[cfg(any(test, feature = "mocks"))]
-pub use rules::MockRuleRepository;
-pub use rules::{RuleRepository, StoredRule};
+pub use rules::{MockAutoReplyStore, MockRuleRepository};
 pub use store::{AccountRepository, ConversationRepository, HealthCheck, MessageRepository};
 #[cfg(any(test, feature = "mocks"))]
 pub use store::{

@@ -11,8 +11,8 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnecti
 
 use crate::error::unavailable;
 use crate::{
-    SeaAccountRepository, SeaConversationRepository, SeaDeliveryStore, SeaInboundStore,
-    SeaJobQueue, SeaMessageRepository, SeaRuleRepository, StorageError,
+    SeaAccountRepository, SeaAutoReplyStore, SeaConversationRepository, SeaDeliveryStore,
+    SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaRuleRepository, StorageError,
 };
 
 /// The database products insta-router runs on.
@@ -370,6 +370,11 @@ impl Database {
     /// The job queue.
     pub fn jobs(&self) -> SeaJobQueue {
         SeaJobQueue::new(self.conn.clone(), self.backend)
+    }
+
+    /// The record of auto-replies.
+    pub fn auto_replies(&self) -> SeaAutoReplyStore {
+        SeaAutoReplyStore::new(self.conn.clone())
     }
 
     /// Auto-reply rules.

@@ -5,6 +5,7 @@
 //! [`RepoError`](insta_router_ports::RepoError), rows become domain values.
 
 mod accounts;
+mod auto_replies;
 mod connect;
 mod conversations;
 mod deliveries;
@@ -22,6 +23,7 @@ pub mod testing;
 mod time;
 
 pub use accounts::SeaAccountRepository;
+pub use auto_replies::SeaAutoReplyStore;
 pub use connect::{Backend, Database, DbOptions, normalize_database_url, redact_database_url};
 pub use conversations::SeaConversationRepository;
 pub use deliveries::{MAX_RESPONSE_BODY, SeaDeliveryStore};

@@ -23,7 +23,7 @@ fn account_id() -> InstagramAccountId {
     InstagramAccountId::parse("a", ACCOUNT).unwrap()
 }
 
-fn message(n: u128, mid: &str, secs: i64) -> Message {
+pub(crate) fn message(n: u128, mid: &str, secs: i64) -> Message {
     let account = account_id();
     let customer = InstagramUserId::parse("c", CUSTOMER).unwrap();
     Message {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod auto_replies;
 mod conversations;
 mod deliveries;
 mod inbound;
