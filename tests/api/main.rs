@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod auto_reply;
 mod deliveries;
 mod docs;
 mod lifecycle;

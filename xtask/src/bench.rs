@@ -92,9 +92,10 @@ fn ingest(options: &Options) -> Result<(), String> {
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("INSTAGRAM_APP_SECRET", SECRET)
-        // The webhook path alone: the bench account's CRM URL leads nowhere, and delivering
-        // would measure that instead.
+        // The webhook path alone: workers would compete with it for the two cores (and the
+        // bench account's CRM URL leads nowhere).
         .env("DELIVERY_WORKERS", "0")
+        .env("AUTO_REPLY_WORKERS", "0")
         .env("LOG_LEVEL", "warn")
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)

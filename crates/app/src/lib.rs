@@ -5,6 +5,7 @@
 //! This crate never names sea-orm, reqwest or actix.
 
 mod accounts;
+mod auto_reply;
 mod crm_payload;
 mod deliveries;
 mod ingest;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use insta_router_ports::{HealthCheck, RepoError};
 
 pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE};
+pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
 pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySettings};
 pub use ingest::{IngestError, IngestReport, IngestSettings, Ingestor, ReceivedWebhook};
 pub use rules::{

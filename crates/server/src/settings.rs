@@ -9,7 +9,8 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use insta_router_app::DeliverySettings;
+use insta_router_app::{AutoReplySettings, DeliverySettings};
+use insta_router_domain::rules::Safety;
 use insta_router_domain::{MIN_BACKOFF_AFTER_OVERLOAD, RetrySchedule};
 
 use config::{Config, Environment, File, FileFormat};
@@ -92,6 +93,12 @@ pub struct Settings {
     pub crm_secret_rotation_grace: u64,
     /// What an auto-reply says in place of a customer's name it could not look up.
     pub auto_reply_fallback_name: String,
+    /// Auto-reply worker tasks; 0 turns auto-replies off in this process.
+    pub auto_reply_workers: usize,
+    /// Seconds without auto-replies after a human wrote to a customer.
+    pub auto_reply_human_pause: u64,
+    /// Most auto-replies per conversation per hour.
+    pub auto_reply_hourly_cap: u32,
 }
 
 impl fmt::Debug for Settings {
@@ -163,6 +170,9 @@ const KEYS: &[&str] = &[
     "CRM_PAUSE_SECONDS",
     "CRM_SECRET_ROTATION_GRACE",
     "AUTO_REPLY_FALLBACK_NAME",
+    "AUTO_REPLY_WORKERS",
+    "AUTO_REPLY_HUMAN_PAUSE",
+    "AUTO_REPLY_HOURLY_CAP",
 ];
 
 /// Why the configuration cannot be used.
@@ -275,6 +285,21 @@ impl Settings {
             pause_after_failures: self.crm_pause_after_failures,
             pause_for: Duration::from_secs(self.crm_pause_seconds),
             ..DeliverySettings::default()
+        }
+    }
+
+    /// How auto-replies are worked.
+    pub fn auto_reply(&self) -> AutoReplySettings {
+        AutoReplySettings {
+            workers: self.auto_reply_workers,
+            poll_interval: Duration::from_millis(self.delivery_poll_interval_ms.max(10)),
+            safety: Safety {
+                human_pause: Duration::from_secs(self.auto_reply_human_pause),
+                hourly_cap: self.auto_reply_hourly_cap,
+                ..Safety::default()
+            },
+            fallback_name: self.auto_reply_fallback_name.clone(),
+            ..AutoReplySettings::default()
         }
     }
 

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use insta_router_app::{
-    AccountService, App, DeliveryService, IngestSettings, Ingestor, PlaintextCipher, RuleService,
-    SystemClock,
+    AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, IngestSettings,
+    Ingestor, PlaintextCipher, RuleService, SystemClock,
 };
 use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_http::{HttpSettings, MetricsRenderer};
+use insta_router_instagram::GraphClient;
 use insta_router_storage::{
     Backend, Database, DbOptions, normalize_database_url, redact_database_url,
 };
@@ -147,6 +148,32 @@ impl Application {
             tracing::info!("DELIVERY_WORKERS=0: this process does not deliver to CRMs");
             JoinSet::new()
         };
+        let rules = Arc::new(RuleService::new(
+            Arc::new(db.rules()),
+            Arc::new(db.accounts()),
+            Arc::new(SystemClock),
+            settings.auto_reply_fallback_name.clone(),
+        ));
+        let graph = GraphClient::new(&settings.instagram_api_base_url, Duration::from_secs(10))?;
+        let auto_replies = Arc::new(AutoReplyService::new(
+            AutoReplyPorts {
+                jobs: Arc::new(db.jobs()),
+                messages: Arc::new(db.messages()),
+                accounts: Arc::new(db.accounts()),
+                replies: Arc::new(db.auto_replies()),
+                messenger: Arc::new(graph),
+                cipher: Arc::new(PlaintextCipher),
+                clock: Arc::new(SystemClock),
+            },
+            rules.clone(),
+            settings.auto_reply(),
+        ));
+        let mut workers = workers;
+        if settings.auto_reply_workers > 0 {
+            let mut repliers = auto_replies.start(ingest.commits(), stopped.clone());
+            // One set to wait for at shutdown.
+            workers.spawn(async move { while repliers.join_next().await.is_some() {} });
+        }
         let metrics = metrics_handle();
         let housekeeping = tokio::spawn(housekeeping(deliveries.clone(), metrics.clone(), stopped));
         let app = Arc::new(App::new(
@@ -158,12 +185,7 @@ impl Application {
             .with_secret_grace(Duration::from_secs(settings.crm_secret_rotation_grace)),
             ingest,
             deliveries,
-            Arc::new(RuleService::new(
-                Arc::new(db.rules()),
-                Arc::new(db.accounts()),
-                Arc::new(SystemClock),
-                settings.auto_reply_fallback_name.clone(),
-            )),
+            rules,
             Arc::new(db.clone()),
         ));
         let http = HttpSettings {

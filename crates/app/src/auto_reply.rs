@@ -1,0 +1,403 @@
+//! Answering inbound messages with the account's rules: workers that claim the
+//! `auto_reply` job queued for each new inbound message, evaluate the rules, and send the
+//! reply through the Graph API at most once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use insta_router_domain::rules::{self, Recipient, Rule, Safety};
+use insta_router_domain::{
+    Account, ClaimedJob, Direction, InstagramAccountId, InstagramUserId, JobId, JobKind, Message,
+    MessageContext, MessageId, MessageKind, NewJob,
+};
+use insta_router_ports::{
+    ACCOUNT_ID_PLACEHOLDER, AccountRepository, AutoReplyStore, Clock, CredentialCipher, GraphError,
+    JobQueue, MessageRepository, Messenger, Profile, ReplyClaim,
+};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::{RuleService, crm_payload, new_id_bits};
+
+/// How auto-replies are worked.
+#[derive(Debug, Clone)]
+pub struct AutoReplySettings {
+    /// Worker tasks.
+    pub workers: usize,
+    /// How long a claim holds.
+    pub lease: Duration,
+    /// How often an idle worker looks for due retries.
+    pub poll_interval: Duration,
+    /// The safety limits.
+    pub safety: Safety,
+    /// What a reply says in place of a name the profile lookup could not give.
+    pub fallback_name: String,
+    /// How long a looked-up profile is reused.
+    pub profile_ttl: Duration,
+    /// The pauses before retrying a temporary Graph API failure; after the last, the reply
+    /// is given up.
+    pub retry_delays: Vec<Duration>,
+}
+
+impl Default for AutoReplySettings {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            safety: Safety::default(),
+            fallback_name: "there".to_owned(),
+            profile_ttl: Duration::from_secs(3600),
+            retry_delays: [10, 60, 300, 1800]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+        }
+    }
+}
+
+/// The ports the auto-reply workers use.
+pub struct AutoReplyPorts {
+    /// The job queue.
+    pub jobs: Arc<dyn JobQueue>,
+    /// Stored messages.
+    pub messages: Arc<dyn MessageRepository>,
+    /// Accounts.
+    pub accounts: Arc<dyn AccountRepository>,
+    /// The record of replies.
+    pub replies: Arc<dyn AutoReplyStore>,
+    /// The Graph API.
+    pub messenger: Arc<dyn Messenger>,
+    /// Opens access tokens.
+    pub cipher: Arc<dyn CredentialCipher>,
+    /// Now.
+    pub clock: Arc<dyn Clock>,
+}
+
+type ProfileKey = (InstagramAccountId, InstagramUserId);
+
+/// Evaluates rules for new inbound messages and sends the replies.
+pub struct AutoReplyService {
+    ports: AutoReplyPorts,
+    rules: Arc<RuleService>,
+    settings: AutoReplySettings,
+    profiles: Mutex<HashMap<ProfileKey, (Profile, DateTime<Utc>)>>,
+}
+
+/// What became of one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// Nothing to do, or done.
+    Done,
+    /// Try again at.
+    RetryAt(DateTime<Utc>, String),
+    /// Given up.
+    Dead(String),
+}
+
+impl AutoReplyService {
+    /// A service over these ports.
+    pub fn new(
+        ports: AutoReplyPorts,
+        rules: Arc<RuleService>,
+        settings: AutoReplySettings,
+    ) -> Self {
+        Self {
+            ports,
+            rules,
+            settings,
+            profiles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts the workers; they wake on `commits`, poll otherwise, and stop when `stop`
+    /// turns true.
+    pub fn start(
+        self: &Arc<Self>,
+        commits: watch::Receiver<u64>,
+        stop: watch::Receiver<bool>,
+    ) -> JoinSet<()> {
+        let mut workers = JoinSet::new();
+        for _ in 0..self.settings.workers.max(1) {
+            let service = self.clone();
+            let (commits, stop) = (commits.clone(), stop.clone());
+            workers.spawn(async move { service.work(commits, stop).await });
+        }
+        workers
+    }
+
+    async fn work(
+        self: Arc<Self>,
+        mut commits: watch::Receiver<u64>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            commits.borrow_and_update();
+            let now = self.ports.clock.now();
+            let claimed = self
+                .ports
+                .jobs
+                .claim(&[JobKind::AutoReply], 8, self.settings.lease, now)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "cannot claim auto-reply jobs");
+                    Vec::new()
+                });
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = commits.changed() => {}
+                    _ = stop.changed() => {}
+                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                }
+                continue;
+            }
+            for job in claimed {
+                self.run(job).await;
+            }
+        }
+    }
+
+    /// Works one claimed job and records its outcome.
+    async fn run(&self, claimed: ClaimedJob) {
+        let ClaimedJob { job, lease } = claimed;
+        let outcome = match MessageId::parse("subject", &job.subject) {
+            Ok(id) => self.answer(&id, job.attempts).await,
+            Err(_) => Outcome::Dead(format!("not a message id: {}", job.subject)),
+        };
+        let now = self.ports.clock.now();
+        let result = match &outcome {
+            Outcome::Done => self.ports.jobs.complete(&lease, now).await,
+            Outcome::RetryAt(at, error) => self.ports.jobs.retry_at(&lease, *at, error, now).await,
+            Outcome::Dead(error) => {
+                tracing::warn!(job_id = %job.id, %error, "auto-reply given up");
+                self.ports.jobs.dead_letter(&lease, error, now).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, job_id = %job.id, "cannot record an auto-reply job");
+        }
+    }
+
+    /// Decides and, if a rule fires, sends the reply to message `id`.
+    async fn answer(&self, id: &MessageId, attempts: u32) -> Outcome {
+        let now = self.ports.clock.now();
+        let retry = |error: String| match self.retry_at(attempts, now) {
+            Some(at) => Outcome::RetryAt(at, error),
+            None => Outcome::Dead(error),
+        };
+        let message = match self.ports.messages.get(id).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Outcome::Done,
+            Err(error) => return retry(error.to_string()),
+        };
+        let account = match self
+            .ports
+            .accounts
+            .find_by_instagram_id(&message.instagram_account_id)
+            .await
+        {
+            Ok(Some(account)) => account,
+            Ok(None) => return Outcome::Done,
+            Err(error) => return retry(error.to_string()),
+        };
+        let rules = match self.rules.active_rules(&account.id).await {
+            Ok(rules) if rules.is_empty() => return Outcome::Done,
+            Ok(rules) => rules,
+            Err(error) => return retry(error.to_string()),
+        };
+        let facts = match self.ports.replies.facts(&message, now).await {
+            Ok(facts) => facts,
+            Err(error) => return retry(error.to_string()),
+        };
+        let evaluation = rules::evaluate(&rules, &message, &facts, &self.settings.safety, now);
+        let Some(rule) = evaluation
+            .fired
+            .as_ref()
+            .and_then(|id| rules.iter().find(|r| &r.id == id))
+        else {
+            if let Some(reason) = evaluation.blocked {
+                tracing::debug!(message_id = %id, %reason, "no auto-reply");
+            }
+            return Outcome::Done;
+        };
+        let claim = ReplyClaim {
+            trigger: id.clone(),
+            conversation: message.conversation_id.clone(),
+            rule: rule.id.clone(),
+            at: now,
+        };
+        match self.ports.replies.begin(&claim).await {
+            Ok(true) => {}
+            // Answered, or being answered, already.
+            Ok(false) => return Outcome::Done,
+            Err(error) => return retry(error.to_string()),
+        }
+        match self.send(&account, &message, rule, now).await {
+            Ok(reply) => {
+                if let Err(error) = self.ports.replies.sent(id, &reply).await {
+                    tracing::error!(%error, message_id = %id, "reply sent but not recorded");
+                }
+                self.forward(&account, &reply, now).await;
+                metrics::counter!("insta_router_auto_replies_total", "outcome" => "sent")
+                    .increment(1);
+                tracing::info!(message_id = %id, rule_id = %rule.id, "auto-reply sent");
+                Outcome::Done
+            }
+            Err(GraphError::Transient {
+                code,
+                message: text,
+            }) => {
+                let _ = self.ports.replies.abandon(id).await;
+                metrics::counter!("insta_router_auto_replies_total", "outcome" => "retried")
+                    .increment(1);
+                retry(format!("Graph API (code {code:?}): {text}"))
+            }
+            Err(GraphError::Permanent {
+                code,
+                subcode,
+                message: text,
+            }) => {
+                let error = format!("Meta code {code:?}/{subcode:?}: {text}");
+                let _ = self.ports.replies.settle(id, "failed", &error).await;
+                metrics::counter!("insta_router_auto_replies_total", "outcome" => "failed")
+                    .increment(1);
+                Outcome::Dead(error)
+            }
+            Err(GraphError::Unknown(text)) => {
+                // Perhaps delivered: never sent blindly again.
+                let _ = self.ports.replies.settle(id, "unknown", &text).await;
+                metrics::counter!("insta_router_auto_replies_total", "outcome" => "unknown")
+                    .increment(1);
+                Outcome::Dead(format!("outcome unknown, not resent: {text}"))
+            }
+        }
+    }
+
+    fn retry_at(&self, attempts: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let index = usize::try_from(attempts.saturating_sub(1)).ok()?;
+        let delay = self.settings.retry_delays.get(index)?;
+        now.checked_add_signed(TimeDelta::from_std(*delay).ok()?)
+    }
+
+    async fn send(
+        &self,
+        account: &Account,
+        message: &Message,
+        rule: &Rule,
+        now: DateTime<Utc>,
+    ) -> Result<Message, GraphError> {
+        let token =
+            self.ports
+                .cipher
+                .open(&account.access_token)
+                .map_err(|e| GraphError::Permanent {
+                    code: None,
+                    subcode: None,
+                    message: format!("the account's access token cannot be opened: {e}"),
+                })?;
+        let customer = message.customer_id();
+        let wants_profile = ["{username}", "{name}", "{first_name}"]
+            .iter()
+            .any(|p| rule.reply.text.contains(p));
+        let recipient = if wants_profile {
+            let profile = self.profile(&token, account, customer, now).await;
+            Recipient {
+                username: profile.username,
+                name: profile.name,
+            }
+        } else {
+            Recipient::default()
+        };
+        let text = rules::render(
+            &rule.reply.text,
+            &recipient,
+            message.text.as_deref().unwrap_or_default(),
+            &self.settings.fallback_name,
+        );
+        let mid = self
+            .ports
+            .messenger
+            .send_text(&token, customer, &text, &rule.reply.quick_replies)
+            .await?;
+        Ok(Message {
+            id: MessageId::from_u128(new_id_bits()),
+            instagram_account_id: message.instagram_account_id.clone(),
+            conversation_id: message.conversation_id.clone(),
+            mid: Some(mid),
+            direction: Direction::Outbound,
+            sender_id: message.instagram_account_id.to_user_id(),
+            recipient_id: customer.clone(),
+            kind: MessageKind::Text,
+            text: Some(text),
+            attachments: Vec::new(),
+            reply_to: None,
+            context: MessageContext::default(),
+            sent_at: now,
+            created_at: now,
+            deleted_at: None,
+        })
+    }
+
+    /// The customer's profile, cached per account and customer; a failed lookup gives an
+    /// empty profile (the reply then says the fallback name) and is not cached.
+    async fn profile(
+        &self,
+        token: &insta_router_domain::Secret,
+        account: &Account,
+        customer: &InstagramUserId,
+        now: DateTime<Utc>,
+    ) -> Profile {
+        let key = (account.instagram_account_id.clone(), customer.clone());
+        let ttl = TimeDelta::from_std(self.settings.profile_ttl).unwrap_or_default();
+        if let Some((profile, at)) = self
+            .profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && now - *at < ttl
+        {
+            return profile.clone();
+        }
+        match self.ports.messenger.profile(token, customer).await {
+            Ok(profile) => {
+                let mut cache = self.profiles.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(key, (profile.clone(), now));
+                profile
+            }
+            Err(error) => {
+                tracing::info!(%error, customer = %customer, "profile lookup failed; the reply uses the fallback name");
+                Profile::default()
+            }
+        }
+    }
+
+    /// Queues the reply for the account's CRM as `message.auto_reply`.
+    async fn forward(&self, account: &Account, reply: &Message, now: DateTime<Utc>) {
+        if account.crm_webhook_url.is_none() {
+            return;
+        }
+        let payload = crm_payload::message_body("message.auto_reply", reply).replace(
+            ACCOUNT_ID_PLACEHOLDER,
+            &format!(r#""account_id":"{}""#, account.id),
+        );
+        let job = NewJob {
+            id: JobId::from_u128(new_id_bits()),
+            kind: JobKind::CrmDelivery,
+            account_id: Some(account.id.clone()),
+            subject: reply.id.to_string(),
+            payload,
+            run_at: now,
+        };
+        if let Err(error) = self.ports.jobs.enqueue(&[job]).await {
+            tracing::error!(%error, "cannot queue the auto-reply for the CRM");
+        }
+    }
+}

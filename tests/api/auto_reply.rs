@@ -1,0 +1,182 @@
+//! Auto-replies end to end: a signed DM in, one reply out through a fake Graph API.
+
+use std::time::{Duration, Instant};
+
+use insta_router_blackbox::TestServer;
+use insta_router_instagram::sign_body;
+use reqwest::Method;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const APP_SECRET: &str = "instagram-app-secret";
+const ACCOUNT: &str = "17841400000000001";
+const TOKEN: &str = "IGQVJ-account-token";
+
+async fn graph(profile: ResponseTemplate) -> MockServer {
+    let graph = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/555"))
+        .respond_with(profile)
+        .mount(&graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/me/messages"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"recipient_id": "555", "message_id": "mid.reply.1"})),
+        )
+        .mount(&graph)
+        .await;
+    graph
+}
+
+async fn server_with_order66(graph: &MockServer) -> TestServer {
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", APP_SECRET)
+        .env("INSTAGRAM_API_BASE_URL", &graph.uri())
+        .env("DELIVERY_POLL_INTERVAL_MS", "50")
+        .start()
+        .await;
+    let account: Value = server
+        .api(Method::POST, "/api/v1/accounts")
+        .json(&json!({"instagram_account_id": ACCOUNT, "username": "shop", "access_token": TOKEN}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let account_id = account["account_id"].as_str().unwrap();
+    let created = server
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{account_id}/rules"),
+        )
+        .json(&json!({
+            "name": "order66",
+            "conditions": [{"type": "keywords", "any_of": ["order66"]}],
+            "reply": {"text": "Order 66 confirmed, {username}! Your request has been received."},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    server
+}
+
+fn dm(mid: &str, text: &str, echo: bool) -> String {
+    let (sender, recipient) = if echo {
+        (ACCOUNT, "555")
+    } else {
+        ("555", ACCOUNT)
+    };
+    let mut message = json!({"mid": mid, "text": text});
+    if echo {
+        message["is_echo"] = json!(true);
+    }
+    json!({
+        "object": "instagram",
+        "entry": [{"id": ACCOUNT, "time": 1_700_000_000_000_u64, "messaging": [{
+            "sender": {"id": sender}, "recipient": {"id": recipient},
+            "timestamp": chrono_now_millis(), "message": message,
+        }]}],
+    })
+    .to_string()
+}
+
+/// Now, in milliseconds: inside Meta's 24-hour window.
+fn chrono_now_millis() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+async fn post(server: &TestServer, body: &str) {
+    let response = server
+        .client
+        .post(format!("{}/webhooks/instagram", server.url))
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            sign_body(APP_SECRET, body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// The Send API requests so far, after waiting for at least `n`.
+async fn sends(graph: &MockServer, n: usize, server: &TestServer) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let sent: Vec<Value> = graph
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/me/messages")
+            .map(|r| {
+                let mut body: Value = serde_json::from_slice(&r.body).unwrap();
+                body["authorization"] =
+                    json!(r.headers.get("authorization").unwrap().to_str().unwrap());
+                body
+            })
+            .collect();
+        if sent.len() >= n {
+            return sent;
+        }
+        assert!(Instant::now() < deadline, "{}", server.output());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn order66_gets_exactly_one_reply_with_the_username() {
+    let graph = graph(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"username": "jane", "name": "Jane Doe", "id": "555"})),
+    )
+    .await;
+    let server = server_with_order66(&graph).await;
+    let body = dm("mid.order66", "Hi ORDER66 please", false);
+    post(&server, &body).await;
+    let sent = sends(&graph, 1, &server).await;
+    assert_eq!(sent[0]["recipient"]["id"], "555");
+    assert_eq!(sent[0]["messaging_type"], "RESPONSE");
+    assert_eq!(
+        sent[0]["message"]["text"],
+        "Order 66 confirmed, @jane! Your request has been received."
+    );
+    assert_eq!(sent[0]["authorization"], format!("Bearer {TOKEN}"));
+
+    // Meta redelivers the same DM; the business echoes (from the app) a text with the
+    // keyword; the echo of our own reply arrives: none of them is answered.
+    post(&server, &body).await;
+    post(&server, &dm("mid.human", "ORDER66 is noted", true)).await;
+    post(
+        &server,
+        &dm("mid.reply.1", "Order 66 confirmed, @jane!", true),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sends(&graph, 1, &server).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_broken_profile_lookup_uses_the_fallback_name() {
+    let graph = graph(ResponseTemplate::new(500)).await;
+    let server = server_with_order66(&graph).await;
+    post(&server, &dm("mid.fallback", "order66", false)).await;
+    let sent = sends(&graph, 1, &server).await;
+    assert_eq!(
+        sent[0]["message"]["text"],
+        "Order 66 confirmed, there! Your request has been received."
+    );
+}
