@@ -174,3 +174,39 @@ async fn invalid_rules_are_refused_naming_the_field() {
     .await;
     assert_eq!(status, 422);
 }
+
+#[tokio::test]
+async fn the_rules_file_seeds_connected_accounts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.toml");
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rules.example.toml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut server = TestServer::builder()
+        .env("RULES_FILE", file.to_str().unwrap())
+        .start()
+        .await;
+    // Not connected yet: nothing to seed.
+    let account_id = account(&server, "17841400000000001").await;
+    let base = format!("/api/v1/accounts/{account_id}/rules");
+    let (_, list) = send(&server, Method::GET, &base, None).await;
+    assert!(list["data"].as_array().unwrap().is_empty());
+    // The next start seeds both example rules; the one after adds nothing.
+    server.kill_and_restart().await;
+    let (_, list) = send(&server, Method::GET, &base, None).await;
+    let names: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["order66", "after hours"], "{}", server.output());
+    server.kill_and_restart().await;
+    let (_, list) = send(&server, Method::GET, &base, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+}

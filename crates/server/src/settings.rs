@@ -99,6 +99,9 @@ pub struct Settings {
     pub auto_reply_human_pause: u64,
     /// Most auto-replies per conversation per hour.
     pub auto_reply_hourly_cap: u32,
+    /// A TOML file of auto-reply rules to create at start (`deploy/rules.example.toml`);
+    /// empty for none.
+    pub rules_file: String,
 }
 
 impl fmt::Debug for Settings {
@@ -173,6 +176,7 @@ const KEYS: &[&str] = &[
     "AUTO_REPLY_WORKERS",
     "AUTO_REPLY_HUMAN_PAUSE",
     "AUTO_REPLY_HOURLY_CAP",
+    "RULES_FILE",
 ];
 
 /// Why the configuration cannot be used.

@@ -188,6 +188,11 @@ impl Application {
             rules,
             Arc::new(db.clone()),
         ));
+        if !settings.rules_file.is_empty() {
+            let path = std::path::Path::new(&settings.rules_file);
+            let created = crate::seed::seed_rules(path, &app).await?;
+            tracing::info!(created, file = %path.display(), "rules file read");
+        }
         let http = HttpSettings {
             environment: settings.environment.clone(),
             max_json_bytes: settings.max_json_bytes,
