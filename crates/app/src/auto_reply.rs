@@ -19,7 +19,7 @@ use insta_router_ports::{
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::{RuleService, crm_payload, new_id_bits};
+use crate::{RuleService, crm_payload, new_id_bits, workers};
 
 /// How auto-replies are worked.
 #[derive(Debug, Clone)]
@@ -119,47 +119,42 @@ impl AutoReplyService {
         commits: watch::Receiver<u64>,
         stop: watch::Receiver<bool>,
     ) -> JoinSet<()> {
-        let mut workers = JoinSet::new();
-        for _ in 0..self.settings.workers.max(1) {
-            let service = self.clone();
-            let (commits, stop) = (commits.clone(), stop.clone());
-            workers.spawn(async move { service.work(commits, stop).await });
-        }
-        workers
+        let wakers = workers::Wakers {
+            commits,
+            wakeups: None,
+            stop,
+            poll: self.settings.poll_interval,
+        };
+        let service = self.clone();
+        workers::spawn(self.settings.workers, &wakers, move || {
+            let service = service.clone();
+            async move { service.round().await }
+        })
     }
 
-    async fn work(
-        self: Arc<Self>,
-        mut commits: watch::Receiver<u64>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        loop {
-            if *stop.borrow() {
-                return;
+    /// Claims a batch and answers it, one message after the other; false when nothing was
+    /// due.
+    async fn round(self: Arc<Self>) -> bool {
+        let now = self.ports.clock.now();
+        let claimed = match self
+            .ports
+            .jobs
+            .claim(&[JobKind::AutoReply], 8, self.settings.lease, now)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim auto-reply jobs");
+                return false;
             }
-            commits.borrow_and_update();
-            let now = self.ports.clock.now();
-            let claimed = self
-                .ports
-                .jobs
-                .claim(&[JobKind::AutoReply], 8, self.settings.lease, now)
-                .await
-                .unwrap_or_else(|error| {
-                    tracing::warn!(%error, "cannot claim auto-reply jobs");
-                    Vec::new()
-                });
-            if claimed.is_empty() {
-                tokio::select! {
-                    _ = commits.changed() => {}
-                    _ = stop.changed() => {}
-                    () = tokio::time::sleep(self.settings.poll_interval) => {}
-                }
-                continue;
-            }
-            for job in claimed {
-                self.run(job).await;
-            }
+        };
+        if claimed.is_empty() {
+            return false;
         }
+        for job in claimed {
+            self.run(job).await;
+        }
+        true
     }
 
     /// Works one claimed job and records its outcome.

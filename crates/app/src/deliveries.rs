@@ -23,7 +23,7 @@ use insta_router_ports::{
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::new_id_bits;
+use crate::{new_id_bits, workers};
 
 /// How deliveries are worked.
 #[derive(Debug, Clone)]
@@ -146,68 +146,54 @@ impl DeliveryService {
     }
 
     /// Starts the workers on the current runtime. They wake on `commits` (a change means new
-    /// jobs), poll otherwise, and stop once `stop` turns true, finishing the deliveries they
-    /// hold.
+    /// jobs) and on [`DeliveryService::wake`], poll otherwise, and stop once `stop` turns
+    /// true, finishing the deliveries they hold.
     pub fn start(
         self: &Arc<Self>,
         commits: watch::Receiver<u64>,
         stop: watch::Receiver<bool>,
     ) -> JoinSet<()> {
-        let mut workers = JoinSet::new();
-        for _ in 0..self.settings.workers.max(1) {
-            let service = self.clone();
-            let commits = commits.clone();
-            let stop = stop.clone();
-            workers.spawn(async move { service.work(commits, stop).await });
-        }
-        workers
+        let wakers = workers::Wakers {
+            commits,
+            wakeups: Some(self.wakeups.subscribe()),
+            stop,
+            poll: self.settings.poll_interval,
+        };
+        let service = self.clone();
+        workers::spawn(self.settings.workers, &wakers, move || {
+            let service = service.clone();
+            async move { service.round().await }
+        })
     }
 
-    async fn work(
-        self: Arc<Self>,
-        mut commits: watch::Receiver<u64>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let mut wakeups = self.wakeups.subscribe();
-        loop {
-            if *stop.borrow() {
-                return;
+    /// Claims a batch and sends it, concurrently; false when nothing was due.
+    async fn round(self: Arc<Self>) -> bool {
+        let claimed = match self
+            .jobs
+            .claim(
+                &[JobKind::CrmDelivery],
+                self.settings.batch.max(1),
+                self.settings.lease,
+                self.clock.now(),
+            )
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim deliveries");
+                return false;
             }
-            // Marks what has been seen before looking, so no commit can slip between.
-            commits.borrow_and_update();
-            wakeups.borrow_and_update();
-            let claimed = match self
-                .jobs
-                .claim(
-                    &[JobKind::CrmDelivery],
-                    self.settings.batch.max(1),
-                    self.settings.lease,
-                    self.clock.now(),
-                )
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot claim deliveries");
-                    Vec::new()
-                }
-            };
-            if claimed.is_empty() {
-                tokio::select! {
-                    _ = commits.changed() => {}
-                    _ = wakeups.changed() => {}
-                    _ = stop.changed() => {}
-                    () = tokio::time::sleep(self.settings.poll_interval) => {}
-                }
-                continue;
-            }
-            let mut sends = JoinSet::new();
-            for job in claimed {
-                let service = self.clone();
-                sends.spawn(async move { service.deliver(job).await });
-            }
-            while sends.join_next().await.is_some() {}
+        };
+        if claimed.is_empty() {
+            return false;
         }
+        let mut sends = JoinSet::new();
+        for job in claimed {
+            let service = self.clone();
+            sends.spawn(async move { service.deliver(job).await });
+        }
+        while sends.join_next().await.is_some() {}
+        true
     }
 
     /// One attempt at one claimed delivery.

@@ -11,6 +11,7 @@ mod deliveries;
 mod ingest;
 mod rules;
 mod system;
+mod workers;
 
 use std::sync::Arc;
 

@@ -1,0 +1,66 @@
+//! The loop every kind of job worker runs: do a round of work; when a round finds nothing,
+//! sleep until something may have changed (a commit, an explicit wake-up, the poll interval)
+//! or until asked to stop.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// What wakes idle workers.
+#[derive(Clone)]
+pub(crate) struct Wakers {
+    /// Changes after every commit that queued jobs.
+    pub(crate) commits: watch::Receiver<u64>,
+    /// Changes when jobs were queued to run now some other way (a retry, a replay).
+    pub(crate) wakeups: Option<watch::Receiver<u64>>,
+    /// Turns true when the workers should stop.
+    pub(crate) stop: watch::Receiver<bool>,
+    /// The longest an idle worker sleeps: retries come due by time, not by a signal.
+    pub(crate) poll: Duration,
+}
+
+/// Spawns `count` workers that each run `round` (which reports whether it found work)
+/// until `stop` turns true. A round in progress is finished first.
+pub(crate) fn spawn<F, Fut>(count: usize, wakers: &Wakers, round: F) -> JoinSet<()>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let mut workers = JoinSet::new();
+    for _ in 0..count.max(1) {
+        let mut wakers = wakers.clone();
+        let round = round.clone();
+        workers.spawn(async move {
+            loop {
+                if *wakers.stop.borrow() {
+                    return;
+                }
+                // Marks what has been seen before looking, so no signal slips in between.
+                wakers.commits.borrow_and_update();
+                if let Some(wakeups) = &mut wakers.wakeups {
+                    wakeups.borrow_and_update();
+                }
+                if round().await {
+                    continue;
+                }
+                let wakeup = async {
+                    match &mut wakers.wakeups {
+                        Some(wakeups) => {
+                            let _ = wakeups.changed().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = wakers.commits.changed() => {}
+                    () = wakeup => {}
+                    _ = wakers.stop.changed() => {}
+                    () = tokio::time::sleep(wakers.poll) => {}
+                }
+            }
+        });
+    }
+    workers
+}
