@@ -258,6 +258,19 @@ impl TestServer {
             .expect("GET")
     }
 
+    /// `POST /webhooks/instagram` with `body` as JSON and, when given, `X-Hub-Signature-256`.
+    pub async fn post_webhook(&self, body: &str, signature: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/webhooks/instagram", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        request.send().await.expect("POST /webhooks/instagram")
+    }
+
     /// A request to the REST API with the test API key.
     pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client

@@ -97,18 +97,8 @@ fn chrono_now_millis() -> u64 {
 }
 
 async fn post(server: &TestServer, body: &str) {
-    let response = server
-        .client
-        .post(format!("{}/webhooks/instagram", server.url))
-        .header("content-type", "application/json")
-        .header(
-            "x-hub-signature-256",
-            sign_body(APP_SECRET, body.as_bytes()),
-        )
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
+    let signature = sign_body(APP_SECRET, body.as_bytes());
+    let response = server.post_webhook(body, Some(&signature)).await;
     assert_eq!(response.status(), 200);
 }
 

@@ -115,18 +115,8 @@ fn text_webhook(mid: &str, text: &str) -> String {
 }
 
 async fn post_webhook(server: &TestServer, body: &str) {
-    let response = server
-        .client
-        .post(format!("{}/webhooks/instagram", server.url))
-        .header("content-type", "application/json")
-        .header(
-            "x-hub-signature-256",
-            sign_body(APP_SECRET, body.as_bytes()),
-        )
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
+    let signature = sign_body(APP_SECRET, body.as_bytes());
+    let response = server.post_webhook(body, Some(&signature)).await;
     assert_eq!(response.status(), 200, "{}", server.output());
 }
 

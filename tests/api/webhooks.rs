@@ -43,15 +43,7 @@ async fn post_signed(server: &TestServer, body: &str, secret: &str) -> reqwest::
 }
 
 async fn post_with(server: &TestServer, body: &str, signature: Option<&str>) -> reqwest::Response {
-    let mut request = server
-        .client
-        .post(format!("{}/webhooks/instagram", server.url))
-        .header("content-type", "application/json")
-        .body(body.to_owned());
-    if let Some(signature) = signature {
-        request = request.header("x-hub-signature-256", signature);
-    }
-    request.send().await.unwrap()
+    server.post_webhook(body, signature).await
 }
 
 /// Posts a signed body and returns `messages_processed`, asserting a 200.

@@ -13,8 +13,8 @@ use insta_router_domain::{
     MessageContext, MessageId, MessageKind, NewJob,
 };
 use insta_router_ports::{
-    ACCOUNT_ID_PLACEHOLDER, AccountRepository, AutoReplyStore, Clock, CredentialCipher, GraphError,
-    JobQueue, MessageRepository, Messenger, Profile, ReplyClaim,
+    AccountRepository, AutoReplyStore, Clock, CredentialCipher, GraphError, JobQueue,
+    MessageRepository, Messenger, Profile, ReplyClaim, with_account_id,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -379,9 +379,9 @@ impl AutoReplyService {
         if account.crm_webhook_url.is_none() {
             return;
         }
-        let payload = crm_payload::message_body("message.auto_reply", reply).replace(
-            ACCOUNT_ID_PLACEHOLDER,
-            &format!(r#""account_id":"{}""#, account.id),
+        let payload = with_account_id(
+            &crm_payload::message_body("message.auto_reply", reply),
+            &account.id,
         );
         let job = NewJob {
             id: JobId::from_u128(new_id_bits()),

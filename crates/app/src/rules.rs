@@ -503,19 +503,7 @@ impl RuleService {
     ///
     /// [`RuleError::Storage`].
     pub async fn active_rules(&self, account: &AccountId) -> Result<Vec<Rule>, RuleError> {
-        Ok(self
-            .rules
-            .list_by_account(account)
-            .await?
-            .into_iter()
-            .filter_map(|stored| match rule(&stored) {
-                Ok(rule) => Some(rule),
-                Err(error) => {
-                    tracing::warn!(rule_id = %stored.id, %error, "stored rule no longer valid; skipped");
-                    None
-                }
-            })
-            .collect())
+        Ok(valid_rules(&self.rules.list_by_account(account).await?))
     }
 
     /// Evaluates the account's rules against a sample message, without sending anything.
@@ -532,7 +520,7 @@ impl RuleService {
     ) -> Result<TrialOutcome, RuleError> {
         self.require_account(account).await?;
         let stored = self.rules.list_by_account(account).await?;
-        let rules = self.active_rules(account).await?;
+        let rules = valid_rules(&stored);
         let now = trial.at.unwrap_or_else(|| self.clock.now());
         let message = sample_message(&trial, now).map_err(|e| RuleError::Invalid(e.into()))?;
         let facts = ConversationFacts {
@@ -593,6 +581,21 @@ fn view(stored: StoredRule) -> Result<RuleView, RuleError> {
         created_at: stored.created_at,
         updated_at: stored.updated_at,
     })
+}
+
+/// The domain rules of stored ones. A stored document that no longer validates is skipped with
+/// a warning rather than stopping every other rule.
+fn valid_rules(stored: &[StoredRule]) -> Vec<Rule> {
+    stored
+        .iter()
+        .filter_map(|stored| match rule(stored) {
+            Ok(rule) => Some(rule),
+            Err(error) => {
+                tracing::warn!(rule_id = %stored.id, %error, "stored rule no longer valid; skipped");
+                None
+            }
+        })
+        .collect()
 }
 
 /// The domain rule of a stored one.

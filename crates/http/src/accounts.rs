@@ -106,7 +106,7 @@ pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn account_id(raw: &str) -> Result<AccountId, ApiError> {
+pub(crate) fn account_id(raw: &str) -> Result<AccountId, ApiError> {
     // An id that cannot exist is simply not found.
     AccountId::parse("account_id", raw)
         .map_err(|_| ApiError::NotFound(format!("account {raw} not found")))

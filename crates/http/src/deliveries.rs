@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::accounts::rfc3339;
+use crate::accounts::{account_id, rfc3339};
 use crate::pagination::{PageBody, PageQuery};
 use crate::problem::Problem;
 use crate::{ApiError, State};
@@ -307,8 +307,7 @@ async fn replay_deliveries(
     path: Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let account = AccountId::parse("account_id", &path)
-        .map_err(|_| ApiError::NotFound(format!("account {path} not found")))?;
+    let account = account_id(&path)?;
     // 404 for an account that does not exist.
     state.app.accounts.get(&account).await?;
     // The body is optional: none replays everything dead.

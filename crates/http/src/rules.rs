@@ -5,12 +5,12 @@ use actix_web::web::{Data, Json, Path};
 use actix_web::{HttpResponse, delete, get, post, put};
 use chrono::{DateTime, Utc};
 use insta_router_app::{RuleDocument, RuleError, RuleView, TrialMessage};
-use insta_router_domain::{AccountId, FieldError, RuleId};
+use insta_router_domain::{FieldError, RuleId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::accounts::rfc3339;
+use crate::accounts::{account_id, rfc3339};
 use crate::problem::Problem;
 use crate::{ApiError, State};
 
@@ -52,11 +52,6 @@ impl From<RuleView> for RuleResponse {
 pub(crate) struct RuleList {
     /// Oldest first; evaluation order is by priority, then age.
     data: Vec<RuleResponse>,
-}
-
-fn account_id(raw: &str) -> Result<AccountId, ApiError> {
-    AccountId::parse("account_id", raw)
-        .map_err(|_| ApiError::NotFound(format!("account {raw} not found")))
 }
 
 fn rule_id(raw: &str) -> Result<RuleId, ApiError> {

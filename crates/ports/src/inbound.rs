@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    ClaimedJob, EventId, InboundEvent, InstagramAccountId, InstagramMessageId, Job, JobId, JobKind,
-    JobLease, Message, MessageId, NewJob, WebhookId,
+    AccountId, ClaimedJob, EventId, InboundEvent, InstagramAccountId, InstagramMessageId, Job,
+    JobId, JobKind, JobLease, Message, MessageId, NewJob, WebhookId,
 };
 
 use crate::RepoError;
@@ -120,6 +120,15 @@ pub struct BatchOutcome {
 /// account's id (`"account_id":"acc_..."`) when it queues the delivery; see
 /// [`InboundStore::store`].
 pub const ACCOUNT_ID_PLACEHOLDER: &str = r#""account_id":null"#;
+
+/// `payload` with [`ACCOUNT_ID_PLACEHOLDER`] replaced by `"account_id":"<account>"`. Account
+/// ids are `acc_` and hex: nothing JSON would escape.
+pub fn with_account_id(payload: &str, account: &AccountId) -> String {
+    payload.replace(
+        ACCOUNT_ID_PLACEHOLDER,
+        &format!(r#""account_id":"{account}""#),
+    )
+}
 
 /// Stores groups of webhook requests.
 #[async_trait]

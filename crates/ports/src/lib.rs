@@ -26,7 +26,7 @@ pub use error::{BoxError, CipherError, RepoError};
 pub use inbound::MockJobQueue;
 pub use inbound::{
     ACCOUNT_ID_PLACEHOLDER, BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore,
-    JobQueue, JournalEntry, JournalStatus, PlannedJob,
+    JobQueue, JournalEntry, JournalStatus, PlannedJob, with_account_id,
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use messenger::MockMessenger;

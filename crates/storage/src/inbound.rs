@@ -12,7 +12,7 @@ use insta_router_domain::{
 };
 use insta_router_ports::{
     ACCOUNT_ID_PLACEHOLDER, BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore,
-    JournalEntry, PlannedJob, RepoError,
+    JournalEntry, PlannedJob, RepoError, with_account_id,
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, InsertStatement, OnConflict, Query};
 use sea_orm::{
@@ -129,9 +129,7 @@ impl SeaInboundStore {
                 }
                 let mut job = planned.job.clone();
                 if let Some((id, _)) = route {
-                    job.payload = job
-                        .payload
-                        .replace(ACCOUNT_ID_PLACEHOLDER, &account_id_member(id.as_str()));
+                    job.payload = with_account_id(&job.payload, id);
                     job.account_id = Some(id.clone());
                 }
                 Some(job)
@@ -144,12 +142,6 @@ impl SeaInboundStore {
             new_events,
         })
     }
-}
-
-/// `"account_id":"<id>"`, what [`ACCOUNT_ID_PLACEHOLDER`] becomes. Account ids are
-/// `acc_` and hex, nothing JSON would escape.
-pub(crate) fn account_id_member(id: &str) -> String {
-    format!(r#""account_id":"{id}""#)
 }
 
 /// The SQL expression of a job's payload with [`ACCOUNT_ID_PLACEHOLDER`] replaced by the id of
