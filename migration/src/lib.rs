@@ -19,6 +19,7 @@ mod m20260101_000004_create_conversations;
 mod m20260201_000005_create_inbound;
 mod m20261127_000006_deliveries;
 mod m20261127_000007_rules;
+mod m20261128_000008_sending;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260201_000005_create_inbound::Migration),
             Box::new(m20261127_000006_deliveries::Migration),
             Box::new(m20261127_000007_rules::Migration),
+            Box::new(m20261128_000008_sending::Migration),
         ]
     }
 }

@@ -96,6 +96,7 @@ impl AccountService {
             access_token: self.cipher.seal(&draft.access_token),
             webhook_secret: draft.webhook_secret.map(|s| self.cipher.seal(&s)),
             delivery: Default::default(),
+            token_failure: None,
             created_at: now,
             updated_at: now,
         };
@@ -171,6 +172,8 @@ impl AccountService {
         }
         if let Some(value) = access_token {
             account.access_token = self.cipher.seal(&value);
+            // A new token is how an account whose token Meta refused comes back.
+            account.token_failure = None;
         }
         let now = self.clock.now();
         // Setting the CRM URL or secret again is how an endpoint disabled by a 410 comes back.
@@ -290,6 +293,7 @@ mod tests {
             access_token: PlaintextCipher.seal(&d.access_token),
             webhook_secret: None,
             delivery: Default::default(),
+            token_failure: None,
             created_at: now,
             updated_at: now,
         }

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use insta_router_domain::rules::{self, Recipient, Rule, Safety};
 use insta_router_domain::{
     Account, ClaimedJob, Direction, InstagramAccountId, InstagramUserId, JobId, JobKind, Message,
-    MessageContext, MessageId, MessageKind, NewJob,
+    MessageContext, MessageId, MessageKind, MessagingType, NewJob, OutboundContent,
 };
 use insta_router_ports::{
     AccountRepository, AutoReplyStore, Clock, CredentialCipher, GraphError, JobQueue,
@@ -317,7 +317,15 @@ impl AutoReplyService {
         let mid = self
             .ports
             .messenger
-            .send_text(&token, customer, &text, &rule.reply.quick_replies)
+            .send(
+                &token,
+                customer,
+                &OutboundContent::Text {
+                    text: text.clone(),
+                    quick_replies: rule.reply.quick_replies.clone(),
+                },
+                MessagingType::Response,
+            )
             .await?;
         Ok(Message {
             id: MessageId::from_u128(new_id_bits()),
@@ -425,6 +433,7 @@ mod tests {
             access_token: SealedSecret::new("plain:token".into()),
             webhook_secret: None,
             delivery: Default::default(),
+            token_failure: None,
             created_at: now(),
             updated_at: now(),
         }
@@ -527,11 +536,12 @@ mod tests {
             })
         });
         messenger
-            .expect_send_text()
-            .withf(|token, to, text, _| {
+            .expect_send()
+            .withf(|token, to, content, messaging| {
                 token.expose() == "token"
                     && to.as_str() == "555"
-                    && text == "Order 66 confirmed, @jane!"
+                    && content.text() == Some("Order 66 confirmed, @jane!")
+                    && *messaging == MessagingType::Response
             })
             .times(1)
             .returning(move |_, _, _, _| {
@@ -570,7 +580,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_answered_already_is_not_sent_again() {
         let mut messenger = MockMessenger::new();
-        messenger.expect_send_text().never();
+        messenger.expect_send().never();
         let service = build(
             Mocks {
                 replies: replies(false),

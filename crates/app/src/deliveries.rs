@@ -624,6 +624,7 @@ mod tests {
             access_token: SealedSecret::new("plain:t".into()),
             webhook_secret: Some(SealedSecret::new("plain:new".into())),
             delivery,
+            token_failure: None,
             created_at: now(),
             updated_at: now(),
         }

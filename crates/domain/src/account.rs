@@ -30,10 +30,22 @@ pub struct Account {
     pub webhook_secret: Option<SealedSecret>,
     /// Where deliveries to its CRM stand: disabled, rotating secrets.
     pub delivery: CrmDeliveryState,
+    /// Set when Meta said the access token no longer works (code 190): sends fail until a
+    /// new token is set.
+    pub token_failure: Option<TokenFailure>,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
     /// When the account was last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// Meta refused the account's access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFailure {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What Meta said.
+    pub message: String,
 }
 
 /// The state of an account's CRM endpoint that deliveries change or depend on.
@@ -458,6 +470,7 @@ mod tests {
             access_token: SealedSecret::new("sealed".into()),
             webhook_secret: secret.map(|s| SealedSecret::new(s.into())),
             delivery: Default::default(),
+            token_failure: None,
             created_at: now,
             updated_at: now,
         }

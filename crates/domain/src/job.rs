@@ -12,6 +12,8 @@ pub enum JobKind {
     CrmDelivery,
     /// Evaluate the auto-reply rules against one inbound message.
     AutoReply,
+    /// Send one message a CRM asked for through the Graph API.
+    Send,
 }
 
 impl JobKind {
@@ -20,6 +22,7 @@ impl JobKind {
         match self {
             Self::CrmDelivery => "crm_delivery",
             Self::AutoReply => "auto_reply",
+            Self::Send => "send",
         }
     }
 
@@ -28,6 +31,7 @@ impl JobKind {
         match raw {
             "crm_delivery" => Some(Self::CrmDelivery),
             "auto_reply" => Some(Self::AutoReply),
+            "send" => Some(Self::Send),
             _ => None,
         }
     }

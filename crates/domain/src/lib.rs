@@ -48,10 +48,13 @@ mod event;
 pub mod id;
 mod job;
 mod message;
+mod outbound;
 pub mod rules;
 mod secret;
 
-pub use account::{Account, AccountDraft, AccountPatch, CrmDeliveryState, CrmWebhookUrl, Username};
+pub use account::{
+    Account, AccountDraft, AccountPatch, CrmDeliveryState, CrmWebhookUrl, TokenFailure, Username,
+};
 pub use conversation::Conversation;
 pub use delivery::{
     AttemptOutcome, MIN_BACKOFF_AFTER_OVERLOAD, NextStep, RetrySchedule, next_step,
@@ -65,5 +68,10 @@ pub use id::{
 pub use job::{ClaimedJob, Job, JobKind, JobLease, JobStatus, NewJob};
 pub use message::{
     Attachment, AttachmentKind, Direction, Message, MessageContext, MessageKind, Referral, ReplyTo,
+};
+pub use outbound::{
+    HUMAN_AGENT_WINDOW, IdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN, MAX_METADATA_BYTES, MAX_TEXT_BYTES,
+    Media, MediaKind, MessagingType, OutboundContent, OutboundMessage, OutboundStatus,
+    RawSendRequest, STANDARD_WINDOW, SendError, SendRequest, is_token_error, messaging_type,
 };
 pub use secret::{SealedSecret, Secret};

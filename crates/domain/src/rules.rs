@@ -257,31 +257,37 @@ impl RuleSpec {
         if let Err(e) = check_placeholders(&self.reply.text) {
             errors.push(e);
         }
-        if self.reply.quick_replies.len() > MAX_QUICK_REPLIES {
-            errors.push(FieldError::new(
-                "reply.quick_replies",
-                format!("may hold at most {MAX_QUICK_REPLIES} buttons"),
-            ));
-        }
-        for (i, q) in self.reply.quick_replies.iter().enumerate() {
-            if q.title.trim().is_empty() || q.title.chars().count() > 20 {
-                errors.push(FieldError::new(
-                    format!("reply.quick_replies[{i}].title"),
-                    "must be 1 to 20 characters",
-                ));
-            }
-            if q.payload.is_empty() || q.payload.len() > 1000 {
-                errors.push(FieldError::new(
-                    format!("reply.quick_replies[{i}].payload"),
-                    "must be 1 to 1000 bytes",
-                ));
-            }
-        }
+        check_quick_replies("reply.quick_replies", &self.reply.quick_replies, &mut errors);
         ValidationErrors::check(errors)?;
         Ok(Self {
             name: name.to_owned(),
             ..self
         })
+    }
+}
+
+/// Checks quick replies against Meta's limits (at most 13; titles of 1 to 20 characters;
+/// payloads of 1 to 1,000 bytes), naming each fault under `field`.
+pub(crate) fn check_quick_replies(field: &str, quick_replies: &[QuickReply], errors: &mut Vec<FieldError>) {
+    if quick_replies.len() > MAX_QUICK_REPLIES {
+        errors.push(FieldError::new(
+            field.to_owned(),
+            format!("may hold at most {MAX_QUICK_REPLIES} buttons"),
+        ));
+    }
+    for (i, q) in quick_replies.iter().enumerate() {
+        if q.title.trim().is_empty() || q.title.chars().count() > 20 {
+            errors.push(FieldError::new(
+                format!("{field}[{i}].title"),
+                "must be 1 to 20 characters",
+            ));
+        }
+        if q.payload.is_empty() || q.payload.len() > 1000 {
+            errors.push(FieldError::new(
+                format!("{field}[{i}].payload"),
+                "must be 1 to 1000 bytes",
+            ));
+        }
     }
 }
 

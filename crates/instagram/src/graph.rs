@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use insta_router_domain::rules::QuickReply;
-use insta_router_domain::{InstagramMessageId, InstagramUserId, Secret};
+use insta_router_domain::{
+    InstagramMessageId, InstagramUserId, MessagingType, OutboundContent, Secret,
+};
 use insta_router_ports::{GraphError, Messenger, Profile};
 use serde::Deserialize;
 use serde_json::json;
@@ -147,30 +148,78 @@ impl Messenger for GraphClient {
         })
     }
 
-    async fn send_text(
+    async fn send(
         &self,
         token: &Secret,
         recipient: &InstagramUserId,
-        text: &str,
-        quick_replies: &[QuickReply],
+        content: &OutboundContent,
+        messaging: MessagingType,
     ) -> Result<InstagramMessageId, GraphError> {
-        let mut message = json!({ "text": text });
-        if !quick_replies.is_empty() {
-            message["quick_replies"] = quick_replies
-                .iter()
-                .map(|q| json!({"content_type": "text", "title": q.title, "payload": q.payload}))
-                .collect();
-        }
-        let body = json!({
+        let message = match content {
+            OutboundContent::Text {
+                text,
+                quick_replies,
+            } => {
+                let mut message = json!({ "text": text });
+                if !quick_replies.is_empty() {
+                    message["quick_replies"] = quick_replies
+                        .iter()
+                        .map(|q| json!({"content_type": "text", "title": q.title, "payload": q.payload}))
+                        .collect();
+                }
+                message
+            }
+            OutboundContent::Media(media) => json!({
+                "attachment": {
+                    "type": media.kind.as_str(),
+                    "payload": {"url": media.url, "is_reusable": true},
+                }
+            }),
+        };
+        let mut body = json!({
             "recipient": {"id": recipient.as_str()},
-            "messaging_type": "RESPONSE",
             "message": message,
         });
+        match messaging {
+            MessagingType::Response => body["messaging_type"] = json!("RESPONSE"),
+            MessagingType::HumanAgent => {
+                body["messaging_type"] = json!("MESSAGE_TAG");
+                body["tag"] = json!("HUMAN_AGENT");
+            }
+        }
+        let body = self.post_messages(token, &body).await?;
+        let answer: SendAnswer = serde_json::from_str(&body)
+            .map_err(|e| GraphError::Unknown(format!("unexpected Send API answer: {e}")))?;
+        InstagramMessageId::parse("message_id", &answer.message_id)
+            .map_err(|e| GraphError::Unknown(e.to_string()))
+    }
+
+    async fn mark_seen(
+        &self,
+        token: &Secret,
+        recipient: &InstagramUserId,
+    ) -> Result<(), GraphError> {
+        let body = json!({
+            "recipient": {"id": recipient.as_str()},
+            "sender_action": "mark_seen",
+        });
+        self.post_messages(token, &body).await.map(drop)
+    }
+}
+
+impl GraphClient {
+    /// POSTs to `/me/messages` and returns the body of a 2xx answer. A 200 whose body holds
+    /// an `error` member is a failure too.
+    async fn post_messages(
+        &self,
+        token: &Secret,
+        body: &serde_json::Value,
+    ) -> Result<String, GraphError> {
         let response = self
             .http
             .post(format!("{}/me/messages", self.base_url))
             .bearer_auth(token.expose())
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(|e| request_failed(&e))?;
@@ -179,13 +228,10 @@ impl Messenger for GraphClient {
             .text()
             .await
             .map_err(|e| GraphError::Unknown(e.to_string()))?;
-        if !(200..300).contains(&status) {
+        if !(200..300).contains(&status) || serde_json::from_str::<ErrorBody>(&body).is_ok() {
             return Err(classify(status, &body));
         }
-        let answer: SendAnswer = serde_json::from_str(&body)
-            .map_err(|e| GraphError::Unknown(format!("unexpected Send API answer: {e}")))?;
-        InstagramMessageId::parse("message_id", &answer.message_id)
-            .map_err(|e| GraphError::Unknown(e.to_string()))
+        Ok(body)
     }
 }
 

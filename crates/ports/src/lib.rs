@@ -10,6 +10,7 @@ mod delivery;
 mod error;
 mod inbound;
 mod messenger;
+mod outbound;
 mod page;
 mod rules;
 mod store;
@@ -31,6 +32,9 @@ pub use inbound::{
 #[cfg(any(test, feature = "mocks"))]
 pub use messenger::MockMessenger;
 pub use messenger::{GraphError, Messenger, Profile};
+#[cfg(any(test, feature = "mocks"))]
+pub use outbound::{MockInbox, MockOutboundStore};
+pub use outbound::{Accepted, ConversationSummary, Inbox, OutboundStore, Settlement};
 pub use page::{Page, PageRequest};
 pub use rules::{AutoReplyStore, ReplyClaim, RuleRepository, StoredRule};
 #[cfg(any(test, feature = "mocks"))]

@@ -1,8 +1,9 @@
 //! Sending through Instagram: the Graph API, as the core sees it.
 
 use async_trait::async_trait;
-use insta_router_domain::rules::QuickReply;
-use insta_router_domain::{InstagramMessageId, InstagramUserId, Secret};
+use insta_router_domain::{
+    InstagramMessageId, InstagramUserId, MessagingType, OutboundContent, Secret,
+};
 
 /// A customer's public profile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,17 +54,25 @@ pub trait Messenger: Send + Sync {
     /// [`GraphError`] when the lookup fails (common for customers who have not consented).
     async fn profile(&self, token: &Secret, user: &InstagramUserId) -> Result<Profile, GraphError>;
 
-    /// Sends a text message as a response inside the messaging window; returns Meta's id of
-    /// the message sent.
+    /// Sends one message (a text with optional quick replies, or media by URL) with the
+    /// messaging type the window allows; returns Meta's id of the message sent.
     ///
     /// # Errors
     ///
     /// [`GraphError`], classified for retrying.
-    async fn send_text(
+    async fn send(
         &self,
         token: &Secret,
         recipient: &InstagramUserId,
-        text: &str,
-        quick_replies: &[QuickReply],
+        content: &OutboundContent,
+        messaging: MessagingType,
     ) -> Result<InstagramMessageId, GraphError>;
+
+    /// Tells Meta the business has seen the conversation (`sender_action: mark_seen`).
+    ///
+    /// # Errors
+    ///
+    /// [`GraphError`].
+    async fn mark_seen(&self, token: &Secret, recipient: &InstagramUserId)
+    -> Result<(), GraphError>;
 }

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use insta_router_domain::{
     Account, AccountId, Conversation, ConversationId, InstagramAccountId, Message, MessageId,
+    TokenFailure,
 };
 
 use crate::{Page, PageRequest, RepoError};
@@ -56,6 +57,17 @@ pub trait AccountRepository: Send + Sync {
     ///
     /// [`RepoError::Unavailable`].
     async fn delete(&self, id: &AccountId) -> Result<bool, RepoError>;
+
+    /// Records that Meta refused the account's access token; cleared by setting a new one.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn mark_token_failure(
+        &self,
+        id: &AccountId,
+        failure: &TokenFailure,
+    ) -> Result<(), RepoError>;
 }
 
 /// Stored messages.

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use insta_router_domain::{
-    Account, AccountId, CrmDeliveryState, CrmWebhookUrl, InstagramAccountId, SealedSecret, Username,
+    Account, AccountId, CrmDeliveryState, CrmWebhookUrl, InstagramAccountId, SealedSecret,
+    TokenFailure, Username,
 };
 use insta_router_ports::{AccountRepository, Page, PageRequest, RepoError};
 use sea_orm::{
@@ -93,6 +94,25 @@ impl AccountRepository for SeaAccountRepository {
             .map_err(unavailable)?;
         Ok(result.rows_affected > 0)
     }
+
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    async fn mark_token_failure(
+        &self,
+        id: &AccountId,
+        failure: &TokenFailure,
+    ) -> Result<(), RepoError> {
+        Entity::update_many()
+            .set(ActiveModel {
+                token_invalid_at: Set(Some(to_micros(failure.at))),
+                token_error: Set(Some(failure.message.clone())),
+                ..Default::default()
+            })
+            .filter(Column::Id.eq(id.as_str()))
+            .exec(&self.db)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }
 
 fn to_active(account: &Account) -> ActiveModel {
@@ -116,6 +136,8 @@ fn to_active(account: &Account) -> ActiveModel {
             .as_ref()
             .map(|s| s.as_str().to_owned())),
         previous_secret_until: Set(account.delivery.previous_secret_until.map(to_micros)),
+        token_invalid_at: Set(account.token_failure.as_ref().map(|f| to_micros(f.at))),
+        token_error: Set(account.token_failure.as_ref().map(|f| f.message.clone())),
         created_at: Set(to_micros(account.created_at)),
         updated_at: Set(to_micros(account.updated_at)),
     }
@@ -144,6 +166,13 @@ fn from_model(row: Model) -> Result<Account, RepoError> {
             disabled_at: row.crm_disabled_at.map(from_micros).transpose()?,
             previous_secret: row.previous_webhook_secret.clone().map(SealedSecret::new),
             previous_secret_until: row.previous_secret_until.map(from_micros).transpose()?,
+        },
+        token_failure: match (row.token_invalid_at, &row.token_error) {
+            (Some(at), message) => Some(TokenFailure {
+                at: from_micros(at)?,
+                message: message.clone().unwrap_or_default(),
+            }),
+            (None, _) => None,
         },
         created_at: from_micros(row.created_at)?,
         updated_at: from_micros(row.updated_at)?,

@@ -30,24 +30,7 @@ impl SeaAutoReplyStore {
     }
 
     fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
-        let backend = self.db.get_database_backend();
-        // `?` placeholders, numbered for PostgreSQL.
-        let sql = if backend == sea_orm::DatabaseBackend::Postgres {
-            let mut n = 0;
-            sql.chars()
-                .map(|c| {
-                    if c == '?' {
-                        n += 1;
-                        format!("${n}")
-                    } else {
-                        c.to_string()
-                    }
-                })
-                .collect()
-        } else {
-            sql.to_owned()
-        };
-        Statement::from_sql_and_values(backend, sql, values)
+        crate::sql::statement(self.db.get_database_backend(), sql, values)
     }
 
     async fn scalar(&self, sql: &str, values: Vec<Value>) -> Result<Option<i64>, RepoError> {
@@ -56,17 +39,7 @@ impl SeaAutoReplyStore {
             .query_one_raw(self.statement(sql, values))
             .await
             .map_err(unavailable)?;
-        Ok(row.and_then(|r| {
-            r.try_get_by_index::<Option<i64>>(0)
-                .ok()
-                .flatten()
-                .or_else(|| {
-                    r.try_get_by_index::<Option<i32>>(0)
-                        .ok()
-                        .flatten()
-                        .map(i64::from)
-                })
-        }))
+        Ok(row.and_then(|r| crate::sql::int_at(&r, 0)))
     }
 }
 

@@ -12,7 +12,8 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnecti
 use crate::error::unavailable;
 use crate::{
     SeaAccountRepository, SeaAutoReplyStore, SeaConversationRepository, SeaDeliveryStore,
-    SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaRuleRepository, StorageError,
+    SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaOutboundStore, SeaRuleRepository,
+    StorageError,
 };
 
 /// The database products insta-router runs on.
@@ -365,6 +366,11 @@ impl Database {
             self.writer.as_ref().unwrap_or(&self.conn).clone(),
             self.backend,
         )
+    }
+
+    /// The sends CRMs asked for.
+    pub fn outbound(&self) -> SeaOutboundStore {
+        SeaOutboundStore::new(self.conn.clone(), self.backend)
     }
 
     /// The job queue.

@@ -1,20 +1,25 @@
 //! [`ConversationRepository`] on sea-orm.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    Conversation, ConversationId, FieldError, InstagramAccountId, InstagramUserId,
+    Conversation, ConversationId, Direction, FieldError, InstagramAccountId, InstagramUserId,
 };
-use insta_router_ports::{ConversationRepository, Page, PageRequest, RepoError};
+use insta_router_ports::{
+    ConversationRepository, ConversationSummary, Inbox, MessageRepository, Page, PageRequest,
+    RepoError,
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement,
 };
 
-use crate::Backend;
 use crate::entity::conversations::{Column, Entity, Model};
 use crate::error::unavailable;
 use crate::page::{after_time_cursor, into_page, time_cursor};
+use crate::sql::{int_at, statement};
 use crate::time::{from_micros, to_micros};
+use crate::{Backend, SeaMessageRepository};
 
 /// Conversations in the `conversations` table.
 #[derive(Debug, Clone)]
@@ -124,4 +129,110 @@ fn from_model(row: Model) -> Result<Conversation, RepoError> {
         last_message_at: from_micros(row.last_message_at)?,
         last_inbound_at: row.last_inbound_at.map(from_micros).transpose()?,
     })
+}
+
+#[async_trait]
+impl Inbox for SeaConversationRepository {
+    async fn conversations(
+        &self,
+        account: &InstagramAccountId,
+        page: PageRequest,
+    ) -> Result<Page<ConversationSummary>, RepoError> {
+        let limit = page.effective_limit();
+        let mut query = Entity::find()
+            .filter(Column::InstagramAccountId.eq(account.as_str()))
+            .order_by_desc(Column::LastMessageAt)
+            .order_by_desc(Column::Id)
+            .limit(u64::from(limit) + 1);
+        if let Some(after) = &page.after {
+            query = query.filter(after_time_cursor(after, Column::LastMessageAt, Column::Id)?);
+        }
+        let rows = query.all(&self.db).await.map_err(unavailable)?;
+        let page = into_page(
+            rows,
+            limit,
+            |r| time_cursor(r.last_message_at, &r.id),
+            Ok,
+        )?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for row in page.items {
+            items.push(self.summary(row).await?);
+        }
+        Ok(Page {
+            items,
+            next: page.next,
+        })
+    }
+
+    async fn conversation(
+        &self,
+        id: &ConversationId,
+    ) -> Result<Option<ConversationSummary>, RepoError> {
+        let row = Entity::find_by_id(id.as_str().to_owned())
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?;
+        match row {
+            Some(row) => Ok(Some(self.summary(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn mark_seen(&self, id: &ConversationId, at: DateTime<Utc>) -> Result<bool, RepoError> {
+        let result = self
+            .db
+            .execute_raw(statement(
+                self.db.get_database_backend(),
+                "UPDATE conversations SET seen_at = ? WHERE id = ?",
+                vec![to_micros(at).into(), id.as_str().into()],
+            ))
+            .await
+            .map_err(unavailable)?;
+        Ok(result.rows_affected() == 1)
+    }
+}
+
+impl SeaConversationRepository {
+    /// The conversation with its newest message and unread count: inbound messages, not
+    /// unsent, newer than both the business's last message and its last mark-seen.
+    async fn summary(&self, row: Model) -> Result<ConversationSummary, RepoError> {
+        let last_message = SeaMessageRepository::new(self.db.clone())
+            .list_by_conversation(
+                &ConversationId::parse("id", &row.id)
+                    .map_err(|e| RepoError::Corrupt(format!("conversation: {e}")))?,
+                PageRequest {
+                    after: None,
+                    limit: 1,
+                },
+            )
+            .await?
+            .items
+            .pop();
+        let unread = self
+            .db
+            .query_one_raw(statement(
+                self.db.get_database_backend(),
+                "SELECT count(*) FROM messages WHERE conversation_id = ? AND direction = ? \
+                 AND deleted_at IS NULL AND timestamp > ? AND timestamp > coalesce((SELECT max(o.timestamp) \
+                 FROM messages o WHERE o.conversation_id = ? AND o.direction = ?), 0)",
+                vec![
+                    row.id.as_str().into(),
+                    Direction::Inbound.as_str().into(),
+                    row.seen_at.unwrap_or(0).into(),
+                    row.id.as_str().into(),
+                    Direction::Outbound.as_str().into(),
+                ],
+            ))
+            .await
+            .map_err(unavailable)?
+            .and_then(|r| int_at(&r, 0))
+            .unwrap_or(0);
+        let seen_at = row.seen_at.map(from_micros).transpose()?;
+        Ok(ConversationSummary {
+            conversation: from_model(row)?,
+            last_message,
+            unread: u32::try_from(unread).unwrap_or(u32::MAX),
+            seen_at,
+        })
+    }
 }

@@ -16,8 +16,10 @@ mod inbound_postgres;
 mod inbound_sqlite;
 mod jobs;
 mod messages;
+mod outbound;
 mod page;
 mod rules;
+mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
@@ -31,4 +33,5 @@ pub use error::StorageError;
 pub use inbound::SeaInboundStore;
 pub use jobs::SeaJobQueue;
 pub use messages::SeaMessageRepository;
+pub use outbound::SeaOutboundStore;
 pub use rules::SeaRuleRepository;

@@ -9,7 +9,7 @@ use insta_router_domain::{
 use insta_router_ports::{MessageRepository, Page, PageRequest, RepoError};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseBackend, DatabaseConnection,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
     EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, Value,
 };
 use serde::{Deserialize, Serialize};
@@ -78,30 +78,7 @@ impl SeaMessageRepository {
 impl MessageRepository for SeaMessageRepository {
     #[tracing::instrument(skip_all, fields(message_id = %message.id))]
     async fn insert_if_absent(&self, message: &Message) -> Result<bool, RepoError> {
-        let insert = Entity::insert(to_active(message)?);
-        if self.db.get_database_backend() == DatabaseBackend::MySql {
-            // MySQL has no `ON CONFLICT DO NOTHING`, and its `ON DUPLICATE KEY` form reports a
-            // found row as affected; a duplicate-key error leaves the transaction usable there.
-            return match insert
-                .exec_without_returning(&self.db)
-                .await
-                .map_err(map_err("mid"))
-            {
-                Ok(_) => Ok(true),
-                Err(RepoError::Conflict { .. }) => Ok(false),
-                Err(other) => Err(other),
-            };
-        }
-        let inserted = insert
-            .on_conflict(
-                OnConflict::columns([Column::InstagramAccountId, Column::Mid])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
-            .await
-            .map_err(unavailable)?;
-        Ok(inserted > 0)
+        insert_if_absent(&self.db, message).await
     }
 
     async fn get(&self, id: &MessageId) -> Result<Option<Message>, RepoError> {
@@ -129,6 +106,38 @@ impl MessageRepository for SeaMessageRepository {
         let rows = query.all(&self.db).await.map_err(unavailable)?;
         into_page(rows, limit, |r| time_cursor(r.timestamp, &r.id), from_model)
     }
+}
+
+/// Stores `message` on any connection or transaction unless one with the same account and
+/// mid exists; returns whether it was stored.
+pub(crate) async fn insert_if_absent(
+    conn: &impl ConnectionTrait,
+    message: &Message,
+) -> Result<bool, RepoError> {
+    let insert = Entity::insert(to_active(message)?);
+    if conn.get_database_backend() == DatabaseBackend::MySql {
+        // MySQL has no `ON CONFLICT DO NOTHING`, and its `ON DUPLICATE KEY` form reports a
+        // found row as affected; a duplicate-key error leaves the transaction usable there.
+        return match insert
+            .exec_without_returning(conn)
+            .await
+            .map_err(map_err("mid"))
+        {
+            Ok(_) => Ok(true),
+            Err(RepoError::Conflict { .. }) => Ok(false),
+            Err(other) => Err(other),
+        };
+    }
+    let inserted = insert
+        .on_conflict(
+            OnConflict::columns([Column::InstagramAccountId, Column::Mid])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(inserted > 0)
 }
 
 #[derive(Serialize, Deserialize)]

@@ -15,6 +15,8 @@ pub struct Model {
     pub crm_disabled_at: Option<i64>,
     pub previous_webhook_secret: Option<String>,
     pub previous_secret_until: Option<i64>,
+    pub token_invalid_at: Option<i64>,
+    pub token_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }

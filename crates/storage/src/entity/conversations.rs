@@ -12,6 +12,7 @@ pub struct Model {
     pub started_at: i64,
     pub last_message_at: i64,
     pub last_inbound_at: Option<i64>,
+    pub seen_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

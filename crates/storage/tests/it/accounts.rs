@@ -16,6 +16,7 @@ fn account(n: u128, instagram_id: &str) -> Account {
         access_token: SealedSecret::new("plain:token".into()),
         webhook_secret: Some(SealedSecret::new("plain:secret".into())),
         delivery: Default::default(),
+        token_failure: None,
         created_at: at(0),
         updated_at: at(1),
     }

@@ -103,6 +103,7 @@ pub(crate) async fn add_account(db: &Database, n: u128, instagram_id: &str, crm:
             crm_webhook_url: crm.then(|| CrmWebhookUrl::parse("https://crm.example/h").unwrap()),
             webhook_secret: crm.then(|| SealedSecret::new("plain:s".into())),
             delivery: Default::default(),
+            token_failure: None,
             created_at: at(0),
             updated_at: at(0),
         })

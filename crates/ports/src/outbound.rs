@@ -1,0 +1,144 @@
+//! Sending for CRMs: the stored sends, and the Graph API calls they need.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use insta_router_domain::{
+    Conversation, ConversationId, InstagramAccountId, InstagramMessageId, Message, MessageId,
+    NewJob, OutboundMessage, OutboundStatus, SendError,
+};
+
+use crate::{Page, PageRequest, RepoError};
+
+/// What became of a send request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored and queued.
+    Created,
+    /// The account already has a send with this idempotency key: here it is.
+    Existing(Box<OutboundMessage>),
+}
+
+/// How a send attempt ended, to be written in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The new status.
+    pub status: OutboundStatus,
+    /// Meta's id of the message, when sent.
+    pub instagram_message_id: Option<InstagramMessageId>,
+    /// When Meta took it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Why not, when it did not go out.
+    pub error: Option<SendError>,
+    /// The sent message, to store in its conversation (unless its echo got there first,
+    /// under the same mid), and the conversation's new timestamps.
+    pub copy: Option<(Message, Conversation)>,
+    /// The event for the account's CRM (`message.sent`, `message.failed`).
+    pub crm_event: Option<NewJob>,
+}
+
+/// The stored sends.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait OutboundStore: Send + Sync {
+    /// Stores `message` (pending) and queues `job` in one transaction, unless the account
+    /// already has a send with the same idempotency key: then nothing is written and the
+    /// stored send is returned. Concurrent requests with one key store exactly one.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Conflict`] when the key is taken but its send cannot be read (a
+    /// concurrent request has not committed yet); [`RepoError::Unavailable`].
+    async fn accept(&self, message: &OutboundMessage, job: &NewJob) -> Result<Accepted, RepoError>;
+
+    /// The send with id `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
+    async fn get(&self, id: &MessageId) -> Result<Option<OutboundMessage>, RepoError>;
+
+    /// Marks a pending send as being handed to Meta and counts the attempt; false when it
+    /// was not pending (another worker has it, or it is settled). Written before the Graph
+    /// API call, so a crash during the call leaves `sending`, never a blind resend.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn start_attempt(&self, id: &MessageId) -> Result<bool, RepoError>;
+
+    /// Applies `settlement` to a send whose status is `from`, in one transaction with its
+    /// copy and CRM event; false (and nothing written) when the status was no longer `from`.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn settle(
+        &self,
+        id: &MessageId,
+        from: OutboundStatus,
+        settlement: &Settlement,
+    ) -> Result<bool, RepoError>;
+
+    /// For a send whose outcome is unknown: the echo Meta sent of it, if one is stored (an
+    /// outbound message of `account`'s conversation `conversation` with the send's text, sent
+    /// after `since` and not claimed by another send). Returns its mid and time.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
+    async fn find_echo(
+        &self,
+        account: &InstagramAccountId,
+        conversation: &ConversationId,
+        text: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<(InstagramMessageId, DateTime<Utc>)>, RepoError>;
+}
+
+/// A conversation as an inbox lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Its newest message, either direction.
+    pub last_message: Option<Message>,
+    /// Inbound messages since the business last answered or marked it seen.
+    pub unread: u32,
+    /// When the business last marked it seen.
+    pub seen_at: Option<DateTime<Utc>>,
+}
+
+/// The inbox view of conversations.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Inbox: Send + Sync {
+    /// An account's conversations, most recently active first, with their last message and
+    /// unread count.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::InvalidCursor`], [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
+    async fn conversations(
+        &self,
+        account: &InstagramAccountId,
+        page: PageRequest,
+    ) -> Result<Page<ConversationSummary>, RepoError>;
+
+    /// One conversation with its last message and unread count.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
+    async fn conversation(
+        &self,
+        id: &ConversationId,
+    ) -> Result<Option<ConversationSummary>, RepoError>;
+
+    /// Records that the business saw the conversation at `at`; false when there is no such
+    /// conversation.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn mark_seen(&self, id: &ConversationId, at: DateTime<Utc>) -> Result<bool, RepoError>;
+}

@@ -1,0 +1,420 @@
+//! [`OutboundStore`] on sea-orm: the `outbound_messages` table, written in one transaction
+//! with the send job, and with the sent copy and CRM event when a send settles.
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use insta_router_domain::rules::QuickReply;
+use insta_router_domain::{
+    AccountId, ConversationId, Direction, IdempotencyKey, InstagramAccountId, InstagramMessageId,
+    InstagramUserId, Media, MediaKind, MessageId, NewJob, OutboundContent, OutboundMessage,
+    OutboundStatus, SendError, SendRequest,
+};
+use insta_router_ports::{Accepted, OutboundStore, RepoError, Settlement};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait, Value,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::conversations::upsert_sql;
+use crate::error::{map_err, retry_deadlocks, unavailable};
+use crate::jobs::insert_jobs;
+use crate::sql::{int_at, statement};
+use crate::time::{from_micros, to_micros};
+use crate::{Backend, messages};
+
+const COLUMNS: &str = "id, account_id, recipient_id, message_text, idempotency_key, status, \
+     instagram_message_id, error_code, error_message, created_at, sent_at, content, human_agent, \
+     metadata, fingerprint, error_subcode, error_retryable, attempts";
+
+/// Sends in the `outbound_messages` table.
+#[derive(Debug, Clone)]
+pub struct SeaOutboundStore {
+    db: DatabaseConnection,
+    backend: Backend,
+}
+
+/// What a send carries besides its text, as stored in `content`.
+#[derive(Serialize, Deserialize, Default)]
+struct StoredContent {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    quick_replies: Vec<StoredQuickReply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attachment: Option<StoredMedia>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredQuickReply {
+    title: String,
+    payload: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredMedia {
+    #[serde(rename = "type")]
+    kind: String,
+    url: String,
+}
+
+impl SeaOutboundStore {
+    pub(crate) fn new(db: DatabaseConnection, backend: Backend) -> Self {
+        Self { db, backend }
+    }
+
+    async fn by_key(
+        &self,
+        account: &AccountId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<OutboundMessage>, RepoError> {
+        let row = self
+            .db
+            .query_one_raw(statement(
+                self.db.get_database_backend(),
+                &format!(
+                    "SELECT {COLUMNS} FROM outbound_messages WHERE account_id = ? AND idempotency_key = ?"
+                ),
+                vec![account.as_str().into(), key.as_str().into()],
+            ))
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Inserts the send unless its key is taken; true when inserted.
+    async fn insert(
+        &self,
+        conn: &impl ConnectionTrait,
+        message: &OutboundMessage,
+    ) -> Result<bool, RepoError> {
+        let backend = conn.get_database_backend();
+        let (text, content) = stored_content(&message.request.content)?;
+        let r = &message.request;
+        let values: Vec<Value> = vec![
+            message.id.as_str().into(),
+            r.account_id.as_str().into(),
+            r.recipient_id.as_str().into(),
+            text.into(),
+            r.idempotency_key.as_str().into(),
+            message.status.as_str().into(),
+            message
+                .instagram_message_id
+                .as_ref()
+                .map(|m| m.as_str().to_owned())
+                .into(),
+            message.error.as_ref().map(|e| e.code.clone()).into(),
+            message.error.as_ref().map(|e| e.message.clone()).into(),
+            to_micros(message.created_at).into(),
+            message.sent_at.map(to_micros).into(),
+            content.into(),
+            r.human_agent.into(),
+            r.metadata.clone().into(),
+            message.fingerprint.as_str().into(),
+            message.error.as_ref().and_then(|e| e.subcode).into(),
+            message.error.as_ref().map(|e| e.retryable).into(),
+            i32::try_from(message.attempts).unwrap_or(i32::MAX).into(),
+        ];
+        let marks = vec!["?"; values.len()].join(", ");
+        let sql = match self.backend {
+            // A taken key is a duplicate-key error there; it leaves the transaction usable.
+            Backend::MySql => format!("INSERT INTO outbound_messages ({COLUMNS}) VALUES ({marks})"),
+            Backend::Sqlite | Backend::Postgres => format!(
+                "INSERT INTO outbound_messages ({COLUMNS}) VALUES ({marks}) \
+                 ON CONFLICT (account_id, idempotency_key) DO NOTHING"
+            ),
+        };
+        match conn
+            .execute_raw(statement(backend, &sql, values))
+            .await
+            .map_err(map_err("idempotency_key"))
+        {
+            Ok(result) => Ok(result.rows_affected() == 1),
+            Err(RepoError::Conflict { .. }) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+fn stored_content(content: &OutboundContent) -> Result<(String, Option<String>), RepoError> {
+    let (text, stored) = match content {
+        OutboundContent::Text {
+            text,
+            quick_replies,
+        } => (
+            text.clone(),
+            StoredContent {
+                quick_replies: quick_replies
+                    .iter()
+                    .map(|q| StoredQuickReply {
+                        title: q.title.clone(),
+                        payload: q.payload.clone(),
+                    })
+                    .collect(),
+                attachment: None,
+            },
+        ),
+        OutboundContent::Media(media) => (
+            String::new(),
+            StoredContent {
+                quick_replies: Vec::new(),
+                attachment: Some(StoredMedia {
+                    kind: media.kind.as_str().to_owned(),
+                    url: media.url.clone(),
+                }),
+            },
+        ),
+    };
+    let json = if stored.quick_replies.is_empty() && stored.attachment.is_none() {
+        None
+    } else {
+        Some(
+            serde_json::to_string(&stored)
+                .map_err(|e| RepoError::Corrupt(format!("outbound content: {e}")))?,
+        )
+    };
+    Ok((text, json))
+}
+
+fn from_row(row: &QueryResult) -> Result<OutboundMessage, RepoError> {
+    let get_str = |column: &str| -> Result<String, RepoError> {
+        row.try_get::<String>("", column).map_err(unavailable)
+    };
+    let get_opt = |column: &str| -> Result<Option<String>, RepoError> {
+        row.try_get::<Option<String>>("", column)
+            .map_err(unavailable)
+    };
+    let id = get_str("id")?;
+    let corrupt = |e: &dyn std::fmt::Display| RepoError::Corrupt(format!("send {id}: {e}"));
+    let text = get_str("message_text")?;
+    let stored: StoredContent = match get_opt("content")? {
+        Some(json) => serde_json::from_str(&json).map_err(|e| corrupt(&e))?,
+        None => StoredContent::default(),
+    };
+    let content = match stored.attachment {
+        Some(media) => OutboundContent::Media(Media {
+            kind: MediaKind::parse(&media.kind)
+                .ok_or_else(|| corrupt(&format!("attachment type {}", media.kind)))?,
+            url: media.url,
+        }),
+        None => OutboundContent::Text {
+            text,
+            quick_replies: stored
+                .quick_replies
+                .into_iter()
+                .map(|q| QuickReply {
+                    title: q.title,
+                    payload: q.payload,
+                })
+                .collect(),
+        },
+    };
+    let status = get_str("status")?;
+    let error = match get_opt("error_code")? {
+        Some(code) => Some(SendError {
+            code,
+            subcode: row
+                .try_get::<Option<i64>>("", "error_subcode")
+                .map_err(unavailable)?,
+            message: get_opt("error_message")?.unwrap_or_default(),
+            retryable: row
+                .try_get::<Option<bool>>("", "error_retryable")
+                .map_err(unavailable)?
+                .unwrap_or(false),
+        }),
+        None => None,
+    };
+    Ok(OutboundMessage {
+        id: MessageId::parse("id", &id).map_err(|e| corrupt(&e))?,
+        request: SendRequest {
+            account_id: AccountId::parse("account_id", &get_str("account_id")?)
+                .map_err(|e| corrupt(&e))?,
+            recipient_id: InstagramUserId::parse("recipient_id", &get_str("recipient_id")?)
+                .map_err(|e| corrupt(&e))?,
+            content,
+            human_agent: row.try_get::<bool>("", "human_agent").map_err(unavailable)?,
+            idempotency_key: IdempotencyKey::parse(&get_str("idempotency_key")?)
+                .map_err(|e| corrupt(&e))?,
+            metadata: get_opt("metadata")?,
+        },
+        fingerprint: get_str("fingerprint")?,
+        status: OutboundStatus::parse(&status).ok_or_else(|| corrupt(&status))?,
+        instagram_message_id: get_opt("instagram_message_id")?
+            .map(|m| InstagramMessageId::parse("instagram_message_id", &m))
+            .transpose()
+            .map_err(|e| corrupt(&e))?,
+        error,
+        attempts: u32::try_from(int_at(row, 17).unwrap_or(0)).unwrap_or(0),
+        created_at: from_micros(
+            row.try_get::<i64>("", "created_at")
+                .map_err(unavailable)?,
+        )?,
+        sent_at: row
+            .try_get::<Option<i64>>("", "sent_at")
+            .map_err(unavailable)?
+            .map(from_micros)
+            .transpose()?,
+    })
+}
+
+#[async_trait]
+impl OutboundStore for SeaOutboundStore {
+    #[tracing::instrument(skip_all, fields(message_id = %message.id))]
+    async fn accept(&self, message: &OutboundMessage, job: &NewJob) -> Result<Accepted, RepoError> {
+        let created = retry_deadlocks(|| async {
+            let txn = self.db.begin().await.map_err(unavailable)?;
+            if !self.insert(&txn, message).await? {
+                txn.rollback().await.map_err(unavailable)?;
+                return Ok(false);
+            }
+            insert_jobs(&txn, std::slice::from_ref(job)).await?;
+            txn.commit().await.map_err(unavailable)?;
+            Ok(true)
+        })
+        .await?;
+        if created {
+            return Ok(Accepted::Created);
+        }
+        let r = &message.request;
+        match self.by_key(&r.account_id, &r.idempotency_key).await? {
+            Some(existing) => Ok(Accepted::Existing(Box::new(existing))),
+            // Taken by a request that has not committed, or rolled back since.
+            None => Err(RepoError::Conflict {
+                field: "idempotency_key",
+            }),
+        }
+    }
+
+    async fn get(&self, id: &MessageId) -> Result<Option<OutboundMessage>, RepoError> {
+        let row = self
+            .db
+            .query_one_raw(statement(
+                self.db.get_database_backend(),
+                &format!("SELECT {COLUMNS} FROM outbound_messages WHERE id = ?"),
+                vec![id.as_str().into()],
+            ))
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn start_attempt(&self, id: &MessageId) -> Result<bool, RepoError> {
+        let result = self
+            .db
+            .execute_raw(statement(
+                self.db.get_database_backend(),
+                "UPDATE outbound_messages SET status = ?, attempts = attempts + 1 WHERE id = ? AND status = ?",
+                vec![
+                    OutboundStatus::Sending.as_str().into(),
+                    id.as_str().into(),
+                    OutboundStatus::Pending.as_str().into(),
+                ],
+            ))
+            .await
+            .map_err(unavailable)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all, fields(message_id = %id))]
+    async fn settle(
+        &self,
+        id: &MessageId,
+        from: OutboundStatus,
+        settlement: &Settlement,
+    ) -> Result<bool, RepoError> {
+        retry_deadlocks(|| async {
+            let txn = self.db.begin().await.map_err(unavailable)?;
+            let backend = txn.get_database_backend();
+            let error = settlement.error.as_ref();
+            let updated = txn
+                .execute_raw(statement(
+                    backend,
+                    "UPDATE outbound_messages SET status = ?, instagram_message_id = coalesce(?, instagram_message_id), \
+                     sent_at = coalesce(?, sent_at), error_code = ?, error_message = ?, error_subcode = ?, \
+                     error_retryable = ? WHERE id = ? AND status = ?",
+                    vec![
+                        settlement.status.as_str().into(),
+                        settlement
+                            .instagram_message_id
+                            .as_ref()
+                            .map(|m| m.as_str().to_owned())
+                            .into(),
+                        settlement.sent_at.map(to_micros).into(),
+                        error.map(|e| e.code.clone()).into(),
+                        error.map(|e| e.message.clone()).into(),
+                        error.and_then(|e| e.subcode).into(),
+                        error.map(|e| e.retryable).into(),
+                        id.as_str().into(),
+                        from.as_str().into(),
+                    ],
+                ))
+                .await
+                .map_err(unavailable)?;
+            if updated.rows_affected() != 1 {
+                txn.rollback().await.map_err(unavailable)?;
+                return Ok(false);
+            }
+            if let Some((copy, conversation)) = &settlement.copy {
+                // Its echo may be stored already, under the same mid: then that row stands.
+                messages::insert_if_absent(&txn, copy).await?;
+                txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                    backend,
+                    upsert_sql(self.backend),
+                    [
+                        conversation.id.as_str().into(),
+                        conversation.instagram_account_id.as_str().into(),
+                        conversation.customer_id.as_str().into(),
+                        to_micros(conversation.started_at).into(),
+                        to_micros(conversation.last_message_at).into(),
+                        conversation.last_inbound_at.map(to_micros).into(),
+                    ],
+                ))
+                .await
+                .map_err(unavailable)?;
+            }
+            if let Some(job) = &settlement.crm_event {
+                insert_jobs(&txn, std::slice::from_ref(job)).await?;
+            }
+            txn.commit().await.map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn find_echo(
+        &self,
+        account: &InstagramAccountId,
+        conversation: &ConversationId,
+        text: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<(InstagramMessageId, DateTime<Utc>)>, RepoError> {
+        let backend = self.db.get_database_backend();
+        // Meta's clock and ours differ a little: look a minute before the send was accepted.
+        let since = since - TimeDelta::minutes(1);
+        let row = self
+            .db
+            .query_one_raw(statement(
+                backend,
+                &format!(
+                    "SELECT m.mid, m.timestamp FROM messages m WHERE m.instagram_account_id = ? \
+                     AND m.conversation_id = ? AND m.direction = ? AND m.message_text = ? AND m.timestamp >= ? \
+                     AND m.mid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbound_messages o \
+                     WHERE o.instagram_message_id = m.mid) ORDER BY m.timestamp LIMIT 1"
+                ),
+                vec![
+                    account.as_str().into(),
+                    conversation.as_str().into(),
+                    Direction::Outbound.as_str().into(),
+                    text.into(),
+                    to_micros(since).into(),
+                ],
+            ))
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mid: String = row.try_get_by_index(0).map_err(unavailable)?;
+        let at: i64 = row.try_get_by_index(1).map_err(unavailable)?;
+        let mid = InstagramMessageId::parse("mid", &mid)
+            .map_err(|e| RepoError::Corrupt(format!("echo: {e}")))?;
+        Ok(Some((mid, from_micros(at)?)))
+    }
+}
