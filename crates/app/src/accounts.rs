@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use insta_router_domain::{
-    Account, AccountDraft, AccountId, AccountPatch, FieldError, InstagramAccountId,
+    Account, AccountDraft, AccountId, AccountPatch, FieldError, InstagramAccountId, Secret,
     ValidationErrors,
 };
 use insta_router_ports::{
@@ -103,6 +103,55 @@ impl AccountService {
         self.repo.insert(&account).await?;
         tracing::info!(account_id = %account.id, "account created");
         Ok(account)
+    }
+
+    /// Makes sure the account configured by environment (`INSTAGRAM_BUSINESS_ACCOUNT_ID`
+    /// with `INSTAGRAM_PAGE_ACCESS_TOKEN`, as the original service was set up) is connected
+    /// and holds that token, so it can be sent from and auto-replied for like any other:
+    /// created when missing (username `ig_<id>`, no CRM), its token replaced when the
+    /// environment's differs.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Invalid`] for a malformed id or token, or [`AccountError::Storage`].
+    pub async fn ensure_configured(
+        &self,
+        instagram_account_id: &str,
+        token: Secret,
+    ) -> Result<Account, AccountError> {
+        let draft = AccountDraft::parse(
+            instagram_account_id,
+            &format!("ig_{instagram_account_id}").chars().take(30).collect::<String>(),
+            token,
+            None,
+            None,
+        )
+        .map_err(AccountError::Invalid)?;
+        let instagram_id = draft.instagram_account_id.clone();
+        match self.repo.find_by_instagram_id(&instagram_id).await? {
+            None => match self.create(draft).await {
+                // Another instance created it at the same moment.
+                Err(AccountError::Conflict { .. }) => self
+                    .repo
+                    .find_by_instagram_id(&instagram_id)
+                    .await?
+                    .ok_or(AccountError::Conflict {
+                        field: "instagram_account_id",
+                    }),
+                other => other,
+            },
+            Some(mut account) => {
+                let current = self.cipher.open(&account.access_token).ok();
+                if current.as_ref().map(Secret::expose) != Some(draft.access_token.expose()) {
+                    account.access_token = self.cipher.seal(&draft.access_token);
+                    account.token_failure = None;
+                    account.updated_at = self.clock.now();
+                    self.repo.update(&account).await?;
+                    tracing::info!(account_id = %account.id, "the configured account's access token was replaced by INSTAGRAM_PAGE_ACCESS_TOKEN");
+                }
+                Ok(account)
+            }
+        }
     }
 
     /// The account with id `id`.

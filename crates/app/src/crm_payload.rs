@@ -14,7 +14,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use insta_router_domain::{
-    Attachment, EventId, InboundEvent, InboundEventKind, Message, ReactionAction, Referral, ReplyTo,
+    Attachment, EventId, InboundEvent, InboundEventKind, Message, OutboundMessage, ReactionAction,
+    Referral, ReplyTo,
 };
 use insta_router_ports::ACCOUNT_ID_PLACEHOLDER;
 use serde_json::{Map, Value, json};
@@ -120,6 +121,37 @@ pub(crate) fn event_body(event_type: &str, id: &EventId, event: &InboundEvent) -
         InboundEventKind::Message(_) | InboundEventKind::Unrecognized { .. } => {}
     }
     envelope(event_type, event.occurred_at, data)
+}
+
+/// The body of `message.sent` / `message.failed` for a send a CRM asked for (the original
+/// service's `DeliveryStatusWebhook`). Our account id is known here, so no placeholder.
+pub(crate) fn status_body(event_type: &str, send: &OutboundMessage, at: DateTime<Utc>) -> String {
+    let error = send.error.as_ref().map_or(Value::Null, |e| {
+        json!({"code": e.code, "subcode": e.subcode, "message": e.message, "retryable": e.retryable})
+    });
+    let metadata = send
+        .request
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+        .unwrap_or(Value::Null);
+    json!({
+        "type": event_type,
+        "timestamp": rfc3339(at),
+        "data": {
+            "event": event_type,
+            "message_id": send.id.as_str(),
+            "account_id": send.request.account_id.as_str(),
+            "recipient_id": send.request.recipient_id.as_str(),
+            "status": send.status.public_name(),
+            "timestamp": rfc3339(at),
+            "instagram_message_id": send.instagram_message_id.as_ref().map(|m| m.as_str()),
+            "idempotency_key": send.request.idempotency_key.as_str(),
+            "error": error,
+            "metadata": metadata,
+        },
+    })
+    .to_string()
 }
 
 fn envelope(event_type: &str, at: DateTime<Utc>, mut data: Map<String, Value>) -> String {

@@ -8,8 +8,10 @@ mod accounts;
 mod auto_reply;
 mod crm_payload;
 mod deliveries;
+mod inbox;
 mod ingest;
 mod rules;
+mod sending;
 mod system;
 mod workers;
 
@@ -20,11 +22,13 @@ use insta_router_ports::{HealthCheck, RepoError};
 pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE};
 pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
 pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySettings};
+pub use inbox::{InboxError, InboxService};
 pub use ingest::{IngestError, IngestReport, IngestSettings, Ingestor, ReceivedWebhook};
 pub use rules::{
     ConditionDocument, MAX_RULES_PER_ACCOUNT, QuickReplyDocument, ReplyDocument, RuleDocument,
     RuleError, RuleService, RuleView, TrialMessage, TrialOutcome,
 };
+pub use sending::{SendFailure, SendPorts, SendReceipt, SendService, SendSettings};
 pub use system::{PlaintextCipher, SystemClock, new_id_bits};
 
 /// Every use case, wired to its ports.
@@ -37,6 +41,10 @@ pub struct App {
     pub deliveries: Arc<DeliveryService>,
     /// Auto-reply rules.
     pub rules: Arc<RuleService>,
+    /// Sending for CRMs.
+    pub sending: Arc<SendService>,
+    /// Conversations and history.
+    pub inbox: InboxService,
     health: Arc<dyn HealthCheck>,
 }
 
@@ -47,6 +55,8 @@ impl App {
         ingest: Ingestor,
         deliveries: Arc<DeliveryService>,
         rules: Arc<RuleService>,
+        sending: Arc<SendService>,
+        inbox: InboxService,
         health: Arc<dyn HealthCheck>,
     ) -> Self {
         Self {
@@ -54,6 +64,8 @@ impl App {
             ingest,
             deliveries,
             rules,
+            sending,
+            inbox,
             health,
         }
     }

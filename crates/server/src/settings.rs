@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
-use insta_router_app::{AutoReplySettings, DeliverySettings};
+use insta_router_app::{AutoReplySettings, DeliverySettings, SendSettings};
 use insta_router_domain::rules::Safety;
 use insta_router_domain::{MIN_BACKOFF_AFTER_OVERLOAD, RetrySchedule};
 
@@ -102,6 +103,18 @@ pub struct Settings {
     /// A TOML file of auto-reply rules to create at start (`deploy/rules.example.toml`);
     /// empty for none.
     pub rules_file: String,
+    /// Send worker tasks (Graph API calls for `POST /api/v1/messages/send`); 0 turns sending
+    /// off in this process (another instance on the same database sends).
+    pub send_workers: usize,
+    /// The pauses before retrying a send after a temporary Graph API failure
+    /// (`2s, 10s, 1m, 5m, 15m`); after the last the send fails, `retryable: true`.
+    pub send_retry_schedule: String,
+    /// Most sends per second per account (Meta allows 300).
+    pub send_rate_per_account: u32,
+    /// How long the echo of a send whose outcome is unknown is waited for (`10m`).
+    pub send_reconcile_window: String,
+    /// How often it is looked for meanwhile (`30s`).
+    pub send_reconcile_interval: String,
 }
 
 impl fmt::Debug for Settings {
@@ -177,6 +190,11 @@ const KEYS: &[&str] = &[
     "AUTO_REPLY_HUMAN_PAUSE",
     "AUTO_REPLY_HOURLY_CAP",
     "RULES_FILE",
+    "SEND_WORKERS",
+    "SEND_RETRY_SCHEDULE",
+    "SEND_RATE_PER_ACCOUNT",
+    "SEND_RECONCILE_WINDOW",
+    "SEND_RECONCILE_INTERVAL",
 ];
 
 /// Why the configuration cannot be used.
@@ -307,6 +325,33 @@ impl Settings {
         }
     }
 
+    /// How sends are worked.
+    pub fn sending(&self) -> SendSettings {
+        let defaults = SendSettings::default();
+        SendSettings {
+            workers: self.send_workers,
+            poll_interval: Duration::from_millis(self.delivery_poll_interval_ms.max(10)),
+            // Checked when loading.
+            retry_delays: RetrySchedule::parse_delays(&self.send_retry_schedule)
+                .unwrap_or(defaults.retry_delays),
+            reconcile_window: RetrySchedule::parse_delay(&self.send_reconcile_window)
+                .unwrap_or(defaults.reconcile_window),
+            reconcile_interval: RetrySchedule::parse_delay(&self.send_reconcile_interval)
+                .unwrap_or(defaults.reconcile_interval),
+            per_account_rate: NonZeroU32::new(self.send_rate_per_account)
+                .unwrap_or(defaults.per_account_rate),
+            ..defaults
+        }
+    }
+
+    /// The account configured by environment, as the original service was set up:
+    /// `INSTAGRAM_BUSINESS_ACCOUNT_ID` with `INSTAGRAM_PAGE_ACCESS_TOKEN`, when both are set.
+    pub fn configured_account(&self) -> Option<(&str, &str)> {
+        let id = self.instagram_business_account_id.trim();
+        let token = self.instagram_page_access_token.trim();
+        (!id.is_empty() && !token.is_empty()).then_some((id, token))
+    }
+
     /// Production refuses to start without what Meta needs.
     ///
     /// # Errors
@@ -374,6 +419,20 @@ impl Settings {
                 "DELIVERY_LEASE ({} s) must be longer than CRM_WEBHOOK_TIMEOUT ({} s)",
                 self.delivery_lease, self.crm_webhook_timeout
             ));
+        }
+        for (name, value) in [
+            ("SEND_RECONCILE_WINDOW", &self.send_reconcile_window),
+            ("SEND_RECONCILE_INTERVAL", &self.send_reconcile_interval),
+        ] {
+            if let Err(e) = RetrySchedule::parse_delay(value) {
+                errors.push(format!("{name}: {e}"));
+            }
+        }
+        if let Err(e) = RetrySchedule::parse_delays(&self.send_retry_schedule) {
+            errors.push(format!("SEND_RETRY_SCHEDULE: {e}"));
+        }
+        if self.send_rate_per_account == 0 {
+            errors.push("SEND_RATE_PER_ACCOUNT must be at least 1".to_owned());
         }
         if self.crm_max_concurrency == 0 {
             errors.push("CRM_MAX_CONCURRENCY must be at least 1".to_owned());

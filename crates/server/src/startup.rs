@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use insta_router_app::{
-    AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, IngestSettings,
-    Ingestor, PlaintextCipher, RuleService, SystemClock,
+    AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, InboxService,
+    IngestSettings, Ingestor, PlaintextCipher, RuleService, SendPorts, SendService, SystemClock,
 };
 use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_http::{HttpSettings, MetricsRenderer};
+use insta_router_domain::Secret;
 use insta_router_instagram::GraphClient;
+use insta_router_ports::Messenger;
 use insta_router_storage::{
     Backend, Database, DbOptions, normalize_database_url, redact_database_url,
 };
@@ -154,14 +156,17 @@ impl Application {
             Arc::new(SystemClock),
             settings.auto_reply_fallback_name.clone(),
         ));
-        let graph = GraphClient::new(&settings.instagram_api_base_url, Duration::from_secs(10))?;
+        let graph: Arc<dyn Messenger> = Arc::new(GraphClient::new(
+            &settings.instagram_api_base_url,
+            Duration::from_secs(10),
+        )?);
         let auto_replies = Arc::new(AutoReplyService::new(
             AutoReplyPorts {
                 jobs: Arc::new(db.jobs()),
                 messages: Arc::new(db.messages()),
                 accounts: Arc::new(db.accounts()),
                 replies: Arc::new(db.auto_replies()),
-                messenger: Arc::new(graph),
+                messenger: graph.clone(),
                 cipher: Arc::new(PlaintextCipher),
                 clock: Arc::new(SystemClock),
             },
@@ -174,6 +179,37 @@ impl Application {
             // One set to wait for at shutdown.
             workers.spawn(async move { while repliers.join_next().await.is_some() {} });
         }
+        let crm_wake = {
+            let deliveries = deliveries.clone();
+            Arc::new(move || deliveries.wake()) as Arc<dyn Fn() + Send + Sync>
+        };
+        let sending = Arc::new(SendService::new(
+            SendPorts {
+                outbound: Arc::new(db.outbound()),
+                accounts: Arc::new(db.accounts()),
+                conversations: Arc::new(db.conversations()),
+                jobs: Arc::new(db.jobs()),
+                messenger: graph.clone(),
+                cipher: Arc::new(PlaintextCipher),
+                clock: Arc::new(SystemClock),
+            },
+            settings.sending(),
+            crm_wake,
+        ));
+        if settings.send_workers > 0 {
+            let mut senders = sending.start(ingest.commits(), stopped.clone());
+            workers.spawn(async move { while senders.join_next().await.is_some() {} });
+        } else {
+            tracing::info!("SEND_WORKERS=0: this process does not send through the Graph API");
+        }
+        let inbox = InboxService::new(
+            Arc::new(db.conversations()),
+            Arc::new(db.messages()),
+            Arc::new(db.accounts()),
+            graph,
+            Arc::new(PlaintextCipher),
+            Arc::new(SystemClock),
+        );
         let metrics = metrics_handle();
         let housekeeping = tokio::spawn(housekeeping(deliveries.clone(), metrics.clone(), stopped));
         let app = Arc::new(App::new(
@@ -186,8 +222,18 @@ impl Application {
             ingest,
             deliveries,
             rules,
+            sending,
+            inbox,
             Arc::new(db.clone()),
         ));
+        if let Some((id, token)) = settings.configured_account() {
+            let account = app
+                .accounts
+                .ensure_configured(id, Secret::new(token.to_owned()))
+                .await
+                .context("INSTAGRAM_BUSINESS_ACCOUNT_ID / INSTAGRAM_PAGE_ACCESS_TOKEN")?;
+            tracing::info!(account_id = %account.id, instagram_account_id = id, "the account configured by environment is connected");
+        }
         if !settings.rules_file.is_empty() {
             let path = std::path::Path::new(&settings.rules_file);
             let created = crate::seed::seed_rules(path, &app).await?;
