@@ -6,6 +6,7 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
+use actix_web::HttpRequest;
 use actix_web::middleware::Next;
 
 use crate::ApiError;
@@ -16,6 +17,12 @@ pub(crate) async fn require_api_key(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    check(req.request())?;
+    next.call(req).await
+}
+
+/// The check itself, for routes outside `/api/v1` (the deprecated `POST /webhooks/send`).
+pub(crate) fn check(req: &HttpRequest) -> Result<(), ApiError> {
     let header = req
         .headers()
         .get(AUTHORIZATION)
@@ -28,12 +35,11 @@ pub(crate) async fn require_api_key(
         None => {
             return Err(ApiError::Unauthorized(
                 "send your API key as 'Authorization: Bearer <api_key>'".to_owned(),
-            )
-            .into());
+            ));
         }
     };
     if token.is_empty() {
-        return Err(ApiError::Unauthorized("the API key is empty".to_owned()).into());
+        return Err(ApiError::Unauthorized("the API key is empty".to_owned()));
     }
-    next.call(req).await
+    Ok(())
 }

@@ -55,6 +55,20 @@ pub(crate) fn base() -> OpenApi {
                 .description(Some("Connected Instagram accounts"))
                 .build(),
             TagBuilder::new()
+                .name("messages")
+                .description(Some(
+                    "Sending through the Instagram Graph API, idempotently: each idempotency key \
+                     sends at most one message",
+                ))
+                .build(),
+            TagBuilder::new()
+                .name("conversations")
+                .description(Some(
+                    "Conversations with their last message and unread count, their history in \
+                     both directions, and marking them seen",
+                ))
+                .build(),
+            TagBuilder::new()
                 .name("deliveries")
                 .description(Some(
                     "Events forwarded to CRMs: attempts, retries and replays. Each delivery is \

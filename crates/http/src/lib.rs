@@ -9,6 +9,8 @@ mod accounts;
 mod auth;
 mod deliveries;
 mod docs;
+mod inbox;
+mod messages;
 mod pagination;
 mod problem;
 mod rules;
@@ -41,6 +43,9 @@ pub struct HttpSettings {
     pub app_secrets: Vec<String>,
     /// Renders the Prometheus text served at `/metrics`; none serves 404.
     pub metrics: Option<MetricsRenderer>,
+    /// The Instagram account id configured by environment (`INSTAGRAM_BUSINESS_ACCOUNT_ID`):
+    /// the deprecated `POST /webhooks/send` sends from it when no `account_id` is given.
+    pub configured_account: Option<String>,
 }
 
 /// Renders the process's metrics in the Prometheus text format.
@@ -94,14 +99,19 @@ pub fn app(
         .app_data(path)
         .configure(system::routes)
         .configure(webhooks::routes)
+        .configure(messages::legacy_routes)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_api_key))
                 .configure(accounts::routes)
+                .configure(messages::routes)
+                .configure(inbox::routes)
                 .configure(deliveries::routes)
                 .configure(rules::routes),
         )
         .split_for_parts();
+    let mut api = api;
+    messages::mark_legacy_deprecated(&mut api);
     app.configure(|cfg| docs::routes(cfg, api))
         .default_service(web::to(|| async {
             ApiError::NotFound("no such route".to_owned()).error_response()
@@ -115,12 +125,17 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .openapi(docs::base())
         .configure(system::routes)
         .configure(webhooks::routes)
+        .configure(messages::legacy_routes)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .configure(accounts::routes)
+                .configure(messages::routes)
+                .configure(inbox::routes)
                 .configure(deliveries::routes)
                 .configure(rules::routes),
         )
         .split_for_parts();
+    let mut api = api;
+    messages::mark_legacy_deprecated(&mut api);
     api
 }

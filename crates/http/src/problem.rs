@@ -34,6 +34,15 @@ pub enum ApiError {
     /// The body or query could not be read as the operation expects.
     #[error("unprocessable: {0}")]
     Unprocessable(String),
+    /// An idempotency key was used before for a different request.
+    #[error("idempotency key reused: {0}")]
+    KeyReused(String),
+    /// A request with this idempotency key is still being processed.
+    #[error("idempotency key in use: {0}")]
+    KeyInFlight(String),
+    /// Meta refused a call made on the client's behalf.
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
     /// The body is larger than allowed.
     #[error("payload too large")]
     PayloadTooLarge(usize),
@@ -84,6 +93,12 @@ impl ApiError {
             Self::Conflict { .. } => ("conflict", "Conflict"),
             Self::Invalid(_) => ("validation", "Validation Failed"),
             Self::Unprocessable(_) => ("unprocessable", "Unprocessable Request"),
+            Self::KeyReused(_) => ("idempotency-key-reused", "Idempotency-Key is already used"),
+            Self::KeyInFlight(_) => (
+                "idempotency-key-in-use",
+                "A request is outstanding for this Idempotency-Key",
+            ),
+            Self::BadGateway(_) => ("bad-gateway", "Bad Gateway"),
             Self::PayloadTooLarge(_) => ("payload-too-large", "Payload Too Large"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported Media Type"),
             Self::Unavailable => ("unavailable", "Service Unavailable"),
@@ -97,7 +112,14 @@ impl ApiError {
             | Self::Forbidden(detail)
             | Self::NotFound(detail)
             | Self::Unprocessable(detail)
+            | Self::BadGateway(detail)
             | Self::Internal(detail) => detail.clone(),
+            Self::KeyReused(key) => format!(
+                "idempotency key {key:?} was used for a different request of this account; use a new key for a new message"
+            ),
+            Self::KeyInFlight(key) => format!(
+                "a request with idempotency key {key:?} is still being processed; retry in a second"
+            ),
             Self::Conflict { detail, .. } => detail.clone(),
             Self::Invalid(errors) => format!("{} invalid: {errors}", fields_phrase(errors)),
             Self::PayloadTooLarge(limit) => format!("the request body exceeds {limit} bytes"),
@@ -119,7 +141,11 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::Invalid(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid(_) | Self::Unprocessable(_) | Self::KeyReused(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::KeyInFlight(_) => StatusCode::CONFLICT,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -161,6 +187,9 @@ impl ResponseError for ApiError {
         }
         if let Self::Unavailable = self {
             response.insert_header(("Retry-After", "5"));
+        }
+        if let Self::KeyInFlight(_) = self {
+            response.insert_header(("Retry-After", "1"));
         }
         response.json(problem)
     }

@@ -250,6 +250,7 @@ impl Application {
                 .map(str::to_owned)
                 .collect(),
             metrics: metrics.map(|handle| MetricsRenderer(Arc::new(move || handle.render()))),
+            configured_account: settings.configured_account().map(|(id, _)| id.to_owned()),
         };
         let listener =
             TcpListener::bind((settings.host.as_str(), settings.port)).with_context(|| {
