@@ -16,7 +16,10 @@ impl MigrationTrait for Migration {
         let columns: [(DynIden, ColumnDef); 10] = [
             (
                 OutboundMessages::Table.into_iden(),
-                ColumnDef::new(OutboundMessages::Content).text().null().to_owned(),
+                ColumnDef::new(OutboundMessages::Content)
+                    .text()
+                    .null()
+                    .to_owned(),
             ),
             (
                 OutboundMessages::Table.into_iden(),
@@ -28,7 +31,10 @@ impl MigrationTrait for Migration {
             ),
             (
                 OutboundMessages::Table.into_iden(),
-                ColumnDef::new(OutboundMessages::Metadata).text().null().to_owned(),
+                ColumnDef::new(OutboundMessages::Metadata)
+                    .text()
+                    .null()
+                    .to_owned(),
             ),
             (
                 OutboundMessages::Table.into_iden(),
@@ -69,7 +75,10 @@ impl MigrationTrait for Migration {
             ),
             (
                 Accounts::Table.into_iden(),
-                ColumnDef::new(Accounts::TokenError).text().null().to_owned(),
+                ColumnDef::new(Accounts::TokenError)
+                    .text()
+                    .null()
+                    .to_owned(),
             ),
             (
                 Conversations::Table.into_iden(),
@@ -148,16 +157,46 @@ impl MigrationTrait for Migration {
             )
             .await?;
         let columns: [(DynIden, DynIden); 10] = [
-            (Conversations::Table.into_iden(), Conversations::SeenAt.into_iden()),
-            (Accounts::Table.into_iden(), Accounts::TokenError.into_iden()),
-            (Accounts::Table.into_iden(), Accounts::TokenInvalidAt.into_iden()),
-            (OutboundMessages::Table.into_iden(), OutboundMessages::Attempts.into_iden()),
-            (OutboundMessages::Table.into_iden(), OutboundMessages::ErrorRetryable.into_iden()),
-            (OutboundMessages::Table.into_iden(), OutboundMessages::ErrorSubcode.into_iden()),
-            (OutboundMessages::Table.into_iden(), OutboundMessages::Fingerprint.into_iden()),
-            (OutboundMessages::Table.into_iden(), OutboundMessages::Metadata.into_iden()),
-            (OutboundMessages::Table.into_iden(), OutboundMessages::HumanAgent.into_iden()),
-            (OutboundMessages::Table.into_iden(), OutboundMessages::Content.into_iden()),
+            (
+                Conversations::Table.into_iden(),
+                Conversations::SeenAt.into_iden(),
+            ),
+            (
+                Accounts::Table.into_iden(),
+                Accounts::TokenError.into_iden(),
+            ),
+            (
+                Accounts::Table.into_iden(),
+                Accounts::TokenInvalidAt.into_iden(),
+            ),
+            (
+                OutboundMessages::Table.into_iden(),
+                OutboundMessages::Attempts.into_iden(),
+            ),
+            (
+                OutboundMessages::Table.into_iden(),
+                OutboundMessages::ErrorRetryable.into_iden(),
+            ),
+            (
+                OutboundMessages::Table.into_iden(),
+                OutboundMessages::ErrorSubcode.into_iden(),
+            ),
+            (
+                OutboundMessages::Table.into_iden(),
+                OutboundMessages::Fingerprint.into_iden(),
+            ),
+            (
+                OutboundMessages::Table.into_iden(),
+                OutboundMessages::Metadata.into_iden(),
+            ),
+            (
+                OutboundMessages::Table.into_iden(),
+                OutboundMessages::HumanAgent.into_iden(),
+            ),
+            (
+                OutboundMessages::Table.into_iden(),
+                OutboundMessages::Content.into_iden(),
+            ),
         ];
         for (table, column) in columns {
             manager

@@ -9,5 +9,6 @@ mod deliveries;
 mod docs;
 mod lifecycle;
 mod rules;
+mod sending;
 mod system;
 mod webhooks;

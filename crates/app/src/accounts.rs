@@ -121,7 +121,10 @@ impl AccountService {
     ) -> Result<Account, AccountError> {
         let draft = AccountDraft::parse(
             instagram_account_id,
-            &format!("ig_{instagram_account_id}").chars().take(30).collect::<String>(),
+            &format!("ig_{instagram_account_id}")
+                .chars()
+                .take(30)
+                .collect::<String>(),
             token,
             None,
             None,
@@ -131,13 +134,13 @@ impl AccountService {
         match self.repo.find_by_instagram_id(&instagram_id).await? {
             None => match self.create(draft).await {
                 // Another instance created it at the same moment.
-                Err(AccountError::Conflict { .. }) => self
-                    .repo
-                    .find_by_instagram_id(&instagram_id)
-                    .await?
-                    .ok_or(AccountError::Conflict {
-                        field: "instagram_account_id",
-                    }),
+                Err(AccountError::Conflict { .. }) => {
+                    self.repo.find_by_instagram_id(&instagram_id).await?.ok_or(
+                        AccountError::Conflict {
+                            field: "instagram_account_id",
+                        },
+                    )
+                }
                 other => other,
             },
             Some(mut account) => {

@@ -295,7 +295,9 @@ impl SendService {
             OutboundStatus::Unknown => self.reconcile(send).await,
             OutboundStatus::Sending => {
                 // An earlier attempt was cut off mid-call: Meta may have the message.
-                let error = unknown_error("the attempt was interrupted (the process stopped or its lease ran out) after the request may have reached Meta");
+                let error = unknown_error(
+                    "the attempt was interrupted (the process stopped or its lease ran out) after the request may have reached Meta",
+                );
                 self.settle(&send, OutboundStatus::Sending, unknown(error))
                     .await?;
                 Ok(self.reconcile_later(&send))
@@ -308,7 +310,8 @@ impl SendService {
         let now = self.ports.clock.now();
         let Some(account) = self.ports.accounts.get(&send.request.account_id).await? else {
             let error = own_error("account_deleted", "the account was deleted", false);
-            self.fail(&send, OutboundStatus::Pending, error, now).await?;
+            self.fail(&send, OutboundStatus::Pending, error, now)
+                .await?;
             return Ok(Outcome::Done);
         };
         if let Some(failure) = &account.token_failure {
@@ -320,7 +323,8 @@ impl SendService {
                 ),
                 false,
             );
-            self.fail(&send, OutboundStatus::Pending, error, now).await?;
+            self.fail(&send, OutboundStatus::Pending, error, now)
+                .await?;
             return Ok(Outcome::Done);
         }
         let token = match self.ports.cipher.open(&account.access_token) {
@@ -331,7 +335,8 @@ impl SendService {
                     &format!("the account's access token cannot be opened: {e}"),
                     false,
                 );
-                self.fail(&send, OutboundStatus::Pending, error, now).await?;
+                self.fail(&send, OutboundStatus::Pending, error, now)
+                    .await?;
                 return Ok(Outcome::Done);
             }
         };
@@ -346,7 +351,8 @@ impl SendService {
         let messaging = match messaging_type(last_inbound, send.request.human_agent, now) {
             Ok(messaging) => messaging,
             Err(error) => {
-                self.fail(&send, OutboundStatus::Pending, error, now).await?;
+                self.fail(&send, OutboundStatus::Pending, error, now)
+                    .await?;
                 return Ok(Outcome::Done);
             }
         };
@@ -531,7 +537,10 @@ impl SendService {
         let window = TimeDelta::from_std(self.settings.reconcile_window).unwrap_or_default();
         let interval = TimeDelta::from_std(self.settings.reconcile_interval).unwrap_or_default();
         if send.request.content.text().is_some() && now < send.created_at + window {
-            Outcome::RetryAt(now + interval, "outcome unknown: waiting for Meta's echo".into())
+            Outcome::RetryAt(
+                now + interval,
+                "outcome unknown: waiting for Meta's echo".into(),
+            )
         } else {
             Outcome::Done
         }

@@ -70,8 +70,9 @@ pub use message::{
     Attachment, AttachmentKind, Direction, Message, MessageContext, MessageKind, Referral, ReplyTo,
 };
 pub use outbound::{
-    HUMAN_AGENT_WINDOW, IdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN, MAX_METADATA_BYTES, MAX_TEXT_BYTES,
-    Media, MediaKind, MessagingType, OutboundContent, OutboundMessage, OutboundStatus,
-    RawSendRequest, STANDARD_WINDOW, SendError, SendRequest, is_token_error, messaging_type,
+    HUMAN_AGENT_WINDOW, IdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN, MAX_METADATA_BYTES,
+    MAX_TEXT_BYTES, Media, MediaKind, MessagingType, OutboundContent, OutboundMessage,
+    OutboundStatus, RawSendRequest, STANDARD_WINDOW, SendError, SendRequest, is_token_error,
+    messaging_type,
 };
 pub use secret::{SealedSecret, Secret};

@@ -6,7 +6,9 @@ use url::Url;
 
 use crate::error::collect;
 use crate::rules::{QuickReply, check_quick_replies};
-use crate::{AccountId, FieldError, InstagramMessageId, InstagramUserId, MessageId, ValidationErrors};
+use crate::{
+    AccountId, FieldError, InstagramMessageId, InstagramUserId, MessageId, ValidationErrors,
+};
 
 /// Longest text Meta accepts in one message, in UTF-8 bytes.
 pub const MAX_TEXT_BYTES: usize = 1000;
@@ -590,7 +592,10 @@ mod tests {
     fn the_window_decides_the_messaging_type() {
         let now = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(100);
         let ago = |h: i64| Some(now - TimeDelta::hours(h));
-        assert_eq!(messaging_type(None, false, now), Ok(MessagingType::Response));
+        assert_eq!(
+            messaging_type(None, false, now),
+            Ok(MessagingType::Response)
+        );
         assert_eq!(
             messaging_type(ago(23), false, now),
             Ok(MessagingType::Response)

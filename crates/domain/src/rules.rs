@@ -257,7 +257,11 @@ impl RuleSpec {
         if let Err(e) = check_placeholders(&self.reply.text) {
             errors.push(e);
         }
-        check_quick_replies("reply.quick_replies", &self.reply.quick_replies, &mut errors);
+        check_quick_replies(
+            "reply.quick_replies",
+            &self.reply.quick_replies,
+            &mut errors,
+        );
         ValidationErrors::check(errors)?;
         Ok(Self {
             name: name.to_owned(),
@@ -268,7 +272,11 @@ impl RuleSpec {
 
 /// Checks quick replies against Meta's limits (at most 13; titles of 1 to 20 characters;
 /// payloads of 1 to 1,000 bytes), naming each fault under `field`.
-pub(crate) fn check_quick_replies(field: &str, quick_replies: &[QuickReply], errors: &mut Vec<FieldError>) {
+pub(crate) fn check_quick_replies(
+    field: &str,
+    quick_replies: &[QuickReply],
+    errors: &mut Vec<FieldError>,
+) {
     if quick_replies.len() > MAX_QUICK_REPLIES {
         errors.push(FieldError::new(
             field.to_owned(),

@@ -78,6 +78,11 @@ pub(crate) struct AccountResponse {
     crm_disabled_at: Option<String>,
     /// While a replaced signing secret still signs next to the current one: until when.
     previous_secret_until: Option<String>,
+    /// Set when Meta refused the access token (code 190): sends fail with `token_invalid`
+    /// until a new `access_token` is set.
+    token_invalid_at: Option<String>,
+    /// What Meta said then.
+    token_error: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -96,6 +101,8 @@ impl From<Account> for AccountResponse {
                 .previous_secret_at(Utc::now())
                 .and(a.delivery.previous_secret_until)
                 .map(rfc3339),
+            token_invalid_at: a.token_failure.as_ref().map(|f| rfc3339(f.at)),
+            token_error: a.token_failure.map(|f| f.message),
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),
         }

@@ -3,10 +3,10 @@
 //! For now any non-empty bearer token is accepted, as the original service did; real API keys
 //! replace the check in [`require_api_key`] and nowhere else.
 
+use actix_web::HttpRequest;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::HttpRequest;
 use actix_web::middleware::Next;
 
 use crate::ApiError;

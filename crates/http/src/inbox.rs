@@ -5,9 +5,7 @@ use actix_web::web::{Data, Path, Query};
 use actix_web::{HttpResponse, get, post};
 use chrono::Utc;
 use insta_router_app::InboxError;
-use insta_router_domain::{
-    ConversationId, HUMAN_AGENT_WINDOW, Message, ReplyTo, STANDARD_WINDOW,
-};
+use insta_router_domain::{ConversationId, HUMAN_AGENT_WINDOW, Message, ReplyTo, STANDARD_WINDOW};
 use insta_router_ports::ConversationSummary;
 use serde::Serialize;
 use utoipa::ToSchema;

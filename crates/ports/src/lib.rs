@@ -32,9 +32,9 @@ pub use inbound::{
 #[cfg(any(test, feature = "mocks"))]
 pub use messenger::MockMessenger;
 pub use messenger::{GraphError, Messenger, Profile};
+pub use outbound::{Accepted, ConversationSummary, Inbox, OutboundStore, Settlement};
 #[cfg(any(test, feature = "mocks"))]
 pub use outbound::{MockInbox, MockOutboundStore};
-pub use outbound::{Accepted, ConversationSummary, Inbox, OutboundStore, Settlement};
 pub use page::{Page, PageRequest};
 pub use rules::{AutoReplyStore, ReplyClaim, RuleRepository, StoredRule};
 #[cfg(any(test, feature = "mocks"))]

@@ -73,6 +73,9 @@ pub trait Messenger: Send + Sync {
     /// # Errors
     ///
     /// [`GraphError`].
-    async fn mark_seen(&self, token: &Secret, recipient: &InstagramUserId)
-    -> Result<(), GraphError>;
+    async fn mark_seen(
+        &self,
+        token: &Secret,
+        recipient: &InstagramUserId,
+    ) -> Result<(), GraphError>;
 }

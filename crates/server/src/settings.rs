@@ -74,7 +74,7 @@ pub struct Settings {
     /// CRM delivery worker tasks; 0 turns delivery off in this process (another instance on
     /// the same database delivers).
     pub delivery_workers: usize,
-    /// Seconds a worker holds a claimed delivery before another may take it over.
+    /// Seconds a worker holds a claimed delivery or send before another may take it over.
     pub delivery_lease: u64,
     /// Milliseconds between an idle worker's looks for due retries.
     pub delivery_poll_interval_ms: u64,
@@ -103,6 +103,9 @@ pub struct Settings {
     /// A TOML file of auto-reply rules to create at start (`deploy/rules.example.toml`);
     /// empty for none.
     pub rules_file: String,
+    /// Seconds a Graph API call (a send, a profile lookup, a mark-seen) may take; a send
+    /// with no answer by then has an unknown outcome and is not sent again.
+    pub graph_api_timeout: f64,
     /// Send worker tasks (Graph API calls for `POST /api/v1/messages/send`); 0 turns sending
     /// off in this process (another instance on the same database sends).
     pub send_workers: usize,
@@ -190,6 +193,7 @@ const KEYS: &[&str] = &[
     "AUTO_REPLY_HUMAN_PAUSE",
     "AUTO_REPLY_HOURLY_CAP",
     "RULES_FILE",
+    "GRAPH_API_TIMEOUT",
     "SEND_WORKERS",
     "SEND_RETRY_SCHEDULE",
     "SEND_RATE_PER_ACCOUNT",
@@ -330,6 +334,7 @@ impl Settings {
         let defaults = SendSettings::default();
         SendSettings {
             workers: self.send_workers,
+            lease: Duration::from_secs(self.delivery_lease),
             poll_interval: Duration::from_millis(self.delivery_poll_interval_ms.max(10)),
             // Checked when loading.
             retry_delays: RetrySchedule::parse_delays(&self.send_retry_schedule)
@@ -433,6 +438,18 @@ impl Settings {
         }
         if self.send_rate_per_account == 0 {
             errors.push("SEND_RATE_PER_ACCOUNT must be at least 1".to_owned());
+        }
+        if !(self.graph_api_timeout.is_finite() && self.graph_api_timeout > 0.0) {
+            errors.push("GRAPH_API_TIMEOUT must be a positive number of seconds".to_owned());
+        }
+        // A send's lease must outlast its Graph API call, or a second worker would find it
+        // `sending` and call it unknown while the first still waits for Meta.
+        #[allow(clippy::cast_precision_loss, reason = "seconds, far below 2^52")]
+        if (self.delivery_lease as f64) <= self.graph_api_timeout {
+            errors.push(format!(
+                "DELIVERY_LEASE ({} s) must be longer than GRAPH_API_TIMEOUT ({} s)",
+                self.delivery_lease, self.graph_api_timeout
+            ));
         }
         if self.crm_max_concurrency == 0 {
             errors.push("CRM_MAX_CONCURRENCY must be at least 1".to_owned());

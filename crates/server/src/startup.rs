@@ -10,8 +10,8 @@ use insta_router_app::{
     IngestSettings, Ingestor, PlaintextCipher, RuleService, SendPorts, SendService, SystemClock,
 };
 use insta_router_crm::{HttpCrmSender, SenderSettings};
-use insta_router_http::{HttpSettings, MetricsRenderer};
 use insta_router_domain::Secret;
+use insta_router_http::{HttpSettings, MetricsRenderer};
 use insta_router_instagram::GraphClient;
 use insta_router_ports::Messenger;
 use insta_router_storage::{
@@ -158,7 +158,7 @@ impl Application {
         ));
         let graph: Arc<dyn Messenger> = Arc::new(GraphClient::new(
             &settings.instagram_api_base_url,
-            Duration::from_secs(10),
+            Duration::from_secs_f64(settings.graph_api_timeout),
         )?);
         let auto_replies = Arc::new(AutoReplyService::new(
             AutoReplyPorts {

@@ -148,12 +148,7 @@ impl Inbox for SeaConversationRepository {
             query = query.filter(after_time_cursor(after, Column::LastMessageAt, Column::Id)?);
         }
         let rows = query.all(&self.db).await.map_err(unavailable)?;
-        let page = into_page(
-            rows,
-            limit,
-            |r| time_cursor(r.last_message_at, &r.id),
-            Ok,
-        )?;
+        let page = into_page(rows, limit, |r| time_cursor(r.last_message_at, &r.id), Ok)?;
         let mut items = Vec::with_capacity(page.items.len());
         for row in page.items {
             items.push(self.summary(row).await?);

@@ -9,8 +9,9 @@ use insta_router_domain::{
 use insta_router_ports::{MessageRepository, Page, PageRequest, RepoError};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, Value,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
+    DatabaseConnection, EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect,
+    Value,
 };
 use serde::{Deserialize, Serialize};
 

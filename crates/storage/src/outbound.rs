@@ -10,9 +10,7 @@ use insta_router_domain::{
     OutboundStatus, SendError, SendRequest,
 };
 use insta_router_ports::{Accepted, OutboundStore, RepoError, Settlement};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::conversations::upsert_sql;
@@ -229,7 +227,9 @@ fn from_row(row: &QueryResult) -> Result<OutboundMessage, RepoError> {
             recipient_id: InstagramUserId::parse("recipient_id", &get_str("recipient_id")?)
                 .map_err(|e| corrupt(&e))?,
             content,
-            human_agent: row.try_get::<bool>("", "human_agent").map_err(unavailable)?,
+            human_agent: row
+                .try_get::<bool>("", "human_agent")
+                .map_err(unavailable)?,
             idempotency_key: IdempotencyKey::parse(&get_str("idempotency_key")?)
                 .map_err(|e| corrupt(&e))?,
             metadata: get_opt("metadata")?,
@@ -242,10 +242,7 @@ fn from_row(row: &QueryResult) -> Result<OutboundMessage, RepoError> {
             .map_err(|e| corrupt(&e))?,
         error,
         attempts: u32::try_from(int_at(row, 17).unwrap_or(0)).unwrap_or(0),
-        created_at: from_micros(
-            row.try_get::<i64>("", "created_at")
-                .map_err(unavailable)?,
-        )?,
+        created_at: from_micros(row.try_get::<i64>("", "created_at").map_err(unavailable)?)?,
         sent_at: row
             .try_get::<Option<i64>>("", "sent_at")
             .map_err(unavailable)?
