@@ -74,7 +74,8 @@ pub struct Settings {
     /// CRM delivery worker tasks; 0 turns delivery off in this process (another instance on
     /// the same database delivers).
     pub delivery_workers: usize,
-    /// Seconds a worker holds a claimed delivery or send before another may take it over.
+    /// Seconds a worker holds a claimed delivery or send before another may take it over (a
+    /// send's lease is at least `GRAPH_API_TIMEOUT` plus 5 s).
     pub delivery_lease: u64,
     /// Milliseconds between an idle worker's looks for due retries.
     pub delivery_poll_interval_ms: u64,
@@ -334,7 +335,13 @@ impl Settings {
         let defaults = SendSettings::default();
         SendSettings {
             workers: self.send_workers,
-            lease: Duration::from_secs(self.delivery_lease),
+            // A send's lease must outlast its Graph API call, or a second worker would find it
+            // `sending` and call it unknown while the first still waits for Meta.
+            lease: Duration::from_secs(self.delivery_lease).max(
+                Duration::try_from_secs_f64(self.graph_api_timeout)
+                    .unwrap_or(Duration::from_secs(10))
+                    + Duration::from_secs(5),
+            ),
             poll_interval: Duration::from_millis(self.delivery_poll_interval_ms.max(10)),
             // Checked when loading.
             retry_delays: RetrySchedule::parse_delays(&self.send_retry_schedule)
@@ -345,7 +352,6 @@ impl Settings {
                 .unwrap_or(defaults.reconcile_interval),
             per_account_rate: NonZeroU32::new(self.send_rate_per_account)
                 .unwrap_or(defaults.per_account_rate),
-            ..defaults
         }
     }
 
@@ -441,15 +447,6 @@ impl Settings {
         }
         if !(self.graph_api_timeout.is_finite() && self.graph_api_timeout > 0.0) {
             errors.push("GRAPH_API_TIMEOUT must be a positive number of seconds".to_owned());
-        }
-        // A send's lease must outlast its Graph API call, or a second worker would find it
-        // `sending` and call it unknown while the first still waits for Meta.
-        #[allow(clippy::cast_precision_loss, reason = "seconds, far below 2^52")]
-        if (self.delivery_lease as f64) <= self.graph_api_timeout {
-            errors.push(format!(
-                "DELIVERY_LEASE ({} s) must be longer than GRAPH_API_TIMEOUT ({} s)",
-                self.delivery_lease, self.graph_api_timeout
-            ));
         }
         if self.crm_max_concurrency == 0 {
             errors.push("CRM_MAX_CONCURRENCY must be at least 1".to_owned());

@@ -158,7 +158,8 @@ impl Application {
         ));
         let graph: Arc<dyn Messenger> = Arc::new(GraphClient::new(
             &settings.instagram_api_base_url,
-            Duration::from_secs_f64(settings.graph_api_timeout),
+            Duration::try_from_secs_f64(settings.graph_api_timeout)
+                .unwrap_or(Duration::from_secs(10)),
         )?);
         let auto_replies = Arc::new(AutoReplyService::new(
             AutoReplyPorts {

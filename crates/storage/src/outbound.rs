@@ -389,12 +389,10 @@ impl OutboundStore for SeaOutboundStore {
             .db
             .query_one_raw(statement(
                 backend,
-                &format!(
-                    "SELECT m.mid, m.timestamp FROM messages m WHERE m.instagram_account_id = ? \
-                     AND m.conversation_id = ? AND m.direction = ? AND m.message_text = ? AND m.timestamp >= ? \
-                     AND m.mid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbound_messages o \
-                     WHERE o.instagram_message_id = m.mid) ORDER BY m.timestamp LIMIT 1"
-                ),
+                "SELECT m.mid, m.timestamp FROM messages m WHERE m.instagram_account_id = ? \
+                 AND m.conversation_id = ? AND m.direction = ? AND m.message_text = ? AND m.timestamp >= ? \
+                 AND m.mid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbound_messages o \
+                 WHERE o.instagram_message_id = m.mid) ORDER BY m.timestamp LIMIT 1",
                 vec![
                     account.as_str().into(),
                     conversation.as_str().into(),
