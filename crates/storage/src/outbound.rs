@@ -114,9 +114,12 @@ impl SeaOutboundStore {
         let sql = match self.backend {
             // A taken key is a duplicate-key error there; it leaves the transaction usable.
             Backend::MySql => format!("INSERT INTO outbound_messages ({COLUMNS}) VALUES ({marks})"),
+            // Without a conflict target: SQLite checks a target against the schema the
+            // connection cached, and a connection opened before migration 8 does not know the
+            // (account_id, idempotency_key) index yet. The only other unique key is the
+            // random id.
             Backend::Sqlite | Backend::Postgres => format!(
-                "INSERT INTO outbound_messages ({COLUMNS}) VALUES ({marks}) \
-                 ON CONFLICT (account_id, idempotency_key) DO NOTHING"
+                "INSERT INTO outbound_messages ({COLUMNS}) VALUES ({marks}) ON CONFLICT DO NOTHING"
             ),
         };
         match conn

@@ -12,6 +12,7 @@ mod inbound;
 mod jobs;
 mod messages;
 mod migrations;
+mod outbound;
 mod rules;
 
 use chrono::{DateTime, TimeDelta, Utc};

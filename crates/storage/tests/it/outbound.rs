@@ -1,0 +1,371 @@
+//! Sends: one per key and account, attempts fenced on the status, settled in one
+//! transaction with the sent copy and the CRM event, echoes found for unknown outcomes; and
+//! the inbox view of conversations.
+
+use insta_router_domain::rules::QuickReply;
+use insta_router_domain::{
+    AccountId, Conversation, ConversationId, Direction, InstagramAccountId, InstagramMessageId,
+    InstagramUserId, JobId, JobKind, MessageId, NewJob, OutboundContent, OutboundMessage,
+    OutboundStatus, RawSendRequest, SendError, SendRequest,
+};
+use insta_router_ports::{
+    Accepted, ConversationRepository, Inbox, JobQueue, MessageRepository, OutboundStore,
+    PageRequest, Settlement,
+};
+
+use crate::inbound::message;
+use crate::{at, migrated};
+
+const ACCOUNT: &str = "17841400000000001";
+const CUSTOMER: &str = "1234567890123456";
+
+fn send(n: u128, account: &str, key: &str, text: &str) -> OutboundMessage {
+    let quick = vec![QuickReply {
+        title: "Yes".into(),
+        payload: "YES".into(),
+    }];
+    let request = SendRequest::parse(RawSendRequest {
+        account_id: account,
+        recipient_id: CUSTOMER,
+        text: Some(text),
+        quick_replies: quick,
+        human_agent: true,
+        idempotency_key: Some(key),
+        metadata: Some(r#"{"ticket":42}"#.into()),
+        ..RawSendRequest::default()
+    })
+    .unwrap();
+    OutboundMessage {
+        id: MessageId::from_u128(n),
+        request,
+        fingerprint: format!("fp-{text}"),
+        status: OutboundStatus::Pending,
+        instagram_message_id: None,
+        error: None,
+        attempts: 0,
+        created_at: at(0),
+        sent_at: None,
+    }
+}
+
+fn job(n: u128, subject: &MessageId) -> NewJob {
+    NewJob {
+        id: JobId::from_u128(n),
+        kind: JobKind::Send,
+        account_id: None,
+        subject: subject.to_string(),
+        payload: String::new(),
+        run_at: at(0),
+    }
+}
+
+#[tokio::test]
+async fn one_send_per_key_and_account_with_its_job() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let store = db.outbound();
+        let a = AccountId::from_u128(1).to_string();
+        let b = AccountId::from_u128(2).to_string();
+        let first = send(10, &a, "key-1", "Hello");
+        assert_eq!(
+            store.accept(&first, &job(100, &first.id)).await.unwrap(),
+            Accepted::Created,
+            "{backend:?}"
+        );
+        // Read back whole.
+        assert_eq!(store.get(&first.id).await.unwrap(), Some(first.clone()));
+        // The same key again: the stored send, and no second job.
+        let again = send(11, &a, "key-1", "Other text");
+        match store.accept(&again, &job(101, &again.id)).await.unwrap() {
+            Accepted::Existing(existing) => assert_eq!(*existing, first, "{backend:?}"),
+            Accepted::Created => panic!("{backend:?}: a key was used twice"),
+        }
+        assert!(
+            db.jobs()
+                .get(&JobId::from_u128(101))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            db.jobs()
+                .get(&JobId::from_u128(100))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // Keys are per account.
+        let other = send(12, &b, "key-1", "Hello");
+        assert_eq!(
+            store.accept(&other, &job(102, &other.id)).await.unwrap(),
+            Accepted::Created
+        );
+        let media = OutboundMessage {
+            request: SendRequest {
+                content: OutboundContent::Media(insta_router_domain::Media {
+                    kind: insta_router_domain::MediaKind::Video,
+                    url: "https://shop.example/v.mp4".into(),
+                }),
+                metadata: None,
+                human_agent: false,
+                ..send(13, &a, "key-2", "x").request
+            },
+            ..send(13, &a, "key-2", "x")
+        };
+        store.accept(&media, &job(103, &media.id)).await.unwrap();
+        assert_eq!(
+            store.get(&media.id).await.unwrap(),
+            Some(media),
+            "{backend:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let store = db.outbound();
+        let a = AccountId::from_u128(1).to_string();
+        let s = send(10, &a, "key", "Hello ❤️");
+        store.accept(&s, &job(100, &s.id)).await.unwrap();
+        assert!(store.start_attempt(&s.id).await.unwrap());
+        // A second worker cannot start it too.
+        assert!(!store.start_attempt(&s.id).await.unwrap(), "{backend:?}");
+        let account = InstagramAccountId::parse("a", ACCOUNT).unwrap();
+        let customer = InstagramUserId::parse("c", CUSTOMER).unwrap();
+        let mid = InstagramMessageId::parse("m", "mid.sent").unwrap();
+        let mut copy = message(10, "mid.sent", 5);
+        copy.direction = Direction::Outbound;
+        let settlement = Settlement {
+            status: OutboundStatus::Sent,
+            instagram_message_id: Some(mid.clone()),
+            sent_at: Some(at(5)),
+            error: None,
+            copy: Some((
+                copy.clone(),
+                Conversation::start(account.clone(), customer.clone(), at(5), false),
+            )),
+            crm_event: Some(NewJob {
+                kind: JobKind::CrmDelivery,
+                ..job(200, &s.id)
+            }),
+        };
+        // Settling from the wrong status writes nothing.
+        assert!(
+            !store
+                .settle(&s.id, OutboundStatus::Pending, &settlement)
+                .await
+                .unwrap()
+        );
+        assert!(
+            db.jobs()
+                .get(&JobId::from_u128(200))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .settle(&s.id, OutboundStatus::Sending, &settlement)
+                .await
+                .unwrap()
+        );
+        let sent = store.get(&s.id).await.unwrap().unwrap();
+        assert_eq!(sent.status, OutboundStatus::Sent);
+        assert_eq!(sent.attempts, 1);
+        assert_eq!(sent.instagram_message_id, Some(mid));
+        assert_eq!(sent.sent_at, Some(at(5)));
+        assert!(db.messages().get(&copy.id).await.unwrap().is_some());
+        assert!(
+            db.jobs()
+                .get(&JobId::from_u128(200))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let conversation = db
+            .conversations()
+            .get(&ConversationId::for_pair(&account, &customer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(conversation.last_message_at, at(5), "{backend:?}");
+
+        // A failure keeps Meta's code, subcode and whether to retry.
+        let f = send(11, &a, "key-f", "Nope");
+        store.accept(&f, &job(101, &f.id)).await.unwrap();
+        let error = SendError {
+            code: "10".into(),
+            subcode: Some(2_534_022),
+            message: "outside of allowed window".into(),
+            retryable: false,
+        };
+        let failed = Settlement {
+            status: OutboundStatus::Failed,
+            instagram_message_id: None,
+            sent_at: None,
+            error: Some(error.clone()),
+            copy: None,
+            crm_event: None,
+        };
+        assert!(
+            store
+                .settle(&f.id, OutboundStatus::Pending, &failed)
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.get(&f.id).await.unwrap().unwrap().error, Some(error));
+    }
+}
+
+#[tokio::test]
+async fn the_echo_of_an_unknown_send_is_found_once() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let store = db.outbound();
+        let account = InstagramAccountId::parse("a", ACCOUNT).unwrap();
+        let customer = InstagramUserId::parse("c", CUSTOMER).unwrap();
+        let conversation = ConversationId::for_pair(&account, &customer);
+        let mut echo = message(20, "mid.echo", 3);
+        echo.direction = Direction::Outbound;
+        echo.text = Some("Hello".into());
+        db.messages().insert_if_absent(&echo).await.unwrap();
+        let found = store
+            .find_echo(&account, &conversation, "Hello", at(0))
+            .await
+            .unwrap();
+        assert_eq!(
+            found,
+            Some((InstagramMessageId::parse("m", "mid.echo").unwrap(), at(3))),
+            "{backend:?}"
+        );
+        assert_eq!(
+            store
+                .find_echo(&account, &conversation, "Other", at(0))
+                .await
+                .unwrap(),
+            None
+        );
+        // Echoes long before the send are not it.
+        assert_eq!(
+            store
+                .find_echo(&account, &conversation, "Hello", at(600))
+                .await
+                .unwrap(),
+            None
+        );
+        // Once a send holds that mid, it is not found for another.
+        let a = AccountId::from_u128(1).to_string();
+        let s = send(10, &a, "key", "Hello");
+        store.accept(&s, &job(100, &s.id)).await.unwrap();
+        store
+            .settle(
+                &s.id,
+                OutboundStatus::Pending,
+                &Settlement {
+                    status: OutboundStatus::Sent,
+                    instagram_message_id: Some(InstagramMessageId::parse("m", "mid.echo").unwrap()),
+                    sent_at: Some(at(3)),
+                    error: None,
+                    copy: None,
+                    crm_event: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .find_echo(&account, &conversation, "Hello", at(0))
+                .await
+                .unwrap(),
+            None,
+            "{backend:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_inbox_counts_unread_messages_until_answered_or_seen() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let account = InstagramAccountId::parse("a", ACCOUNT).unwrap();
+        let customer = InstagramUserId::parse("c", CUSTOMER).unwrap();
+        let id = ConversationId::for_pair(&account, &customer);
+        let conversations = db.conversations();
+        for (n, mid, secs) in [(1, "mid.1", 10), (2, "mid.2", 20)] {
+            db.messages()
+                .insert_if_absent(&message(n, mid, secs))
+                .await
+                .unwrap();
+            conversations
+                .record(&Conversation::start(
+                    account.clone(),
+                    customer.clone(),
+                    at(secs),
+                    true,
+                ))
+                .await
+                .unwrap();
+        }
+        let page = Inbox::conversations(
+            &conversations,
+            &account,
+            PageRequest {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(page.items.len(), 1);
+        let summary = &page.items[0];
+        assert_eq!(summary.unread, 2, "{backend:?}");
+        assert_eq!(
+            summary.last_message.as_ref().unwrap().id,
+            MessageId::from_u128(2)
+        );
+        assert_eq!(summary.seen_at, None);
+
+        // The business answers: nothing before it is unread.
+        let mut reply = message(3, "mid.3", 30);
+        reply.direction = Direction::Outbound;
+        db.messages().insert_if_absent(&reply).await.unwrap();
+        assert_eq!(
+            conversations
+                .conversation(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .unread,
+            0
+        );
+        // The customer writes again, then the business marks it seen.
+        db.messages()
+            .insert_if_absent(&message(4, "mid.4", 40))
+            .await
+            .unwrap();
+        assert_eq!(
+            conversations
+                .conversation(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .unread,
+            1
+        );
+        assert!(conversations.mark_seen(&id, at(45)).await.unwrap());
+        let seen = conversations.conversation(&id).await.unwrap().unwrap();
+        assert_eq!(seen.unread, 0, "{backend:?}");
+        assert_eq!(seen.seen_at, Some(at(45)));
+        let missing = ConversationId::parse("c", "conv_1_2").unwrap();
+        assert!(!conversations.mark_seen(&missing, at(45)).await.unwrap());
+        assert!(
+            conversations
+                .conversation(&missing)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
