@@ -1,13 +1,16 @@
 //! `loadgen`: drives a running insta-router at a fixed concurrency and prints what it saw.
 //!
 //! ```text
-//! loadgen --addr 127.0.0.1:8000 --mode ingest|root --connections 64 --requests 100000 \
+//! loadgen --addr 127.0.0.1:8000 --mode ingest|send|root --connections 64 --requests 100000 \
 //!         [--secret S] [--account ID] [--run-id R]
+//! loadgen --addr 127.0.0.1:9000 --mode fake-graph [--delay-ms 0]
 //! ```
 //!
 //! `ingest` posts unique single-message webhooks (mid `mid.bench.{run}.{n}`), signed like
-//! Meta's; `root` sends `GET /`, the HTTP ceiling. Requests are built and signed before the
-//! clock starts. Each connection is a keep-alive HTTP/1.1 stream written and read by hand:
+//! Meta's; `send` posts unique send requests for account `--account` (`acc_...`) to
+//! `/api/v1/messages/send`; `root` sends `GET /`, the HTTP ceiling. Requests are built and
+//! signed before the clock starts. `fake-graph` serves a Graph API that takes every
+//! `POST /me/messages` and counts them (`GET /count`), until killed. Each connection is a keep-alive HTTP/1.1 stream written and read by hand:
 //! a full client library would compete with the server for the same two cores.
 //!
 //! Output: one `key=value` per line (requests, ok, non_2xx, errors, seconds, per_second,
@@ -28,6 +31,7 @@ struct Options {
     secret: String,
     account: String,
     run_id: String,
+    delay_ms: u64,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -45,6 +49,7 @@ fn parse_args() -> Result<Options, String> {
                 .map(|d| d.as_millis())
                 .unwrap_or(0)
         ),
+        delay_ms: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -66,12 +71,16 @@ fn parse_args() -> Result<Options, String> {
             "--secret" => options.secret = value.clone(),
             "--account" => options.account = value.clone(),
             "--run-id" => options.run_id = value.clone(),
+            "--delay-ms" => options.delay_ms = number()? as u64,
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
     }
-    if !matches!(options.mode.as_str(), "ingest" | "root") {
-        return Err("--mode must be ingest or root".into());
+    if !matches!(
+        options.mode.as_str(),
+        "ingest" | "send" | "root" | "fake-graph"
+    ) {
+        return Err("--mode must be ingest, send, root or fake-graph".into());
     }
     Ok(options)
 }
@@ -83,6 +92,21 @@ fn prepare(options: &Options) -> Vec<Vec<u8>> {
         .map(|n| {
             if options.mode == "root" {
                 return format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
+            }
+            if options.mode == "send" {
+                let customer = 1_000_000_000_000_000_u64 + (n as u64 % 5_000);
+                let body = format!(
+                    r#"{{"account_id":"{account}","recipient_id":"{customer}","message":"Your order {n} ships today.","idempotency_key":"bench-{run}-{n}"}}"#,
+                    account = options.account,
+                    run = options.run_id,
+                );
+                let mut request = format!(
+                    "POST /api/v1/messages/send HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer bench-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                request.extend_from_slice(body.as_bytes());
+                return request;
             }
             let account = &options.account;
             let customer = 1_000_000_000_000_000_u64 + (n as u64 % 5_000);
@@ -112,37 +136,12 @@ struct Outcome {
 
 /// Reads one response; returns its status.
 async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
-    buf.clear();
-    let mut chunk = [0_u8; 4096];
-    let header_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
-    let status = head
+    let head = read_message(stream, buf).await?;
+    Ok(head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buf.len() < header_end + length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok(status)
+        .unwrap_or(0))
 }
 
 async fn connection(addr: String, requests: Arc<Vec<Vec<u8>>>, next: Arc<AtomicUsize>) -> Outcome {
@@ -219,6 +218,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if options.mode == "fake-graph" {
+        return fake_graph(&options.addr, Duration::from_millis(options.delay_ms)).await;
+    }
     let requests = Arc::new(prepare(&options));
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -259,4 +261,80 @@ async fn main() -> std::process::ExitCode {
         println!("max_ms={:.2}", percentile(&latencies, 100.0));
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// A Graph API that accepts every send after `delay` (Meta's own latency):
+/// `200 {"recipient_id", "message_id"}` with a fresh id; `GET /count` answers how many sends
+/// it took.
+async fn fake_graph(addr: &str, delay: Duration) -> std::process::ExitCode {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("loadgen: cannot listen on {addr}: {e}");
+            }
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let sends = Arc::new(AtomicUsize::new(0));
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let sends = sends.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(4096);
+            while let Ok(head) = read_message(&mut stream, &mut buf).await {
+                let body = if head.starts_with("GET /count") {
+                    format!("{{\"count\":{}}}", sends.load(Ordering::Relaxed))
+                } else {
+                    tokio::time::sleep(delay).await;
+                    let n = sends.fetch_add(1, Ordering::Relaxed);
+                    format!(r#"{{"recipient_id":"1","message_id":"mid.fake.{n}"}}"#)
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(response.as_bytes()).await.is_err()
+                    || head.to_ascii_lowercase().contains("connection: close")
+                {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// Reads one HTTP/1.1 message (head and `Content-Length` body); returns its head.
+async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<String> {
+    buf.clear();
+    let mut chunk = [0_u8; 4096];
+    let header_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+    let length: usize = head
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < header_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(head)
 }

@@ -1,4 +1,11 @@
-//! `cargo xtask bench ingest [--db sqlite|postgres] [--connections N] [--requests N]`.
+//! `cargo xtask bench ingest [--db sqlite|postgres] [--connections N] [--requests N]` and
+//! `cargo xtask bench send [--db ...] [--connections N] [--requests N] [--graph-delay-ms N]`.
+//!
+//! `send` starts a fake Graph API (`loadgen --mode fake-graph`), points the server at it,
+//! measures `GET /` and then unique send requests, and reports requests accepted per second
+//! (202 once durably queued), sends completed per second (from the first request until the
+//! last send reached the fake Graph API, read from `/metrics`), and checks that the fake got
+//! exactly one call per accepted request.
 //!
 //! Builds the release binaries, starts the server on a fresh database, connects one account
 //! with a CRM (so every event writes five rows: journal, message, conversation, auto-reply job,
@@ -19,6 +26,7 @@ struct Options {
     db: String,
     connections: usize,
     requests: usize,
+    graph_delay_ms: usize,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -26,6 +34,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         db: "sqlite".into(),
         connections: 64,
         requests: 100_000,
+        graph_delay_ms: 0,
     };
     let mut i = 0;
     while i < args.len() {
@@ -41,6 +50,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--db" => options.db = value.clone(),
             "--connections" => options.connections = number()?,
             "--requests" => options.requests = number()?,
+            "--graph-delay-ms" => options.graph_delay_ms = number()?,
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -54,11 +64,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("ingest") => ingest(&parse(&args[1..])?),
-        _ => Err("usage: cargo xtask bench ingest [--db sqlite|postgres] [--connections 64] [--requests 100000]".into()),
+        Some("send") => {
+            let mut options = parse(&args[1..])?;
+            if !args.iter().any(|a| a == "--requests") {
+                options.requests = 20_000;
+            }
+            send(&options)
+        }
+        _ => Err("usage: cargo xtask bench ingest|send [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)]".into()),
     }
 }
 
-fn ingest(options: &Options) -> Result<(), String> {
+fn build() -> Result<(PathBuf, PathBuf), String> {
     say("building release binaries (insta-router, loadgen)");
     let status = Command::new(env!("CARGO"))
         .args([
@@ -76,31 +93,58 @@ fn ingest(options: &Options) -> Result<(), String> {
         return Err("release build failed".into());
     }
     let release = target_dir().join("release");
-    let server_bin = release.join("insta-router");
-    let loadgen = release.join("loadgen");
+    Ok((release.join("insta-router"), release.join("loadgen")))
+}
 
-    let dir = std::env::temp_dir().join(format!("insta-router-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("temp dir: {e}"))?;
-    let database = Database::create(&options.db, &dir)?;
+/// Starts the server on `database` with `env`, logging to `dir/server.log`; returns it and
+/// its address.
+fn start_server(
+    server_bin: &Path,
+    database: &Database,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Result<(Child, String), String> {
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
-    let mut server = Command::new(&server_bin)
+    let mut command = Command::new(server_bin);
+    command
         .env_clear()
-        .current_dir(&dir)
+        .current_dir(dir)
         .env("DATABASE_URL", &database.url)
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("INSTAGRAM_APP_SECRET", SECRET)
-        // The webhook path alone: workers would compete with it for the two cores (and the
-        // bench account's CRM URL leads nowhere).
-        .env("DELIVERY_WORKERS", "0")
-        .env("AUTO_REPLY_WORKERS", "0")
-        .env("LOG_LEVEL", "warn")
+        .env("LOG_LEVEL", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let server = command
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .spawn()
         .map_err(|e| format!("cannot start the server: {e}"))?;
+    Ok((server, addr))
+}
+
+fn temp_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("insta-router-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("temp dir: {e}"))?;
+    Ok(dir)
+}
+
+fn ingest(options: &Options) -> Result<(), String> {
+    let (server_bin, loadgen) = build()?;
+    let dir = temp_dir()?;
+    let database = Database::create(&options.db, &dir)?;
+    // The webhook path alone: workers would compete with it for the two cores (and the bench
+    // account's CRM URL leads nowhere).
+    let (mut server, addr) = start_server(
+        &server_bin,
+        &database,
+        &dir,
+        &[("DELIVERY_WORKERS", "0"), ("AUTO_REPLY_WORKERS", "0")],
+    )?;
     let result = measure(
         options,
         &addr,
@@ -115,6 +159,198 @@ fn ingest(options: &Options) -> Result<(), String> {
     database.remove();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+fn send(options: &Options) -> Result<(), String> {
+    let (server_bin, loadgen) = build()?;
+    let dir = temp_dir()?;
+    let database = Database::create(&options.db, &dir)?;
+    let graph_addr = format!("127.0.0.1:{}", free_port()?);
+    let mut graph = Command::new(&loadgen)
+        .args([
+            "--addr",
+            &graph_addr,
+            "--mode",
+            "fake-graph",
+            "--delay-ms",
+            &options.graph_delay_ms.to_string(),
+        ])
+        .spawn()
+        .map_err(|e| format!("cannot start the fake Graph API: {e}"))?;
+    let graph_url = format!("http://{graph_addr}");
+    // Sending alone, unthrottled: the bench measures the pipeline, not SEND_RATE_PER_ACCOUNT.
+    let (mut server, addr) = start_server(
+        &server_bin,
+        &database,
+        &dir,
+        &[
+            ("INSTAGRAM_API_BASE_URL", &graph_url),
+            ("DELIVERY_WORKERS", "0"),
+            ("AUTO_REPLY_WORKERS", "0"),
+            ("SEND_RATE_PER_ACCOUNT", "1000000"),
+        ],
+    )?;
+    let result = measure_send(options, &addr, &graph_addr, &loadgen, &server);
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = graph.kill();
+    let _ = graph.wait();
+    database.remove();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Runs loadgen in `mode` against `addr`; `account` is its `--account`.
+fn loadgen_run(
+    loadgen: &Path,
+    addr: &str,
+    mode: &str,
+    connections: usize,
+    requests: usize,
+    account: &str,
+) -> Result<Report, String> {
+    let output = Command::new(loadgen)
+        .args([
+            "--addr",
+            addr,
+            "--mode",
+            mode,
+            "--connections",
+            &connections.to_string(),
+            "--requests",
+            &requests.to_string(),
+            "--secret",
+            SECRET,
+            "--account",
+            account,
+        ])
+        .output()
+        .map_err(|e| format!("cannot run loadgen: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "loadgen failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(Report::parse(&String::from_utf8_lossy(&output.stdout)))
+}
+
+fn measure_send(
+    options: &Options,
+    addr: &str,
+    graph_addr: &str,
+    loadgen: &Path,
+    server: &Child,
+) -> Result<(), String> {
+    wait_ready(addr)?;
+    let account = format!(
+        r#"{{"instagram_account_id":"{ACCOUNT}","username":"bench.shop","access_token":"IGQVJ-bench"}}"#
+    );
+    let (status, body) = http(addr, "POST", "/api/v1/accounts", Some(&account))?;
+    if status != 201 {
+        return Err(format!("creating the bench account: {status} {body}"));
+    }
+    let account_id = body
+        .split("\"account_id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .ok_or("no account_id in the answer")?
+        .to_owned();
+    let run = |mode: &str, requests: usize| {
+        loadgen_run(
+            loadgen,
+            addr,
+            mode,
+            options.connections,
+            requests,
+            &account_id,
+        )
+    };
+    say("warming up");
+    run("root", 20_000)?;
+    say(&format!("GET / ceiling: {} requests", options.requests));
+    let ceiling = run("root", options.requests)?;
+    say(&format!(
+        "send: {} unique send requests, {} connections, {}, the fake Graph API answering after {} ms",
+        options.requests, options.connections, options.db, options.graph_delay_ms
+    ));
+    let started = Instant::now();
+    let accepted = run("send", options.requests)?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let sent = loop {
+        let sent = sends_completed(addr)?;
+        if sent >= accepted.ok as u64 || Instant::now() > deadline {
+            break sent;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let drain = started.elapsed().as_secs_f64();
+    let (_, count) = http(graph_addr, "GET", "/count", None)?;
+    let graph_calls = json_number(&count, "count");
+    let peak_rss_kib = peak_rss_kib(server.id());
+    #[allow(clippy::print_stdout, clippy::cast_precision_loss)]
+    {
+        println!();
+        println!("| measure | GET / (ceiling) | send API |");
+        println!("|---|---|---|");
+        println!(
+            "| requests/s | {:.0} | {:.0} accepted |",
+            ceiling.per_second, accepted.per_second
+        );
+        println!(
+            "| p50 ms | {:.2} | {:.2} |",
+            ceiling.p50_ms, accepted.p50_ms
+        );
+        println!(
+            "| p99 ms | {:.2} | {:.2} |",
+            ceiling.p99_ms, accepted.p99_ms
+        );
+        println!(
+            "| max ms | {:.2} | {:.2} |",
+            ceiling.max_ms, accepted.max_ms
+        );
+        println!(
+            "| non-2xx / errors | {} / {} | {} / {} |",
+            ceiling.non_2xx, ceiling.errors, accepted.non_2xx, accepted.errors
+        );
+        println!();
+        println!(
+            "accepted/ceiling ratio: {:.3}",
+            accepted.per_second / ceiling.per_second.max(1.0)
+        );
+        println!(
+            "sends completed: {sent} of {} accepted in {drain:.1} s from the first request: {:.0} sends/s (ratio to the ceiling {:.3})",
+            accepted.ok,
+            sent as f64 / drain,
+            sent as f64 / drain / ceiling.per_second.max(1.0)
+        );
+        println!(
+            "fake Graph API calls: {graph_calls}{}",
+            if graph_calls == accepted.ok as u64 {
+                " (one per accepted request)"
+            } else {
+                " (MISMATCH)"
+            }
+        );
+        println!(
+            "peak RSS of the server: {:.1} MiB",
+            peak_rss_kib as f64 / 1024.0
+        );
+    }
+    if accepted.ok != options.requests || sent != accepted.ok as u64 || graph_calls != sent {
+        return Err("sends accepted, completed and received by the fake Graph API differ".into());
+    }
+    Ok(())
+}
+
+/// `insta_router_sends_total{outcome="sent"}` from the server's `/metrics`.
+fn sends_completed(addr: &str) -> Result<u64, String> {
+    let (_, metrics) = http(addr, "GET", "/metrics", None)?;
+    Ok(metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("insta_router_sends_total{outcome=\"sent\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
 }
 
 fn measure(
@@ -134,32 +370,8 @@ fn measure(
     if status != 201 {
         return Err(format!("creating the bench account: {status} {body}"));
     }
-    let connections = options.connections.to_string();
-    let run = |mode: &str, requests: usize| -> Result<Report, String> {
-        let output = Command::new(loadgen)
-            .args([
-                "--addr",
-                addr,
-                "--mode",
-                mode,
-                "--connections",
-                &connections,
-                "--requests",
-                &requests.to_string(),
-                "--secret",
-                SECRET,
-                "--account",
-                ACCOUNT,
-            ])
-            .output()
-            .map_err(|e| format!("cannot run loadgen: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "loadgen failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        Ok(Report::parse(&String::from_utf8_lossy(&output.stdout)))
+    let run = |mode: &str, requests: usize| {
+        loadgen_run(loadgen, addr, mode, options.connections, requests, ACCOUNT)
     };
     say("warming up");
     run("root", 20_000)?;

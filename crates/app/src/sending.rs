@@ -124,6 +124,9 @@ pub struct SendService {
     crm_wake: Arc<dyn Fn() + Send + Sync>,
 }
 
+/// Most send jobs one worker claims at a time.
+const CLAIM_BATCH: u32 = 16;
+
 /// What became of one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
@@ -182,7 +185,8 @@ impl SendService {
             kind: JobKind::Send,
             account_id: Some(message.request.account_id.clone()),
             subject: id.to_string(),
-            payload: String::new(),
+            // Which conversation: a worker keeps one recipient's sends in order.
+            payload: message.request.recipient_id.to_string(),
             run_at: now,
         };
         match self.ports.outbound.accept(&message, &job).await {
@@ -239,13 +243,15 @@ impl SendService {
         })
     }
 
-    /// Claims a batch and works it in order; false when nothing was due.
+    /// Claims a batch and works it: one recipient's sends one after the other, in the order
+    /// they were queued, different recipients at the same time (a Graph API call takes tens
+    /// to hundreds of milliseconds); false when nothing was due.
     async fn round(self: Arc<Self>) -> bool {
         let now = self.ports.clock.now();
         let claimed = match self
             .ports
             .jobs
-            .claim(&[JobKind::Send], 8, self.settings.lease, now)
+            .claim(&[JobKind::Send], CLAIM_BATCH, self.settings.lease, now)
             .await
         {
             Ok(claimed) => claimed,
@@ -257,9 +263,26 @@ impl SendService {
         if claimed.is_empty() {
             return false;
         }
+        let mut by_recipient: Vec<(String, Vec<ClaimedJob>)> = Vec::new();
         for job in claimed {
-            self.run(job).await;
+            match by_recipient
+                .iter_mut()
+                .find(|(recipient, _)| *recipient == job.job.payload)
+            {
+                Some((_, jobs)) => jobs.push(job),
+                None => by_recipient.push((job.job.payload.clone(), vec![job])),
+            }
         }
+        let mut tasks = JoinSet::new();
+        for (_, jobs) in by_recipient {
+            let service = self.clone();
+            tasks.spawn(async move {
+                for job in jobs {
+                    service.run(job).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
         true
     }
 

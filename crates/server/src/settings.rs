@@ -664,4 +664,52 @@ mod delivery_tests {
             assert!(err.contains(name), "{name} in {err}");
         }
     }
+
+    #[test]
+    fn send_settings_are_read_and_the_lease_outlasts_a_graph_call() {
+        let s = load(&[
+            ("SEND_RETRY_SCHEDULE", "1s, 1m"),
+            ("SEND_RATE_PER_ACCOUNT", "50"),
+            ("SEND_RECONCILE_WINDOW", "5m"),
+            ("GRAPH_API_TIMEOUT", "30"),
+            ("DELIVERY_LEASE", "20"),
+            ("INSTAGRAM_BUSINESS_ACCOUNT_ID", "17841400000000001"),
+            ("INSTAGRAM_PAGE_ACCESS_TOKEN", "IGQVJ-env"),
+        ])
+        .unwrap();
+        let sending = s.sending();
+        assert_eq!(
+            sending.retry_delays,
+            vec![Duration::from_secs(1), Duration::from_secs(60)]
+        );
+        assert_eq!(sending.per_account_rate.get(), 50);
+        assert_eq!(sending.reconcile_window, Duration::from_secs(300));
+        assert_eq!(sending.lease, Duration::from_secs(35));
+        assert_eq!(
+            s.configured_account(),
+            Some(("17841400000000001", "IGQVJ-env"))
+        );
+        let partial = load(&[("INSTAGRAM_BUSINESS_ACCOUNT_ID", "1784")]).unwrap();
+        assert_eq!(partial.configured_account(), None);
+    }
+
+    #[test]
+    fn bad_send_settings_are_named() {
+        let err = load(&[
+            ("SEND_RETRY_SCHEDULE", "later"),
+            ("SEND_RATE_PER_ACCOUNT", "0"),
+            ("SEND_RECONCILE_INTERVAL", "often"),
+            ("GRAPH_API_TIMEOUT", "-1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "SEND_RETRY_SCHEDULE",
+            "SEND_RATE_PER_ACCOUNT",
+            "SEND_RECONCILE_INTERVAL",
+            "GRAPH_API_TIMEOUT",
+        ] {
+            assert!(err.contains(name), "{name} in {err}");
+        }
+    }
 }
