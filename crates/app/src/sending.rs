@@ -127,6 +127,9 @@ pub struct SendService {
 /// Most send jobs one worker claims at a time.
 const CLAIM_BATCH: u32 = 16;
 
+/// How often recording a send's outcome is tried again when the database is unavailable.
+const SETTLE_TRIES: u32 = 3;
+
 /// What became of one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
@@ -609,11 +612,20 @@ impl SendService {
         settlement: Settlement,
     ) -> Result<bool, RepoError> {
         let queued = settlement.crm_event.is_some();
-        let settled = self
-            .ports
-            .outbound
-            .settle(&send.id, from, &settlement)
-            .await?;
+        // What Meta answered is known only here: a database hiccup must not turn a sent
+        // message into an unknown one, so try a little before giving up.
+        let mut tries = 0;
+        let settled = loop {
+            match self.ports.outbound.settle(&send.id, from, &settlement).await {
+                Ok(settled) => break settled,
+                Err(RepoError::Unavailable(error)) if tries < SETTLE_TRIES => {
+                    tries += 1;
+                    tracing::warn!(%error, message_id = %send.id, "cannot record a send's outcome; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         if settled && queued {
             (self.crm_wake)();
         }
