@@ -616,7 +616,12 @@ impl SendService {
         // message into an unknown one, so try a little before giving up.
         let mut tries = 0;
         let settled = loop {
-            match self.ports.outbound.settle(&send.id, from, &settlement).await {
+            match self
+                .ports
+                .outbound
+                .settle(&send.id, from, &settlement)
+                .await
+            {
                 Ok(settled) => break settled,
                 Err(RepoError::Unavailable(error)) if tries < SETTLE_TRIES => {
                     tries += 1;
