@@ -324,3 +324,39 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// The Send API requests a fake Graph API received so far, in order: each body, with the
+/// request's `authorization` header added as a member.
+pub async fn graph_sends(graph: &wiremock::MockServer) -> Vec<serde_json::Value> {
+    graph
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == "/me/messages")
+        .map(|r| {
+            let mut body: serde_json::Value =
+                serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+            body["authorization"] = serde_json::json!(
+                r.headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+            );
+            body
+        })
+        .collect()
+}
+
+impl TestServer {
+    /// `method path` on the REST API, its body read as JSON (`null` when it is not JSON).
+    pub async fn api_json(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
+        self.api(method, path)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .unwrap_or(serde_json::Value::Null)
+    }
+}

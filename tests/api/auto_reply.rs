@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use insta_router_blackbox::TestServer;
+use insta_router_blackbox::{TestServer, graph_sends};
 use insta_router_instagram::sign_body;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -106,19 +106,7 @@ async fn post(server: &TestServer, body: &str) {
 async fn sends(graph: &MockServer, n: usize, server: &TestServer) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let sent: Vec<Value> = graph
-            .received_requests()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|r| r.url.path() == "/me/messages")
-            .map(|r| {
-                let mut body: Value = serde_json::from_slice(&r.body).unwrap();
-                body["authorization"] =
-                    json!(r.headers.get("authorization").unwrap().to_str().unwrap());
-                body
-            })
-            .collect();
+        let sent = graph_sends(graph).await;
         if sent.len() >= n {
             return sent;
         }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use insta_router_blackbox::TestServer;
+use insta_router_blackbox::{TestServer, graph_sends};
 use insta_router_instagram::sign_body;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -128,13 +128,8 @@ async fn send_ok(server: &TestServer, body: &Value) -> String {
 
 async fn status(server: &TestServer, id: &str) -> Value {
     server
-        .api(Method::GET, &format!("/api/v1/messages/{id}/status"))
-        .send()
+        .api_json(Method::GET, &format!("/api/v1/messages/{id}/status"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// The status once it is no longer `pending`.
@@ -148,23 +143,6 @@ async fn settled(server: &TestServer, id: &str) -> Value {
         assert!(Instant::now() < deadline, "{status}\n{}", server.output());
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-/// The Send API requests received so far.
-async fn graph_sends(graph: &MockServer) -> Vec<Value> {
-    graph
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.url.path() == "/me/messages")
-        .map(|r| {
-            let mut body: Value = serde_json::from_slice(&r.body).unwrap();
-            body["authorization"] =
-                json!(r.headers.get("authorization").unwrap().to_str().unwrap());
-            body
-        })
-        .collect()
 }
 
 /// The CRM bodies of type `kind`, after waiting for at least `n`.
@@ -277,16 +255,11 @@ async fn a_send_reaches_meta_once_and_a_retried_request_replays_it() {
     // The history holds both directions, newest first, the send under its own id.
     let conversation = format!("conv_555_{ACCOUNT}");
     let history: Value = server
-        .api(
+        .api_json(
             Method::GET,
             &format!("/api/v1/conversations/{conversation}/messages"),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     let data = history["data"].as_array().unwrap();
     assert_eq!(data.len(), 2, "{history}");
     assert_eq!(data[0]["message_id"], id.as_str());
@@ -301,16 +274,11 @@ async fn a_send_reaches_meta_once_and_a_retried_request_replays_it() {
     )
     .await;
     let history: Value = server
-        .api(
+        .api_json(
             Method::GET,
             &format!("/api/v1/conversations/{conversation}/messages"),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(history["data"].as_array().unwrap().len(), 2);
 }
 
@@ -531,13 +499,8 @@ async fn a_refused_token_marks_the_account_and_fails_later_sends_without_calling
     assert_eq!(first["error"]["code"], "190");
     assert_eq!(first["error"]["subcode"], 463);
     let shown: Value = server
-        .api(Method::GET, &format!("/api/v1/accounts/{account}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .api_json(Method::GET, &format!("/api/v1/accounts/{account}"))
+        .await;
     assert!(shown["token_invalid_at"].is_string(), "{shown}");
     assert!(
         shown["token_error"]
@@ -617,16 +580,11 @@ async fn outside_the_window_only_a_persons_answer_goes_out_tagged_human_agent() 
 
     // The inbox shows the window closed, and the answer counts as read.
     let conversations: Value = server
-        .api(
+        .api_json(
             Method::GET,
             &format!("/api/v1/accounts/{account}/conversations"),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     let c = &conversations["data"][0];
     assert_eq!(c["customer_id"], "777");
     assert_eq!(c["window_open"], false);
@@ -710,26 +668,14 @@ async fn marking_a_conversation_read_clears_its_unread_count_and_tells_meta() {
         post_dm(&server, &dm("888", mid, text, false, Duration::ZERO)).await;
     }
     let conversation = format!("conv_888_{ACCOUNT}");
-    let accounts: Value = server
-        .api(Method::GET, "/api/v1/accounts")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accounts: Value = server.api_json(Method::GET, "/api/v1/accounts").await;
     let account = accounts["data"][0]["account_id"].as_str().unwrap();
     let list: Value = server
-        .api(
+        .api_json(
             Method::GET,
             &format!("/api/v1/accounts/{account}/conversations"),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(list["data"][0]["unread_count"], 2);
     assert_eq!(list["data"][0]["window_open"], true);
     let read = server
@@ -792,14 +738,7 @@ async fn the_original_send_endpoint_is_an_authenticated_deprecated_alias() {
     let sends = graph_sends(&graph).await;
     assert_eq!(sends[0]["authorization"], "Bearer IGQVJ-env-token");
     assert_eq!(sends[0]["message"]["text"], "From the old API");
-    let accounts: Value = server
-        .api(Method::GET, "/api/v1/accounts")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let accounts: Value = server.api_json(Method::GET, "/api/v1/accounts").await;
     assert_eq!(accounts["data"][0]["instagram_account_id"], ACCOUNT);
 }
 

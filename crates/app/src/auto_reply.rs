@@ -125,29 +125,21 @@ impl AutoReplyService {
             stop,
             poll: self.settings.poll_interval,
         };
-        let service = self.clone();
-        workers::spawn(self.settings.workers, &wakers, move || {
-            let service = service.clone();
-            async move { service.round().await }
-        })
+        workers::start(self, self.settings.workers, &wakers, Self::round)
     }
 
     /// Claims a batch and answers it, one message after the other; false when nothing was
     /// due.
     async fn round(self: Arc<Self>) -> bool {
         let now = self.ports.clock.now();
-        let claimed = match self
-            .ports
-            .jobs
-            .claim(&[JobKind::AutoReply], 8, self.settings.lease, now)
-            .await
-        {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::warn!(%error, "cannot claim auto-reply jobs");
-                return false;
-            }
-        };
+        let claimed = workers::claim(
+            self.ports.jobs.as_ref(),
+            JobKind::AutoReply,
+            8,
+            self.settings.lease,
+            now,
+        )
+        .await;
         if claimed.is_empty() {
             return false;
         }

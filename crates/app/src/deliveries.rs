@@ -159,31 +159,19 @@ impl DeliveryService {
             stop,
             poll: self.settings.poll_interval,
         };
-        let service = self.clone();
-        workers::spawn(self.settings.workers, &wakers, move || {
-            let service = service.clone();
-            async move { service.round().await }
-        })
+        workers::start(self, self.settings.workers, &wakers, Self::round)
     }
 
     /// Claims a batch and sends it, concurrently; false when nothing was due.
     async fn round(self: Arc<Self>) -> bool {
-        let claimed = match self
-            .jobs
-            .claim(
-                &[JobKind::CrmDelivery],
-                self.settings.batch.max(1),
-                self.settings.lease,
-                self.clock.now(),
-            )
-            .await
-        {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::warn!(%error, "cannot claim deliveries");
-                return false;
-            }
-        };
+        let claimed = workers::claim(
+            self.jobs.as_ref(),
+            JobKind::CrmDelivery,
+            self.settings.batch.max(1),
+            self.settings.lease,
+            self.clock.now(),
+        )
+        .await;
         if claimed.is_empty() {
             return false;
         }

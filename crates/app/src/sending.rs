@@ -239,11 +239,7 @@ impl SendService {
             stop,
             poll: self.settings.poll_interval,
         };
-        let service = self.clone();
-        workers::spawn(self.settings.workers, &wakers, move || {
-            let service = service.clone();
-            async move { service.round().await }
-        })
+        workers::start(self, self.settings.workers, &wakers, Self::round)
     }
 
     /// Claims a batch and works it: one recipient's sends one after the other, in the order
@@ -251,18 +247,14 @@ impl SendService {
     /// to hundreds of milliseconds); false when nothing was due.
     async fn round(self: Arc<Self>) -> bool {
         let now = self.ports.clock.now();
-        let claimed = match self
-            .ports
-            .jobs
-            .claim(&[JobKind::Send], CLAIM_BATCH, self.settings.lease, now)
-            .await
-        {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::warn!(%error, "cannot claim send jobs");
-                return false;
-            }
-        };
+        let claimed = workers::claim(
+            self.ports.jobs.as_ref(),
+            JobKind::Send,
+            CLAIM_BATCH,
+            self.settings.lease,
+            now,
+        )
+        .await;
         if claimed.is_empty() {
             return false;
         }

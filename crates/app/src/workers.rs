@@ -3,8 +3,12 @@
 //! or until asked to stop.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use insta_router_domain::{ClaimedJob, JobKind};
+use insta_router_ports::JobQueue;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -63,4 +67,37 @@ where
         });
     }
     workers
+}
+
+/// Spawns `count` workers that each run `round(service)`.
+pub(crate) fn start<S, F, Fut>(
+    service: &Arc<S>,
+    count: usize,
+    wakers: &Wakers,
+    round: F,
+) -> JoinSet<()>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let service = service.clone();
+    spawn(count, wakers, move || round(service.clone()))
+}
+
+/// Claims up to `limit` due jobs of `kind`; a failure is logged and claims nothing.
+pub(crate) async fn claim(
+    jobs: &dyn JobQueue,
+    kind: JobKind,
+    limit: u32,
+    lease: Duration,
+    now: DateTime<Utc>,
+) -> Vec<ClaimedJob> {
+    match jobs.claim(&[kind], limit, lease, now).await {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            tracing::warn!(%error, kind = kind.as_str(), "cannot claim jobs");
+            Vec::new()
+        }
+    }
 }

@@ -63,24 +63,33 @@ pub(crate) fn upsert_sql(backend: Backend) -> &'static str {
     }
 }
 
+/// Records `conversation` (see [`upsert_sql`]) on any connection or transaction.
+pub(crate) async fn record_on(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    conversation: &Conversation,
+) -> Result<(), RepoError> {
+    let statement = Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        upsert_sql(backend),
+        [
+            conversation.id.as_str().into(),
+            conversation.instagram_account_id.as_str().into(),
+            conversation.customer_id.as_str().into(),
+            to_micros(conversation.started_at).into(),
+            to_micros(conversation.last_message_at).into(),
+            conversation.last_inbound_at.map(to_micros).into(),
+        ],
+    );
+    conn.execute_raw(statement).await.map_err(unavailable)?;
+    Ok(())
+}
+
 #[async_trait]
 impl ConversationRepository for SeaConversationRepository {
     #[tracing::instrument(skip_all, fields(conversation_id = %conversation.id))]
     async fn record(&self, conversation: &Conversation) -> Result<(), RepoError> {
-        let statement = Statement::from_sql_and_values(
-            self.db.get_database_backend(),
-            upsert_sql(self.backend),
-            [
-                conversation.id.as_str().into(),
-                conversation.instagram_account_id.as_str().into(),
-                conversation.customer_id.as_str().into(),
-                to_micros(conversation.started_at).into(),
-                to_micros(conversation.last_message_at).into(),
-                conversation.last_inbound_at.map(to_micros).into(),
-            ],
-        );
-        self.db.execute_raw(statement).await.map_err(unavailable)?;
-        Ok(())
+        record_on(&self.db, self.backend, conversation).await
     }
 
     async fn get(&self, id: &ConversationId) -> Result<Option<Conversation>, RepoError> {
@@ -96,22 +105,7 @@ impl ConversationRepository for SeaConversationRepository {
         account: &InstagramAccountId,
         page: PageRequest,
     ) -> Result<Page<Conversation>, RepoError> {
-        let limit = page.effective_limit();
-        let mut query = Entity::find()
-            .filter(Column::InstagramAccountId.eq(account.as_str()))
-            .order_by_desc(Column::LastMessageAt)
-            .order_by_desc(Column::Id)
-            .limit(u64::from(limit) + 1);
-        if let Some(after) = &page.after {
-            query = query.filter(after_time_cursor(after, Column::LastMessageAt, Column::Id)?);
-        }
-        let rows = query.all(&self.db).await.map_err(unavailable)?;
-        into_page(
-            rows,
-            limit,
-            |r| time_cursor(r.last_message_at, &r.id),
-            from_model,
-        )
+        self.page_of(account, &page, from_model).await
     }
 }
 
@@ -138,17 +132,7 @@ impl Inbox for SeaConversationRepository {
         account: &InstagramAccountId,
         page: PageRequest,
     ) -> Result<Page<ConversationSummary>, RepoError> {
-        let limit = page.effective_limit();
-        let mut query = Entity::find()
-            .filter(Column::InstagramAccountId.eq(account.as_str()))
-            .order_by_desc(Column::LastMessageAt)
-            .order_by_desc(Column::Id)
-            .limit(u64::from(limit) + 1);
-        if let Some(after) = &page.after {
-            query = query.filter(after_time_cursor(after, Column::LastMessageAt, Column::Id)?);
-        }
-        let rows = query.all(&self.db).await.map_err(unavailable)?;
-        let page = into_page(rows, limit, |r| time_cursor(r.last_message_at, &r.id), Ok)?;
+        let page = self.page_of(account, &page, Ok).await?;
         let mut items = Vec::with_capacity(page.items.len());
         for row in page.items {
             items.push(self.summary(row).await?);
@@ -188,6 +172,31 @@ impl Inbox for SeaConversationRepository {
 }
 
 impl SeaConversationRepository {
+    /// A page of an account's conversations, most recently active first.
+    async fn page_of<T>(
+        &self,
+        account: &InstagramAccountId,
+        page: &PageRequest,
+        convert: impl Fn(Model) -> Result<T, RepoError>,
+    ) -> Result<Page<T>, RepoError> {
+        let limit = page.effective_limit();
+        let mut query = Entity::find()
+            .filter(Column::InstagramAccountId.eq(account.as_str()))
+            .order_by_desc(Column::LastMessageAt)
+            .order_by_desc(Column::Id)
+            .limit(u64::from(limit) + 1);
+        if let Some(after) = &page.after {
+            query = query.filter(after_time_cursor(after, Column::LastMessageAt, Column::Id)?);
+        }
+        let rows = query.all(&self.db).await.map_err(unavailable)?;
+        into_page(
+            rows,
+            limit,
+            |r| time_cursor(r.last_message_at, &r.id),
+            convert,
+        )
+    }
+
     /// The conversation with its newest message and unread count: inbound messages, not
     /// unsent, newer than both the business's last message and its last mark-seen.
     async fn summary(&self, row: Model) -> Result<ConversationSummary, RepoError> {

@@ -13,7 +13,7 @@ use insta_router_ports::{Accepted, OutboundStore, RepoError, Settlement};
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::conversations::upsert_sql;
+use crate::conversations::record_on;
 use crate::error::{map_err, retry_deadlocks, unavailable};
 use crate::jobs::insert_jobs;
 use crate::sql::{int_at, statement};
@@ -354,20 +354,7 @@ impl OutboundStore for SeaOutboundStore {
             if let Some((copy, conversation)) = &settlement.copy {
                 // Its echo may be stored already, under the same mid: then that row stands.
                 messages::insert_if_absent(&txn, copy).await?;
-                txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-                    backend,
-                    upsert_sql(self.backend),
-                    [
-                        conversation.id.as_str().into(),
-                        conversation.instagram_account_id.as_str().into(),
-                        conversation.customer_id.as_str().into(),
-                        to_micros(conversation.started_at).into(),
-                        to_micros(conversation.last_message_at).into(),
-                        conversation.last_inbound_at.map(to_micros).into(),
-                    ],
-                ))
-                .await
-                .map_err(unavailable)?;
+                record_on(&txn, self.backend, conversation).await?;
             }
             if let Some(job) = &settlement.crm_event {
                 insert_jobs(&txn, std::slice::from_ref(job)).await?;
