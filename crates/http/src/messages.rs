@@ -1,7 +1,6 @@
 //! Sending for CRMs: `POST /api/v1/messages/send`, `GET /api/v1/messages/{id}/status`, and
 //! the original service's `POST /webhooks/send`, kept as a deprecated alias.
 
-use actix_web::http::StatusCode;
 use actix_web::web::{Data, Json, Path};
 use actix_web::{HttpRequest, HttpResponse, get, post};
 use insta_router_app::{SendFailure, SendReceipt};
@@ -196,7 +195,7 @@ fn parse_request(body: SendBody, header: Option<String>) -> Result<SendRequest, 
                 "idempotency_key",
                 "differs from the Idempotency-Key header",
             ));
-            None
+            Some(body_key)
         }
         (Some(key), _) | (None, Some(key)) => Some(key),
         (None, None) => None,
@@ -229,26 +228,16 @@ fn parse_request(body: SendBody, header: Option<String>) -> Result<SendRequest, 
         idempotency_key: key.as_deref(),
         metadata,
     };
-    match SendRequest::parse(raw) {
-        Ok(request) if errors.is_empty() => Ok(request),
-        Ok(_) => Err(ApiError::Invalid(
-            ValidationErrors::check(errors)
-                .err()
-                .unwrap_or_else(|| FieldError::new("request", "is invalid").into()),
-        )),
-        Err(more) => {
-            errors.extend(more.errors().iter().cloned());
-            Err(ApiError::Invalid(
-                ValidationErrors::check(errors)
-                    .err()
-                    .unwrap_or_else(|| FieldError::new("request", "is invalid").into()),
-            ))
-        }
+    let parsed = SendRequest::parse(raw);
+    if let Err(more) = &parsed {
+        errors.extend(more.errors().iter().cloned());
     }
+    ValidationErrors::check(errors).map_err(ApiError::Invalid)?;
+    parsed.map_err(ApiError::Invalid)
 }
 
-fn accepted(receipt: SendReceipt, status: StatusCode) -> HttpResponse {
-    let mut response = HttpResponse::build(status);
+fn accepted(receipt: SendReceipt) -> HttpResponse {
+    let mut response = HttpResponse::Accepted();
     if receipt.replayed {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
@@ -294,7 +283,7 @@ async fn send_message(
 ) -> Result<HttpResponse, ApiError> {
     let request = parse_request(body.into_inner(), header_key(&req)?)?;
     let receipt = state.app.sending.send(request).await?;
-    Ok(accepted(receipt, StatusCode::ACCEPTED))
+    Ok(accepted(receipt))
 }
 
 /// Read where a sent message stands.
