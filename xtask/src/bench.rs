@@ -27,6 +27,8 @@ struct Options {
     connections: usize,
     requests: usize,
     graph_delay_ms: usize,
+    /// Extra server settings (`--env KEY=VALUE`), for experiments.
+    env: Vec<(String, String)>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -35,6 +37,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         connections: 64,
         requests: 100_000,
         graph_delay_ms: 0,
+        env: Vec::new(),
     };
     let mut i = 0;
     while i < args.len() {
@@ -51,6 +54,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--connections" => options.connections = number()?,
             "--requests" => options.requests = number()?,
             "--graph-delay-ms" => options.graph_delay_ms = number()?,
+            "--env" => {
+                let (key, value) = value
+                    .split_once('=')
+                    .ok_or("--env takes KEY=VALUE")?;
+                options.env.push((key.to_owned(), value.to_owned()));
+            }
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -71,7 +80,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             }
             send(&options)
         }
-        _ => Err("usage: cargo xtask bench ingest|send [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)]".into()),
+        _ => Err("usage: cargo xtask bench ingest|send [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--env KEY=VALUE (a server setting)]...".into()),
     }
 }
 
@@ -139,12 +148,9 @@ fn ingest(options: &Options) -> Result<(), String> {
     let database = Database::create(&options.db, &dir)?;
     // The webhook path alone: workers would compete with it for the two cores (and the bench
     // account's CRM URL leads nowhere).
-    let (mut server, addr) = start_server(
-        &server_bin,
-        &database,
-        &dir,
-        &[("DELIVERY_WORKERS", "0"), ("AUTO_REPLY_WORKERS", "0")],
-    )?;
+    let mut env = vec![("DELIVERY_WORKERS", "0"), ("AUTO_REPLY_WORKERS", "0")];
+    env.extend(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (mut server, addr) = start_server(&server_bin, &database, &dir, &env)?;
     let result = measure(
         options,
         &addr,
@@ -184,11 +190,14 @@ fn send(options: &Options) -> Result<(), String> {
         &database,
         &dir,
         &[
-            ("INSTAGRAM_API_BASE_URL", &graph_url),
+            ("INSTAGRAM_API_BASE_URL", graph_url.as_str()),
             ("DELIVERY_WORKERS", "0"),
             ("AUTO_REPLY_WORKERS", "0"),
             ("SEND_RATE_PER_ACCOUNT", "1000000"),
-        ],
+        ]
+        .into_iter()
+        .chain(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .collect::<Vec<_>>(),
     )?;
     let result = measure_send(options, &addr, &graph_addr, &loadgen, &server);
     let _ = server.kill();

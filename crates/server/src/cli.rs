@@ -81,9 +81,11 @@ pub fn run() -> ExitCode {
         }
     };
     telemetry::init(&settings.log_level, settings.log_format == "json");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if settings.runtime_workers > 0 {
+        builder.worker_threads(settings.runtime_workers);
+    }
+    let runtime = match builder.enable_all().build()
     {
         Ok(runtime) => runtime,
         Err(err) => {

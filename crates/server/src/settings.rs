@@ -104,6 +104,11 @@ pub struct Settings {
     /// A TOML file of auto-reply rules to create at start (`deploy/rules.example.toml`);
     /// empty for none.
     pub rules_file: String,
+    /// HTTP worker threads; 0 = one per core.
+    pub http_workers: usize,
+    /// Threads of the runtime that runs the workers and the database writers; 0 = one per
+    /// core.
+    pub runtime_workers: usize,
     /// Seconds a Graph API call (a send, a profile lookup, a mark-seen) may take; a send
     /// with no answer by then has an unknown outcome and is not sent again.
     pub graph_api_timeout: f64,
@@ -194,6 +199,8 @@ const KEYS: &[&str] = &[
     "AUTO_REPLY_HUMAN_PAUSE",
     "AUTO_REPLY_HOURLY_CAP",
     "RULES_FILE",
+    "HTTP_WORKERS",
+    "RUNTIME_WORKERS",
     "GRAPH_API_TIMEOUT",
     "SEND_WORKERS",
     "SEND_RETRY_SCHEDULE",
@@ -707,7 +714,9 @@ mod delivery_tests {
             "SEND_RETRY_SCHEDULE",
             "SEND_RATE_PER_ACCOUNT",
             "SEND_RECONCILE_INTERVAL",
-            "GRAPH_API_TIMEOUT",
+            "HTTP_WORKERS",
+    "RUNTIME_WORKERS",
+    "GRAPH_API_TIMEOUT",
         ] {
             assert!(err.contains(name), "{name} in {err}");
         }

@@ -265,6 +265,10 @@ impl Application {
         let server = actix_web::HttpServer::new(move || {
             insta_router_http::app(shared.clone(), http.clone())
         })
+        .workers(match settings.http_workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        })
         .listen(listener)?
         .shutdown_timeout(settings.shutdown_timeout)
         .run();
