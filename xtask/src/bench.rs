@@ -55,9 +55,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--requests" => options.requests = number()?,
             "--graph-delay-ms" => options.graph_delay_ms = number()?,
             "--env" => {
-                let (key, value) = value
-                    .split_once('=')
-                    .ok_or("--env takes KEY=VALUE")?;
+                let (key, value) = value.split_once('=').ok_or("--env takes KEY=VALUE")?;
                 options.env.push((key.to_owned(), value.to_owned()));
             }
             other => return Err(format!("unknown option {other}")),

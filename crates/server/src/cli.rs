@@ -85,8 +85,7 @@ pub fn run() -> ExitCode {
     if settings.runtime_workers > 0 {
         builder.worker_threads(settings.runtime_workers);
     }
-    let runtime = match builder.enable_all().build()
-    {
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             report(&anyhow::Error::new(err).context("cannot start the async runtime"));
