@@ -714,8 +714,6 @@ mod delivery_tests {
             "SEND_RETRY_SCHEDULE",
             "SEND_RATE_PER_ACCOUNT",
             "SEND_RECONCILE_INTERVAL",
-            "HTTP_WORKERS",
-            "RUNTIME_WORKERS",
             "GRAPH_API_TIMEOUT",
         ] {
             assert!(err.contains(name), "{name} in {err}");
