@@ -18,13 +18,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use insta_router_domain::{
     AccountId, ClaimedJob, Conversation, ConversationId, Direction, InstagramAccountId, JobId,
-    JobKind, JobLease, Message, MessageContext, MessageId, MessageKind, NewJob, OutboundContent,
+    JobKind, Message, MessageContext, MessageId, MessageKind, NewJob, OutboundContent,
     OutboundMessage, OutboundStatus, SendError, SendRequest, TokenFailure, is_token_error,
     messaging_type,
 };
 use insta_router_ports::{
     Accepted, AccountRepository, Clock, ConversationRepository, CredentialCipher, GraphError,
-    JobQueue, JobUpdate, Messenger, OutboundStore, RepoError, Settlement,
+    JobQueue, Messenger, OutboundStore, RepoError, Settlement,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -133,12 +133,8 @@ const SETTLE_TRIES: u32 = 3;
 /// What became of one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
-    /// Complete the job.
     Done,
-    /// Run the job again at, with why.
     RetryAt(DateTime<Utc>, String),
-    /// The job's outcome was written with the send's settlement.
-    Recorded,
 }
 
 impl SendService {
@@ -288,7 +284,7 @@ impl SendService {
     async fn run(&self, claimed: ClaimedJob) {
         let ClaimedJob { job, lease } = claimed;
         let outcome = match MessageId::parse("subject", &job.subject) {
-            Ok(id) => match self.work(&id, &lease).await {
+            Ok(id) => match self.work(&id).await {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     let at = self.ports.clock.now() + TimeDelta::seconds(5);
@@ -299,8 +295,6 @@ impl SendService {
         };
         let now = self.ports.clock.now();
         let result = match &outcome {
-            // Written with the send's settlement.
-            Outcome::Recorded => return,
             Outcome::Done => self.ports.jobs.complete(&lease, now).await,
             Outcome::RetryAt(at, error) => self.ports.jobs.retry_at(&lease, *at, error, now).await,
         };
@@ -310,33 +304,33 @@ impl SendService {
     }
 
     /// Works the send with id `id` one step further.
-    async fn work(&self, id: &MessageId, lease: &JobLease) -> Result<Outcome, RepoError> {
+    async fn work(&self, id: &MessageId) -> Result<Outcome, RepoError> {
         let Some(send) = self.ports.outbound.get(id).await? else {
             return Ok(Outcome::Done);
         };
         match send.status {
             OutboundStatus::Sent | OutboundStatus::Failed => Ok(Outcome::Done),
-            OutboundStatus::Unknown => self.reconcile(send, lease).await,
+            OutboundStatus::Unknown => self.reconcile(send).await,
             OutboundStatus::Sending => {
                 // An earlier attempt was cut off mid-call: Meta may have the message.
                 let error = unknown_error(
                     "the attempt was interrupted (the process stopped or its lease ran out) after the request may have reached Meta",
                 );
-                let then = self.reconcile_later(&send);
-                self.settle(&send, OutboundStatus::Sending, unknown(error), then, lease)
-                    .await
+                self.settle(&send, OutboundStatus::Sending, unknown(error))
+                    .await?;
+                Ok(self.reconcile_later(&send))
             }
-            OutboundStatus::Pending => self.attempt(send, lease).await,
+            OutboundStatus::Pending => self.attempt(send).await,
         }
     }
 
-    async fn attempt(&self, send: OutboundMessage, lease: &JobLease) -> Result<Outcome, RepoError> {
+    async fn attempt(&self, send: OutboundMessage) -> Result<Outcome, RepoError> {
         let now = self.ports.clock.now();
         let Some(account) = self.ports.accounts.get(&send.request.account_id).await? else {
             let error = own_error("account_deleted", "the account was deleted", false);
-            return self
-                .fail(&send, OutboundStatus::Pending, error, now, lease)
-                .await;
+            self.fail(&send, OutboundStatus::Pending, error, now)
+                .await?;
+            return Ok(Outcome::Done);
         };
         if let Some(failure) = &account.token_failure {
             let error = own_error(
@@ -347,9 +341,9 @@ impl SendService {
                 ),
                 false,
             );
-            return self
-                .fail(&send, OutboundStatus::Pending, error, now, lease)
-                .await;
+            self.fail(&send, OutboundStatus::Pending, error, now)
+                .await?;
+            return Ok(Outcome::Done);
         }
         let token = match self.ports.cipher.open(&account.access_token) {
             Ok(token) => token,
@@ -359,9 +353,9 @@ impl SendService {
                     &format!("the account's access token cannot be opened: {e}"),
                     false,
                 );
-                return self
-                    .fail(&send, OutboundStatus::Pending, error, now, lease)
-                    .await;
+                self.fail(&send, OutboundStatus::Pending, error, now)
+                    .await?;
+                return Ok(Outcome::Done);
             }
         };
         let recipient = &send.request.recipient_id;
@@ -375,9 +369,9 @@ impl SendService {
         let messaging = match messaging_type(last_inbound, send.request.human_agent, now) {
             Ok(messaging) => messaging,
             Err(error) => {
-                return self
-                    .fail(&send, OutboundStatus::Pending, error, now, lease)
-                    .await;
+                self.fail(&send, OutboundStatus::Pending, error, now)
+                    .await?;
+                return Ok(Outcome::Done);
             }
         };
         self.limiter.until_key_ready(&account.id).await;
@@ -413,19 +407,11 @@ impl SendService {
                     error: None,
                     copy: Some((copy, conversation)),
                     crm_event: self.crm_event(&account, "message.sent", &sent, now),
-                    job: None,
                 };
-                let outcome = self
-                    .settle(
-                        &send,
-                        OutboundStatus::Sending,
-                        settlement,
-                        Outcome::Done,
-                        lease,
-                    )
+                self.settle(&send, OutboundStatus::Sending, settlement)
                     .await?;
                 count("sent");
-                Ok(outcome)
+                Ok(Outcome::Done)
             }
             Err(GraphError::Transient { code, message }) => {
                 let error = SendError {
@@ -441,29 +427,26 @@ impl SendService {
                 match delay {
                     Some(delay) => {
                         let text = format!("{}: {}", error.code, error.message);
-                        let outcome = self
-                            .settle(
-                                &send,
-                                OutboundStatus::Sending,
-                                Settlement {
-                                    status: OutboundStatus::Pending,
-                                    instagram_message_id: None,
-                                    sent_at: None,
-                                    error: Some(error),
-                                    copy: None,
-                                    crm_event: None,
-                                    job: None,
-                                },
-                                Outcome::RetryAt(now + delay, text),
-                                lease,
-                            )
-                            .await?;
+                        self.settle(
+                            &send,
+                            OutboundStatus::Sending,
+                            Settlement {
+                                status: OutboundStatus::Pending,
+                                instagram_message_id: None,
+                                sent_at: None,
+                                error: Some(error),
+                                copy: None,
+                                crm_event: None,
+                            },
+                        )
+                        .await?;
                         count("retried");
-                        Ok(outcome)
+                        Ok(Outcome::RetryAt(now + delay, text))
                     }
                     None => {
-                        self.fail(&send, OutboundStatus::Sending, error, now, lease)
-                            .await
+                        self.fail(&send, OutboundStatus::Sending, error, now)
+                            .await?;
+                        Ok(Outcome::Done)
                     }
                 }
             }
@@ -493,29 +476,24 @@ impl SendService {
                     message,
                     retryable: false,
                 };
-                self.fail(&send, OutboundStatus::Sending, error, now, lease)
-                    .await
+                self.fail(&send, OutboundStatus::Sending, error, now)
+                    .await?;
+                Ok(Outcome::Done)
             }
             Err(GraphError::Unknown(message)) => {
                 let error = unknown_error(&format!(
                     "the request reached Meta but no answer came ({message}); it is not sent again"
                 ));
-                let then = self.reconcile_later(&send);
-                let outcome = self
-                    .settle(&send, OutboundStatus::Sending, unknown(error), then, lease)
+                self.settle(&send, OutboundStatus::Sending, unknown(error))
                     .await?;
                 count("unknown");
-                Ok(outcome)
+                Ok(self.reconcile_later(&send))
             }
         }
     }
 
     /// Looks for the echo of a send whose outcome is unknown.
-    async fn reconcile(
-        &self,
-        send: OutboundMessage,
-        lease: &JobLease,
-    ) -> Result<Outcome, RepoError> {
+    async fn reconcile(&self, send: OutboundMessage) -> Result<Outcome, RepoError> {
         let now = self.ports.clock.now();
         let account = self.ports.accounts.get(&send.request.account_id).await?;
         let (Some(account), Some(text)) = (account, send.request.content.text()) else {
@@ -547,22 +525,15 @@ impl SendService {
                     error: None,
                     copy: None,
                     crm_event: self.crm_event(&account, "message.sent", &sent, now),
-                    job: None,
                 };
-                let outcome = self
-                    .settle(
-                        &send,
-                        OutboundStatus::Unknown,
-                        settlement,
-                        Outcome::Done,
-                        lease,
-                    )
-                    .await?;
-                if outcome == Outcome::Recorded {
+                if self
+                    .settle(&send, OutboundStatus::Unknown, settlement)
+                    .await?
+                {
                     count("reconciled");
                     tracing::info!(message_id = %send.id, "a send of unknown outcome was found in Meta's echo");
                 }
-                Ok(outcome)
+                Ok(Outcome::Done)
             }
             None => {
                 let outcome = self.reconcile_later(&send);
@@ -600,8 +571,7 @@ impl SendService {
         from: OutboundStatus,
         error: SendError,
         now: DateTime<Utc>,
-        lease: &JobLease,
-    ) -> Result<Outcome, RepoError> {
+    ) -> Result<(), RepoError> {
         let mut failed = send.clone();
         failed.status = OutboundStatus::Failed;
         failed.error = Some(error.clone());
@@ -610,45 +580,29 @@ impl SendService {
             .as_ref()
             .and_then(|a| self.crm_event(a, "message.failed", &failed, now));
         tracing::info!(message_id = %send.id, code = %error.code, "send failed: {}", error.message);
-        let outcome = self
-            .settle(
-                send,
-                from,
-                Settlement {
-                    status: OutboundStatus::Failed,
-                    instagram_message_id: None,
-                    sent_at: None,
-                    error: Some(error),
-                    copy: None,
-                    crm_event,
-                    job: None,
-                },
-                Outcome::Done,
-                lease,
-            )
-            .await?;
+        self.settle(
+            send,
+            from,
+            Settlement {
+                status: OutboundStatus::Failed,
+                instagram_message_id: None,
+                sent_at: None,
+                error: Some(error),
+                copy: None,
+                crm_event,
+            },
+        )
+        .await?;
         count("failed");
-        Ok(outcome)
+        Ok(())
     }
 
-    /// Writes `settlement` with the job's outcome `then` in one transaction: `Recorded`
-    /// when written; `Done` (nothing written) when the send had left status `from`.
     async fn settle(
         &self,
         send: &OutboundMessage,
         from: OutboundStatus,
-        mut settlement: Settlement,
-        then: Outcome,
-        lease: &JobLease,
-    ) -> Result<Outcome, RepoError> {
-        settlement.job = Some(JobUpdate {
-            lease: lease.clone(),
-            retry_at: match then {
-                Outcome::RetryAt(at, why) => Some((at, why)),
-                Outcome::Done | Outcome::Recorded => None,
-            },
-            now: self.ports.clock.now(),
-        });
+        settlement: Settlement,
+    ) -> Result<bool, RepoError> {
         let queued = settlement.crm_event.is_some();
         // What Meta answered is known only here: a database hiccup must not turn a sent
         // message into an unknown one, so try a little before giving up.
@@ -672,11 +626,7 @@ impl SendService {
         if settled && queued {
             (self.crm_wake)();
         }
-        Ok(if settled {
-            Outcome::Recorded
-        } else {
-            Outcome::Done
-        })
+        Ok(settled)
     }
 
     /// The CRM event for a settled send, when the account has a CRM.
@@ -724,7 +674,6 @@ fn unknown(error: SendError) -> Settlement {
         error: Some(error),
         copy: None,
         crm_event: None,
-        job: None,
     }
 }
 
@@ -835,13 +784,6 @@ mod tests {
         }
     }
 
-    fn lease() -> JobLease {
-        JobLease {
-            job_id: JobId::from_u128(70),
-            token: "lease".into(),
-        }
-    }
-
     fn account() -> Account {
         Account {
             id: AccountId::parse("a", "acc_0123456789ab").unwrap(),
@@ -940,22 +882,15 @@ mod tests {
                     && s.error
                         .as_ref()
                         .is_some_and(|e| e.code == "outcome_unknown")
-                    // Its echo is looked for next: the job is due again, in the same write.
-                    && s.job.as_ref().is_some_and(|j| {
-                        j.lease == lease()
-                            && j.retry_at.as_ref().is_some_and(|(at, _)| *at > now())
-                    })
             })
             .times(1)
             .returning(|_, _, _| Ok(true));
         let mut messenger = MockMessenger::new();
         messenger.expect_send().never();
         let service = service(outbound, messenger);
-        let outcome = service
-            .work(&MessageId::from_u128(7), &lease())
-            .await
-            .unwrap();
-        assert_eq!(outcome, Outcome::Recorded);
+        let outcome = service.work(&MessageId::from_u128(7)).await.unwrap();
+        // Its echo is looked for next.
+        assert!(matches!(outcome, Outcome::RetryAt(at, _) if at > now()));
     }
 
     #[tokio::test]
@@ -970,10 +905,7 @@ mod tests {
             messenger.expect_send().never();
             let service = service(outbound, messenger);
             assert_eq!(
-                service
-                    .work(&MessageId::from_u128(7), &lease())
-                    .await
-                    .unwrap(),
+                service.work(&MessageId::from_u128(7)).await.unwrap(),
                 Outcome::Done
             );
         }

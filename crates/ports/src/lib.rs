@@ -32,7 +32,7 @@ pub use inbound::{
 #[cfg(any(test, feature = "mocks"))]
 pub use messenger::MockMessenger;
 pub use messenger::{GraphError, Messenger, Profile};
-pub use outbound::{Accepted, ConversationSummary, Inbox, JobUpdate, OutboundStore, Settlement};
+pub use outbound::{Accepted, ConversationSummary, Inbox, OutboundStore, Settlement};
 #[cfg(any(test, feature = "mocks"))]
 pub use outbound::{MockInbox, MockOutboundStore};
 pub use page::{Page, PageRequest};

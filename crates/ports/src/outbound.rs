@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    Conversation, ConversationId, InstagramAccountId, InstagramMessageId, JobLease, Message,
-    MessageId, NewJob, OutboundMessage, OutboundStatus, SendError,
+    Conversation, ConversationId, InstagramAccountId, InstagramMessageId, Message, MessageId,
+    NewJob, OutboundMessage, OutboundStatus, SendError,
 };
 
 use crate::{Page, PageRequest, RepoError};
@@ -34,20 +34,6 @@ pub struct Settlement {
     pub copy: Option<(Message, Conversation)>,
     /// The event for the account's CRM (`message.sent`, `message.failed`).
     pub crm_event: Option<NewJob>,
-    /// The send job's own outcome, written in the same transaction (one commit less per
-    /// send); ignored when the lease is no longer the job's.
-    pub job: Option<JobUpdate>,
-}
-
-/// What becomes of the claimed job that worked a send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobUpdate {
-    /// The worker's claim.
-    pub lease: JobLease,
-    /// Due again at, with why; `None` completes the job.
-    pub retry_at: Option<(DateTime<Utc>, String)>,
-    /// Now.
-    pub now: DateTime<Utc>,
 }
 
 /// The stored sends.

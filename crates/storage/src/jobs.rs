@@ -144,38 +144,25 @@ impl SeaJobQueue {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, RepoError> {
-        finish_on(&self.db, lease, status, run_at, error, now).await
+        let mut update = Query::update();
+        update
+            .table(Alias::new("jobs"))
+            .value(Alias::new("status"), status.as_str())
+            .value(Alias::new("lease_token"), Option::<String>::None)
+            .value(Alias::new("updated_at"), to_micros(now))
+            .and_where(Expr::col(Alias::new("id")).eq(lease.job_id.as_str()))
+            .and_where(Expr::col(Alias::new("status")).eq(JobStatus::Running.as_str()))
+            .and_where(Expr::col(Alias::new("lease_token")).eq(lease.token.as_str()));
+        if let Some(at) = run_at {
+            update.value(Alias::new("run_at"), to_micros(at));
+        }
+        if let Some(error) = error {
+            update.value(Alias::new("last_error"), error);
+        }
+        let statement = self.db.get_database_backend().build(&update);
+        let result = self.db.execute_raw(statement).await.map_err(unavailable)?;
+        Ok(result.rows_affected() == 1)
     }
-}
-
-/// Ends a claim on any connection or transaction: the job's new status, when it is due
-/// again and why; false when `lease` is no longer the job's current lease.
-pub(crate) async fn finish_on(
-    conn: &impl ConnectionTrait,
-    lease: &JobLease,
-    status: JobStatus,
-    run_at: Option<DateTime<Utc>>,
-    error: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<bool, RepoError> {
-    let mut update = Query::update();
-    update
-        .table(Alias::new("jobs"))
-        .value(Alias::new("status"), status.as_str())
-        .value(Alias::new("lease_token"), Option::<String>::None)
-        .value(Alias::new("updated_at"), to_micros(now))
-        .and_where(Expr::col(Alias::new("id")).eq(lease.job_id.as_str()))
-        .and_where(Expr::col(Alias::new("status")).eq(JobStatus::Running.as_str()))
-        .and_where(Expr::col(Alias::new("lease_token")).eq(lease.token.as_str()));
-    if let Some(at) = run_at {
-        update.value(Alias::new("run_at"), to_micros(at));
-    }
-    if let Some(error) = error {
-        update.value(Alias::new("last_error"), error);
-    }
-    let statement = conn.get_database_backend().build(&update);
-    let result = conn.execute_raw(statement).await.map_err(unavailable)?;
-    Ok(result.rows_affected() == 1)
 }
 
 /// Inserts jobs on any connection or transaction.

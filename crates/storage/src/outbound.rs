@@ -6,8 +6,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use insta_router_domain::rules::QuickReply;
 use insta_router_domain::{
     AccountId, ConversationId, Direction, IdempotencyKey, InstagramAccountId, InstagramMessageId,
-    InstagramUserId, JobStatus, Media, MediaKind, MessageId, NewJob, OutboundContent,
-    OutboundMessage, OutboundStatus, SendError, SendRequest,
+    InstagramUserId, Media, MediaKind, MessageId, NewJob, OutboundContent, OutboundMessage,
+    OutboundStatus, SendError, SendRequest,
 };
 use insta_router_ports::{Accepted, OutboundStore, RepoError, Settlement};
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait, Value};
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conversations::record_on;
 use crate::error::{map_err, retry_deadlocks, unavailable};
-use crate::jobs::{finish_on, insert_jobs};
+use crate::jobs::insert_jobs;
 use crate::sql::{int_at, statement};
 use crate::time::{from_micros, to_micros};
 use crate::{Backend, messages};
@@ -358,13 +358,6 @@ impl OutboundStore for SeaOutboundStore {
             }
             if let Some(job) = &settlement.crm_event {
                 insert_jobs(&txn, std::slice::from_ref(job)).await?;
-            }
-            if let Some(update) = &settlement.job {
-                let (status, run_at, error) = match &update.retry_at {
-                    Some((at, why)) => (JobStatus::Queued, Some(*at), Some(why.as_str())),
-                    None => (JobStatus::Done, None, None),
-                };
-                finish_on(&txn, &update.lease, status, run_at, error, update.now).await?;
             }
             txn.commit().await.map_err(unavailable)?;
             Ok(true)
