@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use insta_router_domain::{AccountId, ConversationId, Message};
 use insta_router_ports::{
-    AccountRepository, Clock, ConversationSummary, CredentialCipher, GraphError, Inbox,
-    MessageRepository, Messenger, Page, PageRequest, RepoError,
+    AccountRepository, Clock, ConversationRepository, ConversationSummary, CredentialCipher,
+    GraphError, Inbox, MessageRepository, Messenger, Page, PageRequest, RepoError,
 };
 
 /// Why an inbox request failed.
@@ -29,6 +29,7 @@ pub enum InboxError {
 /// The inbox use cases.
 pub struct InboxService {
     inbox: Arc<dyn Inbox>,
+    conversations: Arc<dyn ConversationRepository>,
     messages: Arc<dyn MessageRepository>,
     accounts: Arc<dyn AccountRepository>,
     messenger: Arc<dyn Messenger>,
@@ -40,6 +41,7 @@ impl InboxService {
     /// A service over these ports.
     pub fn new(
         inbox: Arc<dyn Inbox>,
+        conversations: Arc<dyn ConversationRepository>,
         messages: Arc<dyn MessageRepository>,
         accounts: Arc<dyn AccountRepository>,
         messenger: Arc<dyn Messenger>,
@@ -48,6 +50,7 @@ impl InboxService {
     ) -> Self {
         Self {
             inbox,
+            conversations,
             messages,
             accounts,
             messenger,
@@ -87,7 +90,7 @@ impl InboxService {
         id: &ConversationId,
         page: PageRequest,
     ) -> Result<Page<Message>, InboxError> {
-        if self.inbox.conversation(id).await?.is_none() {
+        if self.conversations.get(id).await?.is_none() {
             return Err(InboxError::NotFound(id.clone()));
         }
         Ok(self.messages.list_by_conversation(id, page).await?)
@@ -102,11 +105,10 @@ impl InboxService {
     /// stands); [`InboxError::Storage`].
     pub async fn mark_read(&self, id: &ConversationId) -> Result<ConversationSummary, InboxError> {
         let now = self.clock.now();
-        let Some(summary) = self.inbox.conversation(id).await? else {
+        let Some(conversation) = self.conversations.get(id).await? else {
             return Err(InboxError::NotFound(id.clone()));
         };
         self.inbox.mark_seen(id, now).await?;
-        let conversation = &summary.conversation;
         if let Some(account) = self
             .accounts
             .find_by_instagram_id(&conversation.instagram_account_id)

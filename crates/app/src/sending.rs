@@ -17,8 +17,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use insta_router_domain::{
-    AccountId, ClaimedJob, Conversation, ConversationId, Direction, InstagramAccountId, JobId,
-    JobKind, Message, MessageContext, MessageId, MessageKind, NewJob, OutboundContent,
+    Account, AccountId, ClaimedJob, Conversation, ConversationId, Direction, InstagramAccountId,
+    JobId, JobKind, Message, MessageContext, MessageId, MessageKind, NewJob, OutboundContent,
     OutboundMessage, OutboundStatus, SendError, SendRequest, TokenFailure, is_token_error,
     messaging_type,
 };
@@ -328,7 +328,7 @@ impl SendService {
         let now = self.ports.clock.now();
         let Some(account) = self.ports.accounts.get(&send.request.account_id).await? else {
             let error = own_error("account_deleted", "the account was deleted", false);
-            self.fail(&send, OutboundStatus::Pending, error, now)
+            self.fail(&send, None, OutboundStatus::Pending, error, now)
                 .await?;
             return Ok(Outcome::Done);
         };
@@ -341,7 +341,7 @@ impl SendService {
                 ),
                 false,
             );
-            self.fail(&send, OutboundStatus::Pending, error, now)
+            self.fail(&send, Some(&account), OutboundStatus::Pending, error, now)
                 .await?;
             return Ok(Outcome::Done);
         }
@@ -353,7 +353,7 @@ impl SendService {
                     &format!("the account's access token cannot be opened: {e}"),
                     false,
                 );
-                self.fail(&send, OutboundStatus::Pending, error, now)
+                self.fail(&send, Some(&account), OutboundStatus::Pending, error, now)
                     .await?;
                 return Ok(Outcome::Done);
             }
@@ -369,7 +369,7 @@ impl SendService {
         let messaging = match messaging_type(last_inbound, send.request.human_agent, now) {
             Ok(messaging) => messaging,
             Err(error) => {
-                self.fail(&send, OutboundStatus::Pending, error, now)
+                self.fail(&send, Some(&account), OutboundStatus::Pending, error, now)
                     .await?;
                 return Ok(Outcome::Done);
             }
@@ -444,7 +444,7 @@ impl SendService {
                         Ok(Outcome::RetryAt(now + delay, text))
                     }
                     None => {
-                        self.fail(&send, OutboundStatus::Sending, error, now)
+                        self.fail(&send, Some(&account), OutboundStatus::Sending, error, now)
                             .await?;
                         Ok(Outcome::Done)
                     }
@@ -476,7 +476,7 @@ impl SendService {
                     message,
                     retryable: false,
                 };
-                self.fail(&send, OutboundStatus::Sending, error, now)
+                self.fail(&send, Some(&account), OutboundStatus::Sending, error, now)
                     .await?;
                 Ok(Outcome::Done)
             }
@@ -564,10 +564,11 @@ impl SendService {
         }
     }
 
-    /// Settles a send as failed and tells the CRM.
+    /// Settles a send as failed and tells the account's CRM, when there is one.
     async fn fail(
         &self,
         send: &OutboundMessage,
+        account: Option<&Account>,
         from: OutboundStatus,
         error: SendError,
         now: DateTime<Utc>,
@@ -575,10 +576,7 @@ impl SendService {
         let mut failed = send.clone();
         failed.status = OutboundStatus::Failed;
         failed.error = Some(error.clone());
-        let account = self.ports.accounts.get(&send.request.account_id).await?;
-        let crm_event = account
-            .as_ref()
-            .and_then(|a| self.crm_event(a, "message.failed", &failed, now));
+        let crm_event = account.and_then(|a| self.crm_event(a, "message.failed", &failed, now));
         tracing::info!(message_id = %send.id, code = %error.code, "send failed: {}", error.message);
         self.settle(
             send,
@@ -632,7 +630,7 @@ impl SendService {
     /// The CRM event for a settled send, when the account has a CRM.
     fn crm_event(
         &self,
-        account: &insta_router_domain::Account,
+        account: &Account,
         event_type: &str,
         send: &OutboundMessage,
         now: DateTime<Utc>,

@@ -205,6 +205,7 @@ impl Application {
         }
         let inbox = InboxService::new(
             Arc::new(db.conversations()),
+            Arc::new(db.conversations()),
             Arc::new(db.messages()),
             Arc::new(db.accounts()),
             graph,
