@@ -29,6 +29,9 @@ struct Options {
     graph_delay_ms: usize,
     /// Extra server settings (`--env KEY=VALUE`), for experiments.
     env: Vec<(String, String)>,
+    /// A server binary to measure instead of this tree's (`--server PATH`), for A/B runs
+    /// against an earlier build.
+    server: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -38,6 +41,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         requests: 100_000,
         graph_delay_ms: 0,
         env: Vec::new(),
+        server: None,
     };
     let mut i = 0;
     while i < args.len() {
@@ -54,6 +58,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--connections" => options.connections = number()?,
             "--requests" => options.requests = number()?,
             "--graph-delay-ms" => options.graph_delay_ms = number()?,
+            "--server" => options.server = Some(PathBuf::from(value)),
             "--env" => {
                 let (key, value) = value.split_once('=').ok_or("--env takes KEY=VALUE")?;
                 options.env.push((key.to_owned(), value.to_owned()));
@@ -78,11 +83,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             }
             send(&options)
         }
-        _ => Err("usage: cargo xtask bench ingest|send [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--env KEY=VALUE (a server setting)]...".into()),
+        _ => Err("usage: cargo xtask bench ingest|send [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--env KEY=VALUE (a server setting)]... [--server PATH (another build's binary)]".into()),
     }
 }
 
-fn build() -> Result<(PathBuf, PathBuf), String> {
+/// The release binaries: the server (this tree's, or `--server`) and the load generator.
+fn build(options: &Options) -> Result<(PathBuf, PathBuf), String> {
     say("building release binaries (insta-router, loadgen)");
     let status = Command::new(env!("CARGO"))
         .args([
@@ -100,7 +106,11 @@ fn build() -> Result<(PathBuf, PathBuf), String> {
         return Err("release build failed".into());
     }
     let release = target_dir().join("release");
-    Ok((release.join("insta-router"), release.join("loadgen")))
+    let server = options
+        .server
+        .clone()
+        .unwrap_or_else(|| release.join("insta-router"));
+    Ok((server, release.join("loadgen")))
 }
 
 /// Starts the server on `database` with `env`, logging to `dir/server.log`; returns it and
@@ -141,7 +151,7 @@ fn temp_dir() -> Result<PathBuf, String> {
 }
 
 fn ingest(options: &Options) -> Result<(), String> {
-    let (server_bin, loadgen) = build()?;
+    let (server_bin, loadgen) = build(options)?;
     let dir = temp_dir()?;
     let database = Database::create(&options.db, &dir)?;
     // The webhook path alone: workers would compete with it for the two cores (and the bench
@@ -166,7 +176,7 @@ fn ingest(options: &Options) -> Result<(), String> {
 }
 
 fn send(options: &Options) -> Result<(), String> {
-    let (server_bin, loadgen) = build()?;
+    let (server_bin, loadgen) = build(options)?;
     let dir = temp_dir()?;
     let database = Database::create(&options.db, &dir)?;
     let graph_addr = format!("127.0.0.1:{}", free_port()?);

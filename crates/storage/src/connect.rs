@@ -6,10 +6,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use insta_router_migration::{Migrator, MigratorTrait};
 use insta_router_ports::{HealthCheck, RepoError};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use std::str::FromStr;
+
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 
 use crate::error::unavailable;
+use crate::inbound_sqlite::{SqliteWriter, WriterOptions};
 use crate::{
     SeaAccountRepository, SeaAutoReplyStore, SeaConversationRepository, SeaDeliveryStore,
     SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaOutboundStore, SeaRuleRepository,
@@ -95,14 +98,18 @@ pub fn normalize_database_url(raw: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Database {
     pub(crate) conn: DatabaseConnection,
-    /// On a SQLite file, the inbound store's own pool of one connection: SQLite discards a
-    /// connection's page cache whenever another connection has written, so a writer that
-    /// moved between pooled connections re-read its indexes from the file on nearly every
-    /// batch. Elsewhere `None`, and the inbound store writes through `conn`.
-    writer: Option<DatabaseConnection>,
+    /// On a SQLite file, the inbound store's own thread and connection (see
+    /// `inbound_sqlite`). Elsewhere `None`, and the inbound store writes through `conn`.
+    writer: Option<SqliteWriter>,
     backend: Backend,
     checkpointer: Option<Arc<Checkpointer>>,
 }
+
+/// How long a SQLite connection waits for another one's write lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Page cache per SQLite connection, in KiB.
+const SQLITE_CACHE_KIB: u32 = 4096;
 
 /// WAL frames (pages) past which the checkpointer restarts the WAL: 64 MiB of 4 KiB pages.
 const WAL_RESTART_FRAMES: i64 = 16_384;
@@ -187,12 +194,26 @@ impl Database {
             .map_err(StorageError::Connect)?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let writer = if backend == Backend::Sqlite && !in_memory {
-            let mut opts = opts;
-            opts.max_connections(1).min_connections(1);
+            let path = SqliteConnectOptions::from_str(url)
+                .map_err(|e| {
+                    StorageError::Connect(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+                        e.into(),
+                    )))
+                })?
+                .get_filename()
+                .to_owned();
             Some(
-                sea_orm::Database::connect(opts)
-                    .await
-                    .map_err(StorageError::Connect)?,
+                SqliteWriter::start(WriterOptions {
+                    path,
+                    synchronous_full: options.sqlite_synchronous_full,
+                    busy_timeout: SQLITE_BUSY_TIMEOUT,
+                    cache_kib: SQLITE_CACHE_KIB,
+                })
+                .map_err(|e| {
+                    StorageError::Connect(sea_orm::DbErr::Custom(format!(
+                        "cannot start the SQLite writer: {e}"
+                    )))
+                })?,
             )
         } else {
             None
@@ -227,7 +248,7 @@ impl Database {
             opts.map_sqlx_sqlite_opts(move |o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(synchronous)
-                    .busy_timeout(Duration::from_secs(10))
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
                     // Multi-row inserts come in many sizes; keep their prepared forms.
                     .statement_cache_capacity(512)
@@ -235,7 +256,7 @@ impl Database {
                     // faster under the ingest benchmark (9,300-9,800 events/s either way)
                     // but, once CRM bodies were stored with each event, took peak RSS from
                     // 60 to 127 MiB: the allocator keeps the cache's pages scattered.
-                    .pragma("cache_size", "-4096")
+                    .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
                     // Sorts and temporary tables in memory, not in files opened per statement.
                     .pragma("temp_store", "memory")
                     // Checkpoints run in the background (see `Checkpointer`), never inside a
@@ -362,10 +383,7 @@ impl Database {
 
     /// The inbound pipeline's store.
     pub fn inbound(&self) -> SeaInboundStore {
-        SeaInboundStore::new(
-            self.writer.as_ref().unwrap_or(&self.conn).clone(),
-            self.backend,
-        )
+        SeaInboundStore::new(self.conn.clone(), self.backend, self.writer.clone())
     }
 
     /// The sends CRMs asked for.
@@ -406,9 +424,7 @@ impl Database {
             checkpointer,
         } = self;
         drop(checkpointer);
-        if let Some(writer) = writer {
-            writer.close().await.map_err(unavailable)?;
-        }
+        drop(writer);
         if backend == Backend::Sqlite {
             // Fold the WAL into the database, so a stopped service leaves one file behind.
             let _ = conn

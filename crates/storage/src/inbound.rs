@@ -24,6 +24,7 @@ use serde_json::json;
 use crate::Backend;
 use crate::conversations::upsert_sql;
 use crate::error::{retry_deadlocks, unavailable};
+use crate::inbound_sqlite::SqliteWriter;
 use crate::messages::message_row;
 use crate::time::to_micros;
 
@@ -35,17 +36,30 @@ const MAX_PARAMS: usize = 30_000;
 pub struct SeaInboundStore {
     db: DatabaseConnection,
     backend: Backend,
+    /// On a SQLite file, the thread that writes the batches (see `inbound_sqlite`).
+    sqlite: Option<SqliteWriter>,
 }
 
 impl SeaInboundStore {
-    pub(crate) fn new(db: DatabaseConnection, backend: Backend) -> Self {
-        Self { db, backend }
+    pub(crate) fn new(
+        db: DatabaseConnection,
+        backend: Backend,
+        sqlite: Option<SqliteWriter>,
+    ) -> Self {
+        Self {
+            db,
+            backend,
+            sqlite,
+        }
     }
 }
 
 #[async_trait]
 impl InboundStore for SeaInboundStore {
     async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
+        if let Some(writer) = &self.sqlite {
+            return writer.store(batch).await;
+        }
         retry_deadlocks(|| self.store_once(batch)).await
     }
 }
@@ -56,11 +70,6 @@ impl SeaInboundStore {
             return crate::inbound_postgres::store(&self.db, batch).await;
         }
         let txn = self.db.begin().await.map_err(unavailable)?;
-        if self.backend == Backend::Sqlite {
-            let outcome = crate::inbound_sqlite::store(&txn, batch).await?;
-            txn.commit().await.map_err(unavailable)?;
-            return Ok(outcome);
-        }
         let unit = SeaInboundUnit {
             txn,
             backend: self.backend,

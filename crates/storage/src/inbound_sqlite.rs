@@ -1,177 +1,311 @@
-//! The inbound batch on SQLite, as one script.
+//! The inbound batch on a SQLite file, written by a thread of its own through rusqlite.
 //!
-//! sqlx runs each SQLite connection on its own thread; every statement is a round trip to it,
-//! and under load each round trip waits for the scheduler. A batch written statement by
-//! statement spent most of its time in those waits. Here the whole batch (journal, messages,
-//! events, deletions, conversations, jobs, and the read-back of what was new) is one
-//! multi-statement query: SQLite prepares and runs the statements one after the other on that
-//! thread, and sqlx binds the positional parameters across them in order.
+//! SQLite has one writer at a time, and on the webhook path that writer sets the pace. Through
+//! sqlx every statement was a round trip between a tokio task and the connection's worker
+//! thread, every row read back another, and a batch's SQL text changed with its size, so each
+//! group was a new multi-row script to bind and run. Here one thread owns the writing
+//! connection: a batch is one message to it and one answer back, and it runs the same
+//! handful of prepared single-row statements for every event (SQLite's own fastest path), so
+//! a duplicate is known from the row count of its insert instead of read back.
 //!
-//! What depends on which rows were new is decided in SQL: the ids of messages and events are
-//! fresh, so one that exists after its `INSERT ... DO NOTHING` was inserted by this batch.
+//! Only the inbound store writes through this connection, so its page cache stays warm:
+//! SQLite discards a connection's cache whenever another connection has written.
 
-use insta_router_ports::{BatchOutcome, InboundBatch, RepoError};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, Value};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use insta_router_domain::{Direction, InstagramAccountId};
+use insta_router_ports::{BatchOutcome, InboundBatch, RepoError, with_account_id};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior, params_from_iter};
+use sea_orm::Value;
+use tokio::sync::oneshot;
 
 use crate::Backend;
-use crate::error::unavailable;
-use crate::inbound::{
-    EVENT_COLUMNS, JOURNAL_COLUMNS, conversation_merge, event_row, journal_row, outcome_from_rows,
-    payload_with_account_sql,
-};
+use crate::conversations::upsert_sql;
+use crate::inbound::{EVENT_COLUMNS, JOURNAL_COLUMNS, event_row, journal_row};
 use crate::messages::{columns as message_columns, message_row};
 use crate::time::to_micros;
 
-/// Most parameters of one statement; SQLite allows 32766.
-const MAX_PARAMS: usize = 30_000;
-
-/// A script being written: SQL text and its parameters, in order.
-#[derive(Default)]
-struct Script {
-    sql: String,
-    values: Vec<Value>,
+/// How the writer opens its connection.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterOptions {
+    /// The database file.
+    pub path: PathBuf,
+    /// `synchronous=FULL` instead of `NORMAL`.
+    pub synchronous_full: bool,
+    /// How long to wait for another connection's write lock.
+    pub busy_timeout: Duration,
+    /// Page cache, in KiB.
+    pub cache_kib: u32,
 }
 
-impl Script {
-    /// `INSERT INTO table (columns) VALUES (?, ...), ... suffix;` per chunk of rows.
-    fn insert(&mut self, table: &str, columns: &[&str], rows: Vec<Vec<Value>>, suffix: &str) {
-        let per_chunk = (MAX_PARAMS / columns.len()).max(1);
-        let row_marks = format!("({})", vec!["?"; columns.len()].join(", "));
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            self.sql.push_str(&format!(
-                "INSERT INTO {table} ({}) VALUES ",
-                columns.join(", ")
-            ));
-            for (i, row) in rows.by_ref().take(per_chunk).enumerate() {
-                if i > 0 {
-                    self.sql.push_str(", ");
+/// The handle of the writer thread; the thread stops when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteWriter {
+    requests: mpsc::Sender<Request>,
+}
+
+struct Request {
+    batch: InboundBatch,
+    reply: oneshot::Sender<Result<BatchOutcome, RepoError>>,
+}
+
+impl SqliteWriter {
+    /// Starts the thread. Its connection is opened with the first batch, after the
+    /// migrations ran: a connection that cached the schema before a migration would not see
+    /// the new tables and indexes when it prepares a statement.
+    pub(crate) fn start(options: WriterOptions) -> std::io::Result<Self> {
+        let (requests, receiver) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || run(&options, &receiver))?;
+        Ok(Self { requests })
+    }
+
+    /// Writes `batch` in one transaction; see [`insta_router_ports::InboundStore::store`].
+    pub(crate) async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request {
+                batch: batch.clone(),
+                reply,
+            })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> RepoError {
+    RepoError::Unavailable("the SQLite writer thread has stopped".into())
+}
+
+fn run(options: &WriterOptions, requests: &mpsc::Receiver<Request>) {
+    let mut connection: Option<Connection> = None;
+    while let Ok(request) = requests.recv() {
+        if connection.is_none() {
+            match open(options) {
+                Ok(opened) => connection = Some(opened),
+                Err(e) => {
+                    let _ = request.reply.send(Err(unavailable(e)));
+                    continue;
                 }
-                self.sql.push_str(&row_marks);
-                self.values.extend(row);
             }
-            self.sql.push_str(suffix);
-            self.sql.push_str(";\n");
+        }
+        if let Some(conn) = connection.as_mut() {
+            let started = std::time::Instant::now();
+            let outcome = write(conn, &request.batch);
+            tracing::debug!(
+                journal = request.batch.journal.len(),
+                micros = started.elapsed().as_micros(),
+                "sqlite batch written"
+            );
+            if let Err(e) = &outcome {
+                tracing::warn!(error = %e, "inbound batch failed on SQLite");
+            }
+            let _ = request.reply.send(outcome);
         }
     }
+}
 
-    /// `?, ?, ...` for `ids`, with their values.
-    fn list(&mut self, ids: &[String]) -> String {
-        self.values
-            .extend(ids.iter().map(|id| Value::from(id.as_str())));
-        vec!["?"; ids.len()].join(", ")
+fn open(options: &WriterOptions) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        &options.path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(options.busy_timeout)?;
+    let synchronous = if options.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    // The pool's settings (see `Database::options`): the pool has set WAL mode on the file.
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+         PRAGMA foreign_keys = ON; PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;",
+        options.cache_kib
+    ))?;
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+fn unavailable(e: rusqlite::Error) -> RepoError {
+    RepoError::Unavailable(Box::new(e))
+}
+
+/// `INSERT INTO table (columns) VALUES (?, ...) suffix`.
+fn insert_sql(table: &str, columns: &[&str], suffix: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}){suffix}",
+        columns.join(", "),
+        vec!["?"; columns.len()].join(", ")
+    )
+}
+
+/// A sea-orm value bound to a rusqlite statement: the row builders shared with the other
+/// backends produce text, integers and blobs.
+struct Bind<'a>(&'a Value);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Value::String(Some(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Bytes(Some(b)) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Value::BigInt(Some(n)) => ToSqlOutput::Owned((*n).into()),
+            Value::Int(Some(n)) => ToSqlOutput::Owned(i64::from(*n).into()),
+            Value::String(None) | Value::Bytes(None) | Value::BigInt(None) | Value::Int(None) => {
+                ToSqlOutput::Owned(rusqlite::types::Value::Null)
+            }
+            other => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    format!("no SQLite binding for {other:?}").into(),
+                ));
+            }
+        })
     }
 }
 
-pub(crate) async fn store(
-    txn: &DatabaseTransaction,
+fn execute(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    row: &[Value],
+) -> rusqlite::Result<usize> {
+    statement.execute(params_from_iter(row.iter().map(Bind)))
+}
+
+/// Where an Instagram account's events go: its account id, and whether it has a CRM URL.
+type Route = Option<(String, bool)>;
+
+fn write(conn: &mut Connection, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
+    let txn = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let outcome = write_in(&txn, batch)?;
+    txn.commit().map_err(unavailable)?;
+    Ok(outcome)
+}
+
+fn write_in(
+    txn: &rusqlite::Transaction<'_>,
     batch: &InboundBatch,
 ) -> Result<BatchOutcome, RepoError> {
-    let mut script = Script::default();
-    script.insert(
-        "webhook_journal",
-        &JOURNAL_COLUMNS,
-        batch.journal.iter().map(journal_row).collect(),
-        "",
-    );
-    let message_rows = batch
-        .messages
-        .iter()
-        .map(message_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    script.insert(
-        "messages",
-        &message_columns(),
-        message_rows,
-        " ON CONFLICT (instagram_account_id, mid) DO NOTHING",
-    );
-    script.insert(
-        "inbound_events",
-        &EVENT_COLUMNS,
-        batch.events.iter().map(event_row).collect(),
-        " ON CONFLICT (instagram_account_id, dedup_key) DO NOTHING",
-    );
-    for deletion in &batch.deletions {
-        script.sql.push_str(
-            "UPDATE messages SET deleted_at = ? WHERE instagram_account_id = ? AND mid = ? \
-             AND deleted_at IS NULL AND EXISTS (SELECT 1 FROM inbound_events WHERE id = ?);\n",
-        );
-        script.values.extend([
-            Value::from(to_micros(deletion.at)),
-            deletion.account.as_str().into(),
-            deletion.mid.as_str().into(),
-            deletion.event_id.as_str().into(),
-        ]);
+    let mut outcome = BatchOutcome::default();
+    let mut new: HashSet<&str> = HashSet::new();
+
+    let mut journal = txn
+        .prepare_cached(&insert_sql("webhook_journal", &JOURNAL_COLUMNS, ""))
+        .map_err(unavailable)?;
+    for entry in &batch.journal {
+        execute(&mut journal, &journal_row(entry)).map_err(unavailable)?;
     }
-    let message_ids: Vec<String> = batch
-        .messages
-        .iter()
-        .map(|m| m.id.as_str().to_owned())
-        .collect();
-    for chunk in message_ids.chunks(MAX_PARAMS) {
-        let marks = script.list(chunk);
-        // The conversations of the new messages, merged with the stored ones: earliest start,
-        // latest message, latest inbound message.
-        script.sql.push_str(&format!(
-            "INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
-             SELECT conversation_id, instagram_account_id, \
-                    CASE WHEN direction = 'inbound' THEN sender_id ELSE recipient_id END, \
-                    min(timestamp), max(timestamp), max(CASE WHEN direction = 'inbound' THEN timestamp END) \
-             FROM messages WHERE id IN ({marks}) GROUP BY conversation_id{};\n",
-            conversation_merge(Backend::Sqlite)
-        ));
+
+    let mut messages = txn
+        .prepare_cached(&insert_sql(
+            "messages",
+            &message_columns(),
+            " ON CONFLICT (instagram_account_id, mid) DO NOTHING",
+        ))
+        .map_err(unavailable)?;
+    let mut conversation = txn
+        .prepare_cached(upsert_sql(Backend::Sqlite))
+        .map_err(unavailable)?;
+    for message in &batch.messages {
+        if execute(&mut messages, &message_row(message)?).map_err(unavailable)? == 0 {
+            continue;
+        }
+        new.insert(message.id.as_str());
+        outcome.new_messages.push(message.id.clone());
+        // The conversation merges this message: earliest start, latest message, latest
+        // inbound message.
+        let at = to_micros(message.sent_at);
+        let inbound = (message.direction == Direction::Inbound).then_some(at);
+        conversation
+            .execute(rusqlite::params![
+                message.conversation_id.as_str(),
+                message.instagram_account_id.as_str(),
+                message.customer_id().as_str(),
+                at,
+                at,
+                inbound,
+            ])
+            .map_err(unavailable)?;
     }
-    // Jobs: only about what is new, CRM jobs only for accounts with a CRM URL, each with the
-    // account's id when the account is configured.
-    let per_chunk = MAX_PARAMS / 7;
-    let payload = payload_with_account_sql("v.payload", Backend::Sqlite);
-    for chunk in batch.jobs.chunks(per_chunk) {
-        let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        script.sql.push_str(&format!(
-            "WITH v(id, kind, subject, account, payload, run_at, crm) AS (VALUES {rows}) \
-             INSERT INTO jobs (id, kind, account_id, subject, payload, status, attempts, run_at, lease_token, last_error, created_at, updated_at) \
-             SELECT v.id, v.kind, a.id, v.subject, {payload}, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
-             FROM v LEFT JOIN accounts a ON a.instagram_account_id = v.account \
-             WHERE (EXISTS (SELECT 1 FROM messages m WHERE m.id = v.subject) \
-                    OR EXISTS (SELECT 1 FROM inbound_events e WHERE e.id = v.subject)) \
-               AND (v.crm = 0 OR coalesce(a.crm_webhook_url, '') <> '');\n"
-        ));
-        for planned in chunk {
-            let job = &planned.job;
-            script.values.extend([
-                Value::from(job.id.as_str()),
-                job.kind.as_str().into(),
-                job.subject.as_str().into(),
-                planned.instagram_account_id.as_str().into(),
-                job.payload.as_str().into(),
-                to_micros(job.run_at).into(),
-                i32::from(planned.requires_crm).into(),
-            ]);
+
+    let mut events = txn
+        .prepare_cached(&insert_sql(
+            "inbound_events",
+            &EVENT_COLUMNS,
+            " ON CONFLICT (instagram_account_id, dedup_key) DO NOTHING",
+        ))
+        .map_err(unavailable)?;
+    for event in &batch.events {
+        if execute(&mut events, &event_row(event)).map_err(unavailable)? == 1 {
+            new.insert(event.id.as_str());
+            outcome.new_events.push(event.id.clone());
         }
     }
-    // What was new.
-    for chunk in message_ids.chunks(MAX_PARAMS) {
-        let marks = script.list(chunk);
-        script.sql.push_str(&format!(
-            "SELECT 'm' AS t, id FROM messages WHERE id IN ({marks});\n"
-        ));
-    }
-    let event_ids: Vec<String> = batch
-        .events
+
+    for deletion in batch
+        .deletions
         .iter()
-        .map(|e| e.id.as_str().to_owned())
-        .collect();
-    for chunk in event_ids.chunks(MAX_PARAMS) {
-        let marks = script.list(chunk);
-        script.sql.push_str(&format!(
-            "SELECT 'e' AS t, id FROM inbound_events WHERE id IN ({marks});\n"
-        ));
+        .filter(|d| new.contains(d.event_id.as_str()))
+    {
+        txn.prepare_cached(
+            "UPDATE messages SET deleted_at = ? \
+             WHERE instagram_account_id = ? AND mid = ? AND deleted_at IS NULL",
+        )
+        .and_then(|mut update| {
+            update.execute(rusqlite::params![
+                to_micros(deletion.at),
+                deletion.account.as_str(),
+                deletion.mid.as_str(),
+            ])
+        })
+        .map_err(unavailable)?;
     }
-    if script.sql.is_empty() {
-        return Ok(BatchOutcome::default());
+
+    // Jobs about what is new; CRM jobs only for accounts with a CRM URL; each with its
+    // account's id when the account is configured.
+    let mut routes: HashMap<&InstagramAccountId, Route> = HashMap::new();
+    let mut route = txn
+        .prepare_cached("SELECT id, crm_webhook_url FROM accounts WHERE instagram_account_id = ?")
+        .map_err(unavailable)?;
+    let mut jobs = txn
+        .prepare_cached(&insert_sql("jobs", &crate::jobs::COLUMNS, ""))
+        .map_err(unavailable)?;
+    for planned in batch
+        .jobs
+        .iter()
+        .filter(|j| new.contains(j.job.subject.as_str()))
+    {
+        let account = &planned.instagram_account_id;
+        if !routes.contains_key(account) {
+            let found = route
+                .query_row([account.as_str()], |row| {
+                    let url: Option<String> = row.get(1)?;
+                    Ok((row.get::<_, String>(0)?, url.is_some_and(|u| !u.is_empty())))
+                })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(unavailable(e)),
+                })?;
+            routes.insert(account, found);
+        }
+        let found = routes.get(account).and_then(Option::as_ref);
+        if planned.requires_crm && !found.is_some_and(|(_, crm)| *crm) {
+            continue;
+        }
+        let mut job = planned.job.clone();
+        if let Some((id, _)) = found {
+            let id = insta_router_domain::AccountId::parse("id", id)
+                .map_err(|e| RepoError::Corrupt(format!("account route: {e}")))?;
+            job.payload = with_account_id(&job.payload, &id);
+            job.account_id = Some(id);
+        }
+        execute(&mut jobs, &crate::jobs::job_row(&job)).map_err(unavailable)?;
     }
-    let statement =
-        Statement::from_sql_and_values(txn.get_database_backend(), script.sql, script.values);
-    let rows = txn.query_all_raw(statement).await.map_err(unavailable)?;
-    outcome_from_rows(&rows)
+    Ok(outcome)
 }

@@ -29,7 +29,7 @@ use crate::error::{retry_deadlocks, unavailable};
 use crate::inbound::{chunks, insert_into};
 use crate::time::{from_micros, to_micros};
 
-const COLUMNS: [&str; 12] = [
+pub(crate) const COLUMNS: [&str; 12] = [
     "id",
     "kind",
     "account_id",
@@ -165,31 +165,31 @@ impl SeaJobQueue {
     }
 }
 
+/// A new job as the values of [`COLUMNS`]: queued, due at its `run_at`.
+pub(crate) fn job_row(j: &NewJob) -> Vec<Value> {
+    let at = to_micros(j.run_at);
+    vec![
+        j.id.as_str().into(),
+        j.kind.as_str().into(),
+        j.account_id.as_ref().map(|a| a.as_str().to_owned()).into(),
+        j.subject.as_str().into(),
+        j.payload.as_str().into(),
+        JobStatus::Queued.as_str().into(),
+        0_i32.into(),
+        at.into(),
+        Option::<String>::None.into(),
+        Option::<String>::None.into(),
+        at.into(),
+        at.into(),
+    ]
+}
+
 /// Inserts jobs on any connection or transaction.
 pub(crate) async fn insert_jobs(
     conn: &impl ConnectionTrait,
     jobs: &[NewJob],
 ) -> Result<(), RepoError> {
-    let rows: Vec<Vec<Value>> = jobs
-        .iter()
-        .map(|j| {
-            let at = to_micros(j.run_at);
-            vec![
-                j.id.as_str().into(),
-                j.kind.as_str().into(),
-                j.account_id.as_ref().map(|a| a.as_str().to_owned()).into(),
-                j.subject.as_str().into(),
-                j.payload.as_str().into(),
-                JobStatus::Queued.as_str().into(),
-                0_i32.into(),
-                at.into(),
-                Option::<String>::None.into(),
-                Option::<String>::None.into(),
-                at.into(),
-                at.into(),
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<Value>> = jobs.iter().map(job_row).collect();
     for chunk in chunks(rows, COLUMNS.len()) {
         let insert = insert_into("jobs", &COLUMNS, chunk)?;
         conn.execute_raw(conn.get_database_backend().build(&insert))
