@@ -8,6 +8,8 @@ use insta_router_migration::{Migrator, MigratorTrait};
 use insta_router_ports::{HealthCheck, RepoError};
 use std::str::FromStr;
 
+use sea_orm::sqlx::mysql::MySqlConnectOptions;
+use sea_orm::sqlx::postgres::PgConnectOptions;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 
@@ -239,6 +241,28 @@ impl Database {
             .test_before_acquire(false)
             .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .sqlx_logging(false);
+        // sqlx 0.9.0 leaves Nagle's algorithm on (see `nodelay`).
+        match backend {
+            Backend::Postgres => {
+                let port = PgConnectOptions::from_str(url).map_or(5432, |o| o.get_port());
+                opts.map_sqlx_postgres_pool_opts(move |pool| {
+                    pool.after_connect(move |_, _| {
+                        crate::nodelay::after_connect(port);
+                        Box::pin(std::future::ready(Ok(())))
+                    })
+                });
+            }
+            Backend::MySql => {
+                let port = MySqlConnectOptions::from_str(url).map_or(3306, |o| o.get_port());
+                opts.map_sqlx_mysql_pool_opts(move |pool| {
+                    pool.after_connect(move |_, _| {
+                        crate::nodelay::after_connect(port);
+                        Box::pin(std::future::ready(Ok(())))
+                    })
+                });
+            }
+            Backend::Sqlite => {}
+        }
         if backend == Backend::Sqlite {
             let synchronous = if options.sqlite_synchronous_full {
                 SqliteSynchronous::Full

@@ -16,6 +16,7 @@ mod inbound_postgres;
 mod inbound_sqlite;
 mod jobs;
 mod messages;
+mod nodelay;
 mod outbound;
 mod page;
 mod rules;
