@@ -1,13 +1,12 @@
 //! Opening the database, migrating it, and handing out the stores.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use insta_router_migration::{Migrator, MigratorTrait};
 use insta_router_ports::{HealthCheck, RepoError};
-use std::str::FromStr;
-
 use sea_orm::sqlx::mysql::MySqlConnectOptions;
 use sea_orm::sqlx::postgres::PgConnectOptions;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -448,7 +447,9 @@ impl Database {
             checkpointer,
         } = self;
         drop(checkpointer);
-        drop(writer);
+        if let Some(writer) = writer {
+            writer.close().await;
+        }
         if backend == Backend::Sqlite {
             // Fold the WAL into the database, so a stopped service leaves one file behind.
             let _ = conn

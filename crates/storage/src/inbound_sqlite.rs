@@ -48,9 +48,14 @@ pub(crate) struct SqliteWriter {
     requests: mpsc::Sender<Request>,
 }
 
-struct Request {
-    batch: InboundBatch,
-    reply: oneshot::Sender<Result<BatchOutcome, RepoError>>,
+enum Request {
+    /// Write a batch and answer with its outcome.
+    Store {
+        batch: InboundBatch,
+        reply: oneshot::Sender<Result<BatchOutcome, RepoError>>,
+    },
+    /// Close the connection (a later batch opens it again), then answer.
+    Close(oneshot::Sender<()>),
 }
 
 impl SqliteWriter {
@@ -69,12 +74,21 @@ impl SqliteWriter {
     pub(crate) async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request {
+            .send(Request::Store {
                 batch: batch.clone(),
                 reply,
             })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Closes the writer's connection, so that the last connection to close can fold the WAL
+    /// into the database and remove it.
+    pub(crate) async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.requests.send(Request::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
     }
 }
 
@@ -85,27 +99,35 @@ fn stopped() -> RepoError {
 fn run(options: &WriterOptions, requests: &mpsc::Receiver<Request>) {
     let mut connection: Option<Connection> = None;
     while let Ok(request) = requests.recv() {
+        let (batch, reply) = match request {
+            Request::Store { batch, reply } => (batch, reply),
+            Request::Close(done) => {
+                connection = None;
+                let _ = done.send(());
+                continue;
+            }
+        };
         if connection.is_none() {
             match open(options) {
                 Ok(opened) => connection = Some(opened),
                 Err(e) => {
-                    let _ = request.reply.send(Err(unavailable(e)));
+                    let _ = reply.send(Err(unavailable(e)));
                     continue;
                 }
             }
         }
         if let Some(conn) = connection.as_mut() {
             let started = std::time::Instant::now();
-            let outcome = write(conn, &request.batch);
+            let outcome = write(conn, &batch);
             tracing::debug!(
-                journal = request.batch.journal.len(),
+                journal = batch.journal.len(),
                 micros = started.elapsed().as_micros(),
                 "sqlite batch written"
             );
             if let Err(e) = &outcome {
                 tracing::warn!(error = %e, "inbound batch failed on SQLite");
             }
-            let _ = request.reply.send(outcome);
+            let _ = reply.send(outcome);
         }
     }
 }
