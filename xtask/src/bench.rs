@@ -307,34 +307,7 @@ fn measure_send(
     let peak_rss_kib = peak_rss_kib(server.id());
     #[allow(clippy::print_stdout, clippy::cast_precision_loss)]
     {
-        println!();
-        println!("| measure | GET / (ceiling) | send API |");
-        println!("|---|---|---|");
-        println!(
-            "| requests/s | {:.0} | {:.0} accepted |",
-            ceiling.per_second, accepted.per_second
-        );
-        println!(
-            "| p50 ms | {:.2} | {:.2} |",
-            ceiling.p50_ms, accepted.p50_ms
-        );
-        println!(
-            "| p99 ms | {:.2} | {:.2} |",
-            ceiling.p99_ms, accepted.p99_ms
-        );
-        println!(
-            "| max ms | {:.2} | {:.2} |",
-            ceiling.max_ms, accepted.max_ms
-        );
-        println!(
-            "| non-2xx / errors | {} / {} | {} / {} |",
-            ceiling.non_2xx, ceiling.errors, accepted.non_2xx, accepted.errors
-        );
-        println!();
-        println!(
-            "accepted/ceiling ratio: {:.3}",
-            accepted.per_second / ceiling.per_second.max(1.0)
-        );
+        print_against_ceiling("send API (accepted)", "accepted", &ceiling, &accepted);
         println!(
             "sends completed: {sent} of {} accepted in {drain:.1} s from the first request: {:.0} sends/s (ratio to the ceiling {:.3})",
             accepted.ok,
@@ -431,25 +404,7 @@ fn measure(
     };
     #[allow(clippy::print_stdout)]
     {
-        println!();
-        println!("| measure | GET / (ceiling) | ingest |");
-        println!("|---|---|---|");
-        println!(
-            "| requests/s | {:.0} | {:.0} |",
-            ceiling.per_second, ingest.per_second
-        );
-        println!("| p50 ms | {:.2} | {:.2} |", ceiling.p50_ms, ingest.p50_ms);
-        println!("| p99 ms | {:.2} | {:.2} |", ceiling.p99_ms, ingest.p99_ms);
-        println!("| max ms | {:.2} | {:.2} |", ceiling.max_ms, ingest.max_ms);
-        println!(
-            "| non-2xx / errors | {} / {} | {} / {} |",
-            ceiling.non_2xx, ceiling.errors, ingest.non_2xx, ingest.errors
-        );
-        println!();
-        println!(
-            "ingest/ceiling ratio: {:.3}",
-            ingest.per_second / ceiling.per_second.max(1.0)
-        );
+        print_against_ceiling("ingest", "ingest", &ceiling, &ingest);
         println!(
             "acknowledged {} of {} sent; stored: {} messages, {} journal entries, {} jobs{}",
             ingest.ok,
@@ -473,6 +428,32 @@ fn measure(
         return Err("rows stored differ from requests sent".into());
     }
     Ok(())
+}
+
+/// The table of `measured` beside the `GET /` ceiling of the same run, and their ratio.
+#[allow(clippy::print_stdout)]
+fn print_against_ceiling(column: &str, name: &str, ceiling: &Report, measured: &Report) {
+    println!();
+    println!("| measure | GET / (ceiling) | {column} |");
+    println!("|---|---|---|");
+    let rows = [
+        ("requests/s", ceiling.per_second, measured.per_second, 0),
+        ("p50 ms", ceiling.p50_ms, measured.p50_ms, 2),
+        ("p99 ms", ceiling.p99_ms, measured.p99_ms, 2),
+        ("max ms", ceiling.max_ms, measured.max_ms, 2),
+    ];
+    for (label, a, b, digits) in rows {
+        println!("| {label} | {a:.digits$} | {b:.digits$} |");
+    }
+    println!(
+        "| non-2xx / errors | {} / {} | {} / {} |",
+        ceiling.non_2xx, ceiling.errors, measured.non_2xx, measured.errors
+    );
+    println!();
+    println!(
+        "{name}/ceiling ratio: {:.3}",
+        measured.per_second / ceiling.per_second.max(1.0)
+    );
 }
 
 struct Report {

@@ -245,20 +245,12 @@ impl Database {
             Backend::Postgres => {
                 let port = PgConnectOptions::from_str(url).map_or(5432, |o| o.get_port());
                 opts.map_sqlx_postgres_pool_opts(move |pool| {
-                    pool.after_connect(move |_, _| {
-                        crate::nodelay::after_connect(port);
-                        Box::pin(std::future::ready(Ok(())))
-                    })
+                    crate::nodelay::on_connect(pool, port)
                 });
             }
             Backend::MySql => {
                 let port = MySqlConnectOptions::from_str(url).map_or(3306, |o| o.get_port());
-                opts.map_sqlx_mysql_pool_opts(move |pool| {
-                    pool.after_connect(move |_, _| {
-                        crate::nodelay::after_connect(port);
-                        Box::pin(std::future::ready(Ok(())))
-                    })
-                });
+                opts.map_sqlx_mysql_pool_opts(move |pool| crate::nodelay::on_connect(pool, port));
             }
             Backend::Sqlite => {}
         }

@@ -1,7 +1,8 @@
 //! [`InboundStore`] on sea-orm: one database transaction per batch, multi-row statements
-//! throughout. On SQLite the batch is one script (`inbound_sqlite`), on PostgreSQL one
-//! statement of chained CTEs (`inbound_postgres`), on MySQL (and for PostgreSQL batches that
-//! do not fit one statement) a sequence of statements in one transaction.
+//! throughout. On a SQLite file a thread of its own writes the batch (`inbound_sqlite`), on
+//! PostgreSQL one statement of chained CTEs (`inbound_postgres`), on MySQL, in-memory SQLite
+//! and for PostgreSQL batches that do not fit one statement a sequence of statements in one
+//! transaction.
 
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
@@ -11,8 +12,8 @@ use insta_router_domain::{
     InstagramAccountId, Message, MessageId, NewJob, Parties,
 };
 use insta_router_ports::{
-    ACCOUNT_ID_PLACEHOLDER, BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore,
-    JournalEntry, PlannedJob, RepoError, with_account_id,
+    BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore, JournalEntry, PlannedJob,
+    RepoError, with_account_id,
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, InsertStatement, OnConflict, Query};
 use sea_orm::{
@@ -151,20 +152,6 @@ impl SeaInboundStore {
             new_events,
         })
     }
-}
-
-/// The SQL expression of a job's payload with [`ACCOUNT_ID_PLACEHOLDER`] replaced by the id of
-/// the joined account `a` (unchanged when there is none). `replace` and `||`/`concat` are
-/// common to all three databases; MySQL needs `concat`.
-pub(crate) fn payload_with_account_sql(payload: &str, backend: Backend) -> String {
-    let placeholder = ACCOUNT_ID_PLACEHOLDER.replace('\'', "''");
-    let member = match backend {
-        Backend::MySql => "concat('\"account_id\":\"', a.id, '\"')".to_owned(),
-        _ => "'\"account_id\":\"' || a.id || '\"'".to_owned(),
-    };
-    format!(
-        "CASE WHEN a.id IS NULL THEN {payload} ELSE replace({payload}, '{placeholder}', {member}) END"
-    )
 }
 
 /// How events for one Instagram account are routed.
@@ -446,27 +433,6 @@ fn ids_of(rows: &[QueryResult]) -> Result<Vec<String>, RepoError> {
     rows.iter()
         .map(|r| r.try_get_by_index::<String>(0).map_err(unavailable))
         .collect()
-}
-
-/// The outcome of a one-round-trip batch: rows of `(t, id)` where `t` is `m` for a message and
-/// `e` for an event.
-pub(crate) fn outcome_from_rows(rows: &[QueryResult]) -> Result<BatchOutcome, RepoError> {
-    let mut outcome = BatchOutcome::default();
-    for row in rows {
-        let table: String = row.try_get_by_index(0).map_err(unavailable)?;
-        let id: String = row.try_get_by_index(1).map_err(unavailable)?;
-        let corrupt = |e: insta_router_domain::FieldError| RepoError::Corrupt(e.to_string());
-        if table == "m" {
-            outcome
-                .new_messages
-                .push(MessageId::parse("id", &id).map_err(corrupt)?);
-        } else {
-            outcome
-                .new_events
-                .push(EventId::parse("id", &id).map_err(corrupt)?);
-        }
-    }
-    Ok(outcome)
 }
 
 /// The `ON CONFLICT ... DO UPDATE` of the conversation upsert, which merges timestamps, for

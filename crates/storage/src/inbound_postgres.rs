@@ -10,14 +10,13 @@
 //! statement-by-statement path instead; so does a batch too large for PostgreSQL's 65 535
 //! parameters.
 
-use insta_router_ports::{BatchOutcome, InboundBatch, RepoError};
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};
+use insta_router_domain::{EventId, MessageId};
+use insta_router_ports::{ACCOUNT_ID_PLACEHOLDER, BatchOutcome, InboundBatch, RepoError};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Statement, Value};
 
 use crate::Backend;
 use crate::error::unavailable;
-use crate::inbound::{
-    EVENT_COLUMNS, JOURNAL_COLUMNS, conversation_merge, event_row, journal_row, outcome_from_rows,
-};
+use crate::inbound::{EVENT_COLUMNS, JOURNAL_COLUMNS, conversation_merge, event_row, journal_row};
 use crate::messages::{columns as message_columns, message_row};
 use crate::time::to_micros;
 
@@ -127,7 +126,7 @@ pub(crate) async fn store(
                 })
                 .collect(),
         );
-        let payload = crate::inbound::payload_with_account_sql("v.payload", Backend::Postgres);
+        let payload = payload_with_account_sql("v.payload");
         ctes.push(format!(
             "q AS (INSERT INTO jobs (id, kind, account_id, subject, payload, status, attempts, run_at, lease_token, last_error, created_at, updated_at) \
              SELECT v.id, v.kind, a.id, v.subject, {payload}, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
@@ -144,4 +143,35 @@ pub(crate) async fn store(
     let statement = Statement::from_sql_and_values(db.get_database_backend(), q.sql, q.values);
     let rows = db.query_all_raw(statement).await.map_err(unavailable)?;
     outcome_from_rows(&rows)
+}
+
+/// The SQL expression of a job's payload with [`ACCOUNT_ID_PLACEHOLDER`] replaced by the id of
+/// the joined account `a` (unchanged when there is none).
+fn payload_with_account_sql(payload: &str) -> String {
+    let placeholder = ACCOUNT_ID_PLACEHOLDER.replace('\'', "''");
+    format!(
+        "CASE WHEN a.id IS NULL THEN {payload} \
+         ELSE replace({payload}, '{placeholder}', '\"account_id\":\"' || a.id || '\"') END"
+    )
+}
+
+/// The outcome of the batch statement: rows of `(t, id)` where `t` is `m` for a message and
+/// `e` for an event.
+fn outcome_from_rows(rows: &[QueryResult]) -> Result<BatchOutcome, RepoError> {
+    let mut outcome = BatchOutcome::default();
+    for row in rows {
+        let table: String = row.try_get_by_index(0).map_err(unavailable)?;
+        let id: String = row.try_get_by_index(1).map_err(unavailable)?;
+        let corrupt = |e: insta_router_domain::FieldError| RepoError::Corrupt(e.to_string());
+        if table == "m" {
+            outcome
+                .new_messages
+                .push(MessageId::parse("id", &id).map_err(corrupt)?);
+        } else {
+            outcome
+                .new_events
+                .push(EventId::parse("id", &id).map_err(corrupt)?);
+        }
+    }
+    Ok(outcome)
 }

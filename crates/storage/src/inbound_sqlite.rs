@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use insta_router_domain::{Direction, InstagramAccountId};
+use insta_router_domain::{AccountId, Direction, InstagramAccountId};
 use insta_router_ports::{BatchOutcome, InboundBatch, RepoError, with_account_id};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior, params_from_iter};
@@ -197,8 +197,8 @@ fn execute(
     statement.execute(params_from_iter(row.iter().map(Bind)))
 }
 
-/// Where an Instagram account's events go: its account id, and whether it has a CRM URL.
-type Route = Option<(String, bool)>;
+/// Where an Instagram account's events go: its account, and whether it has a CRM URL.
+type Route = Option<(AccountId, bool)>;
 
 fn write(conn: &mut Connection, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
     let txn = conn
@@ -313,7 +313,13 @@ fn write_in(
                 .or_else(|e| match e {
                     rusqlite::Error::QueryReturnedNoRows => Ok(None),
                     e => Err(unavailable(e)),
-                })?;
+                })?
+                .map(|(id, crm)| {
+                    AccountId::parse("id", &id)
+                        .map(|id| (id, crm))
+                        .map_err(|e| RepoError::Corrupt(format!("account route: {e}")))
+                })
+                .transpose()?;
             routes.insert(account, found);
         }
         let found = routes.get(account).and_then(Option::as_ref);
@@ -322,10 +328,8 @@ fn write_in(
         }
         let mut job = planned.job.clone();
         if let Some((id, _)) = found {
-            let id = insta_router_domain::AccountId::parse("id", id)
-                .map_err(|e| RepoError::Corrupt(format!("account route: {e}")))?;
-            job.payload = with_account_id(&job.payload, &id);
-            job.account_id = Some(id);
+            job.payload = with_account_id(&job.payload, id);
+            job.account_id = Some(id.clone());
         }
         execute(&mut jobs, &crate::jobs::job_row(&job)).map_err(unavailable)?;
     }

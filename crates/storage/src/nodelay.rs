@@ -15,6 +15,8 @@
 //! kernel, a seccomp profile) nothing changes and the reason is logged. Remove this module
 //! once sqlx 0.9.1 is out (`cargo update -p sqlx-core`).
 
+use sea_orm::sqlx::pool::PoolOptions;
+
 /// Sets `TCP_NODELAY` on this process's TCP sockets connected to `port` that lack it;
 /// returns how many it set.
 #[cfg(target_os = "linux")]
@@ -60,16 +62,22 @@ pub(crate) fn set_on_sockets_to(_port: u16) -> std::io::Result<usize> {
     Ok(0)
 }
 
-/// Called after sqlx opens a connection to the database at `port`.
-pub(crate) fn after_connect(port: u16) {
-    match set_on_sockets_to(port) {
-        Ok(n) => tracing::debug!(port, sockets = n, "TCP_NODELAY set on database sockets"),
-        Err(e) => tracing::warn!(
-            port,
-            error = %e,
-            "cannot set TCP_NODELAY on the database connection; large statements may wait for delayed ACKs"
-        ),
-    }
+/// `pool` setting `TCP_NODELAY` after each connection it opens to the database at `port`.
+pub(crate) fn on_connect<DB: sea_orm::sqlx::Database>(
+    pool: PoolOptions<DB>,
+    port: u16,
+) -> PoolOptions<DB> {
+    pool.after_connect(move |_, _| {
+        match set_on_sockets_to(port) {
+            Ok(n) => tracing::debug!(port, sockets = n, "TCP_NODELAY set on database sockets"),
+            Err(e) => tracing::warn!(
+                port,
+                error = %e,
+                "cannot set TCP_NODELAY on the database connection; large statements may wait for delayed ACKs"
+            ),
+        }
+        Box::pin(std::future::ready(Ok(())))
+    })
 }
 
 #[cfg(all(test, target_os = "linux"))]
