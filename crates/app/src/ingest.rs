@@ -4,9 +4,10 @@
 //! # Group commit
 //!
 //! One transaction per request would cap throughput at the database's commit rate. Instead
-//! requests go to writer tasks through a queue; a writer takes every request waiting (up to
-//! `max_batch`), writes them all in one transaction with multi-row statements, commits, and
-//! only then answers each of them. Under light load a group is one request and nothing waits;
+//! each request is prepared in its caller's task (ids, messages, CRM bodies, jobs: work that
+//! runs on every core at once), then goes to writer tasks through a queue; a writer takes
+//! every request waiting (up to `max_batch`), writes them all in one transaction, commits,
+//! and only then answers each of them. Under light load a group is one request and nothing waits;
 //! under heavy load the cost of a commit is shared by the whole group.
 //!
 //! When a group fails, each of its requests is retried on its own, so one request the
@@ -88,7 +89,7 @@ pub enum IngestError {
 }
 
 struct Pending {
-    webhook: ReceivedWebhook,
+    prepared: Prepared,
     reply: oneshot::Sender<Result<IngestReport, IngestError>>,
 }
 
@@ -153,7 +154,10 @@ impl Ingestor {
             .ok_or(IngestError::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(Pending { webhook, reply })
+            .send(Pending {
+                prepared: Prepared::new(webhook),
+                reply,
+            })
             .await
             .map_err(|_| IngestError::ShuttingDown)?;
         answer.await.map_err(|_| IngestError::ShuttingDown)?
@@ -177,10 +181,8 @@ impl Ingestor {
 
 /// Writes a group and answers its requests; true when any of them stored something new.
 async fn write_group(store: &dyn InboundStore, group: Vec<Pending>) -> bool {
-    let (replies, prepared): (Vec<_>, Vec<_>) = group
-        .into_iter()
-        .map(|p| (p.reply, Prepared::new(p.webhook)))
-        .unzip();
+    let (replies, prepared): (Vec<_>, Vec<_>) =
+        group.into_iter().map(|p| (p.reply, p.prepared)).unzip();
     let started = std::time::Instant::now();
     match write(store, &prepared).await {
         Ok(reports) => {
@@ -241,15 +243,27 @@ async fn write_alone(
     }
 }
 
-/// One request, ready to write: ids assigned, messages built.
+/// One request, ready to write: ids assigned, messages, event records, CRM bodies and jobs
+/// built. Preparing happens in the caller's task, on every core at once; the group writer,
+/// which sets the pace, only picks the first occurrence of each event and hands the group to
+/// the store.
 struct Prepared {
     journal: JournalEntry,
     events: Vec<PreparedEvent>,
 }
 
-enum PreparedEvent {
-    Message { message: Message, answerable: bool },
-    Other(EventRecord),
+struct PreparedEvent {
+    item: Item,
+    /// The jobs to queue when the event is new.
+    jobs: Vec<PlannedJob>,
+}
+
+enum Item {
+    Message(Message),
+    Other {
+        record: EventRecord,
+        deletion: Option<Deletion>,
+    },
 }
 
 impl Prepared {
@@ -260,6 +274,7 @@ impl Prepared {
             Ok(events) => (events.as_slice(), JournalStatus::Accepted, None),
             Err(reason) => (&[][..], JournalStatus::Unusable, Some(reason.clone())),
         };
+        let now = webhook.received_at;
         let prepared = events
             .iter()
             .map(|event| match &event.kind {
@@ -281,20 +296,84 @@ impl Prepared {
                         reply_to: m.reply_to.clone(),
                         context: m.context.clone(),
                         sent_at: event.occurred_at,
-                        created_at: webhook.received_at,
+                        created_at: now,
                         deleted_at: None,
                     };
-                    PreparedEvent::Message {
-                        message,
-                        answerable: m.direction == Direction::Inbound && !event.standby,
+                    let account = &message.instagram_account_id;
+                    let mut jobs = Vec::with_capacity(2);
+                    if m.direction == Direction::Inbound && !event.standby {
+                        jobs.push(job(
+                            JobKind::AutoReply,
+                            account,
+                            false,
+                            message.id.as_str(),
+                            format!(
+                                r#"{{"event":"message.received","subject":"{}"}}"#,
+                                message.id
+                            ),
+                            now,
+                        ));
+                    }
+                    let crm_event = match (message.direction, &message.kind) {
+                        (Direction::Outbound, _) => "message.echo",
+                        (Direction::Inbound, MessageKind::Postback) => "message.postback",
+                        (Direction::Inbound, _) => "message.received",
+                    };
+                    jobs.push(job(
+                        JobKind::CrmDelivery,
+                        account,
+                        true,
+                        message.id.as_str(),
+                        crm_payload::message_body(crm_event, &message),
+                        now,
+                    ));
+                    PreparedEvent {
+                        item: Item::Message(message),
+                        jobs,
                     }
                 }
-                _ => PreparedEvent::Other(EventRecord {
-                    id: EventId::from_u128(new_id_bits()),
-                    webhook_id: id.clone(),
-                    received_at: webhook.received_at,
-                    event: event.clone(),
-                }),
+                kind => {
+                    let record = EventRecord {
+                        id: EventId::from_u128(new_id_bits()),
+                        webhook_id: id.clone(),
+                        received_at: now,
+                        event: event.clone(),
+                    };
+                    let deletion = match kind {
+                        InboundEventKind::Deleted { parties, mid } => Some(Deletion {
+                            event_id: record.id.clone(),
+                            account: parties.account.clone(),
+                            mid: mid.clone(),
+                            at: event.occurred_at,
+                        }),
+                        _ => None,
+                    };
+                    let crm_event = match kind {
+                        InboundEventKind::Deleted { .. } => Some("message.deleted"),
+                        InboundEventKind::Reaction { .. } => Some("message.reaction"),
+                        InboundEventKind::Read { .. } => Some("message.read"),
+                        InboundEventKind::Postback { .. } => Some("message.postback"),
+                        InboundEventKind::Referral { .. } => Some("message.referral"),
+                        InboundEventKind::Message(_) | InboundEventKind::Unrecognized { .. } => {
+                            None
+                        }
+                    };
+                    let jobs = match (crm_event, event.account()) {
+                        (Some(crm_event), Some(account)) => vec![job(
+                            JobKind::CrmDelivery,
+                            account,
+                            true,
+                            record.id.as_str(),
+                            crm_payload::event_body(crm_event, &record.id, event),
+                            now,
+                        )],
+                        _ => Vec::new(),
+                    };
+                    PreparedEvent {
+                        item: Item::Other { record, deletion },
+                        jobs,
+                    }
+                }
             })
             .collect();
         Self {
@@ -325,86 +404,27 @@ async fn write(
     let mut seen_messages: HashSet<(&InstagramAccountId, &str)> = HashSet::new();
     let mut seen_events: HashSet<(Option<&InstagramAccountId>, String)> = HashSet::new();
     let mut owner: HashMap<&str, usize> = HashMap::new();
-    let now = group
-        .first()
-        .map_or_else(Utc::now, |p| p.journal.received_at);
     for (index, prepared) in group.iter().enumerate() {
         for event in &prepared.events {
-            match event {
-                PreparedEvent::Message {
-                    message,
-                    answerable,
-                } => {
+            match &event.item {
+                Item::Message(message) => {
                     let mid = message.mid.as_ref().map_or("", |m| m.as_str());
                     if !seen_messages.insert((&message.instagram_account_id, mid)) {
                         continue;
                     }
                     owner.insert(message.id.as_str(), index);
-                    let account = &message.instagram_account_id;
-                    if *answerable {
-                        batch.jobs.push(job(
-                            JobKind::AutoReply,
-                            account,
-                            false,
-                            message.id.as_str(),
-                            format!(
-                                r#"{{"event":"message.received","subject":"{}"}}"#,
-                                message.id
-                            ),
-                            now,
-                        ));
-                    }
-                    let event = match (message.direction, &message.kind) {
-                        (Direction::Outbound, _) => "message.echo",
-                        (Direction::Inbound, MessageKind::Postback) => "message.postback",
-                        (Direction::Inbound, _) => "message.received",
-                    };
-                    batch.jobs.push(job(
-                        JobKind::CrmDelivery,
-                        account,
-                        true,
-                        message.id.as_str(),
-                        crm_payload::message_body(event, message),
-                        now,
-                    ));
                     batch.messages.push(message.clone());
                 }
-                PreparedEvent::Other(record) => {
+                Item::Other { record, deletion } => {
                     if !seen_events.insert((record.event.account(), record.event.dedup_key())) {
                         continue;
                     }
                     owner.insert(record.id.as_str(), index);
-                    let crm_event = match &record.event.kind {
-                        InboundEventKind::Deleted { parties, mid } => {
-                            batch.deletions.push(Deletion {
-                                event_id: record.id.clone(),
-                                account: parties.account.clone(),
-                                mid: mid.clone(),
-                                at: record.event.occurred_at,
-                            });
-                            Some("message.deleted")
-                        }
-                        InboundEventKind::Reaction { .. } => Some("message.reaction"),
-                        InboundEventKind::Read { .. } => Some("message.read"),
-                        InboundEventKind::Postback { .. } => Some("message.postback"),
-                        InboundEventKind::Referral { .. } => Some("message.referral"),
-                        InboundEventKind::Message(_) | InboundEventKind::Unrecognized { .. } => {
-                            None
-                        }
-                    };
-                    if let (Some(event), Some(account)) = (crm_event, record.event.account()) {
-                        batch.jobs.push(job(
-                            JobKind::CrmDelivery,
-                            account,
-                            true,
-                            record.id.as_str(),
-                            crm_payload::event_body(event, &record.id, &record.event),
-                            now,
-                        ));
-                    }
+                    batch.deletions.extend(deletion.iter().cloned());
                     batch.events.push(record.clone());
                 }
             }
+            batch.jobs.extend(event.jobs.iter().cloned());
         }
     }
     let outcome = store.store(&batch).await?;
