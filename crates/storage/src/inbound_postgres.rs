@@ -1,18 +1,26 @@
-//! The inbound batch on PostgreSQL, as one statement.
+//! The inbound batch on PostgreSQL, as one statement whose text never changes.
 //!
 //! Data-modifying CTEs chain the inserts: the messages and events that were new come out of
 //! their `INSERT ... ON CONFLICT DO NOTHING RETURNING`, and the conversations and jobs are
 //! written from those rows. One statement is atomic on its own, so the batch costs one round
 //! trip and one commit (one fsync) instead of a transaction of several statements.
 //!
+//! Each table's rows travel as one JSON parameter (an array of objects keyed by column), read
+//! back with `json_populate_recordset` against the table's own row type. So every batch,
+//! whatever its size, is the same statement of four parameters: prepared once per connection
+//! and planned from then on without parsing again, where multi-row `VALUES` made nearly every
+//! group a new statement of hundreds of parameters for PostgreSQL to parse and plan.
+//!
 //! The sub-statements share one snapshot and cannot see each other's rows, so a batch that
 //! marks deletions (which may concern a message inserted by the same batch) takes the
-//! statement-by-statement path instead; so does a batch too large for PostgreSQL's 65 535
-//! parameters.
+//! statement-by-statement path instead.
+
+use std::fmt::Write as _;
 
 use insta_router_domain::{EventId, MessageId};
 use insta_router_ports::{ACCOUNT_ID_PLACEHOLDER, BatchOutcome, InboundBatch, RepoError};
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Statement, Value};
+use std::sync::LazyLock;
 
 use crate::Backend;
 use crate::error::unavailable;
@@ -20,40 +28,99 @@ use crate::inbound::{EVENT_COLUMNS, JOURNAL_COLUMNS, conversation_merge, event_r
 use crate::messages::{columns as message_columns, message_row};
 use crate::time::to_micros;
 
-/// Parameters per statement PostgreSQL accepts, with room to spare.
-const MAX_PARAMS: usize = 60_000;
-
 /// Whether [`store`] can write `batch`.
 pub(crate) fn fits(batch: &InboundBatch) -> bool {
-    let params = batch.journal.len() * JOURNAL_COLUMNS.len()
-        + batch.messages.len() * message_columns().len()
-        + batch.events.len() * EVENT_COLUMNS.len()
-        + batch.jobs.len() * 7;
-    batch.deletions.is_empty() && params <= MAX_PARAMS
+    batch.deletions.is_empty()
 }
 
-#[derive(Default)]
-struct Query {
-    sql: String,
-    values: Vec<Value>,
-}
+/// The batch statement: `$1` journal entries, `$2` messages, `$3` events, `$4` planned jobs,
+/// each a JSON array.
+static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
+    let journal = JOURNAL_COLUMNS.join(", ");
+    let messages = message_columns().join(", ");
+    let events = EVENT_COLUMNS.join(", ");
+    let payload = payload_with_account_sql("v.payload");
+    let merge = conversation_merge(Backend::Postgres);
+    format!(
+        "WITH j AS (INSERT INTO webhook_journal ({journal}) \
+           SELECT {journal} FROM json_populate_recordset(NULL::webhook_journal, $1::json)), \
+         m AS (INSERT INTO messages ({messages}) \
+           SELECT {messages} FROM json_populate_recordset(NULL::messages, $2::json) \
+           ON CONFLICT (instagram_account_id, mid) DO NOTHING \
+           RETURNING id, conversation_id, instagram_account_id, direction, sender_id, recipient_id, timestamp), \
+         e AS (INSERT INTO inbound_events ({events}) \
+           SELECT {events} FROM json_populate_recordset(NULL::inbound_events, $3::json) \
+           ON CONFLICT (instagram_account_id, dedup_key) DO NOTHING RETURNING id), \
+         c AS (INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
+           SELECT conversation_id, min(instagram_account_id), \
+                  min(CASE WHEN direction = 'inbound' THEN sender_id ELSE recipient_id END), \
+                  min(timestamp), max(timestamp), max(CASE WHEN direction = 'inbound' THEN timestamp END) \
+           FROM m GROUP BY conversation_id ORDER BY conversation_id{merge}), \
+         q AS (INSERT INTO jobs (id, kind, account_id, subject, payload, status, attempts, run_at, lease_token, last_error, created_at, updated_at) \
+           SELECT v.id, v.kind, a.id, v.subject, {payload}, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
+           FROM json_to_recordset($4::json) AS v(id text, kind text, subject text, account text, payload text, run_at bigint, crm boolean) \
+           LEFT JOIN accounts a ON a.instagram_account_id = v.account \
+           WHERE (v.subject IN (SELECT id FROM m) OR v.subject IN (SELECT id FROM e)) \
+             AND (NOT v.crm OR coalesce(a.crm_webhook_url, '') <> '')) \
+         SELECT 'm' AS t, id FROM m UNION ALL SELECT 'e' AS t, id FROM e"
+    )
+});
 
-impl Query {
-    /// `($n, $n+1, ...)` for one row, binding its values.
-    fn row(&mut self, row: Vec<Value>) -> String {
-        let marks: Vec<String> = row
-            .into_iter()
-            .map(|v| {
-                self.values.push(v);
-                format!("${}", self.values.len())
-            })
-            .collect();
-        format!("({})", marks.join(", "))
+/// Rows as a JSON array of objects keyed by `columns`, in the text forms PostgreSQL reads
+/// into the columns' types (`bytea` as `\x` and hex).
+fn json_rows(
+    columns: &[&str],
+    rows: impl Iterator<Item = Result<Vec<Value>, RepoError>>,
+) -> Result<String, RepoError> {
+    let mut json = String::from("[");
+    for (n, row) in rows.enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        json.push('{');
+        for (i, (column, value)) in columns.iter().zip(row?).enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json_string(&mut json, column);
+            json.push(':');
+            match value {
+                Value::String(Some(s)) => json_string(&mut json, &s),
+                Value::Bytes(Some(b)) => {
+                    json.push_str("\"\\\\x");
+                    json.push_str(&hex::encode(&b));
+                    json.push('"');
+                }
+                Value::BigInt(Some(n)) => {
+                    let _ = write!(json, "{n}");
+                }
+                Value::Int(Some(n)) => {
+                    let _ = write!(json, "{n}");
+                }
+                Value::Bool(Some(b)) => json.push_str(if b { "true" } else { "false" }),
+                Value::String(None)
+                | Value::Bytes(None)
+                | Value::BigInt(None)
+                | Value::Int(None)
+                | Value::Bool(None) => json.push_str("null"),
+                other => {
+                    return Err(RepoError::Corrupt(format!(
+                        "no JSON form for the {column} value {other:?}"
+                    )));
+                }
+            }
+        }
+        json.push('}');
     }
+    json.push(']');
+    Ok(json)
+}
 
-    fn rows(&mut self, rows: Vec<Vec<Value>>) -> String {
-        let rows: Vec<String> = rows.into_iter().map(|r| self.row(r)).collect();
-        rows.join(", ")
+/// `s` as a JSON string.
+fn json_string(json: &mut String, s: &str) {
+    // Writing a `str` into a `String` cannot fail.
+    if let Ok(quoted) = serde_json::to_string(s) {
+        json.push_str(&quoted);
     }
 }
 
@@ -61,86 +128,37 @@ pub(crate) async fn store(
     db: &DatabaseConnection,
     batch: &InboundBatch,
 ) -> Result<BatchOutcome, RepoError> {
-    let mut q = Query::default();
-    let mut ctes: Vec<String> = Vec::new();
-    if !batch.journal.is_empty() {
-        let rows = q.rows(batch.journal.iter().map(journal_row).collect());
-        ctes.push(format!(
-            "j AS (INSERT INTO webhook_journal ({}) VALUES {rows})",
-            JOURNAL_COLUMNS.join(", ")
-        ));
-    }
-    let message_rows = batch
-        .messages
-        .iter()
-        .map(message_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    if message_rows.is_empty() {
-        ctes.push(
-            "m AS (SELECT id, conversation_id, instagram_account_id, direction, sender_id, recipient_id, timestamp FROM messages WHERE false)"
-                .to_owned(),
-        );
-    } else {
-        let rows = q.rows(message_rows);
-        ctes.push(format!(
-            "m AS (INSERT INTO messages ({}) VALUES {rows} \
-             ON CONFLICT (instagram_account_id, mid) DO NOTHING \
-             RETURNING id, conversation_id, instagram_account_id, direction, sender_id, recipient_id, timestamp)",
-            message_columns().join(", ")
-        ));
-    }
-    if batch.events.is_empty() {
-        ctes.push("e AS (SELECT id FROM inbound_events WHERE false)".to_owned());
-    } else {
-        let rows = q.rows(batch.events.iter().map(event_row).collect());
-        ctes.push(format!(
-            "e AS (INSERT INTO inbound_events ({}) VALUES {rows} \
-             ON CONFLICT (instagram_account_id, dedup_key) DO NOTHING RETURNING id)",
-            EVENT_COLUMNS.join(", ")
-        ));
-    }
-    ctes.push(format!(
-        "c AS (INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
-         SELECT conversation_id, min(instagram_account_id), \
-                min(CASE WHEN direction = 'inbound' THEN sender_id ELSE recipient_id END), \
-                min(timestamp), max(timestamp), max(CASE WHEN direction = 'inbound' THEN timestamp END) \
-         FROM m GROUP BY conversation_id ORDER BY conversation_id{})",
-        conversation_merge(Backend::Postgres)
-    ));
-    if !batch.jobs.is_empty() {
-        let rows = q.rows(
-            batch
-                .jobs
-                .iter()
-                .map(|planned| {
-                    let job = &planned.job;
-                    vec![
-                        Value::from(job.id.as_str()),
-                        job.kind.as_str().into(),
-                        job.subject.as_str().into(),
-                        planned.instagram_account_id.as_str().into(),
-                        job.payload.as_str().into(),
-                        to_micros(job.run_at).into(),
-                        planned.requires_crm.into(),
-                    ]
-                })
-                .collect(),
-        );
-        let payload = payload_with_account_sql("v.payload");
-        ctes.push(format!(
-            "q AS (INSERT INTO jobs (id, kind, account_id, subject, payload, status, attempts, run_at, lease_token, last_error, created_at, updated_at) \
-             SELECT v.id, v.kind, a.id, v.subject, {payload}, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
-             FROM (VALUES {rows}) AS v(id, kind, subject, account, payload, run_at, crm) \
-             LEFT JOIN accounts a ON a.instagram_account_id = v.account \
-             WHERE (v.subject IN (SELECT id FROM m) OR v.subject IN (SELECT id FROM e)) \
-               AND (NOT v.crm OR coalesce(a.crm_webhook_url, '') <> ''))"
-        ));
-    }
-    q.sql = format!(
-        "WITH {} SELECT 'm' AS t, id FROM m UNION ALL SELECT 'e' AS t, id FROM e",
-        ctes.join(", ")
+    let journal = json_rows(
+        &JOURNAL_COLUMNS,
+        batch.journal.iter().map(|e| Ok(journal_row(e))),
+    )?;
+    let messages = json_rows(&message_columns(), batch.messages.iter().map(message_row))?;
+    let events = json_rows(
+        &EVENT_COLUMNS,
+        batch.events.iter().map(|e| Ok(event_row(e))),
+    )?;
+    let jobs = json_rows(
+        &[
+            "id", "kind", "subject", "account", "payload", "run_at", "crm",
+        ],
+        batch.jobs.iter().map(|planned| {
+            let job = &planned.job;
+            Ok(vec![
+                Value::from(job.id.as_str()),
+                job.kind.as_str().into(),
+                job.subject.as_str().into(),
+                planned.instagram_account_id.as_str().into(),
+                job.payload.as_str().into(),
+                to_micros(job.run_at).into(),
+                planned.requires_crm.into(),
+            ])
+        }),
+    )?;
+    let statement = Statement::from_sql_and_values(
+        db.get_database_backend(),
+        BATCH_SQL.as_str(),
+        [journal, messages, events, jobs].map(Value::from),
     );
-    let statement = Statement::from_sql_and_values(db.get_database_backend(), q.sql, q.values);
     let rows = db.query_all_raw(statement).await.map_err(unavailable)?;
     outcome_from_rows(&rows)
 }

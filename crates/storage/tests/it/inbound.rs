@@ -14,6 +14,8 @@ use insta_router_ports::{
 };
 use insta_router_storage::Database;
 
+use insta_router_storage::testing;
+
 use crate::{at, migrated};
 
 const ACCOUNT: &str = "17841400000000001";
@@ -175,6 +177,57 @@ async fn a_batch_stores_journal_messages_events_conversations_and_jobs() {
                 .unwrap()
                 .len(),
             1
+        );
+    }
+}
+
+#[tokio::test]
+async fn bodies_texts_and_payloads_are_stored_byte_for_byte() {
+    // Whatever the backend carries rows in (bound values, JSON on PostgreSQL), the raw body,
+    // a text and a job payload come back exactly as given.
+    let body = b"{\"entry\":[]}\x00\xff\\x41 \"quoted\" \\ \n\x7f".to_vec();
+    let text = "quote \" backslash \\ \\x41 newline \n tab \t control \u{1} nul-free \u{2764}\u{fe0f} \u{1F600}";
+    let payload = r#"{"account_id":null,"text":"\"\\ \u0001 \u2764","n":1.5e3}"#;
+    for (test_db, db) in migrated().await {
+        add_account(&db, 9, ACCOUNT, true).await;
+        let mut m = message(1, "mid.verbatim", 0);
+        m.text = Some(text.to_owned());
+        let mut entry = journal(1, at(0));
+        entry.body.clone_from(&body);
+        let mut crm = job(1, JobKind::CrmDelivery, m.id.as_str(), true);
+        crm.job.payload = payload.to_owned();
+        let batch = InboundBatch {
+            journal: vec![entry],
+            messages: vec![m.clone()],
+            events: Vec::new(),
+            deletions: Vec::new(),
+            jobs: vec![crm],
+        };
+        db.inbound().store(&batch).await.unwrap();
+        let backend = test_db.backend();
+        assert_eq!(
+            db.messages().get(&m.id).await.unwrap(),
+            Some(m.clone()),
+            "{backend:?}"
+        );
+        let hex = match backend {
+            insta_router_storage::Backend::Postgres => "encode(body, 'hex')",
+            _ => "lower(hex(body))",
+        };
+        let stored = testing::rows(&db, &format!("SELECT {hex} AS h FROM webhook_journal")).await;
+        assert_eq!(
+            stored[0]["h"].as_str(),
+            Some(hex::encode(&body).as_str()),
+            "{backend:?}"
+        );
+        let jobs = db.jobs().list_by_subject(m.id.as_str()).await.unwrap();
+        assert_eq!(
+            jobs[0].payload,
+            payload.replace(
+                ACCOUNT_ID_PLACEHOLDER,
+                &format!(r#""account_id":"{}""#, AccountId::from_u128(9))
+            ),
+            "{backend:?}"
         );
     }
 }
