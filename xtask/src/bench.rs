@@ -374,7 +374,12 @@ fn measure(
         "ingest: {} signed single-message webhooks, {} connections, {}",
         options.requests, options.connections, options.db
     ));
+    let database_cpu_before = (options.db == "postgres")
+        .then(postgres_cpu_ticks)
+        .flatten();
+    let server_cpu_before = cpu_ticks(server.id(), false);
     let ingest = run("ingest", options.requests)?;
+    let server_cpu = cpu_ticks(server.id(), false).zip(server_cpu_before);
     let peak_rss_kib = peak_rss_kib(server.id());
 
     let _ = Command::new("kill")
@@ -384,6 +389,8 @@ fn measure(
     while server.try_wait().map_err(|e| e.to_string())?.is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The server's connections have closed, so their backends' CPU is counted now.
+    let database_cpu = postgres_cpu_ticks().zip(database_cpu_before);
     let stats = Command::new(server_bin)
         .env_clear()
         .current_dir(dir)
@@ -422,6 +429,21 @@ fn measure(
             "peak RSS of the server: {:.1} MiB",
             peak_rss_kib as f64 / 1024.0
         );
+        // CPU time is steadier than throughput on a shared machine: it shows what a change
+        // costs even when the rate moves with the machine's state.
+        let per_event = |(after, before): (u64, u64)| {
+            (after.saturating_sub(before)) as f64 * 1e6 / TICKS_PER_SECOND / ingest.ok.max(1) as f64
+        };
+        if let Some(ticks) = server_cpu {
+            println!(
+                "CPU per event: server {:.0} us (ingest phase){}",
+                per_event(ticks),
+                database_cpu.map_or(String::new(), |t| format!(
+                    ", PostgreSQL backends {:.0} us (from the server's start to its exit)",
+                    per_event(t)
+                ))
+            );
+        }
         println!("durability: {durability}");
     }
     if messages != ingest.ok as u64 || ingest.ok != options.requests {
@@ -613,6 +635,44 @@ fn peak_rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Linux reports CPU times in `USER_HZ` ticks, 100 per second on every architecture.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User and system CPU ticks of `pid` from `/proc/<pid>/stat`, with `children` those of its
+/// exited and reaped children too.
+fn cpu_ticks(pid: u32, children: bool) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime, stime, cutime, cstime are fields 14-17 of the line, 12-15 here.
+    let take = if children { 4 } else { 2 };
+    fields
+        .get(11..11 + take)?
+        .iter()
+        .map(|f| f.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU ticks of the local PostgreSQL server's main process and its exited children (the
+/// backends of closed connections), when it runs on this machine.
+fn postgres_cpu_ticks() -> Option<u64> {
+    let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+    let postmaster = std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let name = entry.ok()?.file_name().into_string().ok()?;
+        if comm(&name)?.trim() != "postgres" {
+            return None;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{name}/status")).ok()?;
+        let parent = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))?
+            .trim()
+            .to_owned();
+        (comm(&parent).as_deref().map(str::trim) != Some("postgres")).then_some(name)
+    })?;
+    cpu_ticks(postmaster.parse().ok()?, true)
 }
 
 #[allow(clippy::print_stderr)]
