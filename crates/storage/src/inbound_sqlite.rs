@@ -147,8 +147,9 @@ fn open(options: &WriterOptions) -> rusqlite::Result<Connection> {
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
          PRAGMA foreign_keys = ON; PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY; \
-         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;",
-        options.cache_kib
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {};",
+        options.cache_kib,
+        crate::connect::WAL_SIZE_LIMIT
     ))?;
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
