@@ -18,50 +18,79 @@ use insta_router_domain::{
     Referral, ReplyTo,
 };
 use insta_router_ports::ACCOUNT_ID_PLACEHOLDER;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// The body of the delivery of a stored message.
+///
+/// Written through derived `Serialize` structs (one per webhook, on the hot path), with their
+/// fields in alphabetical order: the same bytes a `serde_json` map gives, as the other bodies.
 pub(crate) fn message_body(event_type: &str, message: &Message) -> String {
-    let mut data = Map::new();
-    data.insert("event".into(), event_type.into());
-    data.insert("id".into(), message.id.as_str().into());
-    let mid = message.mid.as_ref().map(|m| m.as_str().to_owned());
-    data.insert("message_id".into(), mid.clone().into());
-    data.insert("instagram_message_id".into(), mid.into());
-    data.insert(
-        "instagram_account_id".into(),
-        message.instagram_account_id.as_str().into(),
-    );
-    data.insert("direction".into(), message.direction.as_str().into());
-    data.insert("sender_id".into(), message.sender_id.as_str().into());
-    data.insert("sender_username".into(), Value::Null);
-    data.insert("recipient_id".into(), message.recipient_id.as_str().into());
-    data.insert("message".into(), message.text.clone().into());
-    data.insert("message_type".into(), message.kind.as_str().into());
-    data.insert("timestamp".into(), rfc3339(message.sent_at).into());
-    data.insert(
-        "conversation_id".into(),
-        message.conversation_id.as_str().into(),
-    );
-    data.insert(
-        "attachments".into(),
-        message.attachments.iter().map(attachment).collect(),
-    );
-    data.insert(
-        "reply_to".into(),
-        message.reply_to.as_ref().map_or(Value::Null, reply_to),
-    );
-    data.insert("payload".into(), message.context.payload.clone().into());
-    data.insert(
-        "referral".into(),
-        message
-            .context
-            .referral
-            .as_ref()
-            .map_or(Value::Null, referral),
-    );
-    data.insert("standby".into(), message.context.standby.into());
-    envelope(event_type, message.sent_at, data)
+    let mid = message.mid.as_ref().map(|m| m.as_str());
+    let body = Envelope {
+        data: MessageData {
+            account_id: (),
+            attachments: message.attachments.iter().map(attachment).collect(),
+            conversation_id: message.conversation_id.as_str(),
+            direction: message.direction.as_str(),
+            event: event_type,
+            id: message.id.as_str(),
+            instagram_account_id: message.instagram_account_id.as_str(),
+            instagram_message_id: mid,
+            message: message.text.as_deref(),
+            message_id: mid,
+            message_type: message.kind.as_str(),
+            payload: message.context.payload.as_deref(),
+            recipient_id: message.recipient_id.as_str(),
+            referral: message.context.referral.as_ref().map(referral),
+            reply_to: message.reply_to.as_ref().map(reply_to),
+            sender_id: message.sender_id.as_str(),
+            sender_username: (),
+            standby: message.context.standby,
+            timestamp: rfc3339(message.sent_at),
+        },
+        timestamp: rfc3339(message.sent_at),
+        kind: event_type,
+    };
+    // Serialising these types cannot fail: strings, numbers and JSON values only.
+    let body = serde_json::to_string(&body).unwrap_or_default();
+    debug_assert_eq!(body.matches(ACCOUNT_ID_PLACEHOLDER).count(), 1);
+    body
+}
+
+/// `{"data", "timestamp", "type"}`.
+#[derive(Serialize)]
+struct Envelope<'a, D> {
+    data: D,
+    timestamp: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+/// `data` of a message's body; fields in alphabetical order (see [`message_body`]).
+#[derive(Serialize)]
+struct MessageData<'a> {
+    /// `null`: the placeholder the store replaces (see the module documentation).
+    account_id: (),
+    attachments: Vec<Value>,
+    conversation_id: &'a str,
+    direction: &'a str,
+    event: &'a str,
+    id: &'a str,
+    instagram_account_id: &'a str,
+    instagram_message_id: Option<&'a str>,
+    message: Option<&'a str>,
+    message_id: Option<&'a str>,
+    message_type: &'a str,
+    payload: Option<&'a str>,
+    recipient_id: &'a str,
+    referral: Option<Value>,
+    reply_to: Option<Value>,
+    sender_id: &'a str,
+    /// Always `null`, as the original service sent it.
+    sender_username: (),
+    standby: bool,
+    timestamp: String,
 }
 
 /// The body of the delivery of a stored event that is not a message.
@@ -258,6 +287,28 @@ mod tests {
         }
         assert_eq!(data["attachments"][0]["type"], "image");
         assert_eq!(data["reply_to"]["story_id"], "story1");
+    }
+
+    #[test]
+    fn a_message_body_has_its_members_in_the_order_a_json_map_gives() {
+        // The same bytes as a body built as a `serde_json` map (sorted keys), whatever is set.
+        let mut message = sample();
+        message.context = MessageContext {
+            payload: Some("BUTTON_1".to_owned()),
+            referral: Some(Referral {
+                ref_param: Some("ad".to_owned()),
+                source: Some("ADS".to_owned()),
+                kind: Some("OPEN_THREAD".to_owned()),
+                ad_id: Some("1".to_owned()),
+                ad_title: None,
+            }),
+            standby: true,
+        };
+        for message in [sample(), message] {
+            let body = message_body("message.received", &message);
+            let canonical = serde_json::from_str::<Value>(&body).unwrap().to_string();
+            assert_eq!(body, canonical);
+        }
     }
 
     #[test]
