@@ -120,7 +120,7 @@ impl AutoReplyService {
         stop: watch::Receiver<bool>,
     ) -> JoinSet<()> {
         let wakers = workers::Wakers {
-            commits,
+            commits: Some(commits),
             wakeups: None,
             stop,
             poll: self.settings.poll_interval,

@@ -154,7 +154,7 @@ impl DeliveryService {
         stop: watch::Receiver<bool>,
     ) -> JoinSet<()> {
         let wakers = workers::Wakers {
-            commits,
+            commits: Some(commits),
             wakeups: Some(self.wakeups.subscribe()),
             stop,
             poll: self.settings.poll_interval,

@@ -226,15 +226,12 @@ impl SendService {
         }
     }
 
-    /// Starts the workers; they wake on accepted sends and on `commits` (an echo may have
-    /// arrived), poll otherwise, and stop when `stop` turns true.
-    pub fn start(
-        self: &Arc<Self>,
-        commits: watch::Receiver<u64>,
-        stop: watch::Receiver<bool>,
-    ) -> JoinSet<()> {
+    /// Starts the workers; they wake on accepted sends, poll otherwise, and stop when `stop`
+    /// turns true. Webhook commits do not wake them: webhooks queue no sends, and the echo
+    /// checks of sends of unknown outcome are due at set times, which the poll finds.
+    pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) -> JoinSet<()> {
         let wakers = workers::Wakers {
-            commits,
+            commits: None,
             wakeups: Some(self.wakeups.subscribe()),
             stop,
             poll: self.settings.poll_interval,

@@ -15,8 +15,9 @@ use tokio::task::JoinSet;
 /// What wakes idle workers.
 #[derive(Clone)]
 pub(crate) struct Wakers {
-    /// Changes after every commit that queued jobs.
-    pub(crate) commits: watch::Receiver<u64>,
+    /// Changes after every webhook commit that queued jobs; `None` for workers whose jobs
+    /// webhooks never queue.
+    pub(crate) commits: Option<watch::Receiver<u64>>,
     /// Changes when jobs were queued to run now some other way (a retry, a replay).
     pub(crate) wakeups: Option<watch::Receiver<u64>>,
     /// Turns true when the workers should stop.
@@ -42,24 +43,18 @@ where
                     return;
                 }
                 // Marks what has been seen before looking, so no signal slips in between.
-                wakers.commits.borrow_and_update();
+                if let Some(commits) = &mut wakers.commits {
+                    commits.borrow_and_update();
+                }
                 if let Some(wakeups) = &mut wakers.wakeups {
                     wakeups.borrow_and_update();
                 }
                 if round().await {
                     continue;
                 }
-                let wakeup = async {
-                    match &mut wakers.wakeups {
-                        Some(wakeups) => {
-                            let _ = wakeups.changed().await;
-                        }
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
-                    _ = wakers.commits.changed() => {}
-                    () = wakeup => {}
+                    () = changed(wakers.commits.as_mut()) => {}
+                    () = changed(wakers.wakeups.as_mut()) => {}
                     _ = wakers.stop.changed() => {}
                     () = tokio::time::sleep(wakers.poll) => {}
                 }
@@ -67,6 +62,17 @@ where
         });
     }
     workers
+}
+
+/// Resolves when `signal` changes; never when there is none or its sender is gone (so a
+/// worker falls back on its poll instead of spinning).
+async fn changed(signal: Option<&mut watch::Receiver<u64>>) {
+    if let Some(signal) = signal
+        && signal.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// Spawns `count` workers that each run `round(service)`.

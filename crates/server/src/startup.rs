@@ -198,7 +198,7 @@ impl Application {
             crm_wake,
         ));
         if settings.send_workers > 0 {
-            let mut senders = sending.start(ingest.commits(), stopped.clone());
+            let mut senders = sending.start(stopped.clone());
             workers.spawn(async move { while senders.join_next().await.is_some() {} });
         } else {
             tracing::info!("SEND_WORKERS=0: this process does not send through the Graph API");
