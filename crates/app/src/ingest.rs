@@ -7,8 +7,8 @@
 //! each request is prepared in its caller's task (ids, messages, CRM bodies, jobs: work that
 //! runs on every core at once), then goes to writer tasks through a queue; a writer takes
 //! every request waiting (up to `max_batch`), writes them all in one transaction, commits,
-//! and only then answers each of them. Under light load a group is one request and nothing waits;
-//! under heavy load the cost of a commit is shared by the whole group.
+//! and only then answers each of them. Under light load a group is one request and nothing
+//! waits; under heavy load the cost of a commit is shared by the whole group.
 //!
 //! When a group fails, each of its requests is retried on its own, so one request the
 //! database refuses cannot fail the others. A request that still fails while the database
