@@ -67,7 +67,7 @@ pub struct Settings {
     pub shutdown_timeout: u64,
     /// Largest Meta webhook body accepted, in bytes; larger ones get 413.
     pub max_webhook_bytes: usize,
-    /// Writer tasks storing webhooks; 0 picks 1 on SQLite and 4 on PostgreSQL/MySQL.
+    /// Writer tasks storing webhooks; 0 picks 1 on SQLite, 2 on PostgreSQL and 4 on MySQL.
     pub ingest_writers: usize,
     /// Most webhook requests committed in one transaction.
     pub ingest_max_batch: usize,

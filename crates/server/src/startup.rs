@@ -118,7 +118,10 @@ impl Application {
         }
         let writers = match (settings.ingest_writers, db.backend()) {
             (0, Backend::Sqlite) => 1,
-            (0, Backend::Postgres | Backend::MySql) => 4,
+            // Two writers make groups twice as large as four at the same load, and each group
+            // is one statement for PostgreSQL to run: less of its CPU per event (measured).
+            (0, Backend::Postgres) => 2,
+            (0, Backend::MySql) => 4,
             (n, _) => n,
         };
         let ingest = Ingestor::start(
