@@ -233,7 +233,7 @@ async fn write_alone(
         journal: vec![journal.clone()],
         ..InboundBatch::default()
     };
-    match store.store(&batch).await {
+    match store.store(batch).await {
         Ok(_) => Ok(IngestReport {
             webhook_id: journal.id,
             processed: 0,
@@ -427,7 +427,7 @@ async fn write(
             batch.jobs.extend(event.jobs.iter().cloned());
         }
     }
-    let outcome = store.store(&batch).await?;
+    let outcome = store.store(batch).await?;
     let mut processed = vec![0_u32; group.len()];
     let new_ids = outcome
         .new_messages

@@ -144,7 +144,7 @@ pub trait InboundStore: Send + Sync {
     /// # Errors
     ///
     /// [`RepoError::Unavailable`].
-    async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError>;
+    async fn store(&self, batch: InboundBatch) -> Result<BatchOutcome, RepoError>;
 }
 
 /// Queued work, claimed by workers with a lease.

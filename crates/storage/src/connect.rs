@@ -285,7 +285,7 @@ impl Database {
                     // Checkpoints run in the background (see `Checkpointer`), never inside a
                     // commit of the webhook path.
                     .pragma("wal_autocheckpoint", "0")
-                    // A WAL that starts over is cut back to 64 MiB.
+                    // A WAL that starts over is cut back to `WAL_SIZE_LIMIT`.
                     .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
             });
         }

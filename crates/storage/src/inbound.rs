@@ -57,11 +57,11 @@ impl SeaInboundStore {
 
 #[async_trait]
 impl InboundStore for SeaInboundStore {
-    async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
+    async fn store(&self, batch: InboundBatch) -> Result<BatchOutcome, RepoError> {
         if let Some(writer) = &self.sqlite {
             return writer.store(batch).await;
         }
-        retry_deadlocks(|| self.store_once(batch)).await
+        retry_deadlocks(|| self.store_once(&batch)).await
     }
 }
 

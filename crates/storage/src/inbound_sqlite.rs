@@ -71,13 +71,10 @@ impl SqliteWriter {
     }
 
     /// Writes `batch` in one transaction; see [`insta_router_ports::InboundStore::store`].
-    pub(crate) async fn store(&self, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
+    pub(crate) async fn store(&self, batch: InboundBatch) -> Result<BatchOutcome, RepoError> {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request::Store {
-                batch: batch.clone(),
-                reply,
-            })
+            .send(Request::Store { batch, reply })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }

@@ -132,7 +132,7 @@ async fn a_batch_stores_journal_messages_events_conversations_and_jobs() {
                 job(2, JobKind::CrmDelivery, r.id.as_str(), false),
             ],
         };
-        let outcome = db.inbound().store(&batch).await.unwrap();
+        let outcome = db.inbound().store(batch.clone()).await.unwrap();
         assert_eq!(
             outcome,
             BatchOutcome {
@@ -203,7 +203,7 @@ async fn bodies_texts_and_payloads_are_stored_byte_for_byte() {
             deletions: Vec::new(),
             jobs: vec![crm],
         };
-        db.inbound().store(&batch).await.unwrap();
+        db.inbound().store(batch.clone()).await.unwrap();
         let backend = test_db.backend();
         assert_eq!(
             db.messages().get(&m.id).await.unwrap(),
@@ -242,7 +242,7 @@ async fn a_failing_batch_stores_nothing() {
             ..InboundBatch::default()
         };
         assert!(
-            db.inbound().store(&batch).await.is_err(),
+            db.inbound().store(batch.clone()).await.is_err(),
             "{:?}",
             test_db.backend()
         );
@@ -257,7 +257,7 @@ async fn a_failing_batch_stores_nothing() {
             ],
             ..InboundBatch::default()
         };
-        assert!(db.inbound().store(&batch).await.is_err());
+        assert!(db.inbound().store(batch.clone()).await.is_err());
         for table in ["webhook_journal", "messages", "conversations", "jobs"] {
             assert_eq!(
                 count(&db, table).await,
@@ -275,7 +275,7 @@ async fn a_failing_batch_stores_nothing() {
         };
         let outcome = db
             .inbound()
-            .store(&batch)
+            .store(batch.clone())
             .await
             .expect("a good batch after bad ones");
         assert_eq!(outcome.new_messages.len(), 1, "{:?}", test_db.backend());
@@ -289,7 +289,7 @@ async fn duplicates_are_skipped_and_get_no_jobs() {
     for (test_db, db) in migrated().await {
         let store = db.inbound();
         store
-            .store(&InboundBatch {
+            .store(InboundBatch {
                 messages: vec![message(1, "mid.1", 0)],
                 events: vec![reaction(1, 0)],
                 ..InboundBatch::default()
@@ -323,7 +323,7 @@ async fn duplicates_are_skipped_and_get_no_jobs() {
             ],
             ..InboundBatch::default()
         };
-        let outcome = store.store(&batch).await.unwrap();
+        let outcome = store.store(batch.clone()).await.unwrap();
         assert_eq!(
             outcome.new_messages,
             vec![MessageId::from_u128(3)],
@@ -354,7 +354,7 @@ async fn large_batches_are_split_under_the_parameter_limits() {
             .collect();
         let outcome = db
             .inbound()
-            .store(&InboundBatch {
+            .store(InboundBatch {
                 messages,
                 jobs,
                 ..InboundBatch::default()
@@ -390,7 +390,7 @@ async fn crm_jobs_are_queued_only_for_accounts_with_a_crm() {
             jobs.extend([crm, reply]);
         }
         db.inbound()
-            .store(&InboundBatch {
+            .store(InboundBatch {
                 messages: vec![mine.clone(), other.clone(), unknown.clone()],
                 jobs,
                 ..InboundBatch::default()
@@ -447,7 +447,7 @@ async fn new_deletions_mark_stored_messages_once() {
     for (test_db, db) in migrated().await {
         let store = db.inbound();
         store
-            .store(&InboundBatch {
+            .store(InboundBatch {
                 messages: vec![message(1, "mid.1", 0)],
                 ..InboundBatch::default()
             })
@@ -472,7 +472,7 @@ async fn new_deletions_mark_stored_messages_once() {
         };
         for (n, secs) in [(1, 5), (2, 9)] {
             store
-                .store(&InboundBatch {
+                .store(InboundBatch {
                     events: vec![deleted_event(n, secs)],
                     deletions: vec![deletion(n, secs)],
                     ..InboundBatch::default()
@@ -513,7 +513,7 @@ async fn conversations_merge_with_stored_rows_and_within_a_batch() {
         echo.sender_id = account_id().to_user_id();
         echo.recipient_id = customer.clone();
         db.inbound()
-            .store(&InboundBatch {
+            .store(InboundBatch {
                 messages: vec![message(1, "mid.1", 5), echo],
                 ..InboundBatch::default()
             })
@@ -557,7 +557,7 @@ async fn sqlite_checkpoints_the_wal_in_the_background() {
     // Kept past the close, as the service's ingest pipeline keeps its store.
     let store = db.inbound();
     store
-        .store(&InboundBatch {
+        .store(InboundBatch {
             messages,
             ..InboundBatch::default()
         })
