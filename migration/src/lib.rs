@@ -20,6 +20,7 @@ mod m20260201_000005_create_inbound;
 mod m20261127_000006_deliveries;
 mod m20261127_000007_rules;
 mod m20261128_000008_sending;
+mod m20261130_000009_webhook_replay;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_deliveries::Migration),
             Box::new(m20261127_000007_rules::Migration),
             Box::new(m20261128_000008_sending::Migration),
+            Box::new(m20261130_000009_webhook_replay::Migration),
         ]
     }
 }

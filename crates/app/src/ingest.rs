@@ -4,29 +4,39 @@
 //! # Group commit
 //!
 //! One transaction per request would cap throughput at the database's commit rate. Instead
-//! each request is prepared in its caller's task (ids, messages, CRM bodies, jobs: work that
-//! runs on every core at once), then goes to writer tasks through a queue; a writer takes
-//! every request waiting (up to `max_batch`), writes them all in one transaction, commits,
-//! and only then answers each of them. Under light load a group is one request and nothing
-//! waits; under heavy load the cost of a commit is shared by the whole group.
+//! each request is prepared in its caller's task (parsed, ids, messages, CRM bodies, jobs:
+//! work that runs on every core at once), then goes to writer tasks through a queue; a writer
+//! takes every request waiting (up to `max_batch`), writes them all in one transaction,
+//! commits, and only then answers each of them. Under light load a group is one request and
+//! nothing waits; under heavy load the cost of a commit is shared by the whole group.
 //!
-//! When a group fails, each of its requests is retried on its own, so one request the
-//! database refuses cannot fail the others. A request that still fails while the database
-//! accepts its journal entry is journaled as `failed` (kept verbatim for replay) and answered;
-//! when even that fails the database is unavailable and the caller answers 500, so Meta
-//! retries.
+//! # Nothing answered 200 is lost
+//!
+//! A request is answered 200 only when its events are committed, or when its body is kept
+//! somewhere a replay is guaranteed to find it:
+//!
+//! 1. When a group fails, each of its requests is written again on its own (with fresh ids),
+//!    so one request the database refuses cannot fail the others.
+//! 2. A request that still fails is journaled as `failed` together with a `webhook_replay`
+//!    job, in one transaction: the replayer ([`crate::JournalReplayer`]) stores its events
+//!    again through this same path, with backoff, until they are stored.
+//! 3. When the database refuses even that, the body goes to the local spool (a directory,
+//!    synced to disk), which the replayer moves into the journal once the database accepts
+//!    writes again.
+//! 4. When that fails too (no spool, a full disk), [`IngestError::Unavailable`]: the caller
+//!    answers 503 and Meta retries the request later.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    ConversationId, Direction, EventId, InboundEvent, InboundEventKind, InstagramAccountId, JobId,
-    JobKind, Message, MessageId, MessageKind, NewJob, WebhookId,
+    ConversationId, Direction, EventId, InboundEventKind, InstagramAccountId, JobId,
+    JobKind, Message, MessageId, MessageKind, NewJob, WebhookId, replay_delay,
 };
 use insta_router_ports::{
-    Deletion, EventRecord, InboundBatch, InboundStore, JournalEntry, JournalStatus, PlannedJob,
-    RepoError,
+    Clock, Deletion, EventRecord, InboundBatch, InboundStore, JournalEntry, JournalStatus,
+    NotificationParser, PlannedJob, RepoError, WebhookJournal, WebhookSpool,
 };
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -55,15 +65,66 @@ impl Default for IngestSettings {
     }
 }
 
+/// What the ingest needs.
+#[derive(Clone)]
+pub struct IngestPorts {
+    /// Writes groups of requests.
+    pub store: Arc<dyn InboundStore>,
+    /// Keeps requests whose events could not be stored, for replay.
+    pub journal: Arc<dyn WebhookJournal>,
+    /// Keeps requests while the database refuses even the journal; `None`: such requests are
+    /// refused (503) and Meta retries them.
+    pub spool: Option<Arc<dyn WebhookSpool>>,
+    /// Meta's wire format.
+    pub parser: Arc<dyn NotificationParser>,
+    /// The time replays are scheduled from.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Where a request comes from, which decides where it goes when its events cannot be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Meta, now: kept for replay in the journal, else in the spool, else refused.
+    Meta,
+    /// This instance's spool: kept for replay in the journal, else left in the spool.
+    Spool,
+    /// A failed journal entry, replayed: on failure its replay job is rescheduled.
+    Journal,
+}
+
 /// A verified webhook request.
 #[derive(Debug, Clone)]
 pub struct ReceivedWebhook {
+    /// Its journal id: fresh for a request from Meta, the journaled one for a replay.
+    pub id: WebhookId,
     /// When it arrived.
     pub received_at: DateTime<Utc>,
     /// The raw body, exactly as signed.
     pub body: Vec<u8>,
-    /// Its events, or why it is not a usable notification.
-    pub parsed: Result<Vec<InboundEvent>, String>,
+    /// Where it comes from.
+    pub origin: Origin,
+}
+
+impl ReceivedWebhook {
+    /// A request Meta just sent.
+    pub fn from_meta(received_at: DateTime<Utc>, body: Vec<u8>) -> Self {
+        Self {
+            id: WebhookId::from_u128(new_id_bits()),
+            received_at,
+            body,
+            origin: Origin::Meta,
+        }
+    }
+
+    /// A kept request (from the journal or the spool), to store again.
+    pub fn replay(entry: JournalEntry, origin: Origin) -> Self {
+        Self {
+            id: entry.id,
+            received_at: entry.received_at,
+            body: entry.body,
+            origin,
+        }
+    }
 }
 
 /// What became of a request.
@@ -73,19 +134,36 @@ pub struct IngestReport {
     pub webhook_id: WebhookId,
     /// How many of its events were new (stored for the first time).
     pub processed: u32,
-    /// How it was journaled.
+    /// How it was kept: `accepted` or `unusable` when stored, `failed` when journaled for
+    /// replay, `spooled` when in the local spool.
     pub status: JournalStatus,
 }
 
 /// Why a request could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// The database refused even the journal entry.
+    /// Its events could not be stored and its body could not be kept for replay (for a
+    /// replay: its events could not be stored); the source says why.
     #[error("the database is unavailable")]
     Unavailable(#[source] RepoError),
     /// The service is shutting down.
     #[error("the service is shutting down")]
     ShuttingDown,
+}
+
+/// `error` and its causes, as one line: what is journaled and logged as a failure's reason.
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 struct Pending {
@@ -98,20 +176,22 @@ pub struct Ingestor {
     sender: std::sync::Mutex<Option<mpsc::Sender<Pending>>>,
     writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
     commits: watch::Receiver<u64>,
+    parser: Arc<dyn NotificationParser>,
 }
 
 impl Ingestor {
     /// Starts the writer tasks on the current tokio runtime.
-    pub fn start(store: Arc<dyn InboundStore>, settings: IngestSettings) -> Self {
+    pub fn start(ports: IngestPorts, settings: IngestSettings) -> Self {
         let (sender, receiver) = mpsc::channel::<Pending>(settings.queue.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let (committed, commits) = watch::channel(0_u64);
         let committed = Arc::new(committed);
         let max_batch = settings.max_batch.max(1);
+        let parser = ports.parser.clone();
         let writers = (0..settings.writers.max(1))
             .map(|_| {
                 let receiver = receiver.clone();
-                let store = store.clone();
+                let ports = ports.clone();
                 let committed = committed.clone();
                 tokio::spawn(async move {
                     let mut batch = Vec::with_capacity(max_batch);
@@ -120,7 +200,7 @@ impl Ingestor {
                         if received == 0 {
                             break;
                         }
-                        if write_group(store.as_ref(), std::mem::take(&mut batch)).await {
+                        if write_group(&ports, std::mem::take(&mut batch)).await {
                             committed.send_modify(|n| *n = n.wrapping_add(1));
                         }
                     }
@@ -131,6 +211,7 @@ impl Ingestor {
             sender: std::sync::Mutex::new(Some(sender)),
             writers: std::sync::Mutex::new(writers),
             commits,
+            parser,
         }
     }
 
@@ -140,11 +221,12 @@ impl Ingestor {
         self.commits.clone()
     }
 
-    /// Stores one request; returns once it is committed.
+    /// Stores one request; returns once its events are committed or its body is kept for
+    /// replay (see the module's documentation).
     ///
     /// # Errors
     ///
-    /// [`IngestError::Unavailable`] when nothing of it could be stored.
+    /// [`IngestError::Unavailable`] when neither could be done.
     pub async fn ingest(&self, webhook: ReceivedWebhook) -> Result<IngestReport, IngestError> {
         let sender = self
             .sender
@@ -155,7 +237,7 @@ impl Ingestor {
         let (reply, answer) = oneshot::channel();
         sender
             .send(Pending {
-                prepared: Prepared::new(webhook),
+                prepared: Prepared::new(webhook, self.parser.as_ref()),
                 reply,
             })
             .await
@@ -180,11 +262,11 @@ impl Ingestor {
 }
 
 /// Writes a group and answers its requests; true when any of them stored something new.
-async fn write_group(store: &dyn InboundStore, group: Vec<Pending>) -> bool {
+async fn write_group(ports: &IngestPorts, group: Vec<Pending>) -> bool {
     let (replies, prepared): (Vec<_>, Vec<_>) =
         group.into_iter().map(|p| (p.reply, p.prepared)).unzip();
     let started = std::time::Instant::now();
-    match write(store, &prepared).await {
+    match write(ports.store.as_ref(), &prepared).await {
         Ok(reports) => {
             tracing::debug!(
                 requests = prepared.len(),
@@ -192,19 +274,34 @@ async fn write_group(store: &dyn InboundStore, group: Vec<Pending>) -> bool {
                 "group written"
             );
             let new = reports.iter().any(|r| r.processed > 0);
-            for (reply, report) in replies.into_iter().zip(reports) {
+            for ((reply, report), prepared) in replies.into_iter().zip(reports).zip(&prepared) {
+                count(prepared.origin, report.status);
                 let _ = reply.send(Ok(report));
             }
             new
         }
         Err(group_error) => {
-            if prepared.len() > 1 {
-                tracing::warn!(error = %group_error, requests = prepared.len(), "group write failed; writing its requests one by one");
+            let alone = prepared.len() > 1;
+            if alone {
+                tracing::warn!(error = %describe(&group_error), requests = prepared.len(), "group write failed; writing its requests one by one");
             }
+            let mut rescue = Rescue {
+                ports,
+                group_error: Some(group_error),
+                alone,
+                journal_refused: false,
+            };
             let mut new = false;
             for (reply, prepared) in replies.into_iter().zip(prepared) {
-                let result = write_alone(store, prepared).await;
-                new |= result.as_ref().is_ok_and(|r| r.processed > 0);
+                let origin = prepared.origin;
+                let result = rescue.rescue(prepared).await;
+                if let Ok(report) = &result {
+                    new |= report.processed > 0;
+                    count(origin, report.status);
+                } else if origin == Origin::Meta {
+                    metrics::counter!("insta_router_webhooks_total", "outcome" => "refused")
+                        .increment(1);
+                }
                 let _ = reply.send(result);
             }
             new
@@ -212,34 +309,99 @@ async fn write_group(store: &dyn InboundStore, group: Vec<Pending>) -> bool {
     }
 }
 
-async fn write_alone(
-    store: &dyn InboundStore,
-    prepared: Prepared,
-) -> Result<IngestReport, IngestError> {
-    let one = std::slice::from_ref(&prepared);
-    if let Ok(mut reports) = write(store, one).await {
-        return reports.pop().ok_or(IngestError::ShuttingDown);
+/// Counts a request from Meta by what became of it.
+fn count(origin: Origin, status: JournalStatus) {
+    if origin == Origin::Meta {
+        metrics::counter!("insta_router_webhooks_total", "outcome" => status.as_str())
+            .increment(1);
     }
-    // Once more, for a transient failure (a deadlock, a dropped connection).
-    let last = match write(store, one).await {
-        Ok(mut reports) => return reports.pop().ok_or(IngestError::ShuttingDown),
-        Err(e) => e,
-    };
-    tracing::error!(error = %last, webhook_id = %prepared.journal.id, "cannot store a webhook's events; journaling its body as failed");
-    let mut journal = prepared.journal.clone();
-    journal.status = JournalStatus::Failed;
-    journal.error = Some(last.to_string());
-    let batch = InboundBatch {
-        journal: vec![journal.clone()],
-        ..InboundBatch::default()
-    };
-    match store.store(batch).await {
-        Ok(_) => Ok(IngestReport {
-            webhook_id: journal.id,
-            processed: 0,
-            status: JournalStatus::Failed,
-        }),
-        Err(e) => Err(IngestError::Unavailable(e)),
+}
+
+/// The requests of a failed group, each written alone, else kept for replay.
+struct Rescue<'a> {
+    ports: &'a IngestPorts,
+    /// The group's error, which is the error of a group of one.
+    group_error: Option<RepoError>,
+    /// Whether to write each request alone (not for a group of one: that was the write).
+    alone: bool,
+    /// Set once the database refused even a journal entry: the group's remaining requests go
+    /// straight to the spool instead of waiting for the database again.
+    journal_refused: bool,
+}
+
+impl Rescue<'_> {
+    async fn rescue(&mut self, prepared: Prepared) -> Result<IngestReport, IngestError> {
+        let ports = self.ports;
+        let error = if self.alone && !self.journal_refused {
+            // Fresh ids: the group may have been committed after all (a connection lost
+            // during the commit), and rows with these ids would then pass for new ones.
+            let fresh = prepared.again(ports.parser.as_ref());
+            match write(ports.store.as_ref(), std::slice::from_ref(&fresh)).await {
+                Ok(mut reports) => return reports.pop().ok_or(IngestError::ShuttingDown),
+                Err(e) => e,
+            }
+        } else {
+            self.group_error
+                .take()
+                .unwrap_or_else(|| RepoError::Unavailable("the database refused the journal".into()))
+        };
+        let cause = describe(&error);
+        if prepared.origin == Origin::Journal {
+            // Its replay job is still queued; the replayer reschedules it.
+            return Err(IngestError::Unavailable(error));
+        }
+        let id = prepared.journal.id.clone();
+        let mut entry = prepared.journal;
+        entry.status = JournalStatus::Failed;
+        entry.error = Some(cause.clone());
+        if !self.journal_refused {
+            let now = ports.clock.now();
+            let replay = NewJob {
+                id: JobId::replaying(&id),
+                kind: JobKind::WebhookReplay,
+                account_id: None,
+                subject: id.as_str().to_owned(),
+                payload: String::new(),
+                run_at: now + replay_delay(1),
+            };
+            match ports
+                .journal
+                .keep_for_replay(std::slice::from_ref(&entry), &[replay])
+                .await
+            {
+                Ok(()) => {
+                    tracing::error!(webhook_id = %id, error = %cause, "cannot store a webhook's events; journaled as failed for replay");
+                    return Ok(IngestReport {
+                        webhook_id: id,
+                        processed: 0,
+                        status: JournalStatus::Failed,
+                    });
+                }
+                Err(journal_error) => {
+                    tracing::error!(webhook_id = %id, error = %cause, journal_error = %describe(&journal_error), "cannot store a webhook's events, nor journal it");
+                    self.journal_refused = true;
+                }
+            }
+        }
+        if prepared.origin == Origin::Meta
+            && let Some(spool) = &ports.spool
+        {
+            entry.status = JournalStatus::Spooled;
+            match spool.put(&entry).await {
+                Ok(()) => {
+                    tracing::warn!(webhook_id = %id, "webhook kept in the local spool until the database accepts writes");
+                    return Ok(IngestReport {
+                        webhook_id: id,
+                        processed: 0,
+                        status: JournalStatus::Spooled,
+                    });
+                }
+                Err(spool_error) => {
+                    tracing::error!(webhook_id = %id, error = %describe(&spool_error), "cannot spool a webhook either");
+                }
+            }
+        }
+        Err(IngestError::Unavailable(error))
     }
 }
 
@@ -248,6 +410,7 @@ async fn write_alone(
 /// which sets the pace, only picks the first occurrence of each event and hands the group to
 /// the store.
 struct Prepared {
+    origin: Origin,
     journal: JournalEntry,
     events: Vec<PreparedEvent>,
 }
@@ -267,10 +430,17 @@ enum Item {
 }
 
 impl Prepared {
-    /// Takes the request's body over: it is the largest part, and the journal keeps it.
-    fn new(webhook: ReceivedWebhook) -> Self {
-        let id = WebhookId::from_u128(new_id_bits());
-        let (events, status, error) = match &webhook.parsed {
+    /// Parses the request and takes its body over: it is the largest part, and the journal
+    /// keeps it.
+    fn new(webhook: ReceivedWebhook, parser: &dyn NotificationParser) -> Self {
+        let parsed = parser.parse(&webhook.body, webhook.received_at);
+        if let Err(reason) = &parsed
+            && webhook.origin == Origin::Meta
+        {
+            tracing::warn!(%reason, "signed webhook is not a usable notification; journaling it");
+        }
+        let id = webhook.id;
+        let (events, status, error) = match &parsed {
             Ok(events) => (events.as_slice(), JournalStatus::Accepted, None),
             Err(reason) => (&[][..], JournalStatus::Unusable, Some(reason.clone())),
         };
@@ -377,6 +547,7 @@ impl Prepared {
             })
             .collect();
         Self {
+            origin: webhook.origin,
             journal: JournalEntry {
                 id,
                 received_at: webhook.received_at,
@@ -387,6 +558,21 @@ impl Prepared {
             },
             events: prepared,
         }
+    }
+}
+
+impl Prepared {
+    /// The same request prepared again, with fresh ids (the journal id stays).
+    fn again(&self, parser: &dyn NotificationParser) -> Self {
+        Self::new(
+            ReceivedWebhook {
+                id: self.journal.id.clone(),
+                received_at: self.journal.received_at,
+                body: self.journal.body.clone(),
+                origin: self.origin,
+            },
+            parser,
+        )
     }
 }
 

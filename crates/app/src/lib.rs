@@ -10,6 +10,7 @@ mod crm_payload;
 mod deliveries;
 mod inbox;
 mod ingest;
+mod replay;
 mod rules;
 mod sending;
 mod system;
@@ -23,7 +24,11 @@ pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE};
 pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
 pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySettings};
 pub use inbox::{InboxError, InboxService};
-pub use ingest::{IngestError, IngestReport, IngestSettings, Ingestor, ReceivedWebhook};
+pub use ingest::{
+    IngestError, IngestPorts, IngestReport, IngestSettings, Ingestor, Origin, ReceivedWebhook,
+    describe,
+};
+pub use replay::{JournalReplayer, ReplayError, ReplayOutcome, ReplayPorts, ReplaySettings};
 pub use rules::{
     ConditionDocument, MAX_RULES_PER_ACCOUNT, QuickReplyDocument, ReplyDocument, RuleDocument,
     RuleError, RuleService, RuleView, TrialMessage, TrialOutcome,
@@ -36,7 +41,9 @@ pub struct App {
     /// Managing connected accounts.
     pub accounts: AccountService,
     /// Storing verified webhook requests.
-    pub ingest: Ingestor,
+    pub ingest: Arc<Ingestor>,
+    /// Replaying the webhook requests whose events could not be stored at once.
+    pub replayer: Arc<JournalReplayer>,
     /// Delivering events to CRMs, and the deliveries API.
     pub deliveries: Arc<DeliveryService>,
     /// Auto-reply rules.
@@ -45,31 +52,11 @@ pub struct App {
     pub sending: Arc<SendService>,
     /// Conversations and history.
     pub inbox: InboxService,
-    health: Arc<dyn HealthCheck>,
+    /// The database's health.
+    pub health: Arc<dyn HealthCheck>,
 }
 
 impl App {
-    /// Wires the use cases.
-    pub fn new(
-        accounts: AccountService,
-        ingest: Ingestor,
-        deliveries: Arc<DeliveryService>,
-        rules: Arc<RuleService>,
-        sending: Arc<SendService>,
-        inbox: InboxService,
-        health: Arc<dyn HealthCheck>,
-    ) -> Self {
-        Self {
-            accounts,
-            ingest,
-            deliveries,
-            rules,
-            sending,
-            inbox,
-            health,
-        }
-    }
-
     /// Whether the database answers.
     ///
     /// # Errors

@@ -131,6 +131,18 @@ public_id!(
     JobId,
     "job"
 );
+impl JobId {
+    /// The id of the job that replays the journaled webhook `webhook`: one per webhook, so
+    /// queuing it twice is a conflict, not a second job.
+    pub fn replaying(webhook: &WebhookId) -> Self {
+        Self(format!(
+            "{}{}",
+            Self::PREFIX,
+            &webhook.0[WebhookId::PREFIX.len()..]
+        ))
+    }
+}
+
 public_id!(
     /// Our id of an auto-reply rule (`rule_...`).
     RuleId,
@@ -216,6 +228,15 @@ impl fmt::Display for ConversationId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_has_one_replay_job_id() {
+        let webhook = WebhookId::from_u128(0x0190_0000_0000_7000_8000_0000_0000_00ab);
+        let job = JobId::replaying(&webhook);
+        assert_eq!(job.as_str(), "job_019000000000700080000000000000ab");
+        assert_eq!(JobId::parse("id", job.as_str()), Ok(job.clone()));
+        assert_ne!(job, JobId::replaying(&WebhookId::from_u128(1)));
+    }
 
     #[test]
     fn fresh_ids_are_prefixed_fixed_width_hex_and_sort_by_bits() {

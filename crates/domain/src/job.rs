@@ -1,7 +1,7 @@
 //! Jobs: work queued in the same transaction as the data it is about (a transactional outbox),
 //! done later by workers that claim it with a lease.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::{AccountId, JobId};
 
@@ -14,6 +14,8 @@ pub enum JobKind {
     AutoReply,
     /// Send one message a CRM asked for through the Graph API.
     Send,
+    /// Store again the events of a journaled webhook whose first write failed.
+    WebhookReplay,
 }
 
 impl JobKind {
@@ -23,6 +25,7 @@ impl JobKind {
             Self::CrmDelivery => "crm_delivery",
             Self::AutoReply => "auto_reply",
             Self::Send => "send",
+            Self::WebhookReplay => "webhook_replay",
         }
     }
 
@@ -32,6 +35,7 @@ impl JobKind {
             "crm_delivery" => Some(Self::CrmDelivery),
             "auto_reply" => Some(Self::AutoReply),
             "send" => Some(Self::Send),
+            "webhook_replay" => Some(Self::WebhookReplay),
             _ => None,
         }
     }
@@ -136,13 +140,43 @@ pub struct ClaimedJob {
     pub lease: JobLease,
 }
 
+/// The pauses before the replays of a webhook whose events could not be stored: the first
+/// within a second (most failures are a moment's: a dropped connection, a restart), then
+/// longer, up to an hour, and hourly from then on. A webhook Meta was told we received is
+/// never given up on; one that keeps failing stays in sight (see the journal commands).
+pub const REPLAY_DELAYS: [TimeDelta; 7] = [
+    TimeDelta::seconds(1),
+    TimeDelta::seconds(5),
+    TimeDelta::seconds(30),
+    TimeDelta::minutes(2),
+    TimeDelta::minutes(10),
+    TimeDelta::minutes(30),
+    TimeDelta::hours(1),
+];
+
+/// The pause after the `failures`-th failed write of a webhook's events (the first failure is
+/// 1): [`REPLAY_DELAYS`], then its last delay for ever.
+pub fn replay_delay(failures: u32) -> TimeDelta {
+    let index = usize::try_from(failures.saturating_sub(1)).unwrap_or(usize::MAX);
+    REPLAY_DELAYS
+        .get(index)
+        .or(REPLAY_DELAYS.last())
+        .copied()
+        .unwrap_or(TimeDelta::hours(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn names_round_trip() {
-        for kind in [JobKind::CrmDelivery, JobKind::AutoReply] {
+        for kind in [
+            JobKind::CrmDelivery,
+            JobKind::AutoReply,
+            JobKind::Send,
+            JobKind::WebhookReplay,
+        ] {
             assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
         }
         for status in [
@@ -154,5 +188,16 @@ mod tests {
             assert_eq!(JobStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(JobKind::parse("mine_bitcoin"), None);
+    }
+
+    #[test]
+    fn replays_start_within_a_second_and_settle_hourly() {
+        assert_eq!(replay_delay(0), TimeDelta::seconds(1));
+        assert_eq!(replay_delay(1), TimeDelta::seconds(1));
+        assert_eq!(replay_delay(2), TimeDelta::seconds(5));
+        assert_eq!(replay_delay(7), TimeDelta::hours(1));
+        assert_eq!(replay_delay(8), TimeDelta::hours(1));
+        assert_eq!(replay_delay(u32::MAX), TimeDelta::hours(1));
+        assert!(REPLAY_DELAYS.windows(2).all(|w| w[0] < w[1]));
     }
 }

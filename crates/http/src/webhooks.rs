@@ -1,15 +1,16 @@
 //! `GET|POST /webhooks/instagram`: Meta's subscription check and event notifications.
 //!
 //! The signature is checked over the raw bytes before anything parses them; the request is
-//! answered 200 only after its events are committed (a usable body) or its bytes are journaled
-//! (an unusable one), and 500 when the database refuses, so Meta retries.
+//! answered 200 only after its events are committed, or its body is kept where a replay is
+//! guaranteed (the journal, else the local spool), and 503 when not even that is possible, so
+//! Meta retries.
 
 use actix_web::http::header::ContentType;
 use actix_web::web::{Data, Payload, Query};
 use actix_web::{HttpRequest, HttpResponse, get, post};
 use chrono::Utc;
-use insta_router_app::{IngestError, ReceivedWebhook};
-use insta_router_instagram::{SignatureError, parse_notification};
+use insta_router_app::{IngestError, ReceivedWebhook, describe};
+use insta_router_instagram::SignatureError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -89,10 +90,10 @@ async fn verify(state: Data<State>, query: Query<VerifyQuery>) -> Result<HttpRes
     request_body(content = String, description = "Meta's notification, signed", content_type = "application/json"),
     params(("X-Hub-Signature-256" = String, Header, description = "`sha256=` + hex HMAC-SHA256 of the body under the app secret")),
     responses(
-        (status = 200, description = "Stored (or, when unusable, journaled)", body = Received),
+        (status = 200, description = "Stored (an unusable body: journaled; events the database refused: kept for replay)", body = Received),
         (status = 401, description = "Missing, malformed or wrong signature; nothing stored", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than MAX_WEBHOOK_BYTES", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "The database refused; Meta retries", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database refused and the body could not be kept for replay; Meta retries", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/webhooks/instagram")]
@@ -122,26 +123,15 @@ async fn receive(
             .to_owned(),
         )
     })?;
-    let received_at = Utc::now();
-    let parsed = parse_notification(&body, received_at)
-        .map(|n| n.events)
-        .map_err(|e| e.to_string());
-    if let Err(reason) = &parsed {
-        tracing::warn!(%reason, "signed webhook is not a usable notification; journaling it");
-    }
     let report = state
         .app
         .ingest
-        .ingest(ReceivedWebhook {
-            received_at,
-            body: body.to_vec(),
-            parsed,
-        })
+        .ingest(ReceivedWebhook::from_meta(Utc::now(), body.to_vec()))
         .await
         .map_err(|e| match e {
             IngestError::Unavailable(source) => {
-                tracing::error!(error = ?source, "cannot store a webhook; answering 500 so Meta retries");
-                ApiError::Internal("the event could not be stored; it will be retried".to_owned())
+                tracing::error!(error = %describe(&source), "cannot store a webhook nor keep it for replay; answering 503 so Meta retries");
+                ApiError::Unavailable
             }
             IngestError::ShuttingDown => ApiError::Unavailable,
         })?;

@@ -16,4 +16,4 @@ mod webhook;
 #[cfg(feature = "graph")]
 pub use graph::{ClientError, GraphClient};
 pub use signature::{SignatureError, WebhookVerifier, sign_body, verify_signature};
-pub use webhook::{Notification, PayloadError, parse_notification};
+pub use webhook::{MetaNotifications, Notification, PayloadError, parse_notification};

@@ -38,6 +38,23 @@ pub struct Notification {
     pub events: Vec<InboundEvent>,
 }
 
+/// [`parse_notification`] as the ingest's [`NotificationParser`]: the events, or why the body
+/// is not a usable notification.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetaNotifications;
+
+impl insta_router_ports::NotificationParser for MetaNotifications {
+    fn parse(
+        &self,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<InboundEvent>, String> {
+        parse_notification(body, received_at)
+            .map(|n| n.events)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Longest kind or field name kept.
 const MAX_NAME_LEN: usize = 32;
 

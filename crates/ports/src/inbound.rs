@@ -10,6 +10,7 @@ use insta_router_domain::{
     JobId, JobKind, JobLease, Message, MessageId, NewJob, WebhookId,
 };
 
+
 use crate::RepoError;
 
 /// What became of a journaled request body.
@@ -19,9 +20,14 @@ pub enum JournalStatus {
     Accepted,
     /// Signed, but not a usable notification (bad JSON, wrong shape); only the body is kept.
     Unusable,
-    /// Parsed, but storing its events failed while the journal could still be written; the
-    /// body is kept for replay.
+    /// Storing its events failed while the journal could still be written: the body is kept
+    /// and a `webhook_replay` job stores its events again, with backoff, until it succeeds
+    /// (the status then becomes `accepted`).
     Failed,
+    /// Not even the journal could be written (the database was unreachable): the body is kept
+    /// in this instance's local spool, and moved into the journal as soon as the database
+    /// accepts writes again. Never a status stored in the database.
+    Spooled,
 }
 
 impl JournalStatus {
@@ -31,7 +37,15 @@ impl JournalStatus {
             Self::Accepted => "accepted",
             Self::Unusable => "unusable",
             Self::Failed => "failed",
+            Self::Spooled => "spooled",
         }
+    }
+
+    /// Parses [`JournalStatus::as_str`]'s output.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Accepted, Self::Unusable, Self::Failed, Self::Spooled]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
     }
 }
 
@@ -133,7 +147,8 @@ pub fn with_account_id(payload: &str, account: &AccountId) -> String {
 /// Stores groups of webhook requests.
 #[async_trait]
 pub trait InboundStore: Send + Sync {
-    /// In one transaction: appends the journal entries; stores the messages and events that
+    /// In one transaction: writes the journal entries (an entry already journaled under the
+    /// same id, a replay's, gets the new status and error); stores the messages and events that
     /// are not duplicates; marks deleted messages for new deletion events; creates or merges
     /// the conversations of the new messages (earliest start, latest message, latest inbound);
     /// queues the planned jobs whose subject is new (CRM jobs only for accounts with a CRM URL,
@@ -145,6 +160,144 @@ pub trait InboundStore: Send + Sync {
     ///
     /// [`RepoError::Unavailable`].
     async fn store(&self, batch: InboundBatch) -> Result<BatchOutcome, RepoError>;
+}
+
+/// Turns a verified webhook body into events: Meta's wire format, behind a port so the
+/// ingest can parse the bodies it replays from the journal exactly as it parsed them live.
+pub trait NotificationParser: Send + Sync {
+    /// The body's events, or why it is not a usable notification.
+    ///
+    /// # Errors
+    ///
+    /// The reason, as text, when the body is not a usable notification.
+    fn parse(&self, body: &[u8], received_at: DateTime<Utc>)
+    -> Result<Vec<InboundEvent>, String>;
+}
+
+/// The replay of a failed journal entry, as its job shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayState {
+    /// Replays tried so far.
+    pub attempts: u32,
+    /// When the next replay is due (or, while one runs, when its lease runs out).
+    pub next_at: DateTime<Utc>,
+}
+
+/// A journal entry without its body, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalSummary {
+    /// Its id.
+    pub id: WebhookId,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// What became of it.
+    pub status: JournalStatus,
+    /// Why it was unusable or failed.
+    pub error: Option<String>,
+    /// How many events it held.
+    pub events: u32,
+    /// The body's size in bytes.
+    pub bytes: u64,
+    /// For a failed entry, its replay.
+    pub replay: Option<ReplayState>,
+}
+
+/// The journal of webhook requests, beyond the inbound batch: keeping failed requests for
+/// replay, and reading the journal back.
+#[async_trait]
+pub trait WebhookJournal: Send + Sync {
+    /// In one transaction: writes `entries` (status `failed`, each with its error; an entry
+    /// already journaled under the same id is updated) and queues `replays` (a job whose id
+    /// is already queued is left as it is).
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`]: nothing was written.
+    async fn keep_for_replay(
+        &self,
+        entries: &[JournalEntry],
+        replays: &[NewJob],
+    ) -> Result<(), RepoError>;
+
+    /// The entry with id `id`, body included.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
+    async fn get(&self, id: &WebhookId) -> Result<Option<JournalEntry>, RepoError>;
+
+    /// Records why the latest replay of the failed entry `id` failed.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn record_error(&self, id: &WebhookId, error: &str) -> Result<(), RepoError>;
+
+    /// Marks the replay job of `id` done: its entry was replayed outside the job (by hand).
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn close_replay(&self, id: &WebhookId, now: DateTime<Utc>) -> Result<(), RepoError>;
+
+    /// Up to `limit` entries with `status` (any when `None`), newest first; failed entries with
+    /// their replay.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
+    async fn list(
+        &self,
+        status: Option<JournalStatus>,
+        limit: u32,
+    ) -> Result<Vec<JournalSummary>, RepoError>;
+
+    /// How many failed entries wait for their replay.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn awaiting_replay(&self) -> Result<u64, RepoError>;
+}
+
+/// Where webhook bodies are kept while the database refuses even the journal: durable storage
+/// local to the instance (a directory), read back into the journal when the database is back.
+#[async_trait]
+pub trait WebhookSpool: Send + Sync {
+    /// Keeps `entry`'s id, arrival time and body; durable (on disk, synced) once it returns.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] when it could not be kept (a full disk): then nothing was.
+    async fn put(&self, entry: &JournalEntry) -> Result<(), RepoError>;
+
+    /// Up to `limit` spooled entries, oldest first, with status [`JournalStatus::Spooled`].
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] when the spool cannot be read.
+    async fn list(&self, limit: usize) -> Result<Vec<JournalEntry>, RepoError>;
+
+    /// The spooled entry `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] when the spool cannot be read.
+    async fn get(&self, id: &WebhookId) -> Result<Option<JournalEntry>, RepoError>;
+
+    /// How many entries are spooled.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] when the spool cannot be read.
+    async fn count(&self) -> Result<usize, RepoError>;
+
+    /// Forgets the entry `id` (it is in the database now); an unknown id is no error.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn remove(&self, id: &WebhookId) -> Result<(), RepoError>;
 }
 
 /// Queued work, claimed by workers with a lease.

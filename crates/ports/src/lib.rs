@@ -27,7 +27,8 @@ pub use error::{BoxError, CipherError, RepoError};
 pub use inbound::MockJobQueue;
 pub use inbound::{
     ACCOUNT_ID_PLACEHOLDER, BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore,
-    JobQueue, JournalEntry, JournalStatus, PlannedJob, with_account_id,
+    JobQueue, JournalEntry, JournalStatus, JournalSummary, NotificationParser, PlannedJob,
+    ReplayState, WebhookJournal, WebhookSpool, with_account_id,
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use messenger::MockMessenger;

@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate up|down|status`, `simulate`, `stats`.
+//! The command line: `serve` (the default), `migrate up|down|status`, `simulate`, `journal
+//! list|replay`, `stats`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,11 @@ enum Command {
     /// without Meta. Signs with INSTAGRAM_APP_SECRET (or FACEBOOK_APP_SECRET), as the server
     /// verifies.
     Simulate(crate::simulate::SimulateArgs),
+    /// See and replay the webhooks whose events could not be stored when they arrived.
+    Journal {
+        #[command(subcommand)]
+        action: crate::journal::JournalAction,
+    },
     /// Print how many rows each table holds.
     Stats {
         /// One JSON object instead of a table.
@@ -96,7 +102,7 @@ pub fn run() -> ExitCode {
         cli.command.unwrap_or(Command::Serve { no_migrate: false }),
         settings,
     )) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             report(&err);
             ExitCode::FAILURE
@@ -110,7 +116,7 @@ fn report(err: &anyhow::Error) {
     eprintln!("error: {err:#}");
 }
 
-async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<()> {
+async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { no_migrate } => {
             if no_migrate {
@@ -119,12 +125,14 @@ async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<()>
             Application::build(settings)
                 .await?
                 .run_until_stopped()
-                .await
+                .await?;
         }
-        Command::Migrate { action } => migrate(action, &settings).await,
-        Command::Simulate(args) => crate::simulate::run(args, &settings).await,
-        Command::Stats { json } => stats(&settings, json).await,
+        Command::Migrate { action } => migrate(action, &settings).await?,
+        Command::Simulate(args) => crate::simulate::run(args, &settings).await?,
+        Command::Journal { action } => return crate::journal::run(action, &settings).await,
+        Command::Stats { json } => stats(&settings, json).await?,
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[allow(clippy::print_stdout)]

@@ -4,6 +4,7 @@
 //! environment variables and knows every other crate.
 
 pub mod cli;
+pub mod journal;
 pub mod seed;
 pub mod settings;
 pub mod simulate;

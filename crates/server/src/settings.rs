@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
-use insta_router_app::{AutoReplySettings, DeliverySettings, SendSettings};
+use insta_router_app::{AutoReplySettings, DeliverySettings, ReplaySettings, SendSettings};
 use insta_router_domain::rules::Safety;
 use insta_router_domain::{MIN_BACKOFF_AFTER_OVERLOAD, RetrySchedule};
 
@@ -124,6 +124,10 @@ pub struct Settings {
     pub send_reconcile_window: String,
     /// How often it is looked for meanwhile (`30s`).
     pub send_reconcile_interval: String,
+    /// Directory where webhooks are kept while the database refuses even the journal (they
+    /// are moved into it when it accepts writes again); empty: such webhooks are answered 503
+    /// and Meta retries them.
+    pub webhook_spool_dir: String,
 }
 
 impl fmt::Debug for Settings {
@@ -207,6 +211,7 @@ const KEYS: &[&str] = &[
     "SEND_RATE_PER_ACCOUNT",
     "SEND_RECONCILE_WINDOW",
     "SEND_RECONCILE_INTERVAL",
+    "WEBHOOK_SPOOL_DIR",
 ];
 
 /// Why the configuration cannot be used.
@@ -334,6 +339,14 @@ impl Settings {
             },
             fallback_name: self.auto_reply_fallback_name.clone(),
             ..AutoReplySettings::default()
+        }
+    }
+
+    /// How webhooks whose events could not be stored are replayed.
+    pub fn replay(&self) -> ReplaySettings {
+        ReplaySettings {
+            lease: Duration::from_secs(self.delivery_lease),
+            poll: Duration::from_millis(self.delivery_poll_interval_ms.max(10)),
         }
     }
 

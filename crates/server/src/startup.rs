@@ -7,15 +7,16 @@ use std::time::Duration;
 use anyhow::Context;
 use insta_router_app::{
     AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, InboxService,
-    IngestSettings, Ingestor, PlaintextCipher, RuleService, SendPorts, SendService, SystemClock,
+    IngestPorts, IngestSettings, Ingestor, JournalReplayer, PlaintextCipher, ReplayPorts,
+    RuleService, SendPorts, SendService, SystemClock,
 };
 use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_domain::Secret;
 use insta_router_http::{HttpSettings, MetricsRenderer};
-use insta_router_instagram::GraphClient;
-use insta_router_ports::Messenger;
+use insta_router_instagram::{GraphClient, MetaNotifications};
+use insta_router_ports::{Messenger, WebhookSpool};
 use insta_router_storage::{
-    Backend, Database, DbOptions, normalize_database_url, redact_database_url,
+    Backend, Database, DbOptions, DirSpool, normalize_database_url, redact_database_url,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
@@ -56,10 +57,11 @@ fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Every 5 s: publishes the delivery queue's depth and lets the recorder compact its
-/// histograms.
+/// Every 5 s: publishes the delivery queue's depth and the webhooks awaiting replay, and lets
+/// the recorder compact its histograms.
 async fn housekeeping(
     deliveries: Arc<DeliveryService>,
+    replayer: Arc<JournalReplayer>,
     metrics: Option<PrometheusHandle>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -72,10 +74,65 @@ async fn housekeeping(
         if let Err(error) = deliveries.publish_queue_depth().await {
             tracing::debug!(%error, "cannot count deliveries");
         }
+        if let Err(error) = replayer.publish_backlog().await {
+            tracing::debug!(%error, "cannot count the webhooks awaiting replay");
+        }
         if let Some(handle) = &metrics {
             handle.run_upkeep();
         }
     }
+}
+
+/// The webhook spool named by `WEBHOOK_SPOOL_DIR`, if any.
+///
+/// # Errors
+///
+/// When the directory cannot be created or written.
+pub fn open_spool(settings: &Settings) -> anyhow::Result<Option<Arc<dyn WebhookSpool>>> {
+    if settings.webhook_spool_dir.trim().is_empty() {
+        return Ok(None);
+    }
+    let spool = DirSpool::open(&settings.webhook_spool_dir).with_context(|| {
+        format!(
+            "cannot use {} as the webhook spool (WEBHOOK_SPOOL_DIR; empty turns the spool off)",
+            settings.webhook_spool_dir
+        )
+    })?;
+    Ok(Some(Arc::new(spool)))
+}
+
+/// The ingest and the replayer on `db`, with `writers` webhook writer tasks.
+pub fn ingest(
+    db: &Database,
+    settings: &Settings,
+    writers: usize,
+) -> anyhow::Result<(Arc<Ingestor>, Arc<JournalReplayer>)> {
+    let spool = open_spool(settings)?;
+    let ingest = Arc::new(Ingestor::start(
+        IngestPorts {
+            store: Arc::new(db.inbound()),
+            journal: Arc::new(db.journal()),
+            spool: spool.clone(),
+            parser: Arc::new(MetaNotifications),
+            clock: Arc::new(SystemClock),
+        },
+        IngestSettings {
+            writers,
+            max_batch: settings.ingest_max_batch,
+            ..IngestSettings::default()
+        },
+    ));
+    let replayer = Arc::new(JournalReplayer::new(
+        ReplayPorts {
+            jobs: Arc::new(db.jobs()),
+            journal: Arc::new(db.journal()),
+            spool,
+            clock: Arc::new(SystemClock),
+        },
+        ingest.clone(),
+        settings.replay(),
+    ));
+    Ok((ingest, replayer))
 }
 
 /// Opens the database named by the settings.
@@ -124,14 +181,7 @@ impl Application {
             (0, Backend::MySql) => 4,
             (n, _) => n,
         };
-        let ingest = Ingestor::start(
-            Arc::new(db.inbound()),
-            IngestSettings {
-                writers,
-                max_batch: settings.ingest_max_batch,
-                ..IngestSettings::default()
-            },
-        );
+        let (ingest, replayer) = ingest(&db, &settings, writers)?;
         let sender = HttpCrmSender::new(&SenderSettings {
             timeout: Duration::from_secs_f64(settings.crm_webhook_timeout),
             allow_private_networks: settings.crm_allow_private_networks,
@@ -178,6 +228,8 @@ impl Application {
             settings.auto_reply(),
         ));
         let mut workers = workers;
+        let mut replaying = replayer.start(stopped.clone());
+        workers.spawn(async move { while replaying.join_next().await.is_some() {} });
         if settings.auto_reply_workers > 0 {
             let mut repliers = auto_replies.start(ingest.commits(), stopped.clone());
             // One set to wait for at shutdown.
@@ -216,21 +268,27 @@ impl Application {
             Arc::new(SystemClock),
         );
         let metrics = metrics_handle();
-        let housekeeping = tokio::spawn(housekeeping(deliveries.clone(), metrics.clone(), stopped));
-        let app = Arc::new(App::new(
-            AccountService::new(
+        let housekeeping = tokio::spawn(housekeeping(
+            deliveries.clone(),
+            replayer.clone(),
+            metrics.clone(),
+            stopped,
+        ));
+        let app = Arc::new(App {
+            accounts: AccountService::new(
                 Arc::new(db.accounts()),
                 Arc::new(PlaintextCipher),
                 Arc::new(SystemClock),
             )
             .with_secret_grace(Duration::from_secs(settings.crm_secret_rotation_grace)),
             ingest,
+            replayer,
             deliveries,
             rules,
             sending,
             inbox,
-            Arc::new(db.clone()),
-        ));
+            health: Arc::new(db.clone()),
+        });
         if let Some((id, token)) = settings.configured_account() {
             let account = app
                 .accounts

@@ -17,7 +17,7 @@ use crate::inbound_sqlite::{SqliteWriter, WriterOptions};
 use crate::{
     SeaAccountRepository, SeaAutoReplyStore, SeaConversationRepository, SeaDeliveryStore,
     SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaOutboundStore, SeaRuleRepository,
-    StorageError,
+    SeaWebhookJournal, StorageError,
 };
 
 /// The database products insta-router runs on.
@@ -407,6 +407,11 @@ impl Database {
     /// The inbound pipeline's store.
     pub fn inbound(&self) -> SeaInboundStore {
         SeaInboundStore::new(self.conn.clone(), self.backend, self.writer.clone())
+    }
+
+    /// The journal of webhook requests.
+    pub fn journal(&self) -> SeaWebhookJournal {
+        SeaWebhookJournal::new(self.conn.clone(), self.backend)
     }
 
     /// The sends CRMs asked for.

@@ -224,8 +224,9 @@ impl SeaInboundUnit {
         let columns = JOURNAL_COLUMNS;
         let rows = entries.iter().map(journal_row).collect();
         for chunk in chunks(rows, columns.len()) {
-            self.execute(&insert_into("webhook_journal", &columns, chunk)?)
-                .await?;
+            let mut insert = insert_into("webhook_journal", &columns, chunk)?;
+            insert.on_conflict(journal_on_conflict());
+            self.execute(&insert).await?;
         }
         Ok(())
     }
@@ -356,6 +357,22 @@ impl SeaInboundUnit {
 
 pub(crate) const JOURNAL_COLUMNS: [&str; 6] =
     ["id", "received_at", "body", "status", "error", "events"];
+
+/// What writing a journal entry whose id is journaled already does (a replay of a failed
+/// entry): the entry takes the new status, error and event count; its body stays.
+pub(crate) const JOURNAL_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+     error = excluded.error, events = excluded.events";
+
+/// [`JOURNAL_UPSERT`] for sea-query (MySQL's `ON DUPLICATE KEY UPDATE`).
+pub(crate) fn journal_on_conflict() -> OnConflict {
+    OnConflict::column(Alias::new("id"))
+        .update_columns([
+            Alias::new("status"),
+            Alias::new("error"),
+            Alias::new("events"),
+        ])
+        .to_owned()
+}
 
 pub(crate) fn journal_row(e: &JournalEntry) -> Vec<Value> {
     vec![

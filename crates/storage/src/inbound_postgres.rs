@@ -41,9 +41,10 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
     let events = EVENT_COLUMNS.join(", ");
     let payload = payload_with_account_sql("v.payload");
     let merge = conversation_merge(Backend::Postgres);
+    let upsert = crate::inbound::JOURNAL_UPSERT;
     format!(
         "WITH j AS (INSERT INTO webhook_journal ({journal}) \
-           SELECT {journal} FROM json_populate_recordset(NULL::webhook_journal, $1::json)), \
+           SELECT {journal} FROM json_populate_recordset(NULL::webhook_journal, $1::json){upsert}), \
          m AS (INSERT INTO messages ({messages}) \
            SELECT {messages} FROM json_populate_recordset(NULL::messages, $2::json) \
            ON CONFLICT (instagram_account_id, mid) DO NOTHING \

@@ -215,7 +215,11 @@ fn write_in(
     let mut new: HashSet<&str> = HashSet::new();
 
     let mut journal = txn
-        .prepare_cached(&insert_sql("webhook_journal", &JOURNAL_COLUMNS, ""))
+        .prepare_cached(&insert_sql(
+            "webhook_journal",
+            &JOURNAL_COLUMNS,
+            crate::inbound::JOURNAL_UPSERT,
+        ))
         .map_err(unavailable)?;
     for entry in &batch.journal {
         execute(&mut journal, &journal_row(entry)).map_err(unavailable)?;

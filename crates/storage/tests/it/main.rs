@@ -10,6 +10,7 @@ mod conversations;
 mod deliveries;
 mod inbound;
 mod jobs;
+mod journal;
 mod messages;
 mod migrations;
 mod outbound;
