@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use insta_router_storage::testing::{self, TestDatabase};
 
+pub mod disk;
+pub mod private_db;
+pub mod proxy;
+
 /// The bearer token the tests send.
 pub const API_KEY: &str = "test-api-key";
 
@@ -359,4 +363,33 @@ impl TestServer {
             .await
             .unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// Runs futures concurrently on the current task and returns their outputs in order.
+pub async fn futures_join<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, future) in outputs.iter_mut().zip(set.iter_mut()) {
+            if slot.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use insta_router_blackbox::TestServer;
 use insta_router_instagram::sign_body;
+use insta_router_storage::Database;
 use insta_router_storage::testing;
-use insta_router_storage::{Backend, Database};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -372,7 +372,7 @@ async fn duplicates_within_and_across_requests_are_stored_and_queued_once() {
 
     // The same mid in many concurrent requests: stored once, counted once.
     let body = fixture("quick-reply.json");
-    let answers = futures_join((0..12).map(|_| {
+    let answers = insta_router_blackbox::futures_join((0..12).map(|_| {
         let body = body.clone();
         let server = &server;
         async move { deliver(server, &body).await }
@@ -387,7 +387,7 @@ async fn concurrent_distinct_events_are_all_stored() {
     let server = server().await;
     let db = server.db.connect().await;
     let template = fixture("text.json");
-    let answers = futures_join((0..64).map(|i| {
+    let answers = insta_router_blackbox::futures_join((0..64).map(|i| {
         let body = template.replace("\"mid\": \"aWdf", &format!("\"mid\": \"c{i}.aWdf"));
         let server = &server;
         async move { deliver(server, &body).await }
@@ -493,81 +493,6 @@ async fn bodies_over_the_limit_are_refused_with_413() {
         1,
         "normal bodies still pass"
     );
-}
-
-#[tokio::test]
-async fn a_database_that_refuses_writes_gets_500_never_200() {
-    let server = server().await;
-    let db = server.db.connect().await;
-    // Every write to the journal fails, as with a full disk or a read-only database.
-    let (create, drop): (&[&str], &str) = match server.db.backend() {
-        Backend::Sqlite => (
-            &[
-                "CREATE TRIGGER fail_journal BEFORE INSERT ON webhook_journal BEGIN SELECT RAISE(ABORT, 'disk unavailable'); END",
-            ],
-            "DROP TRIGGER fail_journal",
-        ),
-        Backend::Postgres => (
-            &[
-                "CREATE FUNCTION fail_journal() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk unavailable'; END $$",
-                "CREATE TRIGGER fail_journal BEFORE INSERT ON webhook_journal FOR EACH ROW EXECUTE FUNCTION fail_journal()",
-            ],
-            "DROP TRIGGER fail_journal ON webhook_journal",
-        ),
-        Backend::MySql => (
-            &[
-                "CREATE TRIGGER fail_journal BEFORE INSERT ON webhook_journal FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'disk unavailable'",
-            ],
-            "DROP TRIGGER fail_journal",
-        ),
-    };
-    for sql in create {
-        testing::execute(&db, sql).await;
-    }
-    let body = fixture("text.json");
-    let response = post_signed(&server, &body, IG_SECRET).await;
-    assert_eq!(response.status(), 500, "{}", server.output());
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    for table in ["webhook_journal", "messages", "conversations", "jobs"] {
-        assert_eq!(count(&db, table).await, 0, "{table}: nothing half-stored");
-    }
-
-    // Meta retries once the database is back: the event is stored then.
-    testing::execute(&db, drop).await;
-    assert_eq!(deliver(&server, &body).await, 1);
-    assert_eq!(count(&db, "messages").await, 1);
-}
-
-/// Runs futures concurrently on the current task and returns their outputs in order.
-async fn futures_join<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, future) in outputs.iter_mut().zip(set.iter_mut()) {
-            if slot.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(Option::unwrap).collect()
 }
 
 #[tokio::test]

@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    ConversationId, Direction, EventId, InboundEventKind, InstagramAccountId, JobId,
-    JobKind, Message, MessageId, MessageKind, NewJob, WebhookId, replay_delay,
+    ConversationId, Direction, EventId, InboundEventKind, InstagramAccountId, JobId, JobKind,
+    Message, MessageId, MessageKind, NewJob, WebhookId, replay_delay,
 };
 use insta_router_ports::{
     Clock, Deletion, EventRecord, InboundBatch, InboundStore, JournalEntry, JournalStatus,
@@ -312,8 +312,7 @@ async fn write_group(ports: &IngestPorts, group: Vec<Pending>) -> bool {
 /// Counts a request from Meta by what became of it.
 fn count(origin: Origin, status: JournalStatus) {
     if origin == Origin::Meta {
-        metrics::counter!("insta_router_webhooks_total", "outcome" => status.as_str())
-            .increment(1);
+        metrics::counter!("insta_router_webhooks_total", "outcome" => status.as_str()).increment(1);
     }
 }
 
@@ -341,9 +340,9 @@ impl Rescue<'_> {
                 Err(e) => e,
             }
         } else {
-            self.group_error
-                .take()
-                .unwrap_or_else(|| RepoError::Unavailable("the database refused the journal".into()))
+            self.group_error.take().unwrap_or_else(|| {
+                RepoError::Unavailable("the database refused the journal".into())
+            })
         };
         let cause = describe(&error);
         if prepared.origin == Origin::Journal {
@@ -665,8 +664,7 @@ mod tests {
 
     use chrono::TimeDelta;
     use insta_router_domain::{
-        InboundEvent, InstagramMessageId, InstagramUserId, MessageContext, Parties,
-        ReceivedMessage,
+        InboundEvent, InstagramMessageId, InstagramUserId, MessageContext, Parties, ReceivedMessage,
     };
     use insta_router_ports::{BatchOutcome, JournalSummary, MockClock};
 
@@ -901,7 +899,11 @@ mod tests {
         assert_eq!(db.stored, ["mid.1", "mid.2"]);
         // The group, then each request alone with fresh ids.
         assert_eq!(db.tried.len(), 4);
-        assert!(db.tried[1..].iter().all(|ids| !db.tried[0].contains(&ids[0])));
+        assert!(
+            db.tried[1..]
+                .iter()
+                .all(|ids| !db.tried[0].contains(&ids[0]))
+        );
         let (entry, job) = &db.kept[0];
         let id = results[1].as_ref().unwrap().webhook_id.clone();
         assert_eq!(entry.id, id);

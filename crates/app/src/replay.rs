@@ -301,7 +301,12 @@ impl JournalReplayer {
             .await
         {
             Ok(report) => {
-                if let Err(error) = self.ports.journal.close_replay(id, self.ports.clock.now()).await {
+                if let Err(error) = self
+                    .ports
+                    .journal
+                    .close_replay(id, self.ports.clock.now())
+                    .await
+                {
                     // Its job finds the entry stored when it comes due, and completes then.
                     tracing::debug!(webhook_id = %id, error = %describe(&error), "replay job left to its schedule");
                 }

@@ -44,11 +44,7 @@ pub struct Notification {
 pub struct MetaNotifications;
 
 impl insta_router_ports::NotificationParser for MetaNotifications {
-    fn parse(
-        &self,
-        body: &[u8],
-        received_at: DateTime<Utc>,
-    ) -> Result<Vec<InboundEvent>, String> {
+    fn parse(&self, body: &[u8], received_at: DateTime<Utc>) -> Result<Vec<InboundEvent>, String> {
         parse_notification(body, received_at)
             .map(|n| n.events)
             .map_err(|e| e.to_string())

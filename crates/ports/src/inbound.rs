@@ -10,7 +10,6 @@ use insta_router_domain::{
     JobId, JobKind, JobLease, Message, MessageId, NewJob, WebhookId,
 };
 
-
 use crate::RepoError;
 
 /// What became of a journaled request body.
@@ -170,8 +169,7 @@ pub trait NotificationParser: Send + Sync {
     /// # Errors
     ///
     /// The reason, as text, when the body is not a usable notification.
-    fn parse(&self, body: &[u8], received_at: DateTime<Utc>)
-    -> Result<Vec<InboundEvent>, String>;
+    fn parse(&self, body: &[u8], received_at: DateTime<Utc>) -> Result<Vec<InboundEvent>, String>;
 }
 
 /// The replay of a failed journal entry, as its job shows it.

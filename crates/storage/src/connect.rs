@@ -179,6 +179,22 @@ impl Drop for Checkpointer {
     }
 }
 
+/// Whether a SQLite connection being returned to the pool may still be inside a transaction;
+/// then the pool closes it instead of keeping it, which rolls the transaction back.
+///
+/// sqlx 0.9.0 counts a connection's transactions itself. When a `COMMIT` fails because the
+/// disk is full, SQLite has rolled the transaction back already; the `ROLLBACK` that follows
+/// then fails ("no transaction is active") and sqlx's count stays at one. The next
+/// transaction on that connection becomes a `SAVEPOINT`, and ending it with `ROLLBACK TO`
+/// leaves SQLite's transaction open, holding the write lock: every other writer waits for
+/// ever (seen: a full disk under the delivery workers stopped every write, the webhook path
+/// included, until the process was restarted). A connection whose count is off (or whose
+/// rollback on drop is still queued) is not reused.
+fn connection_may_hold_a_transaction(conn: &sea_orm::sqlx::SqliteConnection) -> bool {
+    use sea_orm::sqlx::Connection as _;
+    conn.is_in_transaction()
+}
+
 impl Database {
     /// Opens the database at `url` (already normalised, see [`normalize_database_url`]).
     ///
@@ -260,7 +276,13 @@ impl Database {
                 let port = MySqlConnectOptions::from_str(url).map_or(3306, |o| o.get_port());
                 opts.map_sqlx_mysql_pool_opts(move |pool| crate::nodelay::on_connect(pool, port));
             }
-            Backend::Sqlite => {}
+            Backend::Sqlite => {
+                opts.map_sqlx_sqlite_pool_opts(|pool| {
+                    pool.after_release(|conn, _| {
+                        Box::pin(async move { Ok(!connection_may_hold_a_transaction(conn)) })
+                    })
+                });
+            }
         }
         if backend == Backend::Sqlite {
             let synchronous = if options.sqlite_synchronous_full {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use insta_router_domain::{JobId, JobKind, JobStatus, NewJob, WebhookId};
 use insta_router_ports::{
-    JournalEntry, JournalStatus, JournalSummary, RepoError, ReplayState, WebhookJournal,
+    JournalEntry, JournalStatus, JournalSummary, ReplayState, RepoError, WebhookJournal,
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Statement, TransactionTrait};
@@ -40,7 +40,11 @@ impl SeaWebhookJournal {
         }
     }
 
-    async fn keep_once(&self, entries: &[JournalEntry], replays: &[NewJob]) -> Result<(), RepoError> {
+    async fn keep_once(
+        &self,
+        entries: &[JournalEntry],
+        replays: &[NewJob],
+    ) -> Result<(), RepoError> {
         let txn = self.db.begin().await.map_err(unavailable)?;
         let backend = txn.get_database_backend();
         if !entries.is_empty() {

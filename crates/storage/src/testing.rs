@@ -146,6 +146,26 @@ pub async fn on_server(server_url: &str) -> TestDatabase {
     }
 }
 
+/// A database that exists already (a test's private server), used as it is and left to its
+/// owner.
+pub fn existing(url: &str) -> TestDatabase {
+    let url = crate::normalize_database_url(url);
+    let backend = if url.starts_with("postgres://") {
+        Backend::Postgres
+    } else if url.starts_with("mysql://") {
+        Backend::MySql
+    } else {
+        Backend::Sqlite
+    };
+    TestDatabase {
+        url,
+        backend,
+        admin_url: None,
+        name: "existing".to_owned(),
+        _dir: None,
+    }
+}
+
 /// Every backend configured for this test run: SQLite always, then PostgreSQL and MySQL when
 /// their environment variables are set.
 pub async fn all() -> Vec<TestDatabase> {

@@ -3,8 +3,7 @@
 
 use insta_router_domain::{JobId, JobKind, JobStatus, NewJob, WebhookId};
 use insta_router_ports::{
-    InboundBatch, InboundStore, JobQueue, JournalEntry, JournalStatus, WebhookJournal,
-    WebhookSpool,
+    InboundBatch, InboundStore, JobQueue, JournalEntry, JournalStatus, WebhookJournal, WebhookSpool,
 };
 use insta_router_storage::DirSpool;
 
@@ -57,7 +56,11 @@ async fn failed_entries_are_kept_with_one_replay_job_and_listed_until_replayed()
             .keep_for_replay(std::slice::from_ref(&failed), &[replay(2, 2)])
             .await
             .unwrap();
-        assert_eq!(db.row_count("webhook_journal").await.unwrap(), 2, "{backend:?}");
+        assert_eq!(
+            db.row_count("webhook_journal").await.unwrap(),
+            2,
+            "{backend:?}"
+        );
         let jobs = db.jobs().list_by_subject(failed.id.as_str()).await.unwrap();
         assert_eq!(jobs.len(), 1, "{backend:?}");
         assert_eq!(jobs[0].kind, JobKind::WebhookReplay);
@@ -90,9 +93,18 @@ async fn failed_entries_are_kept_with_one_replay_job_and_listed_until_replayed()
             1
         );
 
-        journal.record_error(&failed.id, "still failing").await.unwrap();
+        journal
+            .record_error(&failed.id, "still failing")
+            .await
+            .unwrap();
         assert_eq!(
-            journal.get(&failed.id).await.unwrap().unwrap().error.as_deref(),
+            journal
+                .get(&failed.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .error
+                .as_deref(),
             Some("still failing")
         );
 
@@ -135,7 +147,12 @@ async fn failed_entries_are_kept_with_one_replay_job_and_listed_until_replayed()
             .await
             .unwrap();
         assert!(claimed.is_empty(), "{backend:?}");
-        let job = db.jobs().get(&JobId::replaying(&failed.id)).await.unwrap().unwrap();
+        let job = db
+            .jobs()
+            .get(&JobId::replaying(&failed.id))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(job.status, JobStatus::Done);
     }
 }
