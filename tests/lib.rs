@@ -393,3 +393,22 @@ pub async fn futures_join<F: std::future::Future>(
     .await;
     outputs.into_iter().map(Option::unwrap).collect()
 }
+
+/// A signed-to-be notification of one inbound text message `mid` to `account`, from the
+/// customer `555`.
+pub fn text_webhook(account: &str, mid: &str, text: &str) -> String {
+    serde_json::json!({
+        "object": "instagram",
+        "entry": [{
+            "id": account,
+            "time": 1_700_000_000_000_u64,
+            "messaging": [{
+                "sender": {"id": "555"},
+                "recipient": {"id": account},
+                "timestamp": 1_700_000_000_123_u64,
+                "message": {"mid": mid, "text": text},
+            }],
+        }],
+    })
+    .to_string()
+}

@@ -98,20 +98,7 @@ async fn connect(server: &TestServer, crm: &MockServer) -> String {
 }
 
 fn text_webhook(mid: &str, text: &str) -> String {
-    json!({
-        "object": "instagram",
-        "entry": [{
-            "id": ACCOUNT,
-            "time": 1_700_000_000_000_u64,
-            "messaging": [{
-                "sender": {"id": "555"},
-                "recipient": {"id": ACCOUNT},
-                "timestamp": 1_700_000_000_123_u64,
-                "message": {"mid": mid, "text": text},
-            }],
-        }],
-    })
-    .to_string()
+    insta_router_blackbox::text_webhook(ACCOUNT, mid, text)
 }
 
 async fn post_webhook(server: &TestServer, body: &str) {

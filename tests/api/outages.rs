@@ -72,20 +72,7 @@ async fn connect(server: &TestServer, crm: &MockServer) {
 }
 
 fn text_webhook(mid: &str) -> String {
-    json!({
-        "object": "instagram",
-        "entry": [{
-            "id": ACCOUNT,
-            "time": 1_700_000_000_000_u64,
-            "messaging": [{
-                "sender": {"id": "555"},
-                "recipient": {"id": ACCOUNT},
-                "timestamp": 1_700_000_000_123_u64,
-                "message": {"mid": mid, "text": format!("is {mid} in stock?")},
-            }],
-        }],
-    })
-    .to_string()
+    insta_router_blackbox::text_webhook(ACCOUNT, mid, &format!("is {mid} in stock?"))
 }
 
 /// Posts a signed webhook for `mid`; its status and JSON body.
@@ -627,13 +614,23 @@ async fn injected_full_disk() {
     all_delivered(&server, &db, &crm, &answered, 30).await;
 }
 
-/// The private server of the product `TEST_BLACKBOX_DB` names, or `None` on SQLite.
-fn private_server() -> Option<PrivateServer> {
-    match backend().as_str() {
-        "postgres" => Some(PrivateServer::postgres()),
-        "mysql" => Some(PrivateServer::mariadb()),
-        _ => None,
-    }
+/// A private server of the product `TEST_BLACKBOX_DB` names (`None` on SQLite), the server
+/// under test on it, and its CRM, the account connected.
+async fn on_private_server() -> Option<(PrivateServer, TestServer, MockServer)> {
+    let database = match backend().as_str() {
+        "postgres" => PrivateServer::postgres(),
+        "mysql" => PrivateServer::mariadb(),
+        _ => return None,
+    };
+    let server = builder()
+        .start_with(
+            testing::existing(&database.url()),
+            tempfile::tempdir().unwrap(),
+        )
+        .await;
+    let crm = crm().await;
+    connect(&server, &crm).await;
+    Some((database, server, crm))
 }
 
 /// What the load generator saw.
@@ -694,17 +691,9 @@ async fn load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_the_database_under_load_loses_no_webhook_answered_200() {
-    let Some(database) = private_server() else {
+    let Some((database, server, crm)) = on_private_server().await else {
         return;
     };
-    let server = builder()
-        .start_with(
-            testing::existing(&database.url()),
-            tempfile::tempdir().unwrap(),
-        )
-        .await;
-    let crm = crm().await;
-    connect(&server, &crm).await;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let generator = load(&server, 4, stop.clone());
@@ -748,17 +737,9 @@ async fn restarting_the_database_under_load_loses_no_webhook_answered_200() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_unreachable_for_seconds_loses_no_webhook_answered_200() {
-    let Some(mut database) = private_server() else {
+    let Some((mut database, server, crm)) = on_private_server().await else {
         return;
     };
-    let server = builder()
-        .start_with(
-            testing::existing(&database.url()),
-            tempfile::tempdir().unwrap(),
-        )
-        .await;
-    let crm = crm().await;
-    connect(&server, &crm).await;
     assert_eq!(post(&server, "mid.before").await.0, 200);
 
     database = tokio::task::spawn_blocking(move || {

@@ -36,7 +36,7 @@ use insta_router_domain::{
 };
 use insta_router_ports::{
     Clock, Deletion, EventRecord, InboundBatch, InboundStore, JournalEntry, JournalStatus,
-    NotificationParser, PlannedJob, RepoError, WebhookJournal, WebhookSpool,
+    NotificationParser, PlannedJob, RepoError, WebhookJournal, WebhookSpool, describe,
 };
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -149,21 +149,6 @@ pub enum IngestError {
     /// The service is shutting down.
     #[error("the service is shutting down")]
     ShuttingDown,
-}
-
-/// `error` and its causes, as one line: what is journaled and logged as a failure's reason.
-pub fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 struct Pending {

@@ -26,8 +26,8 @@ pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySet
 pub use inbox::{InboxError, InboxService};
 pub use ingest::{
     IngestError, IngestPorts, IngestReport, IngestSettings, Ingestor, Origin, ReceivedWebhook,
-    describe,
 };
+pub use insta_router_ports::describe;
 pub use replay::{JournalReplayer, ReplayError, ReplayOutcome, ReplayPorts, ReplaySettings};
 pub use rules::{
     ConditionDocument, MAX_RULES_PER_ACCOUNT, QuickReplyDocument, ReplyDocument, RuleDocument,

@@ -15,12 +15,12 @@ use chrono::{DateTime, Utc};
 use insta_router_domain::{ClaimedJob, JobKind, WebhookId, replay_delay};
 use insta_router_ports::{
     Clock, JobQueue, JournalEntry, JournalStatus, JournalSummary, RepoError, WebhookJournal,
-    WebhookSpool,
+    WebhookSpool, describe,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::ingest::{IngestError, Ingestor, Origin, ReceivedWebhook, describe};
+use crate::ingest::{IngestError, Ingestor, Origin, ReceivedWebhook};
 use crate::workers::{self, Wakers};
 
 /// Most entries one round replays (they are ingested together, so they share commits).

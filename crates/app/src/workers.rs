@@ -102,7 +102,7 @@ pub(crate) async fn claim(
     match jobs.claim(&[kind], limit, lease, now).await {
         Ok(claimed) => claimed,
         Err(error) => {
-            tracing::warn!(%error, kind = kind.as_str(), "cannot claim jobs");
+            tracing::warn!(error = %insta_router_ports::describe(&error), kind = kind.as_str(), "cannot claim jobs");
             Vec::new()
         }
     }

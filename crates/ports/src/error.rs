@@ -33,3 +33,19 @@ pub enum CipherError {
     #[error("sealed value is corrupt")]
     Corrupt,
 }
+
+/// `error` and its causes, as one line (each cause once): what is logged and journaled as a
+/// failure's reason, where `error`'s own text (`storage unavailable`) would hide it.
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}

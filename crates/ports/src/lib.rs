@@ -22,7 +22,7 @@ pub use delivery::{
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use delivery::{MockCrmSender, MockDeliveryStore};
-pub use error::{BoxError, CipherError, RepoError};
+pub use error::{BoxError, CipherError, RepoError, describe};
 #[cfg(any(test, feature = "mocks"))]
 pub use inbound::MockJobQueue;
 pub use inbound::{

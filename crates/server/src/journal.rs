@@ -10,7 +10,7 @@ use insta_router_domain::WebhookId;
 use insta_router_ports::{JournalStatus, JournalSummary};
 
 use crate::Settings;
-use crate::startup::{ingest, open_database};
+use crate::startup::{ingest, open_database, open_spool};
 
 /// What to do with the journal.
 #[derive(Debug, Subcommand)]
@@ -50,8 +50,9 @@ fn parse_status(raw: &str) -> Result<JournalStatus, String> {
 ///
 /// When the database or the spool cannot be opened or read.
 pub async fn run(action: JournalAction, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let spool = open_spool(settings, false)?;
     let db = open_database(settings).await?;
-    let (ingest, replayer) = ingest(&db, settings, 1)?;
+    let (ingest, replayer) = ingest(&db, spool, settings, 1);
     let outcome = match action {
         JournalAction::List {
             status,

@@ -83,13 +83,18 @@ async fn housekeeping(
     }
 }
 
-/// The webhook spool named by `WEBHOOK_SPOOL_DIR`, if any.
+/// The webhook spool named by `WEBHOOK_SPOOL_DIR`, if any; with `create` false, only when
+/// its directory exists (the journal commands do not make one where they are run).
 ///
 /// # Errors
 ///
 /// When the directory cannot be created or written.
-pub fn open_spool(settings: &Settings) -> anyhow::Result<Option<Arc<dyn WebhookSpool>>> {
-    if settings.webhook_spool_dir.trim().is_empty() {
+pub fn open_spool(
+    settings: &Settings,
+    create: bool,
+) -> anyhow::Result<Option<Arc<dyn WebhookSpool>>> {
+    let dir = settings.webhook_spool_dir.trim();
+    if dir.is_empty() || (!create && !std::path::Path::new(dir).is_dir()) {
         return Ok(None);
     }
     let spool = DirSpool::open(&settings.webhook_spool_dir).with_context(|| {
@@ -101,13 +106,13 @@ pub fn open_spool(settings: &Settings) -> anyhow::Result<Option<Arc<dyn WebhookS
     Ok(Some(Arc::new(spool)))
 }
 
-/// The ingest and the replayer on `db`, with `writers` webhook writer tasks.
+/// The ingest and the replayer on `db` and `spool`, with `writers` webhook writer tasks.
 pub fn ingest(
     db: &Database,
+    spool: Option<Arc<dyn WebhookSpool>>,
     settings: &Settings,
     writers: usize,
-) -> anyhow::Result<(Arc<Ingestor>, Arc<JournalReplayer>)> {
-    let spool = open_spool(settings)?;
+) -> (Arc<Ingestor>, Arc<JournalReplayer>) {
     let ingest = Arc::new(Ingestor::start(
         IngestPorts {
             store: Arc::new(db.inbound()),
@@ -132,7 +137,7 @@ pub fn ingest(
         ingest.clone(),
         settings.replay(),
     ));
-    Ok((ingest, replayer))
+    (ingest, replayer)
 }
 
 /// Opens the database named by the settings.
@@ -181,7 +186,8 @@ impl Application {
             (0, Backend::MySql) => 4,
             (n, _) => n,
         };
-        let (ingest, replayer) = ingest(&db, &settings, writers)?;
+        let spool = open_spool(&settings, true)?;
+        let (ingest, replayer) = ingest(&db, spool, &settings, writers);
         let sender = HttpCrmSender::new(&SenderSettings {
             timeout: Duration::from_secs_f64(settings.crm_webhook_timeout),
             allow_private_networks: settings.crm_allow_private_networks,

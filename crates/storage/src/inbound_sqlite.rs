@@ -122,7 +122,7 @@ fn run(options: &WriterOptions, requests: &mpsc::Receiver<Request>) {
                 "sqlite batch written"
             );
             if let Err(e) = &outcome {
-                tracing::warn!(error = %e, "inbound batch failed on SQLite");
+                tracing::warn!(error = %insta_router_ports::describe(e), "inbound batch failed on SQLite");
             }
             let _ = reply.send(outcome);
         }
