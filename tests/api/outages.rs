@@ -721,10 +721,24 @@ async fn restarting_the_database_under_load_loses_no_webhook_answered_200() {
     all_delivered(&server, &db, &crm, &answers.ok, 120).await;
     let stored = stored_mids(&db).await;
     let lost = answers.ok.difference(&stored).count();
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    let outcome = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "insta_router_webhooks_total{{outcome=\"{name}\"}} "
+                ))
+            })
+            .unwrap_or("0")
+            .to_owned()
+    };
     println!(
-        "restart under load ({}): answered 200 {}, 503 or no answer {}, stored {}, lost {lost}",
+        "restart under load ({}): answered 200 {} (journaled for replay {}, spooled {}), 503 or no answer {}, stored {}, lost {lost}",
         backend(),
         answers.ok.len(),
+        outcome("failed"),
+        outcome("spooled"),
         answers.unavailable.len(),
         stored.len()
     );
