@@ -133,6 +133,20 @@ async fn order66_gets_exactly_one_reply_with_the_username() {
         "Order 66 confirmed, @jane! Your request has been received."
     );
     assert_eq!(sent[0]["authorization"], format!("Bearer {TOKEN}"));
+    // The profile lookup authenticates by header too: no token in any URL.
+    let lookups: Vec<_> = graph
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .collect();
+    assert_eq!(lookups.len(), 1);
+    assert_eq!(lookups[0].url.query(), Some("fields=name%2Cusername"));
+    assert_eq!(
+        lookups[0].headers["authorization"],
+        format!("Bearer {TOKEN}").as_str()
+    );
 
     // Meta redelivers the same DM; the business echoes (from the app) a text with the
     // keyword; the echo of our own reply arrives: none of them is answered.
@@ -157,4 +171,69 @@ async fn a_broken_profile_lookup_uses_the_fallback_name() {
         sent[0]["message"]["text"],
         "Order 66 confirmed, there! Your request has been received."
     );
+    // The failure is logged, and the token with it nowhere.
+    let output = server.output();
+    assert!(output.contains("profile lookup failed"), "{output}");
+    assert!(!output.contains(TOKEN), "{output}");
+}
+
+#[tokio::test]
+async fn an_unreachable_graph_api_leaves_no_token_in_the_log() {
+    // A port nothing listens on: the request itself fails, and its error text would carry
+    // the URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", APP_SECRET)
+        .env("INSTAGRAM_API_BASE_URL", &format!("http://{address}/v21.0"))
+        .env("DELIVERY_POLL_INTERVAL_MS", "50")
+        .start()
+        .await;
+    let account: Value = server
+        .api(Method::POST, "/api/v1/accounts")
+        .json(&json!({"instagram_account_id": ACCOUNT, "username": "shop", "access_token": TOKEN}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let account_id = account["account_id"].as_str().unwrap();
+    let created = server
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{account_id}/rules"),
+        )
+        .json(&json!({
+            "name": "hello",
+            "conditions": [{"type": "keywords", "any_of": ["hello"]}],
+            "reply": {"text": "Hi {username}!"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    post(&server, &dm("mid.unreachable", "hello", false)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !server.output().contains("profile lookup failed") {
+        assert!(Instant::now() < deadline, "{}", server.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The send fails too; wait until the auto-reply worker has counted its outcome.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !server
+        .get("/metrics")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("insta_router_auto_replies_total")
+    {
+        assert!(Instant::now() < deadline, "{}", server.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = server.output();
+    assert!(!output.contains(TOKEN), "{output}");
+    assert!(!output.contains("access_token"), "{output}");
 }

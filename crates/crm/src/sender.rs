@@ -154,7 +154,7 @@ impl CrmSender for HttpCrmSender {
                     outcome,
                     duration: started.elapsed(),
                     body: None,
-                    error: Some(error_chain(&err)),
+                    error: Some(error_chain(&err.without_url())),
                 };
             }
         };
@@ -168,9 +168,9 @@ impl CrmSender for HttpCrmSender {
             Ok(body) => (Some(body), None),
             Err(err) if err.is_timeout() => {
                 // The status arrived in time; the body did not. The status decides.
-                (None, Some(error_chain(&err)))
+                (None, Some(error_chain(&err.without_url())))
             }
-            Err(err) => (None, Some(error_chain(&err))),
+            Err(err) => (None, Some(error_chain(&err.without_url()))),
         };
         CrmResponse {
             outcome: AttemptOutcome::Answered {
@@ -207,6 +207,8 @@ fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     (at.with_timezone(&Utc) - now).to_std().ok()
 }
 
+/// `err` and its causes, without the request's URL (a CRM URL may carry a credential in its
+/// query): callers pass `reqwest::Error::without_url()`.
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();

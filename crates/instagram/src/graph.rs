@@ -93,26 +93,38 @@ fn classify(status: u16, body: &str) -> GraphError {
 
 /// A failure of the request itself: before it was sent, trying again is safe; after, the
 /// outcome is unknown.
-fn request_failed(err: &reqwest::Error) -> GraphError {
+fn request_failed(err: reqwest::Error) -> GraphError {
     if err.is_connect() || err.is_builder() || err.is_request() && !err.is_timeout() {
         GraphError::Transient {
             code: None,
-            message: err.to_string(),
+            message: without_url(err),
         }
     } else {
-        GraphError::Unknown(err.to_string())
+        GraphError::Unknown(without_url(err))
     }
+}
+
+/// A request error's text without its URL, so no error text or log line carries a URL.
+fn without_url(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[async_trait]
 impl Messenger for GraphClient {
     async fn profile(&self, token: &Secret, user: &InstagramUserId) -> Result<Profile, GraphError> {
+        // The token goes in the Authorization header, never in the URL: a URL ends up in
+        // error texts and log lines.
         let url = url::Url::parse_with_params(
             &format!("{}/{}", self.base_url, user.as_str()),
-            [
-                ("fields", "name,username"),
-                ("access_token", token.expose()),
-            ],
+            [("fields", "name,username")],
         )
         .map_err(|e| GraphError::Permanent {
             code: None,
@@ -122,16 +134,17 @@ impl Messenger for GraphClient {
         let response = self
             .http
             .get(url)
+            .bearer_auth(token.expose())
             .send()
             .await
             .map_err(|e| GraphError::Transient {
                 code: None,
-                message: e.to_string(),
+                message: without_url(e),
             })?;
         let status = response.status().as_u16();
         let body = response.text().await.map_err(|e| GraphError::Transient {
             code: None,
-            message: e.to_string(),
+            message: without_url(e),
         })?;
         if !(200..300).contains(&status) {
             return Err(classify(status, &body));
@@ -222,12 +235,12 @@ impl GraphClient {
             .json(body)
             .send()
             .await
-            .map_err(|e| request_failed(&e))?;
+            .map_err(request_failed)?;
         let status = response.status().as_u16();
         let body = response
             .text()
             .await
-            .map_err(|e| GraphError::Unknown(e.to_string()))?;
+            .map_err(|e| GraphError::Unknown(without_url(e)))?;
         if !(200..300).contains(&status) || serde_json::from_str::<ErrorBody>(&body).is_ok() {
             return Err(classify(status, &body));
         }
