@@ -7,6 +7,7 @@ mod accounts;
 mod auto_reply;
 mod deliveries;
 mod docs;
+mod edges;
 mod lifecycle;
 mod outages;
 mod rules;

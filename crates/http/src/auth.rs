@@ -4,7 +4,7 @@
 //! replace the check in [`require_api_key`] and nowhere else.
 
 use actix_web::HttpRequest;
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::Next;
@@ -12,13 +12,15 @@ use actix_web::middleware::Next;
 use crate::ApiError;
 
 /// Rejects requests without `Authorization: Bearer <token>` with 401 before any handler or
-/// body parsing runs.
+/// body parsing runs; the refusal is a response, so outer middleware decorates it.
 pub(crate) async fn require_api_key(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    check(req.request())?;
-    next.call(req).await
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if let Err(refusal) = check(req.request()) {
+        return Ok(req.error_response(refusal).map_into_right_body());
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
 }
 
 /// The check itself, for routes outside `/api/v1` (the deprecated `POST /webhooks/send`).

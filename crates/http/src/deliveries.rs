@@ -339,10 +339,7 @@ impl From<DeliveryError> for ApiError {
                 field: "status",
                 detail: format!("delivery {} was delivered already", public_id(&id)),
             },
-            DeliveryError::Storage(source) => {
-                tracing::error!(error = ?source, "storage failed");
-                Self::Unavailable
-            }
+            DeliveryError::Storage(source) => source.into(),
         }
     }
 }

@@ -222,14 +222,7 @@ impl From<InboxError> for ApiError {
             InboxError::Graph(error) => Self::BadGateway(format!(
                 "the conversation is marked seen here, but Meta refused the mark_seen: {error}"
             )),
-            InboxError::Storage(insta_router_ports::RepoError::InvalidCursor) => Self::Invalid(
-                insta_router_domain::FieldError::new("cursor", "is not a cursor this API returned")
-                    .into(),
-            ),
-            InboxError::Storage(source) => {
-                tracing::error!(error = ?source, "storage failed");
-                Self::Unavailable
-            }
+            InboxError::Storage(source) => source.into(),
         }
     }
 }

@@ -9,6 +9,7 @@ mod accounts;
 mod auth;
 mod deliveries;
 mod docs;
+mod edges;
 mod inbox;
 mod messages;
 mod pagination;
@@ -46,6 +47,8 @@ pub struct HttpSettings {
     /// The Instagram account id configured by environment (`INSTAGRAM_BUSINESS_ACCOUNT_ID`):
     /// the deprecated `POST /webhooks/send` sends from it when no `account_id` is given.
     pub configured_account: Option<String>,
+    /// Origins whose browser pages may call the API (CORS); none: closed.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Renders the process's metrics in the Prometheus text format.
@@ -85,6 +88,7 @@ pub fn app(
     let path = web::PathConfig::default().error_handler(|err, _req| ApiError::from(err).into());
     let secrets: Vec<&str> = settings.app_secrets.iter().map(String::as_str).collect();
     let verifier = WebhookVerifier::new(&secrets);
+    let cors = edges::cors(&settings.cors_allowed_origins);
     let state = web::Data::new(State {
         app,
         verifier,
@@ -116,6 +120,11 @@ pub fn app(
         .default_service(web::to(|| async {
             ApiError::NotFound("no such route".to_owned()).error_response()
         }))
+        .wrap(actix_web::middleware::Condition::new(
+            cors.is_some(),
+            cors.unwrap_or_default(),
+        ))
+        .wrap(actix_web::middleware::from_fn(edges::edges))
 }
 
 /// The OpenAPI document of every route, as served at `/openapi.json`.

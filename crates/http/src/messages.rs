@@ -422,10 +422,7 @@ impl From<SendFailure> for ApiError {
             SendFailure::NotFound(id) => Self::NotFound(format!("message {id} not found")),
             SendFailure::KeyReused(key) => Self::KeyReused(key),
             SendFailure::KeyInFlight(key) => Self::KeyInFlight(key),
-            SendFailure::Storage(source) => {
-                tracing::error!(error = ?source, "storage failed");
-                Self::Unavailable
-            }
+            SendFailure::Storage(source) => source.into(),
         }
     }
 }

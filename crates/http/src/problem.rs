@@ -230,8 +230,22 @@ impl From<AccountError> for ApiError {
                 field,
                 detail: format!("another account already has this {field}"),
             },
-            AccountError::Storage(source) => {
-                tracing::error!(error = ?source, "storage failed");
+            AccountError::Storage(source) => source.into(),
+        }
+    }
+}
+
+/// A store's failure: a cursor this API did not hand out is the client's mistake (422); any
+/// other failure is logged with its cause and answered 503, without it.
+impl From<insta_router_ports::RepoError> for ApiError {
+    fn from(source: insta_router_ports::RepoError) -> Self {
+        match source {
+            insta_router_ports::RepoError::InvalidCursor => Self::Invalid(
+                insta_router_domain::FieldError::new("cursor", "is not a cursor this API returned")
+                    .into(),
+            ),
+            source => {
+                tracing::error!(error = %insta_router_ports::describe(&source), "storage failed");
                 Self::Unavailable
             }
         }

@@ -64,10 +64,7 @@ impl From<RuleError> for ApiError {
             RuleError::NotFound(id) => Self::NotFound(format!("rule {id} not found")),
             RuleError::AccountNotFound(id) => Self::NotFound(format!("account {id} not found")),
             RuleError::Invalid(errors) => Self::Invalid(errors),
-            RuleError::Storage(source) => {
-                tracing::error!(error = ?source, "storage failed");
-                Self::Unavailable
-            }
+            RuleError::Storage(source) => source.into(),
         }
     }
 }

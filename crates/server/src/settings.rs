@@ -128,6 +128,9 @@ pub struct Settings {
     /// are moved into it when it accepts writes again); empty: such webhooks are answered 503
     /// and Meta retries them.
     pub webhook_spool_dir: String,
+    /// Origins (`https://crm.example`) whose browser pages may call the REST API, comma-
+    /// separated; empty: CORS is closed.
+    pub cors_allowed_origins: String,
 }
 
 impl fmt::Debug for Settings {
@@ -212,6 +215,7 @@ const KEYS: &[&str] = &[
     "SEND_RECONCILE_WINDOW",
     "SEND_RECONCILE_INTERVAL",
     "WEBHOOK_SPOOL_DIR",
+    "CORS_ALLOWED_ORIGINS",
 ];
 
 /// Why the configuration cannot be used.
@@ -342,6 +346,15 @@ impl Settings {
         }
     }
 
+    /// The origins of `CORS_ALLOWED_ORIGINS`.
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.cors_allowed_origins
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
     /// How webhooks whose events could not be stored are replayed.
     pub fn replay(&self) -> ReplaySettings {
         ReplaySettings {
@@ -467,6 +480,17 @@ impl Settings {
         }
         if !(self.graph_api_timeout.is_finite() && self.graph_api_timeout > 0.0) {
             errors.push("GRAPH_API_TIMEOUT must be a positive number of seconds".to_owned());
+        }
+        for origin in self.cors_origins() {
+            let scheme_ok = origin.starts_with("https://") || origin.starts_with("http://");
+            let bare = origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| !rest.is_empty() && !rest.contains('/'));
+            if !(scheme_ok && bare) {
+                errors.push(format!(
+                    "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin (scheme://host[:port])"
+                ));
+            }
         }
         if self.crm_max_concurrency == 0 {
             errors.push("CRM_MAX_CONCURRENCY must be at least 1".to_owned());

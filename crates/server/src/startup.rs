@@ -320,6 +320,7 @@ impl Application {
                 .collect(),
             metrics: metrics.map(|handle| MetricsRenderer(Arc::new(move || handle.render()))),
             configured_account: settings.configured_account().map(|(id, _)| id.to_owned()),
+            cors_allowed_origins: settings.cors_origins(),
         };
         let listener =
             TcpListener::bind((settings.host.as_str(), settings.port)).with_context(|| {

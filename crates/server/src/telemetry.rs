@@ -18,7 +18,12 @@ pub fn init(level: &str, json: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stdout);
     let result = if json {
-        builder.json().with_current_span(false).try_init()
+        // The request's span carries its `request_id`.
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder
             .with_ansi(std::io::stdout().is_terminal())

@@ -67,6 +67,8 @@ impl AccountRepository for SeaAccountRepository {
             .order_by_asc(Column::Id)
             .limit(u64::from(limit) + 1);
         if let Some(after) = &page.after {
+            // The cursor is the last account id of the previous page.
+            let after = AccountId::parse("cursor", after).map_err(|_| RepoError::InvalidCursor)?;
             query = query.filter(Column::Id.gt(after.as_str()));
         }
         let rows = query.all(&self.db).await.map_err(unavailable)?;
