@@ -75,6 +75,12 @@ async fn swagger_ui_is_served_from_the_binary() {
         .await
         .unwrap();
     assert!(init.contains("/openapi.json"));
+    // No online validator: the page would send the spec's URL to validator.swagger.io.
+    assert!(
+        init.contains(r#""validatorUrl": "none""#) || init.contains(r#""validatorUrl":"none""#),
+        "{init}"
+    );
+    assert!(!init.contains("validator.swagger.io"), "{init}");
 }
 
 #[tokio::test]

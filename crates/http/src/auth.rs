@@ -20,7 +20,9 @@ pub(crate) async fn require_api_key(
     if let Err(refusal) = check(req.request()) {
         return Ok(req.error_response(refusal).map_into_right_body());
     }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 /// The check itself, for routes outside `/api/v1` (the deprecated `POST /webhooks/send`).

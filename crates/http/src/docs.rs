@@ -92,38 +92,44 @@ pub(crate) fn base() -> OpenApi {
 }
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig, api: OpenApi) {
-    cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
-        .route(
-            "/docs",
-            web::get().to(|| async {
-                HttpResponse::PermanentRedirect()
-                    .insert_header(("Location", "/docs/"))
-                    .finish()
-            }),
-        )
-        .route(
-            "/redoc",
-            web::get().to(|| async {
-                HttpResponse::Ok()
-                    .content_type("text/html; charset=utf-8")
-                    .body(REDOC_PAGE)
-            }),
-        )
-        .route(
-            "/redoc/redoc.standalone.js",
-            web::get().to(|| async {
-                HttpResponse::Ok()
-                    .content_type("text/javascript; charset=utf-8")
-                    .insert_header(("Cache-Control", "public, max-age=86400"))
-                    .body(REDOC_JS)
-            }),
-        )
-        .route(
-            "/redoc/logo-mini.svg",
-            web::get().to(|| async {
-                HttpResponse::Ok()
-                    .content_type("image/svg+xml")
-                    .body(REDOC_LOGO)
-            }),
-        );
+    // Swagger UI would send the spec's URL to validator.swagger.io from any host but
+    // localhost: nothing a docs page loads may leave the server.
+    cfg.service(
+        SwaggerUi::new("/docs/{_:.*}")
+            .url("/openapi.json", api)
+            .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+    )
+    .route(
+        "/docs",
+        web::get().to(|| async {
+            HttpResponse::PermanentRedirect()
+                .insert_header(("Location", "/docs/"))
+                .finish()
+        }),
+    )
+    .route(
+        "/redoc",
+        web::get().to(|| async {
+            HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .body(REDOC_PAGE)
+        }),
+    )
+    .route(
+        "/redoc/redoc.standalone.js",
+        web::get().to(|| async {
+            HttpResponse::Ok()
+                .content_type("text/javascript; charset=utf-8")
+                .insert_header(("Cache-Control", "public, max-age=86400"))
+                .body(REDOC_JS)
+        }),
+    )
+    .route(
+        "/redoc/logo-mini.svg",
+        web::get().to(|| async {
+            HttpResponse::Ok()
+                .content_type("image/svg+xml")
+                .body(REDOC_LOGO)
+        }),
+    );
 }
