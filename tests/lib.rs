@@ -17,8 +17,8 @@ pub mod disk;
 pub mod private_db;
 pub mod proxy;
 
-/// The bearer token the tests send.
-pub const API_KEY: &str = "test-api-key";
+/// What a development server prints when it makes its first admin key.
+const BOOTSTRAP_KEY: &str = "admin API key: ";
 
 /// The server binary, built once per test run so that it is never stale.
 ///
@@ -97,6 +97,8 @@ pub struct TestServer {
     pub db: Arc<TestDatabase>,
     /// Its working directory.
     pub dir: tempfile::TempDir,
+    /// The admin key it made at start (or that the instance it shares a database with made).
+    pub api_key: String,
     builder: ServerBuilder,
 }
 
@@ -148,16 +150,30 @@ impl ServerBuilder {
     /// When it does not start within 30 seconds.
     pub async fn start_sharing(self, other: &TestServer) -> TestServer {
         let dir = tempfile::tempdir().expect("working directory");
-        self.run(other.db.clone(), dir).await
+        let mut server = self.run(other.db.clone(), dir).await;
+        server.api_key.clone_from(&other.api_key);
+        server
     }
 
     async fn run(self, db: Arc<TestDatabase>, dir: tempfile::TempDir) -> TestServer {
         let process = self.spawn(&db.url, dir.path()).await;
+        // Printed on stderr before the server listens; its reader thread may lag the one
+        // that saw the listening line.
+        let mut api_key = process.bootstrap_key();
+        for _ in 0..100 {
+            if api_key.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            api_key = process.bootstrap_key();
+        }
+        let api_key = api_key.unwrap_or_default();
         TestServer {
             url: process.url.clone(),
             client: http_client(),
             db,
             dir,
+            api_key,
             builder: self,
             process,
         }
@@ -221,6 +237,19 @@ struct Process {
     output: Arc<Mutex<Vec<String>>>,
 }
 
+impl Process {
+    /// The admin key a development server printed when it made its first one. It is printed
+    /// on stderr before the server listens, which the spawn waited for.
+    fn bootstrap_key(&self) -> Option<String> {
+        self.output
+            .lock()
+            .expect("output lock")
+            .iter()
+            .find_map(|l| l.split(BOOTSTRAP_KEY).nth(1))
+            .map(|k| k.trim().to_owned())
+    }
+}
+
 /// A command running the binary in `dir` with an empty environment, so that none of the
 /// developer's own settings leak into a test.
 pub fn command(dir: &Path) -> Command {
@@ -275,11 +304,21 @@ impl TestServer {
         request.send().await.expect("POST /webhooks/instagram")
     }
 
-    /// A request to the REST API with the test API key.
+    /// A request to the REST API with the server's admin key.
     pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.api_as(&self.api_key, method, path)
+    }
+
+    /// A request to the REST API with `key`.
+    pub fn api_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.url))
-            .bearer_auth(API_KEY)
+            .bearer_auth(key)
     }
 
     /// Everything the server printed so far.

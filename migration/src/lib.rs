@@ -21,6 +21,7 @@ mod m20261127_000006_deliveries;
 mod m20261127_000007_rules;
 mod m20261128_000008_sending;
 mod m20261130_000009_webhook_replay;
+mod m20261130_000010_api_keys;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000007_rules::Migration),
             Box::new(m20261128_000008_sending::Migration),
             Box::new(m20261130_000009_webhook_replay::Migration),
+            Box::new(m20261130_000010_api_keys::Migration),
         ]
     }
 }

@@ -123,13 +123,16 @@ async fn migrate_up_down_and_status_from_the_command_line() {
     let status = migrate(dir.path(), &db.url, &["status"]);
     assert!(status.lines().all(|l| l.starts_with("pending")), "{status}");
 
-    // A server started with --no-migrate on the empty schema is up but cannot serve accounts.
+    // A server started with --no-migrate on the empty schema is up but cannot check a key:
+    // 503, not 401.
     let server = TestServer::builder()
         .arg("--no-migrate")
         .start_with(db, tempfile::tempdir().unwrap())
         .await;
+    assert!(server.api_key.is_empty(), "no key could be made");
+    let key = format!("irk_{}", "k".repeat(43));
     let response = server
-        .api(reqwest::Method::GET, "/api/v1/accounts")
+        .api_as(&key, reqwest::Method::GET, "/api/v1/accounts")
         .send()
         .await
         .unwrap();

@@ -80,6 +80,23 @@ impl InboxService {
             .await?)
     }
 
+    /// The account a conversation belongs to: `None` when there is no such conversation, or
+    /// its Instagram account is not connected.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::Storage`].
+    pub async fn account_of(&self, id: &ConversationId) -> Result<Option<AccountId>, InboxError> {
+        let Some(conversation) = self.conversations.get(id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .accounts
+            .find_by_instagram_id(&conversation.instagram_account_id)
+            .await?
+            .map(|a| a.id))
+    }
+
     /// A conversation's messages, both directions, newest first.
     ///
     /// # Errors

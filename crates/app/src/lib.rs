@@ -10,6 +10,7 @@ mod crm_payload;
 mod deliveries;
 mod inbox;
 mod ingest;
+mod keys;
 mod replay;
 mod rules;
 mod sending;
@@ -28,6 +29,7 @@ pub use ingest::{
     IngestError, IngestPorts, IngestReport, IngestSettings, Ingestor, Origin, ReceivedWebhook,
 };
 pub use insta_router_ports::describe;
+pub use keys::{ApiKeyService, AuthError, KeyError, NewKey, key_hash};
 pub use replay::{JournalReplayer, ReplayError, ReplayOutcome, ReplayPorts, ReplaySettings};
 pub use rules::{
     ConditionDocument, MAX_RULES_PER_ACCOUNT, QuickReplyDocument, ReplyDocument, RuleDocument,
@@ -40,6 +42,8 @@ pub use system::{PlaintextCipher, SystemClock, new_id_bits};
 pub struct App {
     /// Managing connected accounts.
     pub accounts: AccountService,
+    /// API keys: checking them on every request, making and revoking them.
+    pub keys: ApiKeyService,
     /// Storing verified webhook requests.
     pub ingest: Arc<Ingestor>,
     /// Replaying the webhook requests whose events could not be stored at once.

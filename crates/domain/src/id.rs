@@ -144,6 +144,11 @@ impl JobId {
 }
 
 public_id!(
+    /// Our id of an API key (`key_...`); not secret, unlike the key itself.
+    ApiKeyId,
+    "key"
+);
+public_id!(
     /// Our id of an auto-reply rule (`rule_...`).
     RuleId,
     "rule"

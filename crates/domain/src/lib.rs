@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod account;
+mod api_key;
 mod conversation;
 mod delivery;
 mod error;
@@ -55,6 +56,9 @@ mod secret;
 pub use account::{
     Account, AccountDraft, AccountPatch, CrmDeliveryState, CrmWebhookUrl, TokenFailure, Username,
 };
+pub use api_key::{
+    ApiKey, KEY_PREFIX, KEY_RANDOM_CHARS, KeyName, KeyScope, looks_like_key, new_key_text,
+};
 pub use conversation::Conversation;
 pub use delivery::{
     AttemptOutcome, MIN_BACKOFF_AFTER_OVERLOAD, NextStep, RetrySchedule, next_step,
@@ -62,8 +66,8 @@ pub use delivery::{
 pub use error::{FieldError, ValidationErrors};
 pub use event::{InboundEvent, InboundEventKind, Parties, ReactionAction, ReceivedMessage};
 pub use id::{
-    AccountId, ConversationId, EventId, InstagramAccountId, InstagramMessageId, InstagramUserId,
-    JobId, MessageId, RuleId, WebhookId,
+    AccountId, ApiKeyId, ConversationId, EventId, InstagramAccountId, InstagramMessageId,
+    InstagramUserId, JobId, MessageId, RuleId, WebhookId,
 };
 pub use job::{ClaimedJob, Job, JobKind, JobLease, JobStatus, NewJob, REPLAY_DELAYS, replay_delay};
 pub use message::{

@@ -11,6 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use insta_router_ports::Page;
+
+use crate::auth::Caller;
 use crate::pagination::{PageBody, PageQuery};
 use crate::problem::Problem;
 use crate::{ApiError, State};
@@ -126,6 +129,7 @@ pub(crate) fn account_id(raw: &str) -> Result<AccountId, ApiError> {
     responses(
         (status = 201, description = "Created", body = AccountResponse),
         (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The instagram_account_id is already connected", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, named in `errors`", body = Problem, content_type = "application/problem+json"),
@@ -135,8 +139,10 @@ pub(crate) fn account_id(raw: &str) -> Result<AccountId, ApiError> {
 #[post("/accounts")]
 async fn create_account(
     state: Data<State>,
+    caller: Caller,
     body: Json<CreateAccountRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.admin_only()?;
     let body = body.into_inner();
     let draft = AccountDraft::parse(
         &body.instagram_account_id,
@@ -152,7 +158,7 @@ async fn create_account(
         .json(AccountResponse::from(account)))
 }
 
-/// List connected accounts, oldest first.
+/// List connected accounts, oldest first (for an account key: its own account).
 #[utoipa::path(
     tag = "accounts",
     params(PageQuery),
@@ -166,9 +172,24 @@ async fn create_account(
 #[get("/accounts")]
 async fn list_accounts(
     state: Data<State>,
+    caller: Caller,
     query: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = state.app.accounts.list(query.to_request()?).await?;
+    let request = query.to_request()?;
+    let page = match caller.scope.account() {
+        None => state.app.accounts.list(request).await?,
+        Some(own) => {
+            // One account at most, on the first page.
+            let account = state.app.accounts.get(own).await.ok();
+            Page {
+                items: account
+                    .filter(|_| request.after.is_none())
+                    .into_iter()
+                    .collect(),
+                next: None,
+            }
+        }
+    };
     Ok(HttpResponse::Ok().json(PageBody::from_page(page, AccountResponse::from)))
 }
 
@@ -184,8 +205,14 @@ async fn list_accounts(
     security(("api_key" = []))
 )]
 #[get("/accounts/{account_id}")]
-async fn get_account(state: Data<State>, path: Path<String>) -> Result<HttpResponse, ApiError> {
-    let account = state.app.accounts.get(&account_id(&path)?).await?;
+async fn get_account(
+    state: Data<State>,
+    caller: Caller,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = account_id(&path)?;
+    caller.require(&id, || not_found(&id))?;
+    let account = state.app.accounts.get(&id).await?;
     Ok(HttpResponse::Ok().json(AccountResponse::from(account)))
 }
 
@@ -206,10 +233,12 @@ async fn get_account(state: Data<State>, path: Path<String>) -> Result<HttpRespo
 #[patch("/accounts/{account_id}")]
 async fn update_account(
     state: Data<State>,
+    caller: Caller,
     path: Path<String>,
     body: Json<UpdateAccountRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = account_id(&path)?;
+    caller.require(&id, || not_found(&id))?;
     let body = body.into_inner();
     let patch = AccountPatch::parse(
         body.instagram_account_id.as_deref(),
@@ -223,19 +252,37 @@ async fn update_account(
     Ok(HttpResponse::Ok().json(AccountResponse::from(account)))
 }
 
-/// Disconnect an account. Its stored messages stay.
+/// Disconnect an account. Its stored messages stay; its API keys are revoked.
 #[utoipa::path(
     tag = "accounts",
     params(("account_id" = String, Path, description = "Our account id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 #[delete("/accounts/{account_id}")]
-async fn delete_account(state: Data<State>, path: Path<String>) -> Result<HttpResponse, ApiError> {
-    state.app.accounts.delete(&account_id(&path)?).await?;
+async fn delete_account(
+    state: Data<State>,
+    caller: Caller,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = account_id(&path)?;
+    caller.admin_only()?;
+    state.app.accounts.delete(&id).await?;
+    state
+        .app
+        .keys
+        .revoke_account_keys(&id)
+        .await
+        .map_err(ApiError::from)?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The 404 of an account the caller may not see, the same as of one that does not exist.
+pub(crate) fn not_found(id: &AccountId) -> ApiError {
+    ApiError::NotFound(format!("account {id} not found"))
 }

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::accounts::{account_id, rfc3339};
+use crate::auth::Caller;
 use crate::pagination::{PageBody, PageQuery};
 use crate::problem::Problem;
 use crate::{ApiError, State};
@@ -207,6 +208,7 @@ fn range(since: Option<&str>, until: Option<&str>) -> Result<Range, ApiError> {
 #[get("/deliveries")]
 async fn list_deliveries(
     state: Data<State>,
+    caller: Caller,
     filter: Query<DeliveryQuery>,
     page: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -217,17 +219,30 @@ async fn list_deliveries(
         .map(|raw| AccountId::parse("account_id", raw))
         .transpose()
         .map_err(|e| ApiError::Invalid(e.into()))?;
+    let request = page.to_request()?;
+    // An account key lists its own account's deliveries, whatever the filter asks for.
+    let account_id = match (caller.scope.account(), account_id) {
+        (None, asked) => asked,
+        (Some(own), Some(asked)) if &asked != own => {
+            return Ok(
+                HttpResponse::Ok().json(PageBody::<DeliveryResponse>::from_page(
+                    insta_router_ports::Page {
+                        items: Vec::<insta_router_domain::Job>::new(),
+                        next: None,
+                    },
+                    DeliveryResponse::from,
+                )),
+            );
+        }
+        (Some(own), _) => Some(own.clone()),
+    };
     let filter = DeliveryFilter {
         account_id,
         status: filter.status.map(JobStatus::from),
         since,
         until,
     };
-    let page = state
-        .app
-        .deliveries
-        .list(&filter, page.to_request()?)
-        .await?;
+    let page = state.app.deliveries.list(&filter, request).await?;
     Ok(HttpResponse::Ok().json(PageBody::from_page(page, DeliveryResponse::from)))
 }
 
@@ -243,8 +258,12 @@ async fn list_deliveries(
     security(("api_key" = []))
 )]
 #[get("/deliveries/{delivery_id}")]
-async fn get_delivery(state: Data<State>, path: Path<String>) -> Result<HttpResponse, ApiError> {
-    let detail = state.app.deliveries.get(&job_id(&path)?).await?;
+async fn get_delivery(
+    state: Data<State>,
+    caller: Caller,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let detail = visible_delivery(&state, &caller, &path).await?;
     let payload = detail.job.payload.clone();
     Ok(HttpResponse::Ok().json(DeliveryDetailResponse {
         delivery: detail.job.into(),
@@ -266,8 +285,13 @@ async fn get_delivery(state: Data<State>, path: Path<String>) -> Result<HttpResp
     security(("api_key" = []))
 )]
 #[post("/deliveries/{delivery_id}/retry")]
-async fn retry_delivery(state: Data<State>, path: Path<String>) -> Result<HttpResponse, ApiError> {
-    let job = state.app.deliveries.retry_now(&job_id(&path)?).await?;
+async fn retry_delivery(
+    state: Data<State>,
+    caller: Caller,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = visible_delivery(&state, &caller, &path).await?.job.id;
+    let job = state.app.deliveries.retry_now(&id).await?;
     state.app.deliveries.wake();
     Ok(HttpResponse::Accepted().json(DeliveryResponse::from(job)))
 }
@@ -304,10 +328,12 @@ pub(crate) struct ReplayResponse {
 #[post("/accounts/{account_id}/deliveries/replay")]
 async fn replay_deliveries(
     state: Data<State>,
+    caller: Caller,
     path: Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let account = account_id(&path)?;
+    caller.require(&account, || crate::accounts::not_found(&account))?;
     // 404 for an account that does not exist.
     state.app.accounts.get(&account).await?;
     // The body is optional: none replays everything dead.
@@ -323,6 +349,27 @@ async fn replay_deliveries(
     let replayed = state.app.deliveries.replay(&account, since, until).await?;
     state.app.deliveries.wake();
     Ok(HttpResponse::Accepted().json(ReplayResponse { replayed }))
+}
+
+/// The delivery `raw` with its attempts, when the caller may see it: an account key sees
+/// its own account's only; others are not found.
+async fn visible_delivery(
+    state: &State,
+    caller: &Caller,
+    raw: &str,
+) -> Result<insta_router_app::DeliveryDetail, ApiError> {
+    let detail = state.app.deliveries.get(&job_id(raw)?).await?;
+    let visible = caller.scope.is_admin()
+        || detail
+            .job
+            .account_id
+            .as_ref()
+            .is_some_and(|account| caller.sees(account));
+    if visible {
+        Ok(detail)
+    } else {
+        Err(ApiError::NotFound(format!("delivery {raw} not found")))
+    }
 }
 
 impl From<DeliveryError> for ApiError {

@@ -84,6 +84,13 @@ pub(crate) fn base() -> OpenApi {
                 ))
                 .build(),
             TagBuilder::new()
+                .name("api-keys")
+                .description(Some(
+                    "API keys: admin keys act on everything, account keys on one account. A \
+                     key is shown once, when made; only its SHA-256 is stored.",
+                ))
+                .build(),
+            TagBuilder::new()
                 .name("system")
                 .description(Some("Service status"))
                 .build(),

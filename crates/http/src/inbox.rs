@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::accounts::{account_id, rfc3339};
+use crate::auth::Caller;
 use crate::pagination::{PageBody, PageQuery};
 use crate::problem::Problem;
 use crate::{ApiError, State};
@@ -143,6 +144,24 @@ fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
         .map_err(|_| ApiError::NotFound(format!("conversation {raw} not found")))
 }
 
+/// The conversation `raw`, when the caller may see it (an account key: only its account's
+/// conversations; others are not found).
+async fn visible_conversation(
+    state: &State,
+    caller: &Caller,
+    raw: &str,
+) -> Result<ConversationId, ApiError> {
+    let id = conversation_id(raw)?;
+    if caller.scope.is_admin() {
+        return Ok(id);
+    }
+    let owner = state.app.inbox.account_of(&id).await?;
+    match owner {
+        Some(owner) if caller.sees(&owner) => Ok(id),
+        _ => Err(ApiError::NotFound(format!("conversation {raw} not found"))),
+    }
+}
+
 /// List an account's conversations, most recently active first.
 #[utoipa::path(
     tag = "conversations",
@@ -158,13 +177,16 @@ fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
 #[get("/accounts/{account_id}/conversations")]
 async fn list_conversations(
     state: Data<State>,
+    caller: Caller,
     path: Path<String>,
     page: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let account = account_id(&path)?;
+    caller.require(&account, || crate::accounts::not_found(&account))?;
     let page = state
         .app
         .inbox
-        .conversations(&account_id(&path)?, page.to_request()?)
+        .conversations(&account, page.to_request()?)
         .await?;
     Ok(HttpResponse::Ok().json(PageBody::from_page(page, ConversationResponse::from)))
 }
@@ -184,14 +206,13 @@ async fn list_conversations(
 #[get("/conversations/{conversation_id}/messages")]
 async fn list_messages(
     state: Data<State>,
+    caller: Caller,
     path: Path<String>,
     page: Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = state
-        .app
-        .inbox
-        .messages(&conversation_id(&path)?, page.to_request()?)
-        .await?;
+    let request = page.to_request()?;
+    let id = visible_conversation(&state, &caller, &path).await?;
+    let page = state.app.inbox.messages(&id, request).await?;
     Ok(HttpResponse::Ok().json(PageBody::from_page(page, MessageResponse::from)))
 }
 
@@ -209,8 +230,13 @@ async fn list_messages(
     security(("api_key" = []))
 )]
 #[post("/conversations/{conversation_id}/read")]
-async fn mark_read(state: Data<State>, path: Path<String>) -> Result<HttpResponse, ApiError> {
-    let summary = state.app.inbox.mark_read(&conversation_id(&path)?).await?;
+async fn mark_read(
+    state: Data<State>,
+    caller: Caller,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = visible_conversation(&state, &caller, &path).await?;
+    let summary = state.app.inbox.mark_read(&id).await?;
     Ok(HttpResponse::Ok().json(ConversationResponse::from(summary)))
 }
 

@@ -11,6 +11,7 @@ mod deliveries;
 mod docs;
 mod edges;
 mod inbox;
+mod keys;
 mod messages;
 mod pagination;
 mod problem;
@@ -111,7 +112,8 @@ pub fn app(
                 .configure(messages::routes)
                 .configure(inbox::routes)
                 .configure(deliveries::routes)
-                .configure(rules::routes),
+                .configure(rules::routes)
+                .configure(keys::routes),
         )
         .split_for_parts();
     let mut api = api;
@@ -141,7 +143,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 .configure(messages::routes)
                 .configure(inbox::routes)
                 .configure(deliveries::routes)
-                .configure(rules::routes),
+                .configure(rules::routes)
+                .configure(keys::routes),
         )
         .split_for_parts();
     let mut api = api;

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::accounts::rfc3339;
+use crate::auth::Caller;
 use crate::problem::Problem;
 use crate::{ApiError, State};
 
@@ -278,10 +279,14 @@ fn accepted(receipt: SendReceipt) -> HttpResponse {
 #[post("/messages/send")]
 async fn send_message(
     state: Data<State>,
+    caller: Caller,
     req: HttpRequest,
     body: Json<SendBody>,
 ) -> Result<HttpResponse, ApiError> {
     let request = parse_request(body.into_inner(), header_key(&req)?)?;
+    caller.require(&request.account_id, || {
+        crate::accounts::not_found(&request.account_id)
+    })?;
     let receipt = state.app.sending.send(request).await?;
     Ok(accepted(receipt))
 }
@@ -298,10 +303,15 @@ async fn send_message(
     security(("api_key" = []))
 )]
 #[get("/messages/{message_id}/status")]
-async fn message_status(state: Data<State>, path: Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = MessageId::parse("message_id", &path)
-        .map_err(|_| ApiError::NotFound(format!("message {path} not found")))?;
+async fn message_status(
+    state: Data<State>,
+    caller: Caller,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::NotFound(format!("message {path} not found"));
+    let id = MessageId::parse("message_id", &path).map_err(|_| not_found())?;
     let message = state.app.sending.status(&id).await?;
+    caller.require(&message.request.account_id, not_found)?;
     Ok(HttpResponse::Ok().json(StatusResponse::from(message)))
 }
 
@@ -349,7 +359,7 @@ async fn legacy_send(
     req: HttpRequest,
     body: Json<LegacySendBody>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::auth::check(&req)?;
+    let caller = crate::auth::authenticate(&req).await?;
     let body = body.into_inner();
     let account_id = match body.account_id {
         Some(id) => id,
@@ -396,6 +406,9 @@ async fn legacy_send(
         },
         header_key(&req)?,
     )?;
+    caller.require(&request.account_id, || {
+        crate::accounts::not_found(&request.account_id)
+    })?;
     let receipt = state.app.sending.send(request).await?;
     let message = &receipt.message;
     let body = LegacySendResponse {

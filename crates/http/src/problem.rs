@@ -251,3 +251,19 @@ impl From<insta_router_ports::RepoError> for ApiError {
         }
     }
 }
+
+impl From<insta_router_app::KeyError> for ApiError {
+    fn from(err: insta_router_app::KeyError) -> Self {
+        use insta_router_app::KeyError;
+        match err {
+            KeyError::NotFound(id) => Self::NotFound(format!("API key {id} not found")),
+            KeyError::AccountNotFound(id) => Self::NotFound(format!("account {id} not found")),
+            KeyError::Invalid(errors) => Self::Invalid(errors),
+            KeyError::Random => {
+                tracing::error!("the system's random source failed");
+                Self::Unavailable
+            }
+            KeyError::Storage(source) => source.into(),
+        }
+    }
+}

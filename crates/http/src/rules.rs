@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::accounts::{account_id, rfc3339};
+use crate::auth::Caller;
 use crate::problem::Problem;
 use crate::{ApiError, State};
 
@@ -85,10 +86,12 @@ impl From<RuleError> for ApiError {
 #[post("/accounts/{account_id}/rules")]
 async fn create_rule(
     state: Data<State>,
+    caller: Caller,
     path: Path<String>,
     body: Json<RuleDocument>,
 ) -> Result<HttpResponse, ApiError> {
     let account = account_id(&path)?;
+    caller.require(&account, || crate::accounts::not_found(&account))?;
     let rule = state.app.rules.create(&account, body.into_inner()).await?;
     Ok(HttpResponse::Created()
         .insert_header((
@@ -110,8 +113,14 @@ async fn create_rule(
     security(("api_key" = []))
 )]
 #[get("/accounts/{account_id}/rules")]
-async fn list_rules(state: Data<State>, path: Path<String>) -> Result<HttpResponse, ApiError> {
-    let rules = state.app.rules.list(&account_id(&path)?).await?;
+async fn list_rules(
+    state: Data<State>,
+    caller: Caller,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let account = account_id(&path)?;
+    caller.require(&account, || crate::accounts::not_found(&account))?;
+    let rules = state.app.rules.list(&account).await?;
     Ok(HttpResponse::Ok().json(RuleList {
         data: rules.into_iter().map(RuleResponse::from).collect(),
     }))
@@ -134,9 +143,11 @@ async fn list_rules(state: Data<State>, path: Path<String>) -> Result<HttpRespon
 #[get("/accounts/{account_id}/rules/{rule_id}")]
 async fn get_rule(
     state: Data<State>,
+    caller: Caller,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (account, rule) = (account_id(&path.0)?, rule_id(&path.1)?);
+    caller.require(&account, || crate::accounts::not_found(&account))?;
     let rule = state.app.rules.get(&account, &rule).await?;
     Ok(HttpResponse::Ok().json(RuleResponse::from(rule)))
 }
@@ -160,10 +171,12 @@ async fn get_rule(
 #[put("/accounts/{account_id}/rules/{rule_id}")]
 async fn replace_rule(
     state: Data<State>,
+    caller: Caller,
     path: Path<(String, String)>,
     body: Json<RuleDocument>,
 ) -> Result<HttpResponse, ApiError> {
     let (account, rule) = (account_id(&path.0)?, rule_id(&path.1)?);
+    caller.require(&account, || crate::accounts::not_found(&account))?;
     let rule = state
         .app
         .rules
@@ -189,9 +202,11 @@ async fn replace_rule(
 #[delete("/accounts/{account_id}/rules/{rule_id}")]
 async fn delete_rule(
     state: Data<State>,
+    caller: Caller,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (account, rule) = (account_id(&path.0)?, rule_id(&path.1)?);
+    caller.require(&account, || crate::accounts::not_found(&account))?;
     state.app.rules.delete(&account, &rule).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -255,9 +270,14 @@ pub(crate) struct TestResponse {
     security(("api_key" = []))
 )]
 #[post("/rules/test")]
-async fn test_rules(state: Data<State>, body: Json<TestRequest>) -> Result<HttpResponse, ApiError> {
+async fn test_rules(
+    state: Data<State>,
+    caller: Caller,
+    body: Json<TestRequest>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let account = account_id(&body.account_id)?;
+    caller.require(&account, || crate::accounts::not_found(&account))?;
     let at = body
         .at
         .as_deref()

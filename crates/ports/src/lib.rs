@@ -9,6 +9,7 @@
 mod delivery;
 mod error;
 mod inbound;
+mod keys;
 mod messenger;
 mod outbound;
 mod page;
@@ -30,6 +31,9 @@ pub use inbound::{
     JobQueue, JournalEntry, JournalStatus, JournalSummary, NotificationParser, PlannedJob,
     ReplayState, WebhookJournal, WebhookSpool, with_account_id,
 };
+pub use keys::ApiKeyStore;
+#[cfg(any(test, feature = "mocks"))]
+pub use keys::MockApiKeyStore;
 #[cfg(any(test, feature = "mocks"))]
 pub use messenger::MockMessenger;
 pub use messenger::{GraphError, Messenger, Profile};

@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `migrate up|down|status`, `simulate`, `journal
-//! list|replay`, `stats`.
+//! The command line: `serve` (the default), `migrate up|down|status`, `simulate`, `api-key
+//! create|list|revoke`, `journal list|replay`, `stats`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +41,12 @@ enum Command {
     /// without Meta. Signs with INSTAGRAM_APP_SECRET (or FACEBOOK_APP_SECRET), as the server
     /// verifies.
     Simulate(crate::simulate::SimulateArgs),
+    /// Make, list and revoke API keys.
+    #[command(name = "api-key")]
+    ApiKey {
+        #[command(subcommand)]
+        action: crate::keys::KeyAction,
+    },
     /// See and replay the webhooks whose events could not be stored when they arrived.
     Journal {
         #[command(subcommand)]
@@ -130,6 +136,7 @@ async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<Exi
         Command::Migrate { action } => migrate(action, &settings).await?,
         Command::Simulate(args) => crate::simulate::run(args, &settings).await?,
         Command::Journal { action } => return crate::journal::run(action, &settings).await,
+        Command::ApiKey { action } => crate::keys::run(action, &settings).await?,
         Command::Stats { json } => stats(&settings, json).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod journal;
+pub mod keys;
 pub mod seed;
 pub mod settings;
 pub mod simulate;

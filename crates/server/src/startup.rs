@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use insta_router_app::{
-    AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, InboxService,
-    IngestPorts, IngestSettings, Ingestor, JournalReplayer, PlaintextCipher, ReplayPorts,
-    RuleService, SendPorts, SendService, SystemClock,
+    AccountService, ApiKeyService, App, AutoReplyPorts, AutoReplyService, DeliveryService,
+    InboxService, IngestPorts, IngestSettings, Ingestor, JournalReplayer, PlaintextCipher,
+    ReplayPorts, RuleService, SendPorts, SendService, SystemClock,
 };
 use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_domain::Secret;
 use insta_router_http::{HttpSettings, MetricsRenderer};
 use insta_router_instagram::{GraphClient, MetaNotifications};
-use insta_router_ports::{Messenger, WebhookSpool};
+use insta_router_ports::{Messenger, WebhookSpool, describe};
 use insta_router_storage::{
     Backend, Database, DbOptions, DirSpool, normalize_database_url, redact_database_url,
 };
@@ -138,6 +138,46 @@ pub fn ingest(
         settings.replay(),
     ));
     (ingest, replayer)
+}
+
+/// The API key service on `db`.
+pub fn api_keys(db: &Database) -> ApiKeyService {
+    ApiKeyService::new(
+        Arc::new(db.api_keys()),
+        Arc::new(db.accounts()),
+        Arc::new(SystemClock),
+    )
+}
+
+/// With no API key at all: in development, makes an admin key and shows it once on the
+/// console (never in the log); in production, says how to make one. A database that cannot
+/// say (not migrated yet) is left to the requests, which answer 503.
+async fn announce_keys(app: &App, settings: &Settings) {
+    if settings.is_production() {
+        match app.keys.list().await {
+            Ok(keys) if keys.is_empty() => tracing::warn!(
+                "no API key exists: the REST API refuses every request until one is made with `insta-router api-key create`"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %describe(&error), "cannot read the API keys"),
+        }
+        return;
+    }
+    match app.keys.bootstrap().await {
+        Ok(Some(made)) => show_bootstrap_key(made.secret.expose()),
+        Ok(None) => {}
+        Err(error) => tracing::warn!(error = %describe(&error), "cannot make the first API key"),
+    }
+}
+
+#[allow(
+    clippy::print_stderr,
+    reason = "shown once to the person starting the server, never logged"
+)]
+fn show_bootstrap_key(key: &str) {
+    eprintln!(
+        "\nNo API key existed, so this development server made an admin key. It is shown this once:\n\n    admin API key: {key}\n\nSend it as 'Authorization: Bearer <key>'. Make more, and account keys, with `insta-router api-key create`.\n"
+    );
 }
 
 /// Opens the database named by the settings.
@@ -287,6 +327,7 @@ impl Application {
                 Arc::new(SystemClock),
             )
             .with_secret_grace(Duration::from_secs(settings.crm_secret_rotation_grace)),
+            keys: api_keys(&db),
             ingest,
             replayer,
             deliveries,
@@ -295,6 +336,7 @@ impl Application {
             inbox,
             health: Arc::new(db.clone()),
         });
+        announce_keys(&app, &settings).await;
         if let Some((id, token)) = settings.configured_account() {
             let account = app
                 .accounts

@@ -15,9 +15,9 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnecti
 use crate::error::unavailable;
 use crate::inbound_sqlite::{SqliteWriter, WriterOptions};
 use crate::{
-    SeaAccountRepository, SeaAutoReplyStore, SeaConversationRepository, SeaDeliveryStore,
-    SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaOutboundStore, SeaRuleRepository,
-    SeaWebhookJournal, StorageError,
+    SeaAccountRepository, SeaApiKeyStore, SeaAutoReplyStore, SeaConversationRepository,
+    SeaDeliveryStore, SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaOutboundStore,
+    SeaRuleRepository, SeaWebhookJournal, StorageError,
 };
 
 /// The database products insta-router runs on.
@@ -429,6 +429,11 @@ impl Database {
     /// The inbound pipeline's store.
     pub fn inbound(&self) -> SeaInboundStore {
         SeaInboundStore::new(self.conn.clone(), self.backend, self.writer.clone())
+    }
+
+    /// The REST API's keys.
+    pub fn api_keys(&self) -> SeaApiKeyStore {
+        SeaApiKeyStore::new(self.conn.clone())
     }
 
     /// The journal of webhook requests.
