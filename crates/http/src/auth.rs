@@ -6,7 +6,8 @@
 //! with the request as a [`Caller`]: an admin key acts on everything, an account key on its
 //! one account, and another account's resources answer 404, so ids do not leak.
 
-use std::future::{Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -57,14 +58,22 @@ impl Caller {
     }
 }
 
+/// The caller the middleware authenticated, or, on a route outside `/api/v1` (the
+/// deprecated `POST /webhooks/send`), authenticated now. Declared before a handler's body,
+/// it refuses a request before the body is read.
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(req.extensions().get::<Self>().cloned().ok_or_else(|| {
-            ApiError::Unauthorized("send your API key as 'Authorization: Bearer <api_key>'".into())
-        }))
+        let known = req.extensions().get::<Self>().cloned();
+        let req = req.clone();
+        Box::pin(async move {
+            match known {
+                Some(caller) => Ok(caller),
+                None => authenticate(&req).await,
+            }
+        })
     }
 }
 

@@ -357,10 +357,11 @@ pub(crate) struct LegacySendResponse {
 async fn legacy_send(
     state: Data<State>,
     req: HttpRequest,
-    body: Json<LegacySendBody>,
+    payload: actix_web::web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // Outside /api/v1, so authenticated here, before the body is read.
     let caller = crate::auth::authenticate(&req).await?;
-    let body = body.into_inner();
+    let body: LegacySendBody = json_body(&req, payload, state.settings.max_json_bytes).await?;
     let account_id = match body.account_id {
         Some(id) => id,
         None => match state.settings.configured_account.as_deref() {
@@ -426,6 +427,33 @@ async fn legacy_send(
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     Ok(response.json(body))
+}
+
+/// A JSON body read by hand, with the same answers as the `Json` extractor: 415 for another
+/// content type, 413 above `limit`, 422 for what does not deserialize.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: actix_web::web::Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
+    use actix_web::error::JsonPayloadError;
+    let json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<actix_web::mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.subtype() == actix_web::mime::JSON || m.suffix() == Some(actix_web::mime::JSON)
+        });
+    if !json {
+        return Err(JsonPayloadError::ContentType.into());
+    }
+    let bytes = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::from(JsonPayloadError::Overflow { limit }))?
+        .map_err(|e| ApiError::Unprocessable(format!("cannot read the body: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| JsonPayloadError::Deserialize(e).into())
 }
 
 impl From<SendFailure> for ApiError {

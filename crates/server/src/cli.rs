@@ -92,7 +92,10 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log_level, settings.log_format == "json");
+    // The server logs to stdout; the other commands print their results there, so their
+    // log lines go to stderr.
+    let serving = matches!(cli.command, None | Some(Command::Serve { .. }));
+    telemetry::init(&settings.log_level, settings.log_format == "json", !serving);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if settings.runtime_workers > 0 {
         builder.worker_threads(settings.runtime_workers);

@@ -5,8 +5,9 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber: `level` is `LOG_LEVEL` (a level name, or a full filter),
-/// `json` selects JSON lines over text. Noisy dependencies are held at `warn`.
-pub fn init(level: &str, json: bool) {
+/// `json` selects JSON lines over text, `stderr` writes there instead of stdout (for commands
+/// whose results go to stdout). Noisy dependencies are held at `warn`.
+pub fn init(level: &str, json: bool, stderr: bool) {
     let level = level.trim().to_ascii_lowercase();
     let directives = if level.contains('=') || level.contains(',') {
         level
@@ -14,9 +15,22 @@ pub fn init(level: &str, json: bool) {
         format!("{level},sqlx=warn,sea_orm=warn,sea_orm_migration=warn,actix_server=warn")
     };
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let writer =
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || -> Box<dyn std::io::Write> {
+            if stderr {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            }
+        });
+    let terminal = if stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let result = if json {
         // The request's span carries its `request_id`.
         builder
@@ -25,9 +39,7 @@ pub fn init(level: &str, json: bool) {
             .with_span_list(false)
             .try_init()
     } else {
-        builder
-            .with_ansi(std::io::stdout().is_terminal())
-            .try_init()
+        builder.with_ansi(terminal).try_init()
     };
     // A second call (tests) keeps the first subscriber.
     drop(result);
