@@ -17,6 +17,10 @@ pub mod disk;
 pub mod private_db;
 pub mod proxy;
 
+/// The credential key test servers use unless a test sets `ENCRYPTION_KEY` itself (empty:
+/// the development key file): servers sharing a database must share it.
+pub const TEST_ENCRYPTION_KEY: &str = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcyEhISE=";
+
 /// What a development server prints when it makes its first admin key.
 const BOOTSTRAP_KEY: &str = "admin API key: ";
 
@@ -183,6 +187,9 @@ impl ServerBuilder {
         let mut command = command(dir);
         command.args(["serve"]).args(&self.args);
         command.env("DATABASE_URL", db_url);
+        if !self.env.iter().any(|(k, _)| k == "ENCRYPTION_KEY") {
+            command.env("ENCRYPTION_KEY", TEST_ENCRYPTION_KEY);
+        }
         for (k, v) in &self.env {
             command.env(k, v);
         }

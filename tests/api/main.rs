@@ -8,6 +8,7 @@ mod auto_reply;
 mod deliveries;
 mod docs;
 mod edges;
+mod encryption;
 mod keys;
 mod lifecycle;
 mod outages;

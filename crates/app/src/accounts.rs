@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use insta_router_domain::{
-    Account, AccountDraft, AccountId, AccountPatch, FieldError, InstagramAccountId, Secret,
-    ValidationErrors,
+    Account, AccountDraft, AccountId, AccountPatch, FieldError, InstagramAccountId, SealedSecret,
+    Secret, ValidationErrors,
 };
 use insta_router_ports::{
-    AccountRepository, Clock, CredentialCipher, Page, PageRequest, RepoError,
+    AccountRepository, CipherError, Clock, CredentialCipher, Page, PageRequest, RepoError,
 };
 
 use crate::new_id_bits;
@@ -28,6 +28,9 @@ pub enum AccountError {
         /// The field, as an API client spells it.
         field: &'static str,
     },
+    /// A credential could not be sealed.
+    #[error("cannot seal a credential: {0}")]
+    Sealing(#[from] CipherError),
     /// The store failed.
     #[error(transparent)]
     Storage(RepoError),
@@ -43,6 +46,17 @@ impl From<RepoError> for AccountError {
             other => Self::Storage(other),
         }
     }
+}
+
+/// What [`AccountService::reseal`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResealReport {
+    /// Accounts looked at.
+    pub accounts: u64,
+    /// Credentials sealed again.
+    pub credentials: u64,
+    /// Accounts whose credentials could not be opened, and why.
+    pub unreadable: Vec<(AccountId, String)>,
 }
 
 /// Creates, reads, changes and removes connected accounts; seals credentials on the way in.
@@ -93,8 +107,11 @@ impl AccountService {
             instagram_account_id: draft.instagram_account_id,
             username: draft.username,
             crm_webhook_url: draft.crm_webhook_url,
-            access_token: self.cipher.seal(&draft.access_token),
-            webhook_secret: draft.webhook_secret.map(|s| self.cipher.seal(&s)),
+            access_token: self.cipher.seal(&draft.access_token)?,
+            webhook_secret: draft
+                .webhook_secret
+                .map(|s| self.cipher.seal(&s))
+                .transpose()?,
             delivery: Default::default(),
             token_failure: None,
             created_at: now,
@@ -146,7 +163,7 @@ impl AccountService {
             Some(mut account) => {
                 let current = self.cipher.open(&account.access_token).ok();
                 if current.as_ref().map(Secret::expose) != Some(draft.access_token.expose()) {
-                    account.access_token = self.cipher.seal(&draft.access_token);
+                    account.access_token = self.cipher.seal(&draft.access_token)?;
                     account.token_failure = None;
                     account.updated_at = self.clock.now();
                     self.repo.update(&account).await?;
@@ -223,7 +240,7 @@ impl AccountService {
             account.username = value;
         }
         if let Some(value) = access_token {
-            account.access_token = self.cipher.seal(&value);
+            account.access_token = self.cipher.seal(&value)?;
             // A new token is how an account whose token Meta refused comes back.
             account.token_failure = None;
         }
@@ -237,7 +254,7 @@ impl AccountService {
         }
         if let Some(value) = webhook_secret {
             // The old secret keeps signing next to the new one for the grace period.
-            if let Some(old) = account.webhook_secret.replace(self.cipher.seal(&value)) {
+            if let Some(old) = account.webhook_secret.replace(self.cipher.seal(&value)?) {
                 account.delivery.previous_secret = Some(old);
                 account.delivery.previous_secret_until =
                     chrono::TimeDelta::from_std(self.secret_grace)
@@ -251,6 +268,72 @@ impl AccountService {
         }
         tracing::info!("account updated");
         Ok(account)
+    }
+
+    /// Seals again the credentials not sealed under the cipher's current key (`all`), or
+    /// only those still in plain text (written before encryption). Accounts whose
+    /// credentials cannot be opened (a key no longer configured) are reported and left.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Sealing`] or [`AccountError::Storage`].
+    pub async fn reseal(&self, all: bool) -> Result<ResealReport, AccountError> {
+        let mut report = ResealReport::default();
+        let mut after = None;
+        loop {
+            let page = self
+                .repo
+                .list(PageRequest {
+                    after: after.take(),
+                    limit: PageRequest::MAX_LIMIT,
+                })
+                .await?;
+            for mut account in page.items {
+                report.accounts += 1;
+                match self.reseal_account(&mut account, all) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        account.updated_at = self.clock.now();
+                        if self.repo.update(&account).await? {
+                            report.credentials += n;
+                        }
+                    }
+                    Err(error) => report
+                        .unreadable
+                        .push((account.id.clone(), error.to_string())),
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(report),
+            }
+        }
+    }
+
+    /// Reseals `account`'s credentials in place; how many changed.
+    fn reseal_account(&self, account: &mut Account, all: bool) -> Result<u64, CipherError> {
+        let stale = |sealed: &SealedSecret| {
+            if all {
+                !self.cipher.is_current(sealed)
+            } else {
+                sealed.as_str().starts_with(crate::system::PLAIN_PREFIX)
+            }
+        };
+        let mut changed = 0;
+        for slot in [
+            Some(&mut account.access_token),
+            account.webhook_secret.as_mut(),
+            account.delivery.previous_secret.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if stale(slot) {
+                *slot = self.cipher.seal(&self.cipher.open(slot)?)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 
     /// Disconnects an account. Its stored messages stay.
@@ -342,7 +425,7 @@ mod tests {
             instagram_account_id: d.instagram_account_id,
             username: d.username,
             crm_webhook_url: d.crm_webhook_url,
-            access_token: PlaintextCipher.seal(&d.access_token),
+            access_token: PlaintextCipher.seal(&d.access_token).unwrap(),
             webhook_secret: None,
             delivery: Default::default(),
             token_failure: None,
@@ -384,7 +467,8 @@ mod tests {
         let mut repo = MockAccountRepository::new();
         repo.expect_get().returning(|_| {
             let mut account = stored();
-            account.webhook_secret = Some(PlaintextCipher.seal(&Secret::new("old".into())));
+            account.webhook_secret =
+                Some(PlaintextCipher.seal(&Secret::new("old".into())).unwrap());
             account.delivery.disabled_at = Some(DateTime::<Utc>::UNIX_EPOCH);
             Ok(Some(account))
         });

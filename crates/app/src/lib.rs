@@ -6,6 +6,7 @@
 
 mod accounts;
 mod auto_reply;
+mod cipher;
 mod crm_payload;
 mod deliveries;
 mod inbox;
@@ -21,8 +22,9 @@ use std::sync::Arc;
 
 use insta_router_ports::{HealthCheck, RepoError};
 
-pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE};
+pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE, ResealReport};
 pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
+pub use cipher::{KEY_LEN, Keyring};
 pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySettings};
 pub use inbox::{InboxError, InboxService};
 pub use ingest::{

@@ -25,11 +25,15 @@ pub fn new_id_bits() -> u128 {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PlaintextCipher;
 
-const PLAIN_PREFIX: &str = "plain:";
+/// The mark of a value stored in plain text (before encryption).
+pub(crate) const PLAIN_PREFIX: &str = "plain:";
 
 impl CredentialCipher for PlaintextCipher {
-    fn seal(&self, secret: &Secret) -> SealedSecret {
-        SealedSecret::new(format!("{PLAIN_PREFIX}{}", secret.expose()))
+    fn seal(&self, secret: &Secret) -> Result<SealedSecret, CipherError> {
+        Ok(SealedSecret::new(format!(
+            "{PLAIN_PREFIX}{}",
+            secret.expose()
+        )))
     }
 
     fn open(&self, sealed: &SealedSecret) -> Result<Secret, CipherError> {
@@ -38,6 +42,10 @@ impl CredentialCipher for PlaintextCipher {
             Some((key_id, _)) => Err(CipherError::UnknownKey(key_id.to_owned())),
             None => Err(CipherError::Corrupt),
         }
+    }
+
+    fn is_current(&self, sealed: &SealedSecret) -> bool {
+        sealed.as_str().starts_with(PLAIN_PREFIX)
     }
 }
 
@@ -48,7 +56,7 @@ mod tests {
     #[test]
     fn plaintext_cipher_round_trips_and_refuses_other_keys() {
         let cipher = PlaintextCipher;
-        let sealed = cipher.seal(&Secret::new("tok:en".into()));
+        let sealed = cipher.seal(&Secret::new("tok:en".into())).unwrap();
         assert_eq!(sealed.as_str(), "plain:tok:en");
         assert_eq!(cipher.open(&sealed).unwrap().expose(), "tok:en");
         assert!(matches!(

@@ -230,6 +230,10 @@ impl From<AccountError> for ApiError {
                 field,
                 detail: format!("another account already has this {field}"),
             },
+            AccountError::Sealing(error) => {
+                tracing::error!(%error, "cannot seal a credential");
+                Self::Unavailable
+            }
             AccountError::Storage(source) => source.into(),
         }
     }

@@ -32,6 +32,9 @@ pub enum CipherError {
     /// The stored value is damaged or was tampered with.
     #[error("sealed value is corrupt")]
     Corrupt,
+    /// The system's random source failed: nothing could be sealed.
+    #[error("no random bytes to seal with")]
+    Unavailable,
 }
 
 /// `error` and its causes, as one line (each cause once): what is logged and journaled as a

@@ -16,7 +16,11 @@ pub trait Clock: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait CredentialCipher: Send + Sync {
     /// Seals a plain-text credential.
-    fn seal(&self, secret: &Secret) -> SealedSecret;
+    ///
+    /// # Errors
+    ///
+    /// [`CipherError::Unavailable`] when no random nonce could be drawn.
+    fn seal(&self, secret: &Secret) -> Result<SealedSecret, CipherError>;
 
     /// Opens a sealed credential.
     ///
@@ -24,4 +28,7 @@ pub trait CredentialCipher: Send + Sync {
     ///
     /// [`CipherError`] when the value cannot be opened with the keys at hand.
     fn open(&self, sealed: &SealedSecret) -> Result<Secret, CipherError>;
+
+    /// Whether `sealed` is sealed under the current key (else `reencrypt` moves it there).
+    fn is_current(&self, sealed: &SealedSecret) -> bool;
 }

@@ -41,6 +41,9 @@ enum Command {
     /// without Meta. Signs with INSTAGRAM_APP_SECRET (or FACEBOOK_APP_SECRET), as the server
     /// verifies.
     Simulate(crate::simulate::SimulateArgs),
+    /// Seal every stored credential again under the current ENCRYPTION_KEY (after a key
+    /// rotation: the old key in ENCRYPTION_KEY_PREVIOUS opens what it sealed).
+    Reencrypt,
     /// Make, list and revoke API keys.
     #[command(name = "api-key")]
     ApiKey {
@@ -140,9 +143,47 @@ async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<Exi
         Command::Simulate(args) => crate::simulate::run(args, &settings).await?,
         Command::Journal { action } => return crate::journal::run(action, &settings).await,
         Command::ApiKey { action } => crate::keys::run(action, &settings).await?,
+        Command::Reencrypt => return reencrypt(&settings).await,
         Command::Stats { json } => stats(&settings, json).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+async fn reencrypt(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let keyring = crate::encryption::keyring(settings)?;
+    let db = open_database(settings).await?;
+    if settings.auto_migrate {
+        db.migrate_up()
+            .await
+            .context("cannot migrate the database")?;
+    }
+    let accounts = insta_router_app::AccountService::new(
+        std::sync::Arc::new(db.accounts()),
+        keyring.clone(),
+        std::sync::Arc::new(insta_router_app::SystemClock),
+    );
+    let report = accounts
+        .reseal(true)
+        .await
+        .context("cannot re-encrypt the credentials")?;
+    let _ = db.close().await;
+    println!(
+        "{} accounts, {} credentials sealed again under key {}",
+        report.accounts,
+        report.credentials,
+        keyring.current_id()
+    );
+    for (account, reason) in &report.unreadable {
+        println!(
+            "{account}: cannot open its credentials ({reason}); add its key to ENCRYPTION_KEY_PREVIOUS"
+        );
+    }
+    Ok(if report.unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[allow(clippy::print_stdout)]

@@ -4,6 +4,7 @@
 //! environment variables and knows every other crate.
 
 pub mod cli;
+pub mod encryption;
 pub mod journal;
 pub mod keys;
 pub mod seed;

@@ -59,8 +59,10 @@ pub struct Settings {
     pub crm_webhook_timeout: f64,
     /// Allow CRM URLs on private and loopback addresses.
     pub crm_allow_private_networks: bool,
-    /// Base64 of 32 bytes; encrypts stored credentials.
+    /// Base64 of 32 bytes; encrypts stored credentials (AES-256-GCM).
     pub encryption_key: String,
+    /// Earlier keys, comma-separated: they still open what they sealed (see `reencrypt`).
+    pub encryption_key_previous: String,
     /// Largest JSON body the REST API accepts, in bytes.
     pub max_json_bytes: usize,
     /// Seconds to finish in-flight requests on SIGINT/SIGTERM.
@@ -163,6 +165,10 @@ impl fmt::Debug for Settings {
             )
             .field("instagram_api_base_url", &self.instagram_api_base_url)
             .field("encryption_key", &redact(&self.encryption_key))
+            .field(
+                "encryption_key_previous",
+                &redact(&self.encryption_key_previous),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -187,6 +193,7 @@ const KEYS: &[&str] = &[
     "CRM_WEBHOOK_TIMEOUT",
     "CRM_ALLOW_PRIVATE_NETWORKS",
     "ENCRYPTION_KEY",
+    "ENCRYPTION_KEY_PREVIOUS",
     "MAX_JSON_BYTES",
     "SHUTDOWN_TIMEOUT",
     "MAX_WEBHOOK_BYTES",
@@ -300,6 +307,12 @@ impl Settings {
                 "neither INSTAGRAM_APP_SECRET nor FACEBOOK_APP_SECRET is set: webhook signatures cannot be verified"
                     .to_owned(),
             );
+        }
+        if self.encryption_key.trim().is_empty() && self.is_production() {
+            missing.push(format!(
+                "ENCRYPTION_KEY is not set: stored credentials cannot be encrypted; {}",
+                crate::encryption::HOW_TO_GENERATE
+            ));
         }
         if self.app_secrets().contains(&DEV_DEFAULT_SECRET) && self.is_production() {
             missing.push(format!(
@@ -481,6 +494,17 @@ impl Settings {
         if !(self.graph_api_timeout.is_finite() && self.graph_api_timeout > 0.0) {
             errors.push("GRAPH_API_TIMEOUT must be a positive number of seconds".to_owned());
         }
+        if !self.encryption_key.trim().is_empty()
+            && let Err(e) = crate::encryption::parse_key(&self.encryption_key)
+        {
+            errors.push(format!(
+                "ENCRYPTION_KEY {e}: it must be 32 random bytes in base64; {}",
+                crate::encryption::HOW_TO_GENERATE
+            ));
+        }
+        if let Err(e) = crate::encryption::parse_previous(&self.encryption_key_previous) {
+            errors.push(format!("ENCRYPTION_KEY_PREVIOUS: {e}"));
+        }
         for origin in self.cors_origins() {
             let scheme_ok = origin.starts_with("https://") || origin.starts_with("http://");
             let bare = origin
@@ -569,7 +593,12 @@ mod tests {
         assert_eq!(s.app_secrets(), ["ig", "fb"]);
         assert_eq!(s.crm_webhook_timeout, 2.5);
         assert!(s.is_production());
-        assert!(s.check_for_serving().is_ok());
+        // Production wants a credential key besides Meta's secrets.
+        let refused = s.check_for_serving().unwrap_err().to_string();
+        assert!(refused.contains("ENCRYPTION_KEY"), "{refused}");
+        let mut with_key = s.clone();
+        with_key.encryption_key = "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE=".to_owned();
+        assert!(with_key.check_for_serving().is_ok());
     }
 
     #[test]

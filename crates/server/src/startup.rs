@@ -7,14 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 use insta_router_app::{
     AccountService, ApiKeyService, App, AutoReplyPorts, AutoReplyService, DeliveryService,
-    InboxService, IngestPorts, IngestSettings, Ingestor, JournalReplayer, PlaintextCipher,
-    ReplayPorts, RuleService, SendPorts, SendService, SystemClock,
+    InboxService, IngestPorts, IngestSettings, Ingestor, JournalReplayer, ReplayPorts, RuleService,
+    SendPorts, SendService, SystemClock,
 };
 use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_domain::Secret;
 use insta_router_http::{HttpSettings, MetricsRenderer};
 use insta_router_instagram::{GraphClient, MetaNotifications};
-use insta_router_ports::{Messenger, WebhookSpool, describe};
+use insta_router_ports::{CredentialCipher, Messenger, WebhookSpool, describe};
 use insta_router_storage::{
     Backend, Database, DbOptions, DirSpool, normalize_database_url, redact_database_url,
 };
@@ -180,6 +180,26 @@ fn show_bootstrap_key(key: &str) {
     );
 }
 
+/// Seals the credentials still stored in plain text (written before encryption).
+async fn seal_plain_credentials(app: &App) {
+    match app.accounts.reseal(false).await {
+        Ok(report) => {
+            if report.credentials > 0 {
+                tracing::info!(
+                    credentials = report.credentials,
+                    "credentials stored in plain text are encrypted now"
+                );
+            }
+            for (account, reason) in report.unreadable {
+                tracing::error!(account_id = %account, %reason, "cannot open this account's credentials: is its key in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS?");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(error = %describe(&error), "cannot check the stored credentials")
+        }
+    }
+}
+
 /// Opens the database named by the settings.
 ///
 /// # Errors
@@ -212,6 +232,7 @@ impl Application {
         for missing in settings.missing_for_meta() {
             tracing::warn!("{missing}");
         }
+        let cipher: Arc<dyn CredentialCipher> = crate::encryption::keyring(&settings)?;
         let db = open_database(&settings).await?;
         if settings.auto_migrate {
             db.migrate_up()
@@ -237,7 +258,7 @@ impl Application {
             Arc::new(db.jobs()),
             Arc::new(db.deliveries()),
             Arc::new(db.accounts()),
-            Arc::new(PlaintextCipher),
+            cipher.clone(),
             Arc::new(sender),
             Arc::new(SystemClock),
             settings.delivery(),
@@ -267,7 +288,7 @@ impl Application {
                 accounts: Arc::new(db.accounts()),
                 replies: Arc::new(db.auto_replies()),
                 messenger: graph.clone(),
-                cipher: Arc::new(PlaintextCipher),
+                cipher: cipher.clone(),
                 clock: Arc::new(SystemClock),
             },
             rules.clone(),
@@ -292,7 +313,7 @@ impl Application {
                 conversations: Arc::new(db.conversations()),
                 jobs: Arc::new(db.jobs()),
                 messenger: graph.clone(),
-                cipher: Arc::new(PlaintextCipher),
+                cipher: cipher.clone(),
                 clock: Arc::new(SystemClock),
             },
             settings.sending(),
@@ -310,7 +331,7 @@ impl Application {
             Arc::new(db.messages()),
             Arc::new(db.accounts()),
             graph,
-            Arc::new(PlaintextCipher),
+            cipher.clone(),
             Arc::new(SystemClock),
         );
         let metrics = metrics_handle();
@@ -323,7 +344,7 @@ impl Application {
         let app = Arc::new(App {
             accounts: AccountService::new(
                 Arc::new(db.accounts()),
-                Arc::new(PlaintextCipher),
+                cipher.clone(),
                 Arc::new(SystemClock),
             )
             .with_secret_grace(Duration::from_secs(settings.crm_secret_rotation_grace)),
@@ -337,6 +358,7 @@ impl Application {
             health: Arc::new(db.clone()),
         });
         announce_keys(&app, &settings).await;
+        seal_plain_credentials(&app).await;
         if let Some((id, token)) = settings.configured_account() {
             let account = app
                 .accounts

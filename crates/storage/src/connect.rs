@@ -507,6 +507,17 @@ impl HealthCheck for Database {
     }
 }
 
+/// The file of a SQLite URL (already normalised); `None` for other backends and for
+/// in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    SqliteConnectOptions::from_str(url)
+        .ok()
+        .map(|o| o.get_filename().to_owned())
+}
+
 /// The database URL without its password, for messages and logs.
 pub fn redact_database_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -30,7 +30,9 @@ mod time;
 
 pub use accounts::SeaAccountRepository;
 pub use auto_replies::SeaAutoReplyStore;
-pub use connect::{Backend, Database, DbOptions, normalize_database_url, redact_database_url};
+pub use connect::{
+    Backend, Database, DbOptions, normalize_database_url, redact_database_url, sqlite_file,
+};
 pub use conversations::SeaConversationRepository;
 pub use deliveries::{MAX_RESPONSE_BODY, SeaDeliveryStore};
 pub use error::StorageError;
