@@ -190,6 +190,13 @@ impl ServerBuilder {
         if !self.env.iter().any(|(k, _)| k == "ENCRYPTION_KEY") {
             command.env("ENCRYPTION_KEY", TEST_ENCRYPTION_KEY);
         }
+        // Tests make requests faster, and fail authentication more often, than any client;
+        // the rate-limit tests set their own limits.
+        for limit in ["API_RATE_LIMIT", "AUTH_FAILURE_LIMIT"] {
+            if !self.env.iter().any(|(k, _)| k == limit) {
+                command.env(limit, "0");
+            }
+        }
         for (k, v) in &self.env {
             command.env(k, v);
         }

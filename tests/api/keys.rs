@@ -651,3 +651,103 @@ async fn production_never_makes_a_key_by_itself() {
     assert!(!output.contains("admin API key:"), "{output}");
     assert!(output.contains("api-key create"), "{output}");
 }
+
+async fn until_ok(server: &TestServer, key: &str, retry_after: u64) -> StatusCode {
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    status(server, key, Method::GET, "/api/v1/accounts", json!({})).await
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_and_recover() {
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", SECRET)
+        .env("API_RATE_LIMIT", "2")
+        .env("AUTH_FAILURE_LIMIT", "3")
+        .start()
+        .await;
+    let other: Value = server
+        .api(Method::POST, "/api/v1/api-keys")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other = other["api_key"].as_str().unwrap().to_owned();
+    // A burst of twice the rate, then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(
+            status(
+                &server,
+                &server.api_key,
+                Method::GET,
+                "/api/v1/accounts",
+                json!({}),
+            )
+            .await
+            .as_u16(),
+        );
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let limited = server
+        .api(Method::GET, "/api/v1/accounts")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(
+        limited.headers()["content-type"],
+        "application/problem+json"
+    );
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // Another key has its own budget; the first recovers after Retry-After.
+    assert_eq!(
+        status(&server, &other, Method::GET, "/api/v1/accounts", json!({})).await,
+        200
+    );
+    assert_eq!(until_ok(&server, &server.api_key, retry_after).await, 200);
+
+    // Failed authentications from one address: 401, then 429; a good key still passes.
+    let bad = format!("irk_{}", "b".repeat(43));
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            status(&server, &bad, Method::GET, "/api/v1/accounts", json!({}))
+                .await
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    assert_eq!(
+        status(&server, &other, Method::GET, "/api/v1/accounts", json!({})).await,
+        200
+    );
+
+    // Forged webhooks: 401, then 429; Meta's signed ones never.
+    let body = text_webhook(IG_A, "mid.signed", "hi");
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            server
+                .post_webhook(&body, Some("sha256=00"))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    for n in 0..10 {
+        let body = text_webhook(IG_A, &format!("mid.signed.{n}"), "hi");
+        let response = server
+            .post_webhook(&body, Some(&sign_body(SECRET, body.as_bytes())))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+}

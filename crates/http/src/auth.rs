@@ -94,8 +94,27 @@ pub(crate) async fn require_api_key(
     }
 }
 
-/// The caller of `req`, from its bearer key.
+/// The caller of `req`, from its bearer key, within its rate limits: past the key's limit,
+/// or past the address's limit of failed authentications, 429.
 pub(crate) async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let Some(state) = req.app_data::<Data<State>>() else {
+        return Err(ApiError::Unauthorized("no key store".to_owned()));
+    };
+    let limiters = &state.settings.limiters;
+    match check_key(req, state).await {
+        Ok(caller) => {
+            limiters.key(&caller.key_id)?;
+            Ok(caller)
+        }
+        Err(refusal @ ApiError::Unauthorized(_)) => {
+            limiters.auth_failure(req.peer_addr().map(|a| a.ip()))?;
+            Err(refusal)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+async fn check_key(req: &HttpRequest, state: &State) -> Result<Caller, ApiError> {
     let header = req
         .headers()
         .get(AUTHORIZATION)
@@ -115,9 +134,6 @@ pub(crate) async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> 
                 "malformed Authorization header: expected 'Bearer <api_key>'".to_owned(),
             )
         })?;
-    let state = req
-        .app_data::<Data<State>>()
-        .ok_or_else(|| ApiError::Unauthorized("no key store".to_owned()))?;
     match state.app.keys.authenticate(token).await {
         Ok(key) => Ok(Caller {
             key_id: key.id,

@@ -12,6 +12,7 @@ mod docs;
 mod edges;
 mod inbox;
 mod keys;
+mod limits;
 mod messages;
 mod pagination;
 mod problem;
@@ -28,6 +29,7 @@ use insta_router_app::App;
 use insta_router_instagram::WebhookVerifier;
 use utoipa_actix_web::AppExt;
 
+pub use limits::{Limiters, RateLimits};
 pub use problem::ApiError;
 
 /// What the HTTP layer needs besides the use cases.
@@ -50,6 +52,9 @@ pub struct HttpSettings {
     pub configured_account: Option<String>,
     /// Origins whose browser pages may call the API (CORS); none: closed.
     pub cors_allowed_origins: Vec<String>,
+    /// The rate limiters (per API key, and for failures per client address), made once and
+    /// shared by every HTTP worker.
+    pub limiters: Arc<Limiters>,
 }
 
 /// Renders the process's metrics in the Prometheus text format.

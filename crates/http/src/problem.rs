@@ -52,9 +52,9 @@ pub enum ApiError {
     /// A dependency (the database) is down; the client may retry.
     #[error("service unavailable")]
     Unavailable,
-    /// Storing failed; the client should retry (Meta does, on any status but 200).
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Too many requests from this key or address; retry after this many seconds.
+    #[error("too many requests")]
+    TooManyRequests(u64),
 }
 
 /// The problem document (RFC 9457).
@@ -102,7 +102,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => ("payload-too-large", "Payload Too Large"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported Media Type"),
             Self::Unavailable => ("unavailable", "Service Unavailable"),
-            Self::Internal(_) => ("internal", "Internal Server Error"),
+            Self::TooManyRequests(_) => ("rate-limited", "Too Many Requests"),
         }
     }
 
@@ -112,8 +112,10 @@ impl ApiError {
             | Self::Forbidden(detail)
             | Self::NotFound(detail)
             | Self::Unprocessable(detail)
-            | Self::BadGateway(detail)
-            | Self::Internal(detail) => detail.clone(),
+            | Self::BadGateway(detail) => detail.clone(),
+            Self::TooManyRequests(after) => {
+                format!("too many requests; retry in {after} s")
+            }
             Self::KeyReused(key) => format!(
                 "idempotency key {key:?} was used for a different request of this account; use a new key for a new message"
             ),
@@ -149,7 +151,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -190,6 +192,9 @@ impl ResponseError for ApiError {
         }
         if let Self::KeyInFlight(_) = self {
             response.insert_header(("Retry-After", "1"));
+        }
+        if let Self::TooManyRequests(after) = self {
+            response.insert_header(("Retry-After", after.to_string()));
         }
         response.json(problem)
     }

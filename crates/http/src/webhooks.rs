@@ -93,6 +93,7 @@ async fn verify(state: Data<State>, query: Query<VerifyQuery>) -> Result<HttpRes
         (status = 200, description = "Stored (an unusable body: journaled; events the database refused: kept for replay)", body = Received),
         (status = 401, description = "Missing, malformed or wrong signature; nothing stored", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than MAX_WEBHOOK_BYTES", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with bad signatures from this address", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database refused and the body could not be kept for replay; Meta retries", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -112,17 +113,23 @@ async fn receive(
         .headers()
         .get("x-hub-signature-256")
         .map(|v| v.to_str().unwrap_or_default());
-    state.verifier.verify(&body, header).map_err(|e| {
+    if let Err(e) = state.verifier.verify(&body, header) {
+        // A flood of forged requests from one address is answered 429; Meta's signed
+        // requests never count.
+        state
+            .settings
+            .limiters
+            .signature_failure(request.peer_addr().map(|a| a.ip()))?;
         tracing::warn!(reason = %e, "webhook refused");
-        ApiError::Unauthorized(
+        return Err(ApiError::Unauthorized(
             match e {
                 SignatureError::Missing => "missing X-Hub-Signature-256 header",
                 SignatureError::Malformed => "malformed X-Hub-Signature-256 header",
                 SignatureError::Mismatch => "invalid signature",
             }
             .to_owned(),
-        )
-    })?;
+        ));
+    }
     let report = state
         .app
         .ingest

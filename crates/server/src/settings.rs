@@ -133,6 +133,11 @@ pub struct Settings {
     /// Origins (`https://crm.example`) whose browser pages may call the REST API, comma-
     /// separated; empty: CORS is closed.
     pub cors_allowed_origins: String,
+    /// REST API requests per second per API key (bursts of twice as many); 0: no limit.
+    pub api_rate_limit: u32,
+    /// Failed authentications, and webhooks with a bad signature, per minute per client
+    /// address before they are answered 429; 0: no limit.
+    pub auth_failure_limit: u32,
 }
 
 impl fmt::Debug for Settings {
@@ -223,6 +228,8 @@ const KEYS: &[&str] = &[
     "SEND_RECONCILE_INTERVAL",
     "WEBHOOK_SPOOL_DIR",
     "CORS_ALLOWED_ORIGINS",
+    "API_RATE_LIMIT",
+    "AUTH_FAILURE_LIMIT",
 ];
 
 /// Why the configuration cannot be used.

@@ -12,7 +12,7 @@ use insta_router_app::{
 };
 use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_domain::Secret;
-use insta_router_http::{HttpSettings, MetricsRenderer};
+use insta_router_http::{HttpSettings, Limiters, MetricsRenderer, RateLimits};
 use insta_router_instagram::{GraphClient, MetaNotifications};
 use insta_router_ports::{CredentialCipher, Messenger, WebhookSpool, describe};
 use insta_router_storage::{
@@ -385,6 +385,10 @@ impl Application {
             metrics: metrics.map(|handle| MetricsRenderer(Arc::new(move || handle.render()))),
             configured_account: settings.configured_account().map(|(id, _)| id.to_owned()),
             cors_allowed_origins: settings.cors_origins(),
+            limiters: Arc::new(Limiters::new(RateLimits {
+                per_key_per_second: settings.api_rate_limit,
+                failures_per_minute: settings.auth_failure_limit,
+            })),
         };
         let listener =
             TcpListener::bind((settings.host.as_str(), settings.port)).with_context(|| {
