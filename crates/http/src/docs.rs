@@ -2,9 +2,13 @@
 //! binary itself: no page loads anything from a CDN.
 
 use actix_web::{HttpResponse, web};
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
-use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Response,
+    ResponseBuilder,
+};
 use utoipa_swagger_ui::SwaggerUi;
 
 const REDOC_JS: &str = include_str!("../assets/redoc/redoc.standalone.js");
@@ -139,4 +143,74 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig, api: OpenApi) {
                 .body(REDOC_LOGO)
         }),
     );
+}
+
+/// Documents on every operation the answers that come from outside its handler, with the
+/// problem schema, where the operation does not say more precisely already:
+/// - operations that want an API key: 401 (no usable key), 429 (rate limit), 503 (the
+///   database cannot check the key);
+/// - operations with a JSON body: 413, 415, 422;
+/// - operations with query parameters: 422; with path parameters: 404 (an id that cannot
+///   exist is not found).
+pub(crate) fn complete_responses(api: &mut OpenApi) {
+    for item in api.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_body = operation.request_body.is_some();
+            let (mut query, mut path) = (false, false);
+            for parameter in operation.parameters.iter().flatten() {
+                if let RefOr::T(parameter) = parameter {
+                    match parameter.parameter_in {
+                        ParameterIn::Query | ParameterIn::QueryString => query = true,
+                        ParameterIn::Path => path = true,
+                        ParameterIn::Header | ParameterIn::Cookie => {}
+                    }
+                }
+            }
+            let mut add = |status: &str, description: &str| {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::T(problem(description)));
+            };
+            if secured {
+                add("401", "Missing, malformed, unknown or revoked API key");
+                add("429", "Too many requests for this key; see Retry-After");
+                add("503", "The database is unavailable; retry later");
+            }
+            if has_body {
+                add("413", "Body too large");
+                add("415", "The body is not application/json");
+                add("422", "The body is not a valid request");
+            }
+            if query {
+                add("422", "Invalid query parameters");
+            }
+            if path {
+                add("404", "Not found");
+            }
+        }
+    }
+}
+
+fn problem(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
 }

@@ -123,6 +123,7 @@ pub fn app(
         .split_for_parts();
     let mut api = api;
     messages::mark_legacy_deprecated(&mut api);
+    docs::complete_responses(&mut api);
     app.configure(|cfg| docs::routes(cfg, api))
         .default_service(web::to(|| async {
             ApiError::NotFound("no such route".to_owned()).error_response()
@@ -154,5 +155,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .split_for_parts();
     let mut api = api;
     messages::mark_legacy_deprecated(&mut api);
+    docs::complete_responses(&mut api);
     api
 }
