@@ -24,6 +24,19 @@ pub const TEST_ENCRYPTION_KEY: &str = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcyEhI
 /// What a development server prints when it makes its first admin key.
 const BOOTSTRAP_KEY: &str = "admin API key: ";
 
+/// Settings whose values are secrets: no server may print them.
+const SECRET_SETTINGS: [&str; 6] = [
+    "FACEBOOK_VERIFY_TOKEN",
+    "FACEBOOK_APP_SECRET",
+    "INSTAGRAM_APP_SECRET",
+    "INSTAGRAM_PAGE_ACCESS_TOKEN",
+    "ENCRYPTION_KEY",
+    "ENCRYPTION_KEY_PREVIOUS",
+];
+
+/// Secrets shorter than this are too common as text to be told from a leak.
+const SHORTEST_CHECKED_SECRET: usize = 8;
+
 /// The server binary, built once per test run so that it is never stale.
 ///
 /// # Panics
@@ -111,12 +124,21 @@ pub struct TestServer {
 pub struct ServerBuilder {
     env: Vec<(String, String)>,
     args: Vec<String>,
+    secrets: Vec<String>,
 }
 
 impl ServerBuilder {
     /// Sets an environment variable of the server.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Names a secret the test gives the server (an access token, a CRM secret): when the
+    /// server is dropped, its whole output must not contain it, in the clear or in base64.
+    /// The values of secret settings and every API key are checked without being named.
+    pub fn secret(mut self, value: &str) -> Self {
+        self.secrets.push(value.to_owned());
         self
     }
 
@@ -375,6 +397,103 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// The first secret found in the server's output, described: the secrets the test named,
+    /// the values of secret settings, and any API key outside the one line that shows a
+    /// development server's first key.
+    pub fn leaked_secret(&self) -> Option<String> {
+        leaked_secret(&self.output(), &self.secrets())
+    }
+
+    /// Every secret this server was given (see [`ServerBuilder::secret`]).
+    pub fn secrets(&self) -> Vec<String> {
+        let from_env = self
+            .builder
+            .env
+            .iter()
+            .filter(|(k, _)| SECRET_SETTINGS.contains(&k.as_str()))
+            .flat_map(|(_, v)| v.split(',').map(str::trim).map(str::to_owned));
+        let mut secrets: Vec<String> = from_env.chain(self.builder.secrets.clone()).collect();
+        if !self.builder.env.iter().any(|(k, _)| k == "ENCRYPTION_KEY") {
+            secrets.push(TEST_ENCRYPTION_KEY.to_owned());
+        }
+        secrets.retain(|s| s.len() >= SHORTEST_CHECKED_SECRET);
+        secrets
+    }
+}
+
+/// The first of `secrets` (or any API key) in `text`, described; the line that shows a
+/// development server's first admin key may show that key.
+pub fn leaked_secret(text: &str, secrets: &[String]) -> Option<String> {
+    use base64::Engine as _;
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let forms: Vec<(&String, String)> = secrets
+        .iter()
+        .flat_map(|secret| {
+            std::iter::once(secret.clone())
+                .chain(engines.iter().map(move |e| e.encode(secret)))
+                .chain(std::iter::once(percent_encoded(secret)))
+                .map(move |form| (secret, form))
+        })
+        .collect();
+    for (number, line) in text.lines().enumerate() {
+        if line.contains(BOOTSTRAP_KEY) {
+            continue;
+        }
+        for (secret, form) in &forms {
+            if line.contains(form.as_str()) {
+                return Some(format!(
+                    "line {}: {secret:?} as {form:?}: {line}",
+                    number + 1
+                ));
+            }
+        }
+        if contains_api_key(line) {
+            return Some(format!("line {}: an API key: {line}", number + 1));
+        }
+    }
+    None
+}
+
+/// `text` with every byte but unreserved characters percent-encoded, as in a query string.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Whether `text` holds something shaped like an API key (`irk_` and 32 or more base62).
+pub fn contains_api_key(text: &str) -> bool {
+    text.match_indices("irk_").any(|(at, _)| {
+        text[at + 4..]
+            .bytes()
+            .take_while(u8::is_ascii_alphanumeric)
+            .count()
+            >= 32
+    })
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A failing test has said what failed; a second panic would abort the run.
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(leak) = self.leaked_secret() {
+            panic!("the server's output shows a secret: {leak}");
+        }
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -464,4 +583,34 @@ pub fn text_webhook(account: &str, mid: &str, text: &str) -> String {
         }],
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_found_in_the_clear_in_base64_and_percent_encoded() {
+        let secrets = vec!["s3cr3t/value=".to_owned()];
+        for line in [
+            "error=s3cr3t/value=",
+            "header=czNjcjN0L3ZhbHVlPQ==",
+            "url=czNjcjN0L3ZhbHVlPQ",
+            "url=?t=s3cr3t%2Fvalue%3D",
+        ] {
+            assert!(leaked_secret(line, &secrets).is_some(), "{line}");
+        }
+        assert_eq!(leaked_secret("nothing here\nat all", &secrets), None);
+    }
+
+    #[test]
+    fn any_api_key_is_a_leak_except_on_the_line_that_shows_the_first_one() {
+        let key = format!("irk_{}", "aZ09".repeat(11));
+        assert!(leaked_secret(&format!("auth failed key={key}"), &[]).is_some());
+        assert_eq!(
+            leaked_secret(&format!("    {BOOTSTRAP_KEY}{key}"), &[]),
+            None
+        );
+        assert_eq!(leaked_secret("key irk_short and irk_", &[]), None);
+    }
 }

@@ -36,6 +36,7 @@ async fn server_with_order66(graph: &MockServer) -> TestServer {
         .env("INSTAGRAM_APP_SECRET", APP_SECRET)
         .env("INSTAGRAM_API_BASE_URL", &graph.uri())
         .env("DELIVERY_POLL_INTERVAL_MS", "50")
+        .secret(TOKEN)
         .start()
         .await;
     let account: Value = server
@@ -188,6 +189,7 @@ async fn an_unreachable_graph_api_leaves_no_token_in_the_log() {
         .env("INSTAGRAM_APP_SECRET", APP_SECRET)
         .env("INSTAGRAM_API_BASE_URL", &format!("http://{address}/v21.0"))
         .env("DELIVERY_POLL_INTERVAL_MS", "50")
+        .secret(TOKEN)
         .start()
         .await;
     let account: Value = server

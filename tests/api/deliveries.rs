@@ -26,6 +26,8 @@ fn builder(schedule: &str) -> ServerBuilder {
         .env("CRM_OVERLOAD_BACKOFF", "100ms")
         .env("CRM_WEBHOOK_TIMEOUT", "0.5")
         .env("DELIVERY_POLL_INTERVAL_MS", "50")
+        .secret(CRM_SECRET)
+        .secret("IGQVJ-token")
 }
 
 /// A server that delivers to loopback CRMs on a fast schedule.

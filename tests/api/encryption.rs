@@ -51,6 +51,9 @@ fn builder(graph: &MockServer, key: &str) -> insta_router_blackbox::ServerBuilde
         .env("CRM_ALLOW_PRIVATE_NETWORKS", "true")
         .env("DELIVERY_POLL_INTERVAL_MS", "50")
         .env("ENCRYPTION_KEY", key)
+        .secret(TOKEN)
+        .secret(CRM_SECRET)
+        .secret(&format!("{CRM_SECRET}-new"))
 }
 
 async fn connect(server: &TestServer, crm: &MockServer) -> String {

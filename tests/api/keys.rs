@@ -21,6 +21,9 @@ async fn server(graph: &MockServer) -> TestServer {
         .env("INSTAGRAM_API_BASE_URL", &graph.uri())
         .env("CRM_ALLOW_PRIVATE_NETWORKS", "true")
         .env("DELIVERY_POLL_INTERVAL_MS", "50")
+        .secret(&format!("token-{IG_A}"))
+        .secret(&format!("token-{IG_B}"))
+        .secret("crm-secret")
         .start()
         .await
 }

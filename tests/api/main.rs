@@ -10,6 +10,7 @@ mod deliveries;
 mod docs;
 mod edges;
 mod encryption;
+mod hygiene;
 mod keys;
 mod lifecycle;
 mod outages;

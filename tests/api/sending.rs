@@ -51,7 +51,10 @@ async fn server(graph: &MockServer, extra: &[(&str, &str)]) -> TestServer {
         .env("INSTAGRAM_API_BASE_URL", &graph.uri())
         .env("DELIVERY_POLL_INTERVAL_MS", "50")
         .env("SEND_RETRY_SCHEDULE", "50ms, 50ms, 50ms")
-        .env("SEND_RECONCILE_INTERVAL", "100ms");
+        .env("SEND_RECONCILE_INTERVAL", "100ms")
+        .secret(TOKEN)
+        .secret("IGQVJ-new-token")
+        .secret("crm-secret");
     for (key, value) in extra {
         builder = builder.env(key, value);
     }

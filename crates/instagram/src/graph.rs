@@ -68,8 +68,9 @@ struct ProfileAnswer {
 }
 
 /// Meta's error classes (`instagram.md` §4.15): rate limits and service hiccups retry, the
-/// rest do not.
-fn classify(status: u16, body: &str) -> GraphError {
+/// rest do not. The message is Meta's text with `token` taken out wherever it is quoted: an
+/// error's text reaches log lines and the API.
+fn classify(status: u16, body: &str, token: &Secret) -> GraphError {
     let meta = serde_json::from_str::<ErrorBody>(body)
         .ok()
         .map(|b| b.error);
@@ -78,6 +79,7 @@ fn classify(status: u16, body: &str) -> GraphError {
     let message = meta
         .map(|m| m.message)
         .filter(|m| !m.is_empty())
+        .map(|m| redacted(m, token))
         .unwrap_or_else(|| format!("HTTP {status}"));
     let transient_code = matches!(code, Some(1 | 2 | 4 | 17 | 32 | 613));
     if status == 429 || status >= 500 || transient_code {
@@ -89,6 +91,15 @@ fn classify(status: u16, body: &str) -> GraphError {
             message,
         }
     }
+}
+
+/// `text` with every occurrence of `token` replaced by `[redacted]`.
+fn redacted(text: String, token: &Secret) -> String {
+    let token = token.expose();
+    if token.is_empty() || !text.contains(token) {
+        return text;
+    }
+    text.replace(token, "[redacted]")
 }
 
 /// A failure of the request itself: before it was sent, trying again is safe; after, the
@@ -147,7 +158,7 @@ impl Messenger for GraphClient {
             message: without_url(e),
         })?;
         if !(200..300).contains(&status) {
-            return Err(classify(status, &body));
+            return Err(classify(status, &body, token));
         }
         let answer: ProfileAnswer =
             serde_json::from_str(&body).map_err(|e| GraphError::Permanent {
@@ -242,7 +253,7 @@ impl GraphClient {
             .await
             .map_err(|e| GraphError::Unknown(without_url(e)))?;
         if !(200..300).contains(&status) || serde_json::from_str::<ErrorBody>(&body).is_ok() {
-            return Err(classify(status, &body));
+            return Err(classify(status, &body, token));
         }
         Ok(body)
     }
@@ -251,6 +262,22 @@ impl GraphClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn token() -> Secret {
+        Secret::new("IGQVJ-secret".to_owned())
+    }
+
+    #[test]
+    fn a_token_meta_quotes_is_taken_out_of_the_error() {
+        let body = r#"{"error":{"message":"Invalid OAuth access token IGQVJ-secret (IGQVJ-secret)","code":190}}"#;
+        let GraphError::Permanent { message, .. } = classify(400, body, &token()) else {
+            panic!("a code 190 is permanent");
+        };
+        assert_eq!(
+            message,
+            "Invalid OAuth access token [redacted] ([redacted])"
+        );
+    }
 
     #[test]
     fn meta_errors_are_classified() {
@@ -268,26 +295,26 @@ mod tests {
             (400, 1),
         ] {
             assert!(
-                matches!(classify(status, &error(code, 0)), GraphError::Transient { code: Some(c), .. } if c == code),
+                matches!(classify(status, &error(code, 0), &token()), GraphError::Transient { code: Some(c), .. } if c == code),
                 "{code}"
             );
         }
         for code in [190, 10, 551, 100, 200] {
             assert!(
-                matches!(classify(400, &error(code, 2_534_022)), GraphError::Permanent { code: Some(c), subcode: Some(2_534_022), .. } if c == code),
+                matches!(classify(400, &error(code, 2_534_022), &token()), GraphError::Permanent { code: Some(c), subcode: Some(2_534_022), .. } if c == code),
                 "{code}"
             );
         }
         assert!(matches!(
-            classify(429, ""),
+            classify(429, "", &token()),
             GraphError::Transient { code: None, .. }
         ));
         assert!(matches!(
-            classify(503, "<html>"),
+            classify(503, "<html>", &token()),
             GraphError::Transient { .. }
         ));
         assert!(matches!(
-            classify(404, "not json"),
+            classify(404, "not json", &token()),
             GraphError::Permanent { code: None, .. }
         ));
     }
