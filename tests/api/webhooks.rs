@@ -186,6 +186,25 @@ async fn unsigned_or_wrongly_signed_bodies_are_refused_and_nothing_is_stored() {
 }
 
 #[tokio::test]
+async fn while_an_app_secret_is_rotated_the_new_and_the_old_one_both_sign() {
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", "new-app-secret, old-app-secret")
+        .start()
+        .await;
+    for (mid, secret, status) in [
+        ("mid.new", "new-app-secret", 200),
+        ("mid.old", "old-app-secret", 200),
+        ("mid.other", IG_SECRET, 401),
+    ] {
+        let body = insta_router_blackbox::text_webhook(ACCOUNT, mid, "hi");
+        let response = post_signed(&server, &body, secret).await;
+        assert_eq!(response.status(), status, "{secret}");
+    }
+    let db = server.db.connect().await;
+    assert_eq!(count(&db, "messages").await, 2);
+}
+
+#[tokio::test]
 async fn every_fixture_is_stored_as_its_kind() {
     let server = server().await;
     let db = server.db.connect().await;

@@ -291,11 +291,15 @@ impl Settings {
 
     /// The app secrets that may sign Meta webhooks.
     pub fn app_secrets(&self) -> Vec<&str> {
+        // Each may list several, comma-separated (Meta's secrets are hex): the new one and
+        // the old one while an app secret is rotated.
         [
             self.instagram_app_secret.as_str(),
             self.facebook_app_secret.as_str(),
         ]
         .into_iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect()
     }
@@ -598,6 +602,15 @@ mod tests {
         assert_eq!(s.port, 9001);
         assert_eq!(s.facebook_verify_token, "12345");
         assert_eq!(s.app_secrets(), ["ig", "fb"]);
+        let rotating = Settings::load_from(
+            env(&[
+                ("INSTAGRAM_APP_SECRET", "new, old"),
+                ("FACEBOOK_APP_SECRET", "fb"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(rotating.app_secrets(), ["new", "old", "fb"]);
         assert_eq!(s.crm_webhook_timeout, 2.5);
         assert!(s.is_production());
         // Production wants a credential key besides Meta's secrets.
