@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! loadgen --addr 127.0.0.1:8000 --mode ingest|send|root --connections 64 --requests 100000 \
-//!         [--secret S] [--account ID] [--run-id R]
+//!         [--secret S] [--account ID] [--key API_KEY] [--run-id R]
 //! loadgen --addr 127.0.0.1:9000 --mode fake-graph [--delay-ms 0]
 //! ```
 //!
@@ -30,6 +30,7 @@ struct Options {
     requests: usize,
     secret: String,
     account: String,
+    key: String,
     run_id: String,
     delay_ms: u64,
 }
@@ -42,6 +43,7 @@ fn parse_args() -> Result<Options, String> {
         requests: 100_000,
         secret: "bench-secret".into(),
         account: "17841400000000001".into(),
+        key: "bench-key".into(),
         run_id: format!(
             "{}",
             SystemTime::now()
@@ -70,6 +72,7 @@ fn parse_args() -> Result<Options, String> {
             "--requests" => options.requests = number()?,
             "--secret" => options.secret = value.clone(),
             "--account" => options.account = value.clone(),
+            "--key" => options.key = value.clone(),
             "--run-id" => options.run_id = value.clone(),
             "--delay-ms" => options.delay_ms = number()? as u64,
             other => return Err(format!("unknown option {other}")),
@@ -101,8 +104,9 @@ fn prepare(options: &Options) -> Vec<Vec<u8>> {
                     run = options.run_id,
                 );
                 let mut request = format!(
-                    "POST /api/v1/messages/send HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer bench-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
+                    "POST /api/v1/messages/send HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len(),
+                    key = options.key,
                 )
                 .into_bytes();
                 request.extend_from_slice(body.as_bytes());

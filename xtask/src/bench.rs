@@ -144,6 +144,32 @@ fn start_server(
     Ok((server, addr))
 }
 
+/// An admin key for the bench, made with the server's own command once it has migrated the
+/// database. Builds from before API keys (measured with `--server`) accept any token.
+fn admin_key(server_bin: &Path, database: &Database, dir: &Path) -> String {
+    let output = Command::new(server_bin)
+        .env_clear()
+        .current_dir(dir)
+        .env("DATABASE_URL", &database.url)
+        .env("LOG_LEVEL", "warn")
+        .args(["api-key", "create", "--name", "bench", "--json"])
+        .output();
+    output
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let key = text
+                .split("\"api_key\":\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .to_owned();
+            Some(key)
+        })
+        .unwrap_or_else(|| "bench-key".to_owned())
+}
+
 fn temp_dir() -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("insta-router-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("temp dir: {e}"))?;
@@ -192,7 +218,8 @@ fn send(options: &Options) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot start the fake Graph API: {e}"))?;
     let graph_url = format!("http://{graph_addr}");
-    // Sending alone, unthrottled: the bench measures the pipeline, not SEND_RATE_PER_ACCOUNT.
+    // Sending alone, unthrottled: the bench measures the pipeline, not SEND_RATE_PER_ACCOUNT
+    // or API_RATE_LIMIT.
     let (mut server, addr) = start_server(
         &server_bin,
         &database,
@@ -202,12 +229,17 @@ fn send(options: &Options) -> Result<(), String> {
             ("DELIVERY_WORKERS", "0"),
             ("AUTO_REPLY_WORKERS", "0"),
             ("SEND_RATE_PER_ACCOUNT", "1000000"),
+            // One key makes every request; its rate limit would set the pace.
+            ("API_RATE_LIMIT", "0"),
         ]
         .into_iter()
         .chain(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .collect::<Vec<_>>(),
     )?;
-    let result = measure_send(options, &addr, &graph_addr, &loadgen, &server);
+    let result = wait_ready(&addr).and_then(|()| {
+        let key = admin_key(&server_bin, &database, &dir);
+        measure_send(options, &addr, &key, &graph_addr, &loadgen, &server)
+    });
     let _ = server.kill();
     let _ = server.wait();
     let _ = graph.kill();
@@ -217,7 +249,7 @@ fn send(options: &Options) -> Result<(), String> {
     result
 }
 
-/// Runs loadgen in `mode` against `addr`; `account` is its `--account`.
+/// Runs loadgen in `mode` against `addr`; `account` is its `--account`, `key` its `--key`.
 fn loadgen_run(
     loadgen: &Path,
     addr: &str,
@@ -225,6 +257,7 @@ fn loadgen_run(
     connections: usize,
     requests: usize,
     account: &str,
+    key: &str,
 ) -> Result<Report, String> {
     let output = Command::new(loadgen)
         .args([
@@ -240,6 +273,8 @@ fn loadgen_run(
             SECRET,
             "--account",
             account,
+            "--key",
+            key,
         ])
         .output()
         .map_err(|e| format!("cannot run loadgen: {e}"))?;
@@ -255,15 +290,15 @@ fn loadgen_run(
 fn measure_send(
     options: &Options,
     addr: &str,
+    key: &str,
     graph_addr: &str,
     loadgen: &Path,
     server: &Child,
 ) -> Result<(), String> {
-    wait_ready(addr)?;
     let account = format!(
         r#"{{"instagram_account_id":"{ACCOUNT}","username":"bench.shop","access_token":"IGQVJ-bench"}}"#
     );
-    let (status, body) = http(addr, "POST", "/api/v1/accounts", Some(&account))?;
+    let (status, body) = http_as(addr, key, "POST", "/api/v1/accounts", Some(&account))?;
     if status != 201 {
         return Err(format!("creating the bench account: {status} {body}"));
     }
@@ -281,6 +316,7 @@ fn measure_send(
             options.connections,
             requests,
             &account_id,
+            key,
         )
     };
     say("warming up");
@@ -353,15 +389,24 @@ fn measure(
     dir: &Path,
 ) -> Result<(), String> {
     wait_ready(addr)?;
+    let key = admin_key(server_bin, database, dir);
     let account = format!(
         r#"{{"instagram_account_id":"{ACCOUNT}","username":"bench.shop","access_token":"IGQVJ-bench","crm_webhook_url":"https://crm.example/hooks","webhook_secret":"bench-crm-secret"}}"#
     );
-    let (status, body) = http(addr, "POST", "/api/v1/accounts", Some(&account))?;
+    let (status, body) = http_as(addr, &key, "POST", "/api/v1/accounts", Some(&account))?;
     if status != 201 {
         return Err(format!("creating the bench account: {status} {body}"));
     }
     let run = |mode: &str, requests: usize| {
-        loadgen_run(loadgen, addr, mode, options.connections, requests, ACCOUNT)
+        loadgen_run(
+            loadgen,
+            addr,
+            mode,
+            options.connections,
+            requests,
+            ACCOUNT,
+            &key,
+        )
     };
     say("warming up");
     run("root", 20_000)?;
@@ -600,10 +645,26 @@ fn wait_ready(addr: &str) -> Result<(), String> {
 
 /// One HTTP/1.1 request with `Connection: close`; returns status and body.
 fn http(addr: &str, method: &str, path: &str, json: Option<&str>) -> Result<(u16, String), String> {
+    http_as(addr, "", method, path, json)
+}
+
+/// [`http`] with `Authorization: Bearer <key>` when `key` is not empty.
+fn http_as(
+    addr: &str,
+    key: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     let body = json.unwrap_or("");
+    let authorization = if key.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {key}\r\n")
+    };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer bench-key\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream

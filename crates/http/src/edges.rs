@@ -1,7 +1,7 @@
 //! What every response carries, whatever route or error produced it: the security headers,
 //! the request id, and (when configured) CORS.
 
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
@@ -30,21 +30,39 @@ fn usable(id: &str) -> bool {
 /// Runs the request in a tracing span named by its request id, so every log line of the
 /// request carries it, and puts the id and the security headers on the response. Inner
 /// middleware answers its refusals as responses (not errors), so they get them too.
-pub(crate) async fn edges(
+///
+/// Every request passes here, Meta's webhooks included: the id is kept as a header value
+/// (no string is made of it) and the body is passed through as it is (not boxed).
+pub(crate) async fn edges<B: MessageBody + 'static>(
     req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
     let id = req
         .headers()
         .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| usable(v))
-        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
-    let span = tracing::info_span!("request", request_id = %id);
-    let mut response = next.call(req).instrument(span).await?.map_into_boxed_body();
+        .filter(|v| v.to_str().is_ok_and(usable))
+        .cloned()
+        .or_else(|| {
+            let mut text = [0_u8; uuid::fmt::Simple::LENGTH];
+            HeaderValue::from_bytes(
+                uuid::Uuid::now_v7()
+                    .simple()
+                    .encode_lower(&mut text)
+                    .as_bytes(),
+            )
+            .ok()
+        });
+    let span = tracing::info_span!(
+        "request",
+        request_id = id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    );
+    let mut response = next.call(req).instrument(span).await?;
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        headers.insert(REQUEST_ID, value);
+    if let Some(id) = id {
+        headers.insert(REQUEST_ID, id);
     }
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));
