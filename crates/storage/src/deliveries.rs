@@ -174,16 +174,19 @@ impl SeaDeliveryStore {
         Ok(true)
     }
 
-    /// Sets `status = 'queued', run_at = now, attempts = 0` on the rows `update` selects.
-    fn requeue(update: &mut UpdateStatement, now: DateTime<Utc>) {
+    /// Sets `status = 'queued', run_at = now` on the rows `update` selects, and `attempts = 0`
+    /// when `fresh_attempts` (each column is assigned once: PostgreSQL refuses a second).
+    fn requeue(update: &mut UpdateStatement, now: DateTime<Utc>, fresh_attempts: bool) {
         update
             .table(col("jobs"))
             .value(col("status"), JobStatus::Queued.as_str())
             .value(col("run_at"), to_micros(now))
-            .value(col("attempts"), 0)
             .value(col("lease_token"), Option::<String>::None)
             .value(col("updated_at"), to_micros(now))
             .and_where(Expr::col(col("kind")).eq(JobKind::CrmDelivery.as_str()));
+        if fresh_attempts {
+            update.value(col("attempts"), 0);
+        }
     }
 }
 
@@ -293,17 +296,15 @@ impl DeliveryStore for SeaDeliveryStore {
             return Ok(RetryNow::NotFound);
         };
         let mut update = Query::update();
-        Self::requeue(&mut update, now);
+        // A dead delivery gets a fresh set of attempts; one waiting for a retry is moved up,
+        // keeping its place in the schedule.
+        Self::requeue(&mut update, now, job.status != JobStatus::Queued);
         update
             .and_where(Expr::col(col("id")).eq(id.as_str()))
             .and_where(
                 Expr::col(col("status"))
                     .is_in([JobStatus::Queued.as_str(), JobStatus::Dead.as_str()]),
             );
-        if job.status == JobStatus::Queued {
-            // Waiting for a retry: move it up, keeping its place in the schedule.
-            update.value(col("attempts"), Expr::col(col("attempts")));
-        }
         let changed = self
             .db
             .execute_raw(self.db.get_database_backend().build(&update))
@@ -332,7 +333,7 @@ impl DeliveryStore for SeaDeliveryStore {
         now: DateTime<Utc>,
     ) -> Result<u64, RepoError> {
         let mut update = Query::update();
-        Self::requeue(&mut update, now);
+        Self::requeue(&mut update, now, true);
         update
             .and_where(Expr::col(col("account_id")).eq(account.as_str()))
             .and_where(Expr::col(col("status")).eq(JobStatus::Dead.as_str()));

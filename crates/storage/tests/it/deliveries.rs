@@ -90,6 +90,16 @@ async fn attempts_are_recorded_with_the_resolution_and_only_by_the_lease_holder(
         let job = db.jobs().get(&id).await.unwrap().unwrap();
         assert_eq!((job.status, job.run_at), (JobStatus::Queued, at(60)));
         assert_eq!(job.last_error.as_deref(), Some("HTTP 503 (http_error)"));
+        // Retried by hand while it waits: moved up, keeping its attempts (one assignment per
+        // column, which PostgreSQL insists on).
+        match store.retry_now(&id, at(2)).await.unwrap() {
+            RetryNow::Queued(job) => assert_eq!(
+                (job.status, job.attempts, job.run_at),
+                (JobStatus::Queued, 1, at(2)),
+                "{backend:?}"
+            ),
+            other => panic!("{backend:?}: {other:?}"),
+        }
 
         let lease = claim_one(&db, 60).await;
         assert!(
