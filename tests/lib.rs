@@ -459,7 +459,7 @@ pub fn leaked_secret(text: &str, secrets: &[String]) -> Option<String> {
 }
 
 /// `text` with every byte but unreserved characters percent-encoded, as in a query string.
-fn percent_encoded(text: &str) -> String {
+pub fn percent_encoded(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -32,9 +32,20 @@ async fn graph(profile: ResponseTemplate) -> MockServer {
 }
 
 async fn server_with_order66(graph: &MockServer) -> TestServer {
+    server_with_rule(
+        &graph.uri(),
+        "order66",
+        "Order 66 confirmed, {username}! Your request has been received.",
+    )
+    .await
+}
+
+/// A server on the Graph API at `graph_url` with the shop connected and one rule answering
+/// `keyword` with `reply`.
+async fn server_with_rule(graph_url: &str, keyword: &str, reply: &str) -> TestServer {
     let server = TestServer::builder()
         .env("INSTAGRAM_APP_SECRET", APP_SECRET)
-        .env("INSTAGRAM_API_BASE_URL", &graph.uri())
+        .env("INSTAGRAM_API_BASE_URL", graph_url)
         .env("DELIVERY_POLL_INTERVAL_MS", "50")
         .secret(TOKEN)
         .start()
@@ -55,9 +66,9 @@ async fn server_with_order66(graph: &MockServer) -> TestServer {
             &format!("/api/v1/accounts/{account_id}/rules"),
         )
         .json(&json!({
-            "name": "order66",
-            "conditions": [{"type": "keywords", "any_of": ["order66"]}],
-            "reply": {"text": "Order 66 confirmed, {username}! Your request has been received."},
+            "name": keyword,
+            "conditions": [{"type": "keywords", "any_of": [keyword]}],
+            "reply": {"text": reply},
         }))
         .send()
         .await
@@ -185,37 +196,12 @@ async fn an_unreachable_graph_api_leaves_no_token_in_the_log() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = closed.local_addr().unwrap();
     drop(closed);
-    let server = TestServer::builder()
-        .env("INSTAGRAM_APP_SECRET", APP_SECRET)
-        .env("INSTAGRAM_API_BASE_URL", &format!("http://{address}/v21.0"))
-        .env("DELIVERY_POLL_INTERVAL_MS", "50")
-        .secret(TOKEN)
-        .start()
-        .await;
-    let account: Value = server
-        .api(Method::POST, "/api/v1/accounts")
-        .json(&json!({"instagram_account_id": ACCOUNT, "username": "shop", "access_token": TOKEN}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let account_id = account["account_id"].as_str().unwrap();
-    let created = server
-        .api(
-            Method::POST,
-            &format!("/api/v1/accounts/{account_id}/rules"),
-        )
-        .json(&json!({
-            "name": "hello",
-            "conditions": [{"type": "keywords", "any_of": ["hello"]}],
-            "reply": {"text": "Hi {username}!"},
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    let server = server_with_rule(
+        &format!("http://{address}/v21.0"),
+        "hello",
+        "Hi {username}!",
+    )
+    .await;
     post(&server, &dm("mid.unreachable", "hello", false)).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while !server.output().contains("profile lookup failed") {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use insta_router_blackbox::{TestServer, text_webhook};
+use insta_router_blackbox::{TestServer, percent_encoded, text_webhook};
 use insta_router_instagram::sign_body;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -130,19 +130,6 @@ fn body_for(rng: &mut Rng, spec: &Value, operation: &Value) -> Vec<u8> {
             Value::Object(object).to_string().into_bytes()
         }
     }
-}
-
-/// Percent-encodes everything but unreserved characters.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// Real ids of the fuzz server, by path parameter, to reach past the 404s.
@@ -279,7 +266,8 @@ async fn generated_requests_get_only_documented_answers_and_never_a_5xx() {
                             } else {
                                 value
                             };
-                            url_path = url_path.replace(&format!("{{{name}}}"), &encode(&value));
+                            url_path =
+                                url_path.replace(&format!("{{{name}}}"), &percent_encoded(&value));
                         }
                         Some("query") if rng.chance(60) => {
                             let value = value_for(&mut rng, &parameter["schema"]);
@@ -296,7 +284,7 @@ async fn generated_requests_get_only_documented_answers_and_never_a_5xx() {
                 }
                 let query_string: Vec<String> = query
                     .iter()
-                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                    .map(|(k, v)| format!("{}={}", percent_encoded(k), percent_encoded(v)))
                     .collect();
                 let mut request = server.client.request(
                     method.clone(),
@@ -315,12 +303,12 @@ async fn generated_requests_get_only_documented_answers_and_never_a_5xx() {
                 if secured {
                     match rng.below(10) {
                         0 => {}
-                        1 => request = request.bearer_auth(encode(&rng.string())),
+                        1 => request = request.bearer_auth(percent_encoded(&rng.string())),
                         _ => request = request.bearer_auth(&server.api_key),
                     }
                 }
                 if rng.chance(20) {
-                    request = request.header("idempotency-key", encode(&rng.string()));
+                    request = request.header("idempotency-key", percent_encoded(&rng.string()));
                 }
                 let shown_body = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
                 let response = request.body(body).send().await.unwrap();
