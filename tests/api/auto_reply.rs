@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use insta_router_blackbox::{TestServer, graph_sends};
-use insta_router_instagram::sign_body;
 use reqwest::Method;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -108,12 +107,6 @@ fn chrono_now_millis() -> u64 {
     .unwrap()
 }
 
-async fn post(server: &TestServer, body: &str) {
-    let signature = sign_body(APP_SECRET, body.as_bytes());
-    let response = server.post_webhook(body, Some(&signature)).await;
-    assert_eq!(response.status(), 200);
-}
-
 /// The Send API requests so far, after waiting for at least `n`.
 async fn sends(graph: &MockServer, n: usize, server: &TestServer) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -136,7 +129,7 @@ async fn order66_gets_exactly_one_reply_with_the_username() {
     .await;
     let server = server_with_order66(&graph).await;
     let body = dm("mid.order66", "Hi ORDER66 please", false);
-    post(&server, &body).await;
+    server.deliver_webhook(&body).await;
     let sent = sends(&graph, 1, &server).await;
     assert_eq!(sent[0]["recipient"]["id"], "555");
     assert_eq!(sent[0]["messaging_type"], "RESPONSE");
@@ -162,13 +155,13 @@ async fn order66_gets_exactly_one_reply_with_the_username() {
 
     // Meta redelivers the same DM; the business echoes (from the app) a text with the
     // keyword; the echo of our own reply arrives: none of them is answered.
-    post(&server, &body).await;
-    post(&server, &dm("mid.human", "ORDER66 is noted", true)).await;
-    post(
-        &server,
-        &dm("mid.reply.1", "Order 66 confirmed, @jane!", true),
-    )
-    .await;
+    server.deliver_webhook(&body).await;
+    server
+        .deliver_webhook(&dm("mid.human", "ORDER66 is noted", true))
+        .await;
+    server
+        .deliver_webhook(&dm("mid.reply.1", "Order 66 confirmed, @jane!", true))
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sends(&graph, 1, &server).await.len(), 1);
 }
@@ -177,7 +170,9 @@ async fn order66_gets_exactly_one_reply_with_the_username() {
 async fn a_broken_profile_lookup_uses_the_fallback_name() {
     let graph = graph(ResponseTemplate::new(500)).await;
     let server = server_with_order66(&graph).await;
-    post(&server, &dm("mid.fallback", "order66", false)).await;
+    server
+        .deliver_webhook(&dm("mid.fallback", "order66", false))
+        .await;
     let sent = sends(&graph, 1, &server).await;
     assert_eq!(
         sent[0]["message"]["text"],
@@ -202,7 +197,9 @@ async fn an_unreachable_graph_api_leaves_no_token_in_the_log() {
         "Hi {username}!",
     )
     .await;
-    post(&server, &dm("mid.unreachable", "hello", false)).await;
+    server
+        .deliver_webhook(&dm("mid.unreachable", "hello", false))
+        .await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while !server.output().contains("profile lookup failed") {
         assert!(Instant::now() < deadline, "{}", server.output());

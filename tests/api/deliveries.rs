@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use insta_router_blackbox::{ServerBuilder, TestServer};
-use insta_router_instagram::sign_body;
 use reqwest::Method;
 use ring::hmac;
 use serde_json::{Value, json};
@@ -103,12 +102,6 @@ fn text_webhook(mid: &str, text: &str) -> String {
     insta_router_blackbox::text_webhook(ACCOUNT, mid, text)
 }
 
-async fn post_webhook(server: &TestServer, body: &str) {
-    let signature = sign_body(APP_SECRET, body.as_bytes());
-    let response = server.post_webhook(body, Some(&signature)).await;
-    assert_eq!(response.status(), 200, "{}", server.output());
-}
-
 /// Waits until `crm` has received `n` requests; returns them.
 async fn received(crm: &MockServer, n: usize, server: &TestServer) -> Vec<Request> {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -181,7 +174,7 @@ async fn an_event_reaches_the_crm_once_signed_and_verifiable() {
     let server = server("0s, 1s").await;
     let account_id = connect(&server, &crm).await;
     let body = text_webhook("mid.ORDER66", "Hi ORDER66 please");
-    post_webhook(&server, &body).await;
+    server.deliver_webhook(&body).await;
     let requests = received(&crm, 1, &server).await;
     let request = &requests[0];
 
@@ -215,7 +208,7 @@ async fn an_event_reaches_the_crm_once_signed_and_verifiable() {
     assert_eq!(header(request, "webhook-id"), data["id"].as_str().unwrap());
 
     // Meta's retry of the same event is stored once and forwarded once.
-    post_webhook(&server, &body).await;
+    server.deliver_webhook(&body).await;
     let detail = settled(&server, "delivered").await;
     assert_eq!(detail["attempts"], 1);
     assert_eq!(detail["attempts_made"][0]["status_code"], 200);
@@ -257,7 +250,9 @@ async fn failures_are_retried_with_the_same_id_and_bytes_until_accepted() {
     }
     let server = server("0s, 100ms, 100ms, 100ms, 100ms").await;
     connect(&server, &crm).await;
-    post_webhook(&server, &text_webhook("mid.retry", "hello")).await;
+    server
+        .deliver_webhook(&text_webhook("mid.retry", "hello"))
+        .await;
     let detail = settled(&server, "delivered").await;
     let requests = received(&crm, 4, &server).await;
     assert_eq!(requests.len(), 4);
@@ -290,7 +285,9 @@ async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them() {
     let crm = crm_answering(ResponseTemplate::new(503)).await;
     let server = server("0s, 100ms").await;
     let account_id = connect(&server, &crm).await;
-    post_webhook(&server, &text_webhook("mid.dead", "hello")).await;
+    server
+        .deliver_webhook(&text_webhook("mid.dead", "hello"))
+        .await;
     let dead = settled(&server, "dead").await;
     assert_eq!(dead["attempts"], 2);
     let failed = crm.received_requests().await.unwrap();
@@ -345,7 +342,9 @@ async fn gone_disables_the_endpoint_until_it_is_set_again() {
     let crm = crm_answering(ResponseTemplate::new(410)).await;
     let server = server("0s, 100ms, 100ms").await;
     let account_id = connect(&server, &crm).await;
-    post_webhook(&server, &text_webhook("mid.gone1", "one")).await;
+    server
+        .deliver_webhook(&text_webhook("mid.gone1", "one"))
+        .await;
     let dead = settled(&server, "dead").await;
     assert_eq!(dead["attempts_made"][0]["outcome"], "gone");
     let account: Value = server
@@ -359,7 +358,9 @@ async fn gone_disables_the_endpoint_until_it_is_set_again() {
     assert!(account["crm_disabled_at"].is_string(), "{account}");
 
     // While disabled, nothing is sent: the next event is dead-lettered without a request.
-    post_webhook(&server, &text_webhook("mid.gone2", "two")).await;
+    server
+        .deliver_webhook(&text_webhook("mid.gone2", "two"))
+        .await;
     wait_for(&server, "status=dead", 2).await;
     assert_eq!(crm.received_requests().await.unwrap().len(), 1);
     let list = deliveries(&server, "status=dead").await;
@@ -404,7 +405,9 @@ async fn a_rotated_secret_keeps_signing_beside_the_new_one() {
         .unwrap();
     let patched: Value = patched.json().await.unwrap();
     assert!(patched["previous_secret_until"].is_string(), "{patched}");
-    post_webhook(&server, &text_webhook("mid.rotate", "hi")).await;
+    server
+        .deliver_webhook(&text_webhook("mid.rotate", "hi"))
+        .await;
     let requests = received(&crm, 1, &server).await;
     for secret in [new_secret, CRM_SECRET] {
         standardwebhooks::Webhook::new(secret)
@@ -469,7 +472,9 @@ async fn a_killed_server_loses_no_delivery() {
         .await;
     connect(&server, &crm).await;
     for n in 0..EVENTS {
-        post_webhook(&server, &text_webhook(&format!("mid.crash.{n}"), "hi")).await;
+        server
+            .deliver_webhook(&text_webhook(&format!("mid.crash.{n}"), "hi"))
+            .await;
     }
     // Some requests have reached the CRM and more are on their way: kill -9.
     received(&crm, 2, &server).await;
@@ -509,7 +514,9 @@ async fn two_instances_share_the_deliveries_without_double_claims() {
     connect(&first, &crm).await;
     for n in 0..EVENTS {
         let server = if n % 2 == 0 { &first } else { &second };
-        post_webhook(server, &text_webhook(&format!("mid.pair.{n}"), "hi")).await;
+        server
+            .deliver_webhook(&text_webhook(&format!("mid.pair.{n}"), "hi"))
+            .await;
     }
     let requests = received(&crm, EVENTS, &first).await;
     wait_for(&first, "status=delivered&limit=200", EVENTS).await;

@@ -82,9 +82,7 @@ async fn post(server: &TestServer, mid: &str) -> (StatusCode, Value) {
 
 /// Posts `body`, signed; its status and JSON body.
 async fn post_body(server: &TestServer, body: String) -> (StatusCode, Value) {
-    let response = server
-        .post_webhook(&body, Some(&sign_body(SECRET, body.as_bytes())))
-        .await;
+    let response = server.post_signed(&body).await;
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -483,9 +481,7 @@ async fn without_a_spool_a_database_that_refuses_writes_gets_503_and_meta_retrie
     let db = server.db.connect().await;
     let lift = refuse(&db, "webhook_journal", None).await;
     let body = text_webhook("mid.retried");
-    let response = server
-        .post_webhook(&body, Some(&sign_body(SECRET, body.as_bytes())))
-        .await;
+    let response = server.post_signed(&body).await;
     assert_eq!(response.status(), 503, "{}", server.output());
     assert_eq!(
         response.headers()["content-type"],

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use insta_router_blackbox::{TestServer, graph_sends};
-use insta_router_instagram::sign_body;
 use reqwest::Method;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, method, path};
@@ -104,14 +103,6 @@ fn dm(customer: &str, mid: &str, text: &str, echo: bool, ago: Duration) -> Strin
     .to_string()
 }
 
-async fn post_dm(server: &TestServer, body: &str) {
-    let signature = sign_body(APP_SECRET, body.as_bytes());
-    assert_eq!(
-        server.post_webhook(body, Some(&signature)).await.status(),
-        200
-    );
-}
-
 async fn send(server: &TestServer, body: &Value) -> reqwest::Response {
     server
         .api(Method::POST, "/api/v1/messages/send")
@@ -183,17 +174,15 @@ async fn a_send_reaches_meta_once_and_a_retried_request_replays_it() {
     let crm = crm().await;
     let server = server(&graph, &[("CRM_ALLOW_PRIVATE_NETWORKS", "true")]).await;
     let account = create_account(&server, Some(&crm)).await;
-    post_dm(
-        &server,
-        &dm(
+    server
+        .deliver_webhook(&dm(
             "555",
             "mid.in.1",
             "Where is my order?",
             false,
             Duration::ZERO,
-        ),
-    )
-    .await;
+        ))
+        .await;
     let request = json!({
         "account_id": account, "recipient_id": "555", "message": "It ships today.",
         "quick_replies": [{"title": "Track", "payload": "TRACK"}],
@@ -271,11 +260,15 @@ async fn a_send_reaches_meta_once_and_a_retried_request_replays_it() {
     assert_eq!(data[1]["direction"], "inbound");
 
     // Meta's echo of the sent message is not stored a second time.
-    post_dm(
-        &server,
-        &dm("555", "mid.sent.1", "It ships today.", true, Duration::ZERO),
-    )
-    .await;
+    server
+        .deliver_webhook(&dm(
+            "555",
+            "mid.sent.1",
+            "It ships today.",
+            true,
+            Duration::ZERO,
+        ))
+        .await;
     let history: Value = server
         .api_json(
             Method::GET,
@@ -445,11 +438,9 @@ async fn each_graph_error_class_ends_in_the_right_status_with_metas_code() {
     );
 
     // Meta's echo of the slow message arrives: the unknown send becomes sent, with its mid.
-    post_dm(
-        &server,
-        &dm("1006", "mid.slow", "Hello 1006", true, Duration::ZERO),
-    )
-    .await;
+    server
+        .deliver_webhook(&dm("1006", "mid.slow", "Hello 1006", true, Duration::ZERO))
+        .await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let status = status(&server, &ids[5]).await;
@@ -547,17 +538,15 @@ async fn outside_the_window_only_a_persons_answer_goes_out_tagged_human_agent() 
     let graph = graph().await;
     let server = server(&graph, &[]).await;
     let account = create_account(&server, None).await;
-    post_dm(
-        &server,
-        &dm(
+    server
+        .deliver_webhook(&dm(
             "777",
             "mid.old",
             "Hello?",
             false,
             Duration::from_secs(2 * 24 * 3600),
-        ),
-    )
-    .await;
+        ))
+        .await;
     let bot = send_ok(
         &server,
         &json!({"account_id": account, "recipient_id": "777", "message": "Automated", "idempotency_key": "w1"}),
@@ -668,7 +657,9 @@ async fn marking_a_conversation_read_clears_its_unread_count_and_tells_meta() {
     let server = server(&graph, &[]).await;
     create_account(&server, None).await;
     for (mid, text) in [("mid.r1", "one"), ("mid.r2", "two")] {
-        post_dm(&server, &dm("888", mid, text, false, Duration::ZERO)).await;
+        server
+            .deliver_webhook(&dm("888", mid, text, false, Duration::ZERO))
+            .await;
     }
     let conversation = format!("conv_888_{ACCOUNT}");
     let accounts: Value = server.api_json(Method::GET, "/api/v1/accounts").await;
