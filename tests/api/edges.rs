@@ -83,16 +83,27 @@ async fn a_request_id_is_echoed_generated_or_replaced_and_on_the_log_lines() {
         }
         request.send()
     };
+    // The refusal is logged inside the request's span; the server's output is read by another
+    // thread, so the line may come a moment after the answer.
+    let refusal_logged = |id: String| {
+        let server = &server;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let output = server.output();
+                if output.lines().any(|l| {
+                    l.contains(&format!("request_id={id}}}")) && l.contains("webhook refused")
+                }) {
+                    return output;
+                }
+                assert!(std::time::Instant::now() < deadline, "{id}:\n{output}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
     let echoed = send(Some("trace-0190.abc")).await.unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-0190.abc");
-    // The refusal is logged inside the request's span.
-    let output = server.output();
-    assert!(
-        output
-            .lines()
-            .any(|l| l.contains("trace-0190.abc") && l.contains("webhook refused")),
-        "{output}"
-    );
+    refusal_logged("trace-0190.abc".to_owned()).await;
     let generated = send(None).await.unwrap();
     let id = generated.headers()["x-request-id"]
         .to_str()
@@ -100,10 +111,13 @@ async fn a_request_id_is_echoed_generated_or_replaced_and_on_the_log_lines() {
         .to_owned();
     assert_eq!(id.len(), 32, "{id}");
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    refusal_logged(id).await;
     let replaced = send(Some("<script>alert(1)</script>")).await.unwrap();
     let id = replaced.headers()["x-request-id"].to_str().unwrap();
     assert_eq!(id.len(), 32, "a made-up id is not echoed: {id}");
-    assert!(!server.output().contains("<script>"));
+    // Its refusal is logged under the id that replaced it, and the made-up one nowhere.
+    let output = refusal_logged(id.to_owned()).await;
+    assert!(!output.contains("<script>"));
 }
 
 #[tokio::test]

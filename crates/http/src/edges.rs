@@ -54,7 +54,7 @@ pub(crate) async fn edges<B: MessageBody + 'static>(
         });
     let span = tracing::info_span!(
         "request",
-        request_id = id
+        request_id = %id
             .as_ref()
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
