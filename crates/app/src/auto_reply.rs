@@ -9,12 +9,12 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use insta_router_domain::rules::{self, Recipient, Rule, Safety};
 use insta_router_domain::{
-    Account, ClaimedJob, Direction, InstagramAccountId, InstagramUserId, JobId, JobKind, Message,
-    MessageContext, MessageId, MessageKind, MessagingType, NewJob, OutboundContent,
+    Account, ClaimedJob, Direction, InstagramAccountId, InstagramUserId, JobKind, Message,
+    MessageContext, MessageId, MessageKind, MessagingType, OutboundContent,
 };
 use insta_router_ports::{
     AccountRepository, AutoReplyStore, Clock, CredentialCipher, GraphError, JobQueue,
-    MessageRepository, Messenger, Profile, ReplyClaim, with_account_id,
+    MessageRepository, Messenger, Profile, ReplyClaim,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -376,21 +376,12 @@ impl AutoReplyService {
 
     /// Queues the reply for the account's CRM as `message.auto_reply`.
     async fn forward(&self, account: &Account, reply: &Message, now: DateTime<Utc>) {
-        if account.crm_webhook_url.is_none() {
+        let route = account.route();
+        let Some(account_id) = route.crm() else {
             return;
-        }
-        let payload = with_account_id(
-            &crm_payload::message_body("message.auto_reply", reply),
-            &account.id,
-        );
-        let job = NewJob {
-            id: JobId::from_u128(new_id_bits()),
-            kind: JobKind::CrmDelivery,
-            account_id: Some(account.id.clone()),
-            subject: reply.id.to_string(),
-            payload,
-            run_at: now,
         };
+        let body = crm_payload::message_body("message.auto_reply", reply, account_id);
+        let job = crm_payload::delivery(account_id, reply.id.as_str(), body, now);
         if let Err(error) = self.ports.jobs.enqueue(&[job]).await {
             tracing::error!(%error, "cannot queue the auto-reply for the CRM");
         }

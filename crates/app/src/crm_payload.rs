@@ -6,18 +6,14 @@
 //! `message_type`, `timestamp`, `instagram_message_id`, `conversation_id`) and adds ours.
 //! `message_id` stays Meta's `mid`, as the original sent it; our id is `id`.
 //!
-//! `account_id` is our account id, which only the database knows when the event is stored
-//! (an account may be connected or changed at any moment): the body is written with
-//! [`ACCOUNT_ID_PLACEHOLDER`] and the store puts the id in, in the same transaction that
-//! queues the delivery. Serialised JSON cannot hold that sequence anywhere but as our own
-//! key: inside a string its quotes would be escaped.
+//! `account_id` is our account id: a body is rendered only once the event's route is known
+//! (see [`insta_router_domain::Route`]), since only an account with a CRM gets deliveries.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use insta_router_domain::{
-    Attachment, EventId, InboundEvent, InboundEventKind, Message, OutboundMessage, ReactionAction,
-    Referral, ReplyTo,
+    AccountId, Attachment, EventId, InboundEvent, InboundEventKind, JobId, JobKind, Message,
+    NewJob, OutboundMessage, ReactionAction, Referral, ReplyTo,
 };
-use insta_router_ports::ACCOUNT_ID_PLACEHOLDER;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -25,11 +21,11 @@ use serde_json::{Map, Value, json};
 ///
 /// Written through derived `Serialize` structs (one per webhook, on the hot path), with their
 /// fields in alphabetical order: the same bytes a `serde_json` map gives, as the other bodies.
-pub(crate) fn message_body(event_type: &str, message: &Message) -> String {
+pub(crate) fn message_body(event_type: &str, message: &Message, account: &AccountId) -> String {
     let mid = message.mid.as_ref().map(|m| m.as_str());
     let body = Envelope {
         data: MessageData {
-            account_id: (),
+            account_id: account.as_str(),
             attachments: message.attachments.iter().map(attachment).collect(),
             conversation_id: message.conversation_id.as_str(),
             direction: message.direction.as_str(),
@@ -53,9 +49,24 @@ pub(crate) fn message_body(event_type: &str, message: &Message) -> String {
         kind: event_type,
     };
     // Serialising these types cannot fail: strings, numbers and JSON values only.
-    let body = serde_json::to_string(&body).unwrap_or_default();
-    debug_assert_eq!(body.matches(ACCOUNT_ID_PLACEHOLDER).count(), 1);
-    body
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// The delivery of `body`, about `subject`, to the CRM of `account`.
+pub(crate) fn delivery(
+    account: &AccountId,
+    subject: &str,
+    body: String,
+    now: DateTime<Utc>,
+) -> NewJob {
+    NewJob {
+        id: JobId::from_u128(crate::new_id_bits()),
+        kind: JobKind::CrmDelivery,
+        account_id: Some(account.clone()),
+        subject: subject.to_owned(),
+        payload: body,
+        run_at: now,
+    }
 }
 
 /// `{"data", "timestamp", "type"}`.
@@ -70,8 +81,7 @@ struct Envelope<'a, D> {
 /// `data` of a message's body; fields in alphabetical order (see [`message_body`]).
 #[derive(Serialize)]
 struct MessageData<'a> {
-    /// `null`: the placeholder the store replaces (see the module documentation).
-    account_id: (),
+    account_id: &'a str,
     attachments: Vec<Value>,
     conversation_id: &'a str,
     direction: &'a str,
@@ -94,8 +104,14 @@ struct MessageData<'a> {
 }
 
 /// The body of the delivery of a stored event that is not a message.
-pub(crate) fn event_body(event_type: &str, id: &EventId, event: &InboundEvent) -> String {
+pub(crate) fn event_body(
+    event_type: &str,
+    id: &EventId,
+    event: &InboundEvent,
+    account: &AccountId,
+) -> String {
     let mut data = Map::new();
+    data.insert("account_id".into(), account.as_str().into());
     data.insert("event".into(), event_type.into());
     data.insert("id".into(), id.as_str().into());
     data.insert("kind".into(), event.kind_name().into());
@@ -153,7 +169,7 @@ pub(crate) fn event_body(event_type: &str, id: &EventId, event: &InboundEvent) -
 }
 
 /// The body of `message.sent` / `message.failed` for a send a CRM asked for (the original
-/// service's `DeliveryStatusWebhook`). Our account id is known here, so no placeholder.
+/// service's `DeliveryStatusWebhook`).
 pub(crate) fn status_body(event_type: &str, send: &OutboundMessage, at: DateTime<Utc>) -> String {
     let error = send.error.as_ref().map_or(Value::Null, |e| {
         json!({"code": e.code, "subcode": e.subcode, "message": e.message, "retryable": e.retryable})
@@ -183,17 +199,13 @@ pub(crate) fn status_body(event_type: &str, send: &OutboundMessage, at: DateTime
     .to_string()
 }
 
-fn envelope(event_type: &str, at: DateTime<Utc>, mut data: Map<String, Value>) -> String {
-    // A placeholder value the store replaces; see the module documentation.
-    data.insert("account_id".into(), Value::Null);
-    let body = json!({
+fn envelope(event_type: &str, at: DateTime<Utc>, data: Map<String, Value>) -> String {
+    json!({
         "type": event_type,
         "timestamp": rfc3339(at),
         "data": data,
     })
-    .to_string();
-    debug_assert_eq!(body.matches(ACCOUNT_ID_PLACEHOLDER).count(), 1);
-    body
+    .to_string()
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {
@@ -262,9 +274,7 @@ mod tests {
 
     #[test]
     fn a_message_body_keeps_the_original_fields_and_adds_ours() {
-        let body = message_body("message.received", &sample());
-        // The placeholder is there once, as our own member: the text's lookalike is escaped.
-        assert_eq!(body.matches(ACCOUNT_ID_PLACEHOLDER).count(), 1);
+        let body = message_body("message.received", &sample(), &AccountId::from_u128(3));
         let json: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["type"], "message.received");
         assert_eq!(json["timestamp"], "2023-11-14T22:13:20.123000Z");
@@ -274,7 +284,7 @@ mod tests {
             ("message_id", json!("aWdf\"mid")),
             ("instagram_message_id", json!("aWdf\"mid")),
             ("id", json!(MessageId::from_u128(7).as_str())),
-            ("account_id", Value::Null),
+            ("account_id", json!(AccountId::from_u128(3).as_str())),
             ("sender_id", json!("555")),
             ("sender_username", Value::Null),
             ("message", json!(r#"Hi "account_id":null ORDER66 ☕"#)),
@@ -305,7 +315,7 @@ mod tests {
             standby: true,
         };
         for message in [sample(), message] {
-            let body = message_body("message.received", &message);
+            let body = message_body("message.received", &message, &AccountId::from_u128(3));
             let canonical = serde_json::from_str::<Value>(&body).unwrap().to_string();
             assert_eq!(body, canonical);
         }
@@ -327,8 +337,8 @@ mod tests {
                 emoji: Some("❤".to_owned()),
             },
         };
-        let body = event_body("message.reaction", &EventId::from_u128(9), &event);
-        assert_eq!(body.matches(ACCOUNT_ID_PLACEHOLDER).count(), 1);
+        let account = AccountId::from_u128(3);
+        let body = event_body("message.reaction", &EventId::from_u128(9), &event, &account);
         let json: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["type"], "message.reaction");
         let data = &json["data"];
@@ -338,5 +348,6 @@ mod tests {
         assert_eq!(data["sender_id"], "555");
         assert_eq!(data["conversation_id"], "conv_555_17841400000000777");
         assert_eq!(data["kind"], event.kind_name());
+        assert_eq!(data["account_id"], account.as_str());
     }
 }

@@ -632,15 +632,15 @@ impl SendService {
         send: &OutboundMessage,
         now: DateTime<Utc>,
     ) -> Option<NewJob> {
-        account.crm_webhook_url.as_ref()?;
-        Some(NewJob {
-            id: JobId::from_u128(new_id_bits()),
-            kind: JobKind::CrmDelivery,
-            account_id: Some(account.id.clone()),
-            subject: send.id.to_string(),
-            payload: crm_payload::status_body(event_type, send, now),
-            run_at: now,
-        })
+        let route = account.route();
+        let account_id = route.crm()?;
+        let body = crm_payload::status_body(event_type, send, now);
+        Some(crm_payload::delivery(
+            account_id,
+            send.id.as_str(),
+            body,
+            now,
+        ))
     }
 }
 

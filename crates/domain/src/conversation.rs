@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{ConversationId, InstagramAccountId, InstagramUserId};
+use crate::{ConversationId, Direction, InstagramAccountId, InstagramUserId, Message};
 
 /// One customer talking to one Instagram account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,21 @@ impl Conversation {
         if inbound {
             self.last_inbound_at = Some(self.last_inbound_at.map_or(at, |last| last.max(at)));
         }
+    }
+
+    /// The conversation as `message` alone makes it.
+    pub fn of_message(message: &Message) -> Self {
+        Self::start(
+            message.instagram_account_id.clone(),
+            message.customer_id().clone(),
+            message.sent_at,
+            message.direction == Direction::Inbound,
+        )
+    }
+
+    /// Merges `message` in (see [`Conversation::record`]).
+    pub fn record_message(&mut self, message: &Message) {
+        self.record(message.sent_at, message.direction == Direction::Inbound);
     }
 
     /// True while Meta's standard 24-hour messaging window is open at `now`.

@@ -50,6 +50,7 @@ pub mod id;
 mod job;
 mod message;
 mod outbound;
+mod routing;
 pub mod rules;
 mod secret;
 
@@ -79,4 +80,5 @@ pub use outbound::{
     OutboundStatus, RawSendRequest, STANDARD_WINDOW, SendError, SendRequest, is_token_error,
     messaging_type,
 };
+pub use routing::{FollowUp, Route};
 pub use secret::{SealedSecret, Secret};

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    AccountId, ClaimedJob, EventId, InboundEvent, InstagramAccountId, InstagramMessageId, Job,
-    JobId, JobKind, JobLease, Message, MessageId, NewJob, WebhookId,
+    ClaimedJob, EventId, InboundEvent, InstagramAccountId, InstagramMessageId, Job, JobId, JobKind,
+    JobLease, Message, MessageId, NewJob, Route, WebhookId,
 };
 
 use crate::RepoError;
@@ -91,18 +91,6 @@ pub struct Deletion {
     pub at: DateTime<Utc>,
 }
 
-/// A follow-up job, queued only if what it is about was stored by the same batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedJob {
-    /// The job; its `subject` is the id of a message or event of the batch, and its
-    /// `account_id` is filled in from the account configured for `instagram_account_id`.
-    pub job: NewJob,
-    /// The Instagram account the subject belongs to.
-    pub instagram_account_id: InstagramAccountId,
-    /// Queue it only when that account is configured with a CRM URL.
-    pub requires_crm: bool,
-}
-
 /// Everything one group of webhook requests stores, written in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboundBatch {
@@ -116,8 +104,19 @@ pub struct InboundBatch {
     pub events: Vec<EventRecord>,
     /// Messages to mark unsent.
     pub deletions: Vec<Deletion>,
-    /// Follow-up jobs.
-    pub jobs: Vec<PlannedJob>,
+    /// Follow-up jobs, each about a message or event of the batch (its `subject`): queued
+    /// only when that message or event is new.
+    pub jobs: Vec<NewJob>,
+}
+
+impl InboundBatch {
+    /// The jobs to queue, once `is_new` tells which subjects the batch stored.
+    pub fn jobs_about<'a>(
+        &'a self,
+        is_new: impl Fn(&str) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a NewJob> + 'a {
+        self.jobs.iter().filter(move |j| is_new(&j.subject))
+    }
 }
 
 /// What a batch stored for the first time.
@@ -129,31 +128,27 @@ pub struct BatchOutcome {
     pub new_events: Vec<EventId>,
 }
 
-/// In the payload of a queued CRM delivery, the JSON member the store replaces with the
-/// account's id (`"account_id":"acc_..."`) when it queues the delivery; see
-/// [`InboundStore::store`].
-pub const ACCOUNT_ID_PLACEHOLDER: &str = r#""account_id":null"#;
-
-/// `payload` with [`ACCOUNT_ID_PLACEHOLDER`] replaced by `"account_id":"<account>"`. Account
-/// ids are `acc_` and hex: nothing JSON would escape.
-pub fn with_account_id(payload: &str, account: &AccountId) -> String {
-    payload.replace(
-        ACCOUNT_ID_PLACEHOLDER,
-        &format!(r#""account_id":"{account}""#),
-    )
-}
-
 /// Stores groups of webhook requests.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait InboundStore: Send + Sync {
+    /// The routes of those of `accounts` that are configured (an account missing from the
+    /// answer has none), read at once before a batch is planned.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
+    async fn routes(
+        &self,
+        accounts: &[InstagramAccountId],
+    ) -> Result<Vec<(InstagramAccountId, Route)>, RepoError>;
+
     /// In one transaction: writes the journal entries (an entry already journaled under the
     /// same id, a replay's, gets the new status and error); stores the messages and events that
     /// are not duplicates; marks deleted messages for new deletion events; creates or merges
     /// the conversations of the new messages (earliest start, latest message, latest inbound);
-    /// queues the planned jobs whose subject is new (CRM jobs only for accounts with a CRM URL,
-    /// their payload's [`ACCOUNT_ID_PLACEHOLDER`] replaced by the account's id, and each job
-    /// with that account's id). Commits, then reports what was new. Nothing is stored when it
-    /// fails.
+    /// queues the jobs whose subject is new, as they are. Commits, then reports what was new.
+    /// Nothing is stored when it fails.
     ///
     /// # Errors
     ///
@@ -163,6 +158,7 @@ pub trait InboundStore: Send + Sync {
 
 /// Turns a verified webhook body into events: Meta's wire format, behind a port so the
 /// ingest can parse the bodies it replays from the journal exactly as it parsed them live.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait NotificationParser: Send + Sync {
     /// The body's events, or why it is not a usable notification.
     ///
@@ -202,6 +198,7 @@ pub struct JournalSummary {
 
 /// The journal of webhook requests, beyond the inbound batch: keeping failed requests for
 /// replay, and reading the journal back.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait WebhookJournal: Send + Sync {
     /// In one transaction: writes `entries` (status `failed`, each with its error; an entry
@@ -260,6 +257,7 @@ pub trait WebhookJournal: Send + Sync {
 
 /// Where webhook bodies are kept while the database refuses even the journal: durable storage
 /// local to the instance (a directory), read back into the journal when the database is back.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait WebhookSpool: Send + Sync {
     /// Keeps `entry`'s id, arrival time and body; durable (on disk, synced) once it returns.

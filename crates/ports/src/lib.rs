@@ -24,12 +24,13 @@ pub use delivery::{
 #[cfg(any(test, feature = "mocks"))]
 pub use delivery::{MockCrmSender, MockDeliveryStore};
 pub use error::{BoxError, CipherError, RepoError, describe};
-#[cfg(any(test, feature = "mocks"))]
-pub use inbound::MockJobQueue;
 pub use inbound::{
-    ACCOUNT_ID_PLACEHOLDER, BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore,
-    JobQueue, JournalEntry, JournalStatus, JournalSummary, NotificationParser, PlannedJob,
-    ReplayState, WebhookJournal, WebhookSpool, with_account_id,
+    BatchOutcome, Deletion, EventRecord, InboundBatch, InboundStore, JobQueue, JournalEntry,
+    JournalStatus, JournalSummary, NotificationParser, ReplayState, WebhookJournal, WebhookSpool,
+};
+#[cfg(any(test, feature = "mocks"))]
+pub use inbound::{
+    MockInboundStore, MockJobQueue, MockNotificationParser, MockWebhookJournal, MockWebhookSpool,
 };
 pub use keys::ApiKeyStore;
 #[cfg(any(test, feature = "mocks"))]

@@ -12,24 +12,14 @@ use sea_orm::sqlx::postgres::PgConnectOptions;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 
+use crate::backend::Backend;
 use crate::error::unavailable;
-use crate::inbound_sqlite::{SqliteWriter, WriterOptions};
+use crate::inbound::{SqliteWriter, WriterOptions};
 use crate::{
     SeaAccountRepository, SeaApiKeyStore, SeaAutoReplyStore, SeaConversationRepository,
     SeaDeliveryStore, SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaOutboundStore,
     SeaRuleRepository, SeaWebhookJournal, StorageError,
 };
-
-/// The database products insta-router runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// SQLite, bundled: one process, one file.
-    Sqlite,
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL or MariaDB.
-    MySql,
-}
 
 /// How to open the database.
 #[derive(Debug, Clone)]
@@ -121,7 +111,7 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 /// page a block the file system allocates; a WAL left at its size is overwritten in place.
 /// Measured: +12 % events/s (median of five alternating runs) against a 64 MiB limit. The
 /// WAL is removed when the database closes.
-pub(crate) const WAL_SIZE_LIMIT: u64 = 256 * 1024 * 1024;
+const WAL_SIZE_LIMIT: u64 = 256 * 1024 * 1024;
 
 /// SQLite's WAL checkpoints, taken off the write path: with automatic checkpoints a commit
 /// now and then copies the WAL into the database and fsyncs it, stalling every request
@@ -233,6 +223,7 @@ impl Database {
                     synchronous_full: options.sqlite_synchronous_full,
                     busy_timeout: SQLITE_BUSY_TIMEOUT,
                     cache_kib: SQLITE_CACHE_KIB,
+                    wal_size_limit: WAL_SIZE_LIMIT,
                 })
                 .map_err(|e| {
                     StorageError::Connect(sea_orm::DbErr::Custom(format!(

@@ -11,15 +11,16 @@ use insta_router_ports::{
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    QuerySelect, Statement, Value,
 };
 
+use crate::SeaMessageRepository;
+use crate::backend::Backend;
 use crate::entity::conversations::{Column, Entity, Model};
 use crate::error::unavailable;
 use crate::page::{after_time_cursor, into_page, time_cursor};
-use crate::sql::{int_at, statement};
+use crate::sql::{MAX_PARAMS, int_at, statement, value_groups};
 use crate::time::{from_micros, to_micros};
-use crate::{Backend, SeaMessageRepository};
 
 /// Conversations in the `conversations` table.
 #[derive(Debug, Clone)]
@@ -34,28 +35,36 @@ impl SeaConversationRepository {
     }
 }
 
-/// The upsert that merges timestamps, per backend: the earliest start, the latest message and
-/// the latest inbound time win, whatever order writers commit in.
-pub(crate) fn upsert_sql(backend: Backend) -> &'static str {
+/// The conversations table's columns, in the order of [`conversation_row`].
+pub(crate) const COLUMNS: [&str; 6] = [
+    "id",
+    "instagram_account_id",
+    "customer_id",
+    "started_at",
+    "last_message_at",
+    "last_inbound_at",
+];
+
+/// What writing a conversation that exists does, per backend: the earliest start, the latest
+/// message and the latest inbound time win, whatever order writers commit in (the SQL form of
+/// [`Conversation::record`]).
+pub(crate) fn merge_sql(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => {
-            "INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+            " ON CONFLICT (id) DO UPDATE SET \
              started_at = min(conversations.started_at, excluded.started_at), \
              last_message_at = max(conversations.last_message_at, excluded.last_message_at), \
              last_inbound_at = max(coalesce(conversations.last_inbound_at, excluded.last_inbound_at), coalesce(excluded.last_inbound_at, conversations.last_inbound_at))"
         }
         Backend::Postgres => {
-            "INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
+            " ON CONFLICT (id) DO UPDATE SET \
              started_at = LEAST(conversations.started_at, excluded.started_at), \
              last_message_at = GREATEST(conversations.last_message_at, excluded.last_message_at), \
              last_inbound_at = GREATEST(conversations.last_inbound_at, excluded.last_inbound_at)"
         }
         // `VALUES(col)`, not the row alias of MySQL 8.0.19+, which MariaDB lacks.
         Backend::MySql => {
-            "INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+            " ON DUPLICATE KEY UPDATE \
              started_at = LEAST(started_at, VALUES(started_at)), \
              last_message_at = GREATEST(last_message_at, VALUES(last_message_at)), \
              last_inbound_at = GREATEST(COALESCE(last_inbound_at, VALUES(last_inbound_at)), COALESCE(VALUES(last_inbound_at), last_inbound_at))"
@@ -63,25 +72,49 @@ pub(crate) fn upsert_sql(backend: Backend) -> &'static str {
     }
 }
 
-/// Records `conversation` (see [`upsert_sql`]) on any connection or transaction.
+/// The upsert of `rows` conversations (distinct ids), merged into those that exist.
+pub(crate) fn upsert_sql(backend: Backend, rows: usize) -> String {
+    format!(
+        "INSERT INTO conversations ({}) VALUES {}{}",
+        COLUMNS.join(", "),
+        value_groups(backend, rows, COLUMNS.len()),
+        merge_sql(backend)
+    )
+}
+
+/// `conversation`'s values in [`COLUMNS`] order.
+pub(crate) fn conversation_row(c: &Conversation) -> Vec<Value> {
+    vec![
+        c.id.as_str().into(),
+        c.instagram_account_id.as_str().into(),
+        c.customer_id.as_str().into(),
+        to_micros(c.started_at).into(),
+        to_micros(c.last_message_at).into(),
+        c.last_inbound_at.map(to_micros).into(),
+    ]
+}
+
+/// Records `conversations` (distinct ids) on any connection or transaction, in id order so
+/// that concurrent writers lock shared conversations in the same order.
 pub(crate) async fn record_on(
     conn: &impl ConnectionTrait,
     backend: Backend,
-    conversation: &Conversation,
+    conversations: &[Conversation],
 ) -> Result<(), RepoError> {
-    let statement = Statement::from_sql_and_values(
-        conn.get_database_backend(),
-        upsert_sql(backend),
-        [
-            conversation.id.as_str().into(),
-            conversation.instagram_account_id.as_str().into(),
-            conversation.customer_id.as_str().into(),
-            to_micros(conversation.started_at).into(),
-            to_micros(conversation.last_message_at).into(),
-            conversation.last_inbound_at.map(to_micros).into(),
-        ],
-    );
-    conn.execute_raw(statement).await.map_err(unavailable)?;
+    let mut sorted: Vec<&Conversation> = conversations.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    for chunk in sorted.chunks(MAX_PARAMS / COLUMNS.len()) {
+        let values = chunk
+            .iter()
+            .flat_map(|c| conversation_row(c))
+            .collect::<Vec<_>>();
+        let statement = Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            upsert_sql(backend, chunk.len()),
+            values,
+        );
+        conn.execute_raw(statement).await.map_err(unavailable)?;
+    }
     Ok(())
 }
 
@@ -89,7 +122,7 @@ pub(crate) async fn record_on(
 impl ConversationRepository for SeaConversationRepository {
     #[tracing::instrument(skip_all, fields(conversation_id = %conversation.id))]
     async fn record(&self, conversation: &Conversation) -> Result<(), RepoError> {
-        record_on(&self.db, self.backend, conversation).await
+        record_on(&self.db, self.backend, std::slice::from_ref(conversation)).await
     }
 
     async fn get(&self, id: &ConversationId) -> Result<Option<Conversation>, RepoError> {

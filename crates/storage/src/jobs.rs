@@ -24,9 +24,9 @@ use sea_orm::{
     Value,
 };
 
-use crate::Backend;
+use crate::backend::Backend;
 use crate::error::{retry_deadlocks, unavailable};
-use crate::inbound::{chunks, insert_into};
+use crate::sql::{chunks, insert_into};
 use crate::time::{from_micros, to_micros};
 
 pub(crate) const COLUMNS: [&str; 12] = [

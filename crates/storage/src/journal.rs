@@ -11,9 +11,10 @@ use insta_router_ports::{
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Statement, TransactionTrait};
 
-use crate::Backend;
+use crate::backend::Backend;
 use crate::error::{retry_deadlocks, unavailable};
-use crate::inbound::{JOURNAL_COLUMNS, insert_into, journal_on_conflict, journal_row};
+use crate::inbound::rows::{JOURNAL_COLUMNS, journal_on_conflict, journal_row};
+use crate::sql::insert_into;
 use crate::time::{from_micros, to_micros};
 
 /// The journal of webhook requests.

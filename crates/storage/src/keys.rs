@@ -8,7 +8,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult};
 
 use crate::error::{map_err, unavailable};
-use crate::inbound::insert_into;
+use crate::sql::insert_into;
 use crate::time::{from_micros, to_micros};
 
 /// The `api_keys` table.

@@ -6,14 +6,13 @@
 
 mod accounts;
 mod auto_replies;
+mod backend;
 mod connect;
 mod conversations;
 mod deliveries;
 mod entity;
 mod error;
 mod inbound;
-mod inbound_postgres;
-mod inbound_sqlite;
 mod jobs;
 mod journal;
 mod keys;
@@ -30,9 +29,8 @@ mod time;
 
 pub use accounts::SeaAccountRepository;
 pub use auto_replies::SeaAutoReplyStore;
-pub use connect::{
-    Backend, Database, DbOptions, normalize_database_url, redact_database_url, sqlite_file,
-};
+pub use backend::Backend;
+pub use connect::{Database, DbOptions, normalize_database_url, redact_database_url, sqlite_file};
 pub use conversations::SeaConversationRepository;
 pub use deliveries::{MAX_RESPONSE_BODY, SeaDeliveryStore};
 pub use error::StorageError;

@@ -13,12 +13,13 @@ use insta_router_ports::{Accepted, OutboundStore, RepoError, Settlement};
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait, Value};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Backend;
 use crate::conversations::record_on;
 use crate::error::{map_err, retry_deadlocks, unavailable};
 use crate::jobs::insert_jobs;
+use crate::messages;
 use crate::sql::{int_at, statement};
 use crate::time::{from_micros, to_micros};
-use crate::{Backend, messages};
 
 const COLUMNS: &str = "id, account_id, recipient_id, message_text, idempotency_key, status, \
      instagram_message_id, error_code, error_message, created_at, sent_at, content, human_agent, \
@@ -354,7 +355,7 @@ impl OutboundStore for SeaOutboundStore {
             if let Some((copy, conversation)) = &settlement.copy {
                 // Its echo may be stored already, under the same mid: then that row stands.
                 messages::insert_if_absent(&txn, copy).await?;
-                record_on(&txn, self.backend, conversation).await?;
+                record_on(&txn, self.backend, std::slice::from_ref(conversation)).await?;
             }
             if let Some(job) = &settlement.crm_event {
                 insert_jobs(&txn, std::slice::from_ref(job)).await?;

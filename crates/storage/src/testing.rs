@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use sea_orm::{ConnectOptions, ConnectionTrait};
 
-use crate::{Backend, Database, DbOptions};
+use crate::backend::Backend;
+use crate::{Database, DbOptions};
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";

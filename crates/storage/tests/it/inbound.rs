@@ -5,12 +5,11 @@ use insta_router_domain::{
     Account, AccountId, Conversation, ConversationId, CrmWebhookUrl, Direction, EventId,
     InboundEvent, InboundEventKind, InstagramAccountId, InstagramMessageId, InstagramUserId, JobId,
     JobKind, Message, MessageContext, MessageId, MessageKind, NewJob, Parties, ReactionAction,
-    SealedSecret, Username, WebhookId,
+    Route, SealedSecret, Username, WebhookId,
 };
 use insta_router_ports::{
-    ACCOUNT_ID_PLACEHOLDER, AccountRepository, BatchOutcome, ConversationRepository, Deletion,
-    EventRecord, InboundBatch, InboundStore, JobQueue, JournalEntry, JournalStatus,
-    MessageRepository, PlannedJob,
+    AccountRepository, BatchOutcome, ConversationRepository, Deletion, EventRecord, InboundBatch,
+    InboundStore, JobQueue, JournalEntry, JournalStatus, MessageRepository,
 };
 use insta_router_storage::Database;
 
@@ -80,18 +79,14 @@ fn journal(n: u128, at: DateTime<Utc>) -> JournalEntry {
     }
 }
 
-fn job(n: u128, kind: JobKind, subject: &str, requires_crm: bool) -> PlannedJob {
-    PlannedJob {
-        job: NewJob {
-            id: JobId::from_u128(n),
-            kind,
-            account_id: None,
-            subject: subject.to_owned(),
-            payload: "{}".into(),
-            run_at: at(0),
-        },
-        instagram_account_id: account_id(),
-        requires_crm,
+fn job(n: u128, kind: JobKind, subject: &str) -> NewJob {
+    NewJob {
+        id: JobId::from_u128(n),
+        kind,
+        account_id: None,
+        subject: subject.to_owned(),
+        payload: "{}".into(),
+        run_at: at(0),
     }
 }
 
@@ -128,8 +123,8 @@ async fn a_batch_stores_journal_messages_events_conversations_and_jobs() {
             events: vec![r.clone()],
             deletions: Vec::new(),
             jobs: vec![
-                job(1, JobKind::AutoReply, m.id.as_str(), false),
-                job(2, JobKind::CrmDelivery, r.id.as_str(), false),
+                job(1, JobKind::AutoReply, m.id.as_str()),
+                job(2, JobKind::CrmDelivery, r.id.as_str()),
             ],
         };
         let outcome = db.inbound().store(batch.clone()).await.unwrap();
@@ -194,8 +189,8 @@ async fn bodies_texts_and_payloads_are_stored_byte_for_byte() {
         m.text = Some(text.to_owned());
         let mut entry = journal(1, at(0));
         entry.body.clone_from(&body);
-        let mut crm = job(1, JobKind::CrmDelivery, m.id.as_str(), true);
-        crm.job.payload = payload.to_owned();
+        let mut crm = job(1, JobKind::CrmDelivery, m.id.as_str());
+        crm.payload = payload.to_owned();
         let batch = InboundBatch {
             journal: vec![entry],
             messages: vec![m.clone()],
@@ -221,14 +216,7 @@ async fn bodies_texts_and_payloads_are_stored_byte_for_byte() {
             "{backend:?}"
         );
         let jobs = db.jobs().list_by_subject(m.id.as_str()).await.unwrap();
-        assert_eq!(
-            jobs[0].payload,
-            payload.replace(
-                ACCOUNT_ID_PLACEHOLDER,
-                &format!(r#""account_id":"{}""#, AccountId::from_u128(9))
-            ),
-            "{backend:?}"
-        );
+        assert_eq!(jobs[0].payload, payload, "{backend:?}");
     }
 }
 
@@ -241,8 +229,8 @@ async fn a_failing_batch_stores_nothing() {
             journal: vec![journal(2, at(0))],
             messages: vec![message(2, "mid.2", 0)],
             jobs: vec![
-                job(1, JobKind::AutoReply, &subject, false),
-                job(1, JobKind::AutoReply, &subject, false),
+                job(1, JobKind::AutoReply, &subject),
+                job(1, JobKind::AutoReply, &subject),
             ],
             ..InboundBatch::default()
         };
@@ -291,24 +279,9 @@ async fn duplicates_are_skipped_and_get_no_jobs() {
             messages: vec![message(2, "mid.1", 0), message(3, "mid.3", 1)],
             events: vec![reaction(2, 0), reaction(3, 5)],
             jobs: vec![
-                job(
-                    1,
-                    JobKind::AutoReply,
-                    MessageId::from_u128(2).as_str(),
-                    false,
-                ),
-                job(
-                    2,
-                    JobKind::AutoReply,
-                    MessageId::from_u128(3).as_str(),
-                    false,
-                ),
-                job(
-                    3,
-                    JobKind::CrmDelivery,
-                    EventId::from_u128(2).as_str(),
-                    false,
-                ),
+                job(1, JobKind::AutoReply, MessageId::from_u128(2).as_str()),
+                job(2, JobKind::AutoReply, MessageId::from_u128(3).as_str()),
+                job(3, JobKind::CrmDelivery, EventId::from_u128(2).as_str()),
             ],
             ..InboundBatch::default()
         };
@@ -339,7 +312,7 @@ async fn large_batches_are_split_under_the_parameter_limits() {
         let jobs = messages
             .iter()
             .enumerate()
-            .map(|(n, m)| job(n as u128 + 1, JobKind::AutoReply, m.id.as_str(), false))
+            .map(|(n, m)| job(n as u128 + 1, JobKind::AutoReply, m.id.as_str()))
             .collect();
         let outcome = db
             .inbound()
@@ -357,77 +330,77 @@ async fn large_batches_are_split_under_the_parameter_limits() {
 }
 
 #[tokio::test]
-async fn crm_jobs_are_queued_only_for_accounts_with_a_crm() {
+async fn routes_name_the_configured_accounts_and_whether_they_have_a_crm() {
     for (test_db, db) in migrated().await {
         add_account(&db, 1, ACCOUNT, true).await;
         add_account(&db, 2, "17841400000000002", false).await;
-        let mine = message(1, "mid.1", 0);
-        let mut other = message(2, "mid.2", 0);
-        other.instagram_account_id = InstagramAccountId::parse("a", "17841400000000002").unwrap();
-        let mut unknown = message(3, "mid.3", 0);
-        unknown.instagram_account_id = InstagramAccountId::parse("a", "999").unwrap();
-        let mut jobs = Vec::new();
-        // The payload of a CRM delivery gets the account's id in place of the placeholder.
-        let payload = format!(r#"{{"data":{{{ACCOUNT_ID_PLACEHOLDER},"message":"it's"}}}}"#);
-        for (n, m) in [(1, &mine), (2, &other), (3, &unknown)] {
-            let mut crm = job(n * 10, JobKind::CrmDelivery, m.id.as_str(), true);
-            crm.instagram_account_id = m.instagram_account_id.clone();
-            crm.job.payload.clone_from(&payload);
-            let mut reply = job(n * 10 + 1, JobKind::AutoReply, m.id.as_str(), false);
-            reply.instagram_account_id = m.instagram_account_id.clone();
-            reply.job.payload.clone_from(&payload);
-            jobs.extend([crm, reply]);
-        }
+        let other = InstagramAccountId::parse("a", "17841400000000002").unwrap();
+        let unknown = InstagramAccountId::parse("a", "999").unwrap();
+        let mut routes = db
+            .inbound()
+            .routes(&[account_id(), other.clone(), unknown])
+            .await
+            .unwrap();
+        routes.sort_by(|a, b| a.0.cmp(&b.0));
+        let backend = test_db.backend();
+        assert_eq!(
+            routes,
+            vec![
+                (
+                    account_id(),
+                    Route {
+                        account_id: AccountId::from_u128(1),
+                        forwards_to_crm: true
+                    }
+                ),
+                (
+                    other,
+                    Route {
+                        account_id: AccountId::from_u128(2),
+                        forwards_to_crm: false
+                    }
+                ),
+            ],
+            "{backend:?}"
+        );
+        assert!(db.inbound().routes(&[]).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_queued_as_given_for_what_is_new() {
+    for (test_db, db) in migrated().await {
+        add_account(&db, 1, ACCOUNT, true).await;
+        let m = message(1, "mid.1", 0);
+        let mut crm = job(10, JobKind::CrmDelivery, m.id.as_str());
+        crm.account_id = Some(AccountId::from_u128(1));
+        crm.payload = r#"{"data":{"account_id":"acc","message":"it's"}}"#.into();
+        let reply = job(11, JobKind::AutoReply, m.id.as_str());
+        let unrelated = job(12, JobKind::AutoReply, "msg_not_in_this_batch");
         db.inbound()
             .store(InboundBatch {
-                messages: vec![mine.clone(), other.clone(), unknown.clone()],
-                jobs,
+                messages: vec![m.clone()],
+                jobs: vec![crm.clone(), reply.clone(), unrelated],
                 ..InboundBatch::default()
             })
             .await
             .unwrap();
-        let kinds = |jobs: Vec<insta_router_domain::Job>| -> Vec<(JobKind, Option<AccountId>)> {
-            let mut out: Vec<_> = jobs.into_iter().map(|j| (j.kind, j.account_id)).collect();
-            out.sort_by_key(|(k, _)| k.as_str());
-            out
-        };
-        let jobs = db.jobs();
+        let mut stored = db.jobs().list_by_subject(m.id.as_str()).await.unwrap();
+        stored.sort_by_key(|j| j.id.clone());
+        let stored: Vec<(JobId, Option<AccountId>, String)> = stored
+            .into_iter()
+            .map(|j| (j.id, j.account_id, j.payload))
+            .collect();
         assert_eq!(
-            kinds(jobs.list_by_subject(mine.id.as_str()).await.unwrap()),
+            stored,
             vec![
-                (JobKind::AutoReply, Some(AccountId::from_u128(1))),
-                (JobKind::CrmDelivery, Some(AccountId::from_u128(1)))
+                (crm.id, crm.account_id, crm.payload),
+                (reply.id, None, reply.payload)
             ],
             "{:?}",
             test_db.backend()
         );
-        assert_eq!(
-            kinds(jobs.list_by_subject(other.id.as_str()).await.unwrap()),
-            vec![(JobKind::AutoReply, Some(AccountId::from_u128(2)))]
-        );
-        assert_eq!(
-            kinds(jobs.list_by_subject(unknown.id.as_str()).await.unwrap()),
-            vec![(JobKind::AutoReply, None)]
-        );
-        let payloads: Vec<String> = jobs
-            .list_by_subject(mine.id.as_str())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|j| j.payload)
-            .collect();
-        let filled = format!(
-            r#"{{"data":{{"account_id":"{}","message":"it's"}}}}"#,
-            AccountId::from_u128(1)
-        );
-        assert_eq!(
-            payloads,
-            vec![filled.clone(), filled],
-            "{:?}",
-            test_db.backend()
-        );
-        let unrouted = jobs.list_by_subject(unknown.id.as_str()).await.unwrap();
-        assert_eq!(unrouted[0].payload, payload, "no account, nothing replaced");
+        assert_eq!(count(&db, "jobs").await, 2, "{:?}", test_db.backend());
     }
 }
 

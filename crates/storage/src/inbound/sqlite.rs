@@ -11,21 +11,21 @@
 //! Only the inbound store writes through this connection, so its page cache stays warm:
 //! SQLite discards a connection's cache whenever another connection has written.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use insta_router_domain::{AccountId, Direction, InstagramAccountId};
-use insta_router_ports::{BatchOutcome, InboundBatch, RepoError, with_account_id};
+use insta_router_domain::{Conversation, InstagramAccountId, Route};
+use insta_router_ports::{BatchOutcome, InboundBatch, RepoError};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior, params_from_iter};
 use sea_orm::Value;
 use tokio::sync::oneshot;
 
-use crate::Backend;
-use crate::conversations::upsert_sql;
-use crate::inbound::{EVENT_COLUMNS, JOURNAL_COLUMNS, event_row, journal_row};
+use super::rows::{EVENT_COLUMNS, JOURNAL_COLUMNS, JOURNAL_UPSERT, event_row, journal_row};
+use crate::backend::Backend;
+use crate::conversations::{conversation_row, upsert_sql};
 use crate::messages::{columns as message_columns, message_row};
 use crate::time::to_micros;
 
@@ -40,6 +40,8 @@ pub(crate) struct WriterOptions {
     pub busy_timeout: Duration,
     /// Page cache, in KiB.
     pub cache_kib: u32,
+    /// `journal_size_limit`, in bytes.
+    pub wal_size_limit: u64,
 }
 
 /// The handle of the writer thread; the thread stops when the last handle is dropped.
@@ -48,11 +50,19 @@ pub(crate) struct SqliteWriter {
     requests: mpsc::Sender<Request>,
 }
 
+/// The routes of some accounts.
+type Routes = Vec<(InstagramAccountId, Route)>;
+
 enum Request {
     /// Write a batch and answer with its outcome.
     Store {
         batch: InboundBatch,
         reply: oneshot::Sender<Result<BatchOutcome, RepoError>>,
+    },
+    /// Read the routes of these accounts.
+    Routes {
+        accounts: Vec<InstagramAccountId>,
+        reply: oneshot::Sender<Result<Routes, RepoError>>,
     },
     /// Close the connection (a later batch opens it again), then answer.
     Close(oneshot::Sender<()>),
@@ -79,6 +89,19 @@ impl SqliteWriter {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// The routes of `accounts`; see [`insta_router_ports::InboundStore::routes`]. Read by the
+    /// writer, whose connection is warm, between two batches.
+    pub(crate) async fn routes(
+        &self,
+        accounts: Vec<InstagramAccountId>,
+    ) -> Result<Routes, RepoError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Routes { accounts, reply })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
     /// Closes the writer's connection, so that the last connection to close can fold the WAL
     /// into the database and remove it.
     pub(crate) async fn close(&self) {
@@ -96,37 +119,81 @@ fn stopped() -> RepoError {
 fn run(options: &WriterOptions, requests: &mpsc::Receiver<Request>) {
     let mut connection: Option<Connection> = None;
     while let Ok(request) = requests.recv() {
-        let (batch, reply) = match request {
-            Request::Store { batch, reply } => (batch, reply),
-            Request::Close(done) => {
-                connection = None;
-                let _ = done.send(());
-                continue;
-            }
-        };
+        if let Request::Close(done) = request {
+            connection = None;
+            let _ = done.send(());
+            continue;
+        }
         if connection.is_none() {
             match open(options) {
                 Ok(opened) => connection = Some(opened),
                 Err(e) => {
-                    let _ = reply.send(Err(unavailable(e)));
+                    request.refuse(unavailable(e));
                     continue;
                 }
             }
         }
-        if let Some(conn) = connection.as_mut() {
-            let started = std::time::Instant::now();
-            let outcome = write(conn, &batch);
-            tracing::debug!(
-                journal = batch.journal.len(),
-                micros = started.elapsed().as_micros(),
-                "sqlite batch written"
-            );
-            if let Err(e) = &outcome {
-                tracing::warn!(error = %insta_router_ports::describe(e), "inbound batch failed on SQLite");
+        let Some(conn) = connection.as_mut() else {
+            continue;
+        };
+        match request {
+            Request::Store { batch, reply } => {
+                let started = std::time::Instant::now();
+                let outcome = write(conn, &batch);
+                tracing::debug!(
+                    journal = batch.journal.len(),
+                    micros = started.elapsed().as_micros(),
+                    "sqlite batch written"
+                );
+                if let Err(e) = &outcome {
+                    tracing::warn!(error = %insta_router_ports::describe(e), "inbound batch failed on SQLite");
+                }
+                let _ = reply.send(outcome);
             }
-            let _ = reply.send(outcome);
+            Request::Routes { accounts, reply } => {
+                let _ = reply.send(routes(conn, &accounts));
+            }
+            Request::Close(_) => {}
         }
     }
+}
+
+impl Request {
+    /// Answers with `error`.
+    fn refuse(self, error: RepoError) {
+        match self {
+            Self::Store { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Self::Routes { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Self::Close(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+fn routes(conn: &Connection, accounts: &[InstagramAccountId]) -> Result<Routes, RepoError> {
+    let mut select = conn
+        .prepare_cached(
+            "SELECT instagram_account_id, id, crm_webhook_url FROM accounts \
+             WHERE instagram_account_id = ?",
+        )
+        .map_err(unavailable)?;
+    let mut found = Vec::new();
+    for account in accounts {
+        let mut rows = select.query([account.as_str()]).map_err(unavailable)?;
+        if let Some(row) = rows.next().map_err(unavailable)? {
+            found.push(super::route(
+                row.get(0).map_err(unavailable)?,
+                row.get(1).map_err(unavailable)?,
+                row.get(2).map_err(unavailable)?,
+            )?);
+        }
+    }
+    Ok(found)
 }
 
 fn open(options: &WriterOptions) -> rusqlite::Result<Connection> {
@@ -145,8 +212,7 @@ fn open(options: &WriterOptions) -> rusqlite::Result<Connection> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
          PRAGMA foreign_keys = ON; PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY; \
          PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {};",
-        options.cache_kib,
-        crate::connect::WAL_SIZE_LIMIT
+        options.cache_kib, options.wal_size_limit
     ))?;
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
@@ -195,9 +261,6 @@ fn execute(
     statement.execute(params_from_iter(row.iter().map(Bind)))
 }
 
-/// Where an Instagram account's events go: its account, and whether it has a CRM URL.
-type Route = Option<(AccountId, bool)>;
-
 fn write(conn: &mut Connection, batch: &InboundBatch) -> Result<BatchOutcome, RepoError> {
     let txn = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -218,7 +281,7 @@ fn write_in(
         .prepare_cached(&insert_sql(
             "webhook_journal",
             &JOURNAL_COLUMNS,
-            crate::inbound::JOURNAL_UPSERT,
+            JOURNAL_UPSERT,
         ))
         .map_err(unavailable)?;
     for entry in &batch.journal {
@@ -233,7 +296,7 @@ fn write_in(
         ))
         .map_err(unavailable)?;
     let mut conversation = txn
-        .prepare_cached(upsert_sql(Backend::Sqlite))
+        .prepare_cached(&upsert_sql(Backend::Sqlite, 1))
         .map_err(unavailable)?;
     for message in &batch.messages {
         if execute(&mut messages, &message_row(message)?).map_err(unavailable)? == 0 {
@@ -241,20 +304,8 @@ fn write_in(
         }
         new.insert(message.id.as_str());
         outcome.new_messages.push(message.id.clone());
-        // The conversation merges this message: earliest start, latest message, latest
-        // inbound message.
-        let at = to_micros(message.sent_at);
-        let inbound = (message.direction == Direction::Inbound).then_some(at);
-        conversation
-            .execute(rusqlite::params![
-                message.conversation_id.as_str(),
-                message.instagram_account_id.as_str(),
-                message.customer_id().as_str(),
-                at,
-                at,
-                inbound,
-            ])
-            .map_err(unavailable)?;
+        let row = conversation_row(&Conversation::of_message(message));
+        execute(&mut conversation, &row).map_err(unavailable)?;
     }
 
     let mut events = txn
@@ -290,50 +341,11 @@ fn write_in(
         .map_err(unavailable)?;
     }
 
-    // Jobs about what is new; CRM jobs only for accounts with a CRM URL; each with its
-    // account's id when the account is configured.
-    let mut routes: HashMap<&InstagramAccountId, Route> = HashMap::new();
-    let mut route = txn
-        .prepare_cached("SELECT id, crm_webhook_url FROM accounts WHERE instagram_account_id = ?")
-        .map_err(unavailable)?;
     let mut jobs = txn
         .prepare_cached(&insert_sql("jobs", &crate::jobs::COLUMNS, ""))
         .map_err(unavailable)?;
-    for planned in batch
-        .jobs
-        .iter()
-        .filter(|j| new.contains(j.job.subject.as_str()))
-    {
-        let account = &planned.instagram_account_id;
-        if !routes.contains_key(account) {
-            let found = route
-                .query_row([account.as_str()], |row| {
-                    let url: Option<String> = row.get(1)?;
-                    Ok((row.get::<_, String>(0)?, url.is_some_and(|u| !u.is_empty())))
-                })
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(unavailable(e)),
-                })?
-                .map(|(id, crm)| {
-                    AccountId::parse("id", &id)
-                        .map(|id| (id, crm))
-                        .map_err(|e| RepoError::Corrupt(format!("account route: {e}")))
-                })
-                .transpose()?;
-            routes.insert(account, found);
-        }
-        let found = routes.get(account).and_then(Option::as_ref);
-        if planned.requires_crm && !found.is_some_and(|(_, crm)| *crm) {
-            continue;
-        }
-        let mut job = planned.job.clone();
-        if let Some((id, _)) = found {
-            job.payload = with_account_id(&job.payload, id);
-            job.account_id = Some(id.clone());
-        }
-        execute(&mut jobs, &crate::jobs::job_row(&job)).map_err(unavailable)?;
+    for job in batch.jobs_about(|subject| new.contains(subject)) {
+        execute(&mut jobs, &crate::jobs::job_row(job)).map_err(unavailable)?;
     }
     Ok(outcome)
 }

@@ -17,31 +17,35 @@
 
 use std::fmt::Write as _;
 
-use insta_router_domain::{EventId, MessageId};
-use insta_router_ports::{ACCOUNT_ID_PLACEHOLDER, BatchOutcome, InboundBatch, RepoError};
-use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Statement, Value};
 use std::sync::LazyLock;
 
-use crate::Backend;
+use insta_router_domain::{EventId, MessageId};
+use insta_router_ports::{BatchOutcome, InboundBatch, RepoError};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Statement, Value};
+
+use super::rows::{EVENT_COLUMNS, JOURNAL_COLUMNS, JOURNAL_UPSERT, event_row, journal_row};
+use crate::backend::Backend;
+use crate::conversations::{COLUMNS as CONVERSATION_COLUMNS, merge_sql};
 use crate::error::unavailable;
-use crate::inbound::{EVENT_COLUMNS, JOURNAL_COLUMNS, conversation_merge, event_row, journal_row};
+use crate::jobs::{COLUMNS as JOB_COLUMNS, job_row};
 use crate::messages::{columns as message_columns, message_row};
-use crate::time::to_micros;
 
 /// Whether [`store`] can write `batch`.
 pub(crate) fn fits(batch: &InboundBatch) -> bool {
     batch.deletions.is_empty()
 }
 
-/// The batch statement: `$1` journal entries, `$2` messages, `$3` events, `$4` planned jobs,
-/// each a JSON array.
+/// The batch statement: `$1` journal entries, `$2` messages, `$3` events, `$4` jobs, each a
+/// JSON array. The conversations of the new messages are merged per conversation first (a
+/// statement may not touch a row twice), then into the table.
 static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
     let journal = JOURNAL_COLUMNS.join(", ");
     let messages = message_columns().join(", ");
     let events = EVENT_COLUMNS.join(", ");
-    let payload = payload_with_account_sql("v.payload");
-    let merge = conversation_merge(Backend::Postgres);
-    let upsert = crate::inbound::JOURNAL_UPSERT;
+    let conversations = CONVERSATION_COLUMNS.join(", ");
+    let jobs = JOB_COLUMNS.join(", ");
+    let merge = merge_sql(Backend::Postgres);
+    let upsert = JOURNAL_UPSERT;
     format!(
         "WITH j AS (INSERT INTO webhook_journal ({journal}) \
            SELECT {journal} FROM json_populate_recordset(NULL::webhook_journal, $1::json){upsert}), \
@@ -52,17 +56,14 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
          e AS (INSERT INTO inbound_events ({events}) \
            SELECT {events} FROM json_populate_recordset(NULL::inbound_events, $3::json) \
            ON CONFLICT (instagram_account_id, dedup_key) DO NOTHING RETURNING id), \
-         c AS (INSERT INTO conversations (id, instagram_account_id, customer_id, started_at, last_message_at, last_inbound_at) \
+         c AS (INSERT INTO conversations ({conversations}) \
            SELECT conversation_id, min(instagram_account_id), \
                   min(CASE WHEN direction = 'inbound' THEN sender_id ELSE recipient_id END), \
                   min(timestamp), max(timestamp), max(CASE WHEN direction = 'inbound' THEN timestamp END) \
            FROM m GROUP BY conversation_id ORDER BY conversation_id{merge}), \
-         q AS (INSERT INTO jobs (id, kind, account_id, subject, payload, status, attempts, run_at, lease_token, last_error, created_at, updated_at) \
-           SELECT v.id, v.kind, a.id, v.subject, {payload}, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
-           FROM json_to_recordset($4::json) AS v(id text, kind text, subject text, account text, payload text, run_at bigint, crm boolean) \
-           LEFT JOIN accounts a ON a.instagram_account_id = v.account \
-           WHERE (v.subject IN (SELECT id FROM m) OR v.subject IN (SELECT id FROM e)) \
-             AND (NOT v.crm OR coalesce(a.crm_webhook_url, '') <> '')) \
+         q AS (INSERT INTO jobs ({jobs}) \
+           SELECT {jobs} FROM json_populate_recordset(NULL::jobs, $4::json) \
+           WHERE subject IN (SELECT id FROM m) OR subject IN (SELECT id FROM e)) \
          SELECT 'm' AS t, id FROM m UNION ALL SELECT 'e' AS t, id FROM e"
     )
 });
@@ -138,23 +139,7 @@ pub(crate) async fn store(
         &EVENT_COLUMNS,
         batch.events.iter().map(|e| Ok(event_row(e))),
     )?;
-    let jobs = json_rows(
-        &[
-            "id", "kind", "subject", "account", "payload", "run_at", "crm",
-        ],
-        batch.jobs.iter().map(|planned| {
-            let job = &planned.job;
-            Ok(vec![
-                Value::from(job.id.as_str()),
-                job.kind.as_str().into(),
-                job.subject.as_str().into(),
-                planned.instagram_account_id.as_str().into(),
-                job.payload.as_str().into(),
-                to_micros(job.run_at).into(),
-                planned.requires_crm.into(),
-            ])
-        }),
-    )?;
+    let jobs = json_rows(&JOB_COLUMNS, batch.jobs.iter().map(|j| Ok(job_row(j))))?;
     let statement = Statement::from_sql_and_values(
         db.get_database_backend(),
         BATCH_SQL.as_str(),
@@ -162,16 +147,6 @@ pub(crate) async fn store(
     );
     let rows = db.query_all_raw(statement).await.map_err(unavailable)?;
     outcome_from_rows(&rows)
-}
-
-/// The SQL expression of a job's payload with [`ACCOUNT_ID_PLACEHOLDER`] replaced by the id of
-/// the joined account `a` (unchanged when there is none).
-fn payload_with_account_sql(payload: &str) -> String {
-    let placeholder = ACCOUNT_ID_PLACEHOLDER.replace('\'', "''");
-    format!(
-        "CASE WHEN a.id IS NULL THEN {payload} \
-         ELSE replace({payload}, '{placeholder}', '\"account_id\":\"' || a.id || '\"') END"
-    )
 }
 
 /// The outcome of the batch statement: rows of `(t, id)` where `t` is `m` for a message and

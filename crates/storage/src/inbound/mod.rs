@@ -1,0 +1,138 @@
+//! [`InboundStore`] on sea-orm: insert what is new, report what was new, queue its jobs; one
+//! database transaction per batch.
+//!
+//! What a batch means is the same everywhere (the rows of [`rows`], the conversation merge of
+//! [`crate::conversations::merge_sql`]); how it reaches the database is chosen once per store,
+//! for speed:
+//!
+//! - a SQLite file: a thread of its own writes the batch through rusqlite ([`sqlite`]);
+//! - PostgreSQL: one statement of chained CTEs whose text never changes ([`postgres`]);
+//! - MySQL, in-memory SQLite, and PostgreSQL batches that mark deletions: a sequence of
+//!   multi-row statements in one transaction ([`statements`]).
+//!
+//! Which jobs a batch carries, and for which account, is decided before it gets here
+//! ([`insta_router_domain::FollowUp`], [`insta_router_domain::Route`]): the store queues the
+//! jobs whose subject it stored, as they are.
+
+use async_trait::async_trait;
+use insta_router_domain::{AccountId, InstagramAccountId, Route};
+use insta_router_ports::{BatchOutcome, InboundBatch, InboundStore, RepoError};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::backend::Backend;
+use crate::error::{retry_deadlocks, unavailable};
+
+mod postgres;
+pub(crate) mod rows;
+mod sqlite;
+mod statements;
+
+pub(crate) use sqlite::{SqliteWriter, WriterOptions};
+
+/// How batches reach the database.
+#[derive(Debug, Clone)]
+enum Path {
+    /// The SQLite writer thread.
+    SqliteThread(SqliteWriter),
+    /// The fixed PostgreSQL statement, else statements.
+    Postgres,
+    /// Statements in a transaction.
+    Statements,
+}
+
+/// The inbound pipeline's tables.
+#[derive(Debug, Clone)]
+pub struct SeaInboundStore {
+    db: DatabaseConnection,
+    backend: Backend,
+    path: Path,
+}
+
+impl SeaInboundStore {
+    /// `sqlite` is the writer thread of a SQLite file.
+    pub(crate) fn new(
+        db: DatabaseConnection,
+        backend: Backend,
+        sqlite: Option<SqliteWriter>,
+    ) -> Self {
+        let path = match (sqlite, backend) {
+            (Some(writer), _) => Path::SqliteThread(writer),
+            (None, Backend::Postgres) => Path::Postgres,
+            (None, _) => Path::Statements,
+        };
+        Self { db, backend, path }
+    }
+}
+
+#[async_trait]
+impl InboundStore for SeaInboundStore {
+    async fn routes(
+        &self,
+        accounts: &[InstagramAccountId],
+    ) -> Result<Vec<(InstagramAccountId, Route)>, RepoError> {
+        if let Path::SqliteThread(writer) = &self.path {
+            return writer.routes(accounts.to_vec()).await;
+        }
+        let select = Query::select()
+            .columns([
+                Alias::new("instagram_account_id"),
+                Alias::new("id"),
+                Alias::new("crm_webhook_url"),
+            ])
+            .from(Alias::new("accounts"))
+            .and_where(
+                Expr::col(Alias::new("instagram_account_id"))
+                    .is_in(accounts.iter().map(|a| a.as_str().to_owned())),
+            )
+            .to_owned();
+        let statement = self.db.get_database_backend().build(&select);
+        let rows = self
+            .db
+            .query_all_raw(statement)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let get = |i| {
+                    row.try_get_by_index::<Option<String>>(i)
+                        .map_err(unavailable)
+                };
+                route(
+                    get(0)?.unwrap_or_default(),
+                    get(1)?.unwrap_or_default(),
+                    get(2)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn store(&self, batch: InboundBatch) -> Result<BatchOutcome, RepoError> {
+        match &self.path {
+            Path::SqliteThread(writer) => writer.store(batch).await,
+            Path::Postgres if postgres::fits(&batch) => {
+                retry_deadlocks(|| postgres::store(&self.db, &batch)).await
+            }
+            Path::Postgres | Path::Statements => {
+                retry_deadlocks(|| statements::store(&self.db, self.backend, &batch)).await
+            }
+        }
+    }
+}
+
+/// A route from an `accounts` row: its Instagram account, its id, its CRM URL.
+fn route(
+    instagram_account_id: String,
+    id: String,
+    crm_webhook_url: Option<String>,
+) -> Result<(InstagramAccountId, Route), RepoError> {
+    let corrupt = |e: insta_router_domain::FieldError| RepoError::Corrupt(format!("route: {e}"));
+    Ok((
+        InstagramAccountId::parse("instagram_account_id", &instagram_account_id)
+            .map_err(corrupt)?,
+        Route {
+            account_id: AccountId::parse("id", &id).map_err(corrupt)?,
+            forwards_to_crm: crm_webhook_url.is_some_and(|u| !u.is_empty()),
+        },
+    ))
+}
