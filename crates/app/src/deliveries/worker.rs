@@ -1,0 +1,282 @@
+//! The delivery workers: claim CRM deliveries, sign and send each, and record what the CRM answered on the retry schedule.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl DeliveryService {
+    /// Claims a batch and sends it, concurrently; false when nothing was due.
+    pub(super) async fn round(self: Arc<Self>) -> bool {
+        let claimed = workers::claim(
+            self.jobs.as_ref(),
+            JobKind::CrmDelivery,
+            self.settings.batch.max(1),
+            self.settings.lease,
+            self.clock.now(),
+        )
+        .await;
+        if claimed.is_empty() {
+            return false;
+        }
+        let mut sends = JoinSet::new();
+        for job in claimed {
+            let service = self.clone();
+            sends.spawn(async move { service.deliver(job).await });
+        }
+        while sends.join_next().await.is_some() {}
+        true
+    }
+
+    /// One attempt at one claimed delivery.
+    pub(super) async fn deliver(&self, claimed: ClaimedJob) {
+        let ClaimedJob { job, lease } = claimed;
+        let started_at = self.clock.now();
+        let account = match self.account_of(&job).await {
+            Ok(account) => account,
+            Err(ACCOUNT_UNAVAILABLE) => {
+                let later = started_at + TimeDelta::seconds(30);
+                if let Err(error) = self
+                    .jobs
+                    .release(&lease, later, "the account could not be read", started_at)
+                    .await
+                {
+                    tracing::warn!(%error, job_id = %job.id, "cannot release a delivery");
+                }
+                return;
+            }
+            Err(reason) => {
+                // Nothing can be sent; kept dead, to be replayed once the account is fixed.
+                self.finish(
+                    &job,
+                    &lease,
+                    started_at,
+                    skipped(reason),
+                    DeliveryResolution::Dead,
+                )
+                .await;
+                return;
+            }
+        };
+        let Some(url) = account
+            .crm_webhook_url
+            .as_ref()
+            .map(|u| u.as_str().to_owned())
+        else {
+            self.finish(
+                &job,
+                &lease,
+                started_at,
+                skipped("no_crm_url"),
+                DeliveryResolution::Dead,
+            )
+            .await;
+            return;
+        };
+        if account.delivery.disabled_at.is_some() {
+            self.finish(
+                &job,
+                &lease,
+                started_at,
+                skipped("endpoint_disabled"),
+                DeliveryResolution::Dead,
+            )
+            .await;
+            return;
+        }
+        if let Some(until) = self.paused_until(&url, started_at) {
+            if let Err(error) = self
+                .jobs
+                .release(
+                    &lease,
+                    until,
+                    "endpoint paused after repeated failures",
+                    started_at,
+                )
+                .await
+            {
+                tracing::warn!(%error, job_id = %job.id, "cannot release a delivery");
+            }
+            return;
+        }
+        let secrets = match self.secrets(&account, started_at) {
+            Ok(secrets) => secrets,
+            Err(reason) => {
+                let response = CrmResponse {
+                    outcome: AttemptOutcome::Refused,
+                    duration: Duration::ZERO,
+                    body: None,
+                    error: Some(reason),
+                };
+                let resolution = self.resolve(&job, &account.id, &response.outcome, started_at);
+                self.finish(&job, &lease, started_at, response, resolution)
+                    .await;
+                return;
+            }
+        };
+        let slots = self.slots(&url);
+        let Ok(_slot) = slots.acquire().await else {
+            return;
+        };
+        let now = self.clock.now();
+        let latest_start = job.lease_until.and_then(|until| {
+            TimeDelta::from_std(self.settings.attempt_timeout)
+                .ok()
+                .and_then(|t| until.checked_sub_signed(t))
+        });
+        if latest_start.is_some_and(|latest| now >= latest) {
+            if let Err(error) = self
+                .jobs
+                .release(
+                    &lease,
+                    now,
+                    "waited for a free slot until its lease ran short",
+                    now,
+                )
+                .await
+            {
+                tracing::warn!(%error, job_id = %job.id, "cannot release a delivery");
+            }
+            return;
+        }
+        let response = self
+            .sender
+            .send(CrmRequest {
+                url: url.clone(),
+                webhook_id: job.subject.clone(),
+                body: job.payload.clone(),
+                secrets,
+            })
+            .await;
+        self.note_outcome(&url, &response.outcome, self.clock.now());
+        let resolution = self.resolve(&job, &account.id, &response.outcome, started_at);
+        if resolution == DeliveryResolution::Done {
+            let since_created = started_at - job.created_at;
+            if job.attempts > 1 {
+                tracing::info!(job_id = %job.id, attempts = job.attempts, "delivered after retries");
+            }
+            if let Ok(latency) = since_created.to_std() {
+                metrics::histogram!("insta_router_delivery_latency_seconds")
+                    .record(latency.as_secs_f64() + response.duration.as_secs_f64());
+            }
+        }
+        self.finish(&job, &lease, started_at, response, resolution)
+            .await;
+    }
+
+    pub(super) async fn account_of(&self, job: &Job) -> Result<Account, &'static str> {
+        let Some(id) = &job.account_id else {
+            return Err("no_account");
+        };
+        match self.accounts.get(id).await {
+            Ok(Some(account)) => Ok(account),
+            Ok(None) => Err("account_deleted"),
+            Err(error) => {
+                tracing::warn!(%error, job_id = %job.id, "cannot read the delivery's account");
+                Err(ACCOUNT_UNAVAILABLE)
+            }
+        }
+    }
+
+    pub(super) fn secrets(
+        &self,
+        account: &Account,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Secret>, String> {
+        let current = account
+            .webhook_secret
+            .as_ref()
+            .ok_or_else(|| "the account has no webhook secret".to_owned())?;
+        let mut secrets = vec![self.cipher.open(current).map_err(|e| e.to_string())?];
+        if let Some(previous) = account.delivery.previous_secret_at(now)
+            && let Ok(previous) = self.cipher.open(previous)
+        {
+            secrets.push(previous);
+        }
+        Ok(secrets)
+    }
+
+    pub(super) fn resolve(
+        &self,
+        job: &Job,
+        account: &AccountId,
+        outcome: &AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> DeliveryResolution {
+        match next_step(
+            &self.settings.schedule,
+            job.attempts,
+            outcome,
+            jitter_draw(),
+        ) {
+            NextStep::Delivered => DeliveryResolution::Done,
+            NextStep::RetryAfter(delay) => DeliveryResolution::RetryAt(
+                TimeDelta::from_std(delay)
+                    .ok()
+                    .and_then(|d| now.checked_add_signed(d))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            ),
+            NextStep::DeadLetter => DeliveryResolution::Dead,
+            NextStep::DisableEndpoint => DeliveryResolution::DeadAndDisable(account.clone()),
+        }
+    }
+
+    pub(super) async fn finish(
+        &self,
+        job: &Job,
+        lease: &insta_router_domain::JobLease,
+        started_at: DateTime<Utc>,
+        response: CrmResponse,
+        resolution: DeliveryResolution,
+    ) {
+        // A skipped attempt is recorded under its reason (`endpoint_disabled`, ...).
+        let outcome = response
+            .error
+            .as_deref()
+            .and_then(|e| e.strip_prefix(SKIP_PREFIX))
+            .map_or_else(|| response.outcome.kind().to_owned(), str::to_owned);
+        metrics::counter!("insta_router_delivery_attempts_total", "outcome" => outcome.clone())
+            .increment(1);
+        metrics::histogram!("insta_router_delivery_attempt_seconds")
+            .record(response.duration.as_secs_f64());
+        let status_code = match response.outcome {
+            AttemptOutcome::Answered { status, .. } => Some(status),
+            _ => None,
+        };
+        let attempt = DeliveryAttempt {
+            job_id: job.id.clone(),
+            attempt: job.attempts,
+            started_at,
+            duration_ms: u64::try_from(response.duration.as_millis()).unwrap_or(u64::MAX),
+            outcome,
+            status_code,
+            response_body: response.body,
+            error: response.error,
+        };
+        match &resolution {
+            DeliveryResolution::Dead | DeliveryResolution::DeadAndDisable(_) => {
+                metrics::counter!("insta_router_delivery_dead_letters_total").increment(1);
+                tracing::warn!(job_id = %job.id, attempts = job.attempts, outcome = %attempt.outcome, "delivery dead-lettered");
+            }
+            DeliveryResolution::RetryAt(at) => {
+                tracing::debug!(job_id = %job.id, attempts = job.attempts, outcome = %attempt.outcome, retry_at = %at, "delivery failed; retrying");
+            }
+            DeliveryResolution::Done => {}
+        }
+        if let DeliveryResolution::DeadAndDisable(account) = &resolution {
+            tracing::warn!(account_id = %account, "the CRM answered 410 Gone; its endpoint is disabled until its URL or secret is set again");
+        }
+        match self
+            .store
+            .record(lease, &attempt, &resolution, self.clock.now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job_id = %job.id, "the delivery's lease ran out before its result was recorded; another worker has it");
+            }
+            Err(error) => {
+                // The lease runs out and the delivery is tried again: at least once.
+                tracing::error!(%error, job_id = %job.id, "cannot record a delivery attempt");
+            }
+        }
+    }
+}
