@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use insta_router_domain::{
-    AccountId, Attachment, EventId, InboundEvent, InboundEventKind, JobId, JobKind, Message,
+    AccountId, Attachment, EventId, InboundEvent, InboundEventKind, JobId, JobWork, Message,
     NewJob, OutboundMessage, ReactionAction, Referral, ReplyTo,
 };
 use serde::Serialize;
@@ -61,10 +61,9 @@ pub(crate) fn delivery(
 ) -> NewJob {
     NewJob {
         id: JobId::from_u128(crate::new_id_bits()),
-        kind: JobKind::CrmDelivery,
+        work: JobWork::CrmDelivery { body },
         account_id: Some(account.clone()),
         subject: subject.to_owned(),
-        payload: body,
         run_at: now,
     }
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::{AccountId, JobId};
+use crate::{AccountId, FieldError, InstagramUserId, JobId};
 
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,6 +38,66 @@ impl JobKind {
             "webhook_replay" => Some(Self::WebhookReplay),
             _ => None,
         }
+    }
+}
+
+/// What a job does, with what it needs beyond its subject: the typed form of the stored
+/// kind and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobWork {
+    /// Deliver this body to the account's CRM: the exact bytes of every attempt and replay.
+    CrmDelivery {
+        /// The body, JSON.
+        body: String,
+    },
+    /// Evaluate the auto-reply rules against the message that is the job's subject.
+    AutoReply,
+    /// Send the message that is the job's subject; one recipient's sends go in order.
+    Send {
+        /// Who receives it.
+        recipient: InstagramUserId,
+    },
+    /// Store again the events of the journaled webhook that is the job's subject.
+    WebhookReplay,
+}
+
+impl JobWork {
+    /// Its kind.
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Self::CrmDelivery { .. } => JobKind::CrmDelivery,
+            Self::AutoReply => JobKind::AutoReply,
+            Self::Send { .. } => JobKind::Send,
+            Self::WebhookReplay => JobKind::WebhookReplay,
+        }
+    }
+
+    /// The stored payload: the body of a delivery, the recipient of a send, else empty.
+    pub fn payload(&self) -> &str {
+        match self {
+            Self::CrmDelivery { body } => body,
+            Self::Send { recipient } => recipient.as_str(),
+            Self::AutoReply | Self::WebhookReplay => "",
+        }
+    }
+
+    /// The work of a stored job of `kind` with `payload` (what [`JobWork::payload`] wrote;
+    /// the payload of kinds that need none is ignored).
+    ///
+    /// # Errors
+    ///
+    /// When a send's payload is not a recipient id.
+    pub fn from_stored(kind: JobKind, payload: &str) -> Result<Self, FieldError> {
+        Ok(match kind {
+            JobKind::CrmDelivery => Self::CrmDelivery {
+                body: payload.to_owned(),
+            },
+            JobKind::AutoReply => Self::AutoReply,
+            JobKind::Send => Self::Send {
+                recipient: InstagramUserId::parse("payload", payload)?,
+            },
+            JobKind::WebhookReplay => Self::WebhookReplay,
+        })
     }
 }
 
@@ -83,13 +143,11 @@ pub struct NewJob {
     /// Its id.
     pub id: JobId,
     /// What it does.
-    pub kind: JobKind,
+    pub work: JobWork,
     /// The account it works for, when there is one.
     pub account_id: Option<AccountId>,
     /// The id of what it is about (`msg_...`, `evt_...`).
     pub subject: String,
-    /// Kind-specific JSON.
-    pub payload: String,
     /// When it may run first.
     pub run_at: DateTime<Utc>,
 }
@@ -100,13 +158,11 @@ pub struct Job {
     /// Its id.
     pub id: JobId,
     /// What it does.
-    pub kind: JobKind,
+    pub work: JobWork,
     /// The account it works for.
     pub account_id: Option<AccountId>,
     /// The id of what it is about.
     pub subject: String,
-    /// Kind-specific JSON.
-    pub payload: String,
     /// Where it stands.
     pub status: JobStatus,
     /// How many times it has been claimed.
@@ -119,6 +175,20 @@ pub struct Job {
     pub last_error: Option<String>,
     /// When it was queued.
     pub created_at: DateTime<Utc>,
+}
+
+impl NewJob {
+    /// What it does.
+    pub fn kind(&self) -> JobKind {
+        self.work.kind()
+    }
+}
+
+impl Job {
+    /// What it does.
+    pub fn kind(&self) -> JobKind {
+        self.work.kind()
+    }
 }
 
 /// Proof of a claim: only the holder of the current lease may complete, reschedule or
@@ -168,6 +238,30 @@ pub fn replay_delay(failures: u32) -> TimeDelta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_round_trips_through_its_stored_kind_and_payload() {
+        let recipient = InstagramUserId::parse("r", "1234").unwrap();
+        for work in [
+            JobWork::CrmDelivery {
+                body: r#"{"type":"message.received"}"#.into(),
+            },
+            JobWork::AutoReply,
+            JobWork::Send { recipient },
+            JobWork::WebhookReplay,
+        ] {
+            assert_eq!(
+                JobWork::from_stored(work.kind(), work.payload()).unwrap(),
+                work
+            );
+        }
+        // Payloads of kinds that need none are ignored (older rows carried some JSON).
+        assert_eq!(
+            JobWork::from_stored(JobKind::AutoReply, r#"{"event":"message.received"}"#).unwrap(),
+            JobWork::AutoReply
+        );
+        assert!(JobWork::from_stored(JobKind::Send, "").is_err());
+    }
 
     #[test]
     fn names_round_trip() {

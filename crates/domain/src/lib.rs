@@ -70,7 +70,9 @@ pub use id::{
     AccountId, ApiKeyId, ConversationId, EventId, InstagramAccountId, InstagramMessageId,
     InstagramUserId, JobId, MessageId, RuleId, WebhookId,
 };
-pub use job::{ClaimedJob, Job, JobKind, JobLease, JobStatus, NewJob, REPLAY_DELAYS, replay_delay};
+pub use job::{
+    ClaimedJob, Job, JobKind, JobLease, JobStatus, JobWork, NewJob, REPLAY_DELAYS, replay_delay,
+};
 pub use message::{
     Attachment, AttachmentKind, Direction, Message, MessageContext, MessageKind, Referral, ReplyTo,
 };

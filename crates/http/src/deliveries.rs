@@ -97,7 +97,7 @@ pub(crate) struct DeliveryResponse {
 
 impl From<Job> for DeliveryResponse {
     fn from(job: Job) -> Self {
-        let event_type = serde_json::from_str::<serde_json::Value>(&job.payload)
+        let event_type = serde_json::from_str::<serde_json::Value>(job.work.payload())
             .ok()
             .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned));
         Self {
@@ -264,7 +264,7 @@ async fn get_delivery(
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let detail = visible_delivery(&state, &caller, &path).await?;
-    let payload = detail.job.payload.clone();
+    let payload = detail.job.work.payload().to_owned();
     Ok(HttpResponse::Ok().json(DeliveryDetailResponse {
         delivery: detail.job.into(),
         payload,

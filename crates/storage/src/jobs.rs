@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    AccountId, ClaimedJob, Job, JobId, JobKind, JobLease, JobStatus, NewJob,
+    AccountId, ClaimedJob, Job, JobId, JobKind, JobLease, JobStatus, JobWork, NewJob,
 };
 use insta_router_ports::{JobQueue, RepoError};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
@@ -170,10 +170,10 @@ pub(crate) fn job_row(j: &NewJob) -> Vec<Value> {
     let at = to_micros(j.run_at);
     vec![
         j.id.as_str().into(),
-        j.kind.as_str().into(),
+        j.kind().as_str().into(),
         j.account_id.as_ref().map(|a| a.as_str().to_owned()).into(),
         j.subject.as_str().into(),
-        j.payload.as_str().into(),
+        j.work.payload().into(),
         JobStatus::Queued.as_str().into(),
         0_i32.into(),
         at.into(),
@@ -356,10 +356,11 @@ pub(crate) fn job_from_row(row: &QueryResult) -> Result<Job, RepoError> {
     let status =
         JobStatus::parse(&text("status")?).ok_or_else(|| corrupt("unknown status".to_owned()))?;
     let run_at = from_micros(int("run_at")?)?;
+    let kind = JobKind::parse(&text("kind")?).ok_or_else(|| corrupt("unknown kind".to_owned()))?;
     let attempts: i32 = row.try_get("", "attempts").map_err(unavailable)?;
     Ok(Job {
         id: JobId::parse("id", &id).map_err(|e| corrupt(e.to_string()))?,
-        kind: JobKind::parse(&text("kind")?).ok_or_else(|| corrupt("unknown kind".to_owned()))?,
+        work: JobWork::from_stored(kind, &text("payload")?).map_err(|e| corrupt(e.to_string()))?,
         account_id: row
             .try_get::<Option<String>>("", "account_id")
             .map_err(unavailable)?
@@ -367,7 +368,6 @@ pub(crate) fn job_from_row(row: &QueryResult) -> Result<Job, RepoError> {
             .transpose()
             .map_err(|e| corrupt(e.to_string()))?,
         subject: text("subject")?,
-        payload: text("payload")?,
         status,
         attempts: u32::try_from(attempts).unwrap_or_default(),
         run_at,

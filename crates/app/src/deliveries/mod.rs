@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use insta_router_domain::{
-    Account, AccountId, AttemptOutcome, ClaimedJob, Job, JobId, JobKind, JobStatus, NextStep,
-    RetrySchedule, Secret, next_step,
+    Account, AccountId, AttemptOutcome, ClaimedJob, Job, JobId, JobKind, JobStatus, JobWork,
+    NextStep, RetrySchedule, Secret, next_step,
 };
 use insta_router_ports::{
     AccountRepository, Clock, CredentialCipher, CrmRequest, CrmResponse, CrmSender,
@@ -191,7 +191,7 @@ impl DeliveryService {
             .jobs
             .get(id)
             .await?
-            .filter(|j| j.kind == JobKind::CrmDelivery)
+            .filter(|j| j.kind() == JobKind::CrmDelivery)
             .ok_or_else(|| DeliveryError::NotFound(id.clone()))?;
         let attempts = self.store.attempts(id).await?;
         Ok(DeliveryDetail { job, attempts })

@@ -34,10 +34,11 @@ fn claimed(n: u128, attempts: u32) -> ClaimedJob {
     ClaimedJob {
         job: Job {
             id: id.clone(),
-            kind: JobKind::CrmDelivery,
+            work: JobWork::CrmDelivery {
+                body: r#"{"type":"message.received"}"#.to_owned(),
+            },
             account_id: Some(AccountId::from_u128(1)),
             subject: format!("msg_{n}"),
-            payload: r#"{"type":"message.received"}"#.to_owned(),
             status: JobStatus::Running,
             attempts,
             run_at: now() + TimeDelta::seconds(60),

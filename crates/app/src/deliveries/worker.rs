@@ -142,7 +142,10 @@ impl DeliveryService {
             .send(CrmRequest {
                 url: url.clone(),
                 webhook_id: job.subject.clone(),
-                body: job.payload.clone(),
+                body: match &job.work {
+                    JobWork::CrmDelivery { body } => body.clone(),
+                    other => other.payload().to_owned(),
+                },
                 secrets,
             })
             .await;

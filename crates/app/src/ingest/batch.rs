@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    ConversationId, EventId, FollowUp, InboundEventKind, InstagramAccountId, JobId, JobKind,
+    ConversationId, EventId, FollowUp, InboundEventKind, InstagramAccountId, JobId, JobWork,
     Message, MessageId, NewJob, Route,
 };
 use insta_router_ports::{
@@ -241,10 +241,9 @@ fn jobs(event: &PreparedEvent, route: Option<&Route>, now: DateTime<Utc>) -> Vec
     if event.follow_up.auto_reply {
         jobs.push(NewJob {
             id: JobId::from_u128(new_id_bits()),
-            kind: JobKind::AutoReply,
+            work: JobWork::AutoReply,
             account_id: route.map(|r| r.account_id.clone()),
             subject: subject.to_owned(),
-            payload: format!(r#"{{"event":"message.received","subject":"{subject}"}}"#),
             run_at: now,
         });
     }

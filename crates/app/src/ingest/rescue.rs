@@ -1,7 +1,7 @@
 //! The requests of a group whose write failed: each written alone, else journaled for
 //! replay, else spooled, else refused.
 
-use insta_router_domain::{JobId, JobKind, NewJob, replay_delay};
+use insta_router_domain::{JobId, JobWork, NewJob, replay_delay};
 use insta_router_ports::{JournalStatus, RepoError, describe};
 
 use super::batch::{Prepared, write};
@@ -48,10 +48,9 @@ impl Rescue<'_> {
             let now = ports.clock.now();
             let replay = NewJob {
                 id: JobId::replaying(&id),
-                kind: JobKind::WebhookReplay,
+                work: JobWork::WebhookReplay,
                 account_id: None,
                 subject: id.as_str().to_owned(),
-                payload: String::new(),
                 run_at: now + replay_delay(1),
             };
             match ports

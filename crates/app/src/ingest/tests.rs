@@ -9,7 +9,7 @@ use insta_router_ports::{BatchOutcome, JournalSummary, MockClock};
 
 use super::*;
 use insta_router_domain::{
-    Direction, InboundEventKind, InstagramAccountId, JobId, JobKind, MessageId, MessageKind,
+    Direction, InboundEventKind, InstagramAccountId, JobId, JobWork, MessageId, MessageKind,
     NewJob, Route,
 };
 use insta_router_ports::{InboundBatch, WebhookJournal, WebhookSpool};
@@ -262,7 +262,7 @@ async fn a_refused_request_is_journaled_for_replay_and_spares_its_group() {
         "the real cause"
     );
     assert_eq!(job.id, JobId::replaying(&id));
-    assert_eq!(job.kind, JobKind::WebhookReplay);
+    assert_eq!(job.work, JobWork::WebhookReplay);
     assert_eq!(job.subject, id.as_str());
     assert_eq!(job.run_at, now() + TimeDelta::seconds(1));
 }

@@ -18,9 +18,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use insta_router_domain::{
     Account, AccountId, ClaimedJob, Conversation, ConversationId, Direction, InstagramAccountId,
-    JobId, JobKind, Message, MessageContext, MessageId, MessageKind, NewJob, OutboundContent,
-    OutboundMessage, OutboundStatus, SendError, SendRequest, TokenFailure, is_token_error,
-    messaging_type,
+    InstagramUserId, JobId, JobKind, JobWork, Message, MessageContext, MessageId, MessageKind,
+    NewJob, OutboundContent, OutboundMessage, OutboundStatus, SendError, SendRequest, TokenFailure,
+    is_token_error, messaging_type,
 };
 use insta_router_ports::{
     Accepted, AccountRepository, Clock, ConversationRepository, CredentialCipher, GraphError,
@@ -191,11 +191,12 @@ impl SendService {
         };
         let job = NewJob {
             id: JobId::from_u128(new_id_bits()),
-            kind: JobKind::Send,
+            // Which conversation: a worker keeps one recipient's sends in order.
+            work: JobWork::Send {
+                recipient: message.request.recipient_id.clone(),
+            },
             account_id: Some(message.request.account_id.clone()),
             subject: id.to_string(),
-            // Which conversation: a worker keeps one recipient's sends in order.
-            payload: message.request.recipient_id.to_string(),
             run_at: now,
         };
         match self.ports.outbound.accept(&message, &job).await {

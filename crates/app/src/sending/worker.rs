@@ -20,14 +20,15 @@ impl SendService {
         if claimed.is_empty() {
             return false;
         }
-        let mut by_recipient: Vec<(String, Vec<ClaimedJob>)> = Vec::new();
+        let mut by_recipient: Vec<(Option<InstagramUserId>, Vec<ClaimedJob>)> = Vec::new();
         for job in claimed {
-            match by_recipient
-                .iter_mut()
-                .find(|(recipient, _)| *recipient == job.job.payload)
-            {
+            let recipient = match &job.job.work {
+                JobWork::Send { recipient } => Some(recipient.clone()),
+                _ => None,
+            };
+            match by_recipient.iter_mut().find(|(r, _)| *r == recipient) {
                 Some((_, jobs)) => jobs.push(job),
-                None => by_recipient.push((job.job.payload.clone(), vec![job])),
+                None => by_recipient.push((recipient, vec![job])),
             }
         }
         let mut tasks = JoinSet::new();

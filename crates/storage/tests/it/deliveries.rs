@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use insta_router_domain::{AccountId, JobId, JobKind, JobLease, JobStatus, NewJob};
+use insta_router_domain::{AccountId, JobId, JobKind, JobLease, JobStatus, JobWork, NewJob};
 use insta_router_ports::{
     AccountRepository, DeliveryAttempt, DeliveryFilter, DeliveryResolution, DeliveryStore,
     JobQueue, PageRequest, RetryNow,
@@ -18,10 +18,9 @@ const LEASE: Duration = Duration::from_secs(30);
 fn delivery(n: u128, account: u128, created_secs: i64) -> NewJob {
     NewJob {
         id: JobId::from_u128(n),
-        kind: JobKind::CrmDelivery,
+        work: JobWork::CrmDelivery { body: "{}".into() },
         account_id: Some(AccountId::from_u128(account)),
         subject: format!("msg_{n:032x}"),
-        payload: "{}".to_owned(),
         run_at: at(created_secs),
     }
 }
@@ -227,7 +226,7 @@ async fn deliveries_list_newest_first_filtered_and_in_pages() {
         jobs.push(delivery(6, 2, 6));
         // An auto-reply job is not a delivery.
         let mut reply = delivery(7, 1, 7);
-        reply.kind = JobKind::AutoReply;
+        reply.work = JobWork::AutoReply;
         jobs.push(reply);
         db.jobs().enqueue(&jobs).await.unwrap();
         let store = db.deliveries();

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use insta_router_domain::{
     Account, AccountId, Conversation, ConversationId, CrmWebhookUrl, Direction, EventId,
     InboundEvent, InboundEventKind, InstagramAccountId, InstagramMessageId, InstagramUserId, JobId,
-    JobKind, Message, MessageContext, MessageId, MessageKind, NewJob, Parties, ReactionAction,
-    Route, SealedSecret, Username, WebhookId,
+    JobKind, JobWork, Message, MessageContext, MessageId, MessageKind, NewJob, Parties,
+    ReactionAction, Route, SealedSecret, Username, WebhookId,
 };
 use insta_router_ports::{
     AccountRepository, BatchOutcome, ConversationRepository, Deletion, EventRecord, InboundBatch,
@@ -82,10 +82,9 @@ fn journal(n: u128, at: DateTime<Utc>) -> JournalEntry {
 fn job(n: u128, kind: JobKind, subject: &str) -> NewJob {
     NewJob {
         id: JobId::from_u128(n),
-        kind,
+        work: JobWork::from_stored(kind, "{}").unwrap(),
         account_id: None,
         subject: subject.to_owned(),
-        payload: "{}".into(),
         run_at: at(0),
     }
 }
@@ -163,7 +162,7 @@ async fn a_batch_stores_journal_messages_events_conversations_and_jobs() {
         );
         let jobs = db.jobs().list_by_subject(m.id.as_str()).await.unwrap();
         assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].kind, JobKind::AutoReply);
+        assert_eq!(jobs[0].kind(), JobKind::AutoReply);
         assert_eq!(jobs[0].account_id, None, "no account is configured");
         assert_eq!(
             db.jobs()
@@ -190,7 +189,9 @@ async fn bodies_texts_and_payloads_are_stored_byte_for_byte() {
         let mut entry = journal(1, at(0));
         entry.body.clone_from(&body);
         let mut crm = job(1, JobKind::CrmDelivery, m.id.as_str());
-        crm.payload = payload.to_owned();
+        crm.work = JobWork::CrmDelivery {
+            body: payload.to_owned(),
+        };
         let batch = InboundBatch {
             journal: vec![entry],
             messages: vec![m.clone()],
@@ -216,7 +217,7 @@ async fn bodies_texts_and_payloads_are_stored_byte_for_byte() {
             "{backend:?}"
         );
         let jobs = db.jobs().list_by_subject(m.id.as_str()).await.unwrap();
-        assert_eq!(jobs[0].payload, payload, "{backend:?}");
+        assert_eq!(jobs[0].work.payload(), payload, "{backend:?}");
     }
 }
 
@@ -374,7 +375,9 @@ async fn jobs_are_queued_as_given_for_what_is_new() {
         let m = message(1, "mid.1", 0);
         let mut crm = job(10, JobKind::CrmDelivery, m.id.as_str());
         crm.account_id = Some(AccountId::from_u128(1));
-        crm.payload = r#"{"data":{"account_id":"acc","message":"it's"}}"#.into();
+        crm.work = JobWork::CrmDelivery {
+            body: r#"{"data":{"account_id":"acc","message":"it's"}}"#.into(),
+        };
         let reply = job(11, JobKind::AutoReply, m.id.as_str());
         let unrelated = job(12, JobKind::AutoReply, "msg_not_in_this_batch");
         db.inbound()
@@ -387,15 +390,15 @@ async fn jobs_are_queued_as_given_for_what_is_new() {
             .unwrap();
         let mut stored = db.jobs().list_by_subject(m.id.as_str()).await.unwrap();
         stored.sort_by_key(|j| j.id.clone());
-        let stored: Vec<(JobId, Option<AccountId>, String)> = stored
+        let stored: Vec<(JobId, Option<AccountId>, JobWork)> = stored
             .into_iter()
-            .map(|j| (j.id, j.account_id, j.payload))
+            .map(|j| (j.id, j.account_id, j.work))
             .collect();
         assert_eq!(
             stored,
             vec![
-                (crm.id, crm.account_id, crm.payload),
-                (reply.id, None, reply.payload)
+                (crm.id, crm.account_id, crm.work),
+                (reply.id, None, reply.work)
             ],
             "{:?}",
             test_db.backend()

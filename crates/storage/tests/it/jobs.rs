@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use insta_router_domain::{JobId, JobKind, JobStatus, NewJob};
+use insta_router_domain::{InstagramUserId, JobId, JobKind, JobStatus, JobWork, NewJob};
 use insta_router_ports::JobQueue;
 
 use crate::{at, migrated};
@@ -11,10 +11,17 @@ use crate::{at, migrated};
 fn job(n: u128, kind: JobKind, run_at_secs: i64) -> NewJob {
     NewJob {
         id: JobId::from_u128(n),
-        kind,
+        work: match kind {
+            JobKind::CrmDelivery => JobWork::CrmDelivery {
+                body: format!("{{\"n\":{n}}}"),
+            },
+            JobKind::Send => JobWork::Send {
+                recipient: InstagramUserId::parse("r", &n.to_string()).unwrap(),
+            },
+            other => JobWork::from_stored(other, "").unwrap(),
+        },
         account_id: None,
         subject: format!("msg_{n:032x}"),
-        payload: format!("{{\"n\":{n}}}"),
         run_at: at(run_at_secs),
     }
 }
@@ -64,7 +71,7 @@ async fn claims_take_due_jobs_of_the_asked_kinds_oldest_first() {
             .await
             .unwrap();
         assert_eq!(one.len(), 1);
-        assert_eq!(one[0].job.payload, "{\"n\":3}");
+        assert_eq!(one[0].job.subject, format!("msg_{:032x}", 3));
     }
 }
 

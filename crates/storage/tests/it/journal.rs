@@ -1,7 +1,7 @@
 //! The journal beyond the inbound batch: failed requests kept with their replay jobs, a replay
 //! turning an entry `accepted`, listings; and the spool directory.
 
-use insta_router_domain::{JobId, JobKind, JobStatus, NewJob, WebhookId};
+use insta_router_domain::{JobId, JobKind, JobStatus, JobWork, NewJob, WebhookId};
 use insta_router_ports::{
     InboundBatch, InboundStore, JobQueue, JournalEntry, JournalStatus, WebhookJournal, WebhookSpool,
 };
@@ -25,10 +25,9 @@ fn replay(n: u128, secs: i64) -> NewJob {
     let id = WebhookId::from_u128(n);
     NewJob {
         id: JobId::replaying(&id),
-        kind: JobKind::WebhookReplay,
+        work: JobWork::WebhookReplay,
         account_id: None,
         subject: id.to_string(),
-        payload: String::new(),
         run_at: at(secs),
     }
 }
@@ -63,7 +62,7 @@ async fn failed_entries_are_kept_with_one_replay_job_and_listed_until_replayed()
         );
         let jobs = db.jobs().list_by_subject(failed.id.as_str()).await.unwrap();
         assert_eq!(jobs.len(), 1, "{backend:?}");
-        assert_eq!(jobs[0].kind, JobKind::WebhookReplay);
+        assert_eq!(jobs[0].work, JobWork::WebhookReplay);
         assert_eq!(journal.awaiting_replay().await.unwrap(), 1, "{backend:?}");
 
         let got = journal.get(&failed.id).await.unwrap().unwrap();

@@ -5,7 +5,7 @@
 use insta_router_domain::rules::QuickReply;
 use insta_router_domain::{
     AccountId, Conversation, ConversationId, Direction, InstagramAccountId, InstagramMessageId,
-    InstagramUserId, JobId, JobKind, MessageId, NewJob, OutboundContent, OutboundMessage,
+    InstagramUserId, JobId, JobWork, MessageId, NewJob, OutboundContent, OutboundMessage,
     OutboundStatus, RawSendRequest, SendError, SendRequest,
 };
 use insta_router_ports::{
@@ -51,10 +51,11 @@ fn send(n: u128, account: &str, key: &str, text: &str) -> OutboundMessage {
 fn job(n: u128, subject: &MessageId) -> NewJob {
     NewJob {
         id: JobId::from_u128(n),
-        kind: JobKind::Send,
+        work: JobWork::Send {
+            recipient: InstagramUserId::parse("r", "42").unwrap(),
+        },
         account_id: None,
         subject: subject.to_string(),
-        payload: String::new(),
         run_at: at(0),
     }
 }
@@ -147,7 +148,7 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
                 Conversation::start(account.clone(), customer.clone(), at(5), false),
             )),
             crm_event: Some(NewJob {
-                kind: JobKind::CrmDelivery,
+                work: JobWork::CrmDelivery { body: "{}".into() },
                 ..job(200, &s.id)
             }),
         };
