@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::settings::values::LogFormat;
 use crate::startup::open_database;
 use crate::{Application, Settings, telemetry};
 
@@ -98,10 +99,14 @@ pub fn run() -> ExitCode {
     // The server logs to stdout; the other commands print their results there, so their
     // log lines go to stderr.
     let serving = matches!(cli.command, None | Some(Command::Serve { .. }));
-    telemetry::init(&settings.log_level, settings.log_format == "json", !serving);
+    telemetry::init(
+        &settings.service.log_level,
+        settings.service.log_format == LogFormat::Json,
+        !serving,
+    );
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if settings.runtime_workers > 0 {
-        builder.worker_threads(settings.runtime_workers);
+    if settings.service.runtime_workers > 0 {
+        builder.worker_threads(settings.service.runtime_workers);
     }
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
@@ -132,7 +137,7 @@ async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<Exi
     match command {
         Command::Serve { no_migrate } => {
             if no_migrate {
-                settings.auto_migrate = false;
+                settings.database.auto_migrate = false;
             }
             Application::build(settings)
                 .await?
@@ -153,7 +158,7 @@ async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<Exi
 async fn reencrypt(settings: &Settings) -> anyhow::Result<ExitCode> {
     let keyring = crate::encryption::keyring(settings)?;
     let db = open_database(settings).await?;
-    if settings.auto_migrate {
+    if settings.database.auto_migrate {
         db.migrate_up()
             .await
             .context("cannot migrate the database")?;

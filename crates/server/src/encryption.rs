@@ -9,7 +9,6 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use insta_router_app::{KEY_LEN, Keyring};
-use insta_router_storage::{normalize_database_url, sqlite_file};
 
 use crate::Settings;
 
@@ -48,7 +47,7 @@ pub fn parse_previous(text: &str) -> Result<Vec<[u8; KEY_LEN]>, String> {
 /// Where a development server keeps its key: beside its SQLite database
 /// (`insta_router.db.key`), else `insta-router.key` in the working directory.
 pub fn dev_key_file(settings: &Settings) -> PathBuf {
-    match sqlite_file(&normalize_database_url(&settings.database_url)) {
+    match settings.database.url.sqlite_file() {
         Some(db) => {
             let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
             name.push(".key");
@@ -66,16 +65,17 @@ pub fn dev_key_file(settings: &Settings) -> PathBuf {
 ///
 /// When a key is malformed, or the development key file cannot be read or made.
 pub fn keyring(settings: &Settings) -> anyhow::Result<Arc<Keyring>> {
-    let previous = parse_previous(&settings.encryption_key_previous)
+    let previous = parse_previous(settings.encryption.previous.expose())
         .map_err(|e| anyhow::anyhow!("ENCRYPTION_KEY_PREVIOUS: {e}"))?;
-    let current = if settings.encryption_key.trim().is_empty() {
+    let current = if settings.encryption.key.is_empty() {
         anyhow::ensure!(
             !settings.is_production(),
             "ENCRYPTION_KEY is required in production; {HOW_TO_GENERATE}"
         );
         dev_key(&dev_key_file(settings))?
     } else {
-        parse_key(&settings.encryption_key).map_err(|e| anyhow::anyhow!("ENCRYPTION_KEY: {e}"))?
+        parse_key(settings.encryption.key.expose())
+            .map_err(|e| anyhow::anyhow!("ENCRYPTION_KEY: {e}"))?
     };
     let keyring = Keyring::new(&current, &previous)
         .map_err(|e| anyhow::anyhow!("cannot use the encryption key: {e}"))?;

@@ -43,7 +43,7 @@ pub enum KeyAction {
 /// When the database cannot be opened, an id is malformed or unknown, or a name is invalid.
 pub async fn run(action: KeyAction, settings: &Settings) -> anyhow::Result<()> {
     let db = open_database(settings).await?;
-    if settings.auto_migrate {
+    if settings.database.auto_migrate {
         db.migrate_up()
             .await
             .context("cannot migrate the database")?;

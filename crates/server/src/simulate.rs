@@ -51,7 +51,7 @@ pub async fn run(args: SimulateArgs, settings: &Settings) -> anyhow::Result<()> 
         "{}/webhooks/instagram",
         args.url
             .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.port))
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.http.port))
             .trim_end_matches('/')
     );
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -80,10 +80,10 @@ pub async fn run(args: SimulateArgs, settings: &Settings) -> anyhow::Result<()> 
 
 fn notification(args: &SimulateArgs, settings: &Settings) -> serde_json::Value {
     let account = args.account.clone().unwrap_or_else(|| {
-        if settings.instagram_business_account_id.is_empty() {
+        if settings.meta.instagram_business_account_id.is_empty() {
             "17841400000000001".to_owned()
         } else {
-            settings.instagram_business_account_id.clone()
+            settings.meta.instagram_business_account_id.clone()
         }
     });
     let now = Utc::now().timestamp_millis();

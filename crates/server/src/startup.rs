@@ -15,14 +15,13 @@ use insta_router_domain::Secret;
 use insta_router_http::{HttpSettings, Limiters, MetricsRenderer, RateLimits};
 use insta_router_instagram::{GraphClient, MetaNotifications};
 use insta_router_ports::{CredentialCipher, Messenger, WebhookSpool, describe};
-use insta_router_storage::{
-    Backend, Database, DbOptions, DirSpool, normalize_database_url, redact_database_url,
-};
+use insta_router_storage::{Database, DbOptions, DirSpool};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::Settings;
+use crate::settings::values::SqliteSync;
 
 /// A built application: the database is open and migrated, the port is bound.
 pub struct Application {
@@ -93,14 +92,16 @@ pub fn open_spool(
     settings: &Settings,
     create: bool,
 ) -> anyhow::Result<Option<Arc<dyn WebhookSpool>>> {
-    let dir = settings.webhook_spool_dir.trim();
-    if dir.is_empty() || (!create && !std::path::Path::new(dir).is_dir()) {
+    let Some(dir) = &settings.ingest.spool_dir.0 else {
+        return Ok(None);
+    };
+    if !create && !dir.is_dir() {
         return Ok(None);
     }
-    let spool = DirSpool::open(&settings.webhook_spool_dir).with_context(|| {
+    let spool = DirSpool::open(dir).with_context(|| {
         format!(
             "cannot use {} as the webhook spool (WEBHOOK_SPOOL_DIR; empty turns the spool off)",
-            settings.webhook_spool_dir
+            dir.display()
         )
     })?;
     Ok(Some(Arc::new(spool)))
@@ -123,7 +124,7 @@ pub fn ingest(
         },
         IngestSettings {
             writers,
-            max_batch: settings.ingest_max_batch,
+            max_batch: settings.ingest.max_batch.get(),
             ..IngestSettings::default()
         },
     ));
@@ -206,18 +207,15 @@ async fn seal_plain_credentials(app: &App) {
 ///
 /// When the URL is unsupported or the database cannot be reached.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
-    let url = normalize_database_url(&settings.database_url);
+    let url = &settings.database.url;
     let options = DbOptions {
-        max_connections: settings.db_max_connections,
-        sqlite_synchronous_full: settings.sqlite_synchronous.eq_ignore_ascii_case("full"),
+        max_connections: settings.database.max_connections.get(),
+        sqlite_synchronous_full: settings.database.sqlite_synchronous == SqliteSync::Full,
         ..DbOptions::default()
     };
-    Database::connect(&url, &options).await.with_context(|| {
-        format!(
-            "cannot open the database (DATABASE_URL={})",
-            redact_database_url(&url)
-        )
-    })
+    Database::connect(url, &options)
+        .await
+        .with_context(|| format!("cannot open the database (DATABASE_URL={url})"))
 }
 
 impl Application {
@@ -234,24 +232,20 @@ impl Application {
         }
         let cipher: Arc<dyn CredentialCipher> = crate::encryption::keyring(&settings)?;
         let db = open_database(&settings).await?;
-        if settings.auto_migrate {
+        if settings.database.auto_migrate {
             db.migrate_up()
                 .await
                 .context("cannot migrate the database")?;
         }
-        let writers = match (settings.ingest_writers, db.backend()) {
-            (0, Backend::Sqlite) => 1,
-            // Two writers make groups twice as large as four at the same load, and each group
-            // is one statement for PostgreSQL to run: less of its CPU per event (measured).
-            (0, Backend::Postgres) => 2,
-            (0, Backend::MySql) => 4,
-            (n, _) => n,
+        let writers = match settings.ingest.writers {
+            0 => db.backend().ingest_writers(),
+            n => n,
         };
         let spool = open_spool(&settings, true)?;
         let (ingest, replayer) = ingest(&db, spool, &settings, writers);
         let sender = HttpCrmSender::new(&SenderSettings {
-            timeout: Duration::from_secs_f64(settings.crm_webhook_timeout),
-            allow_private_networks: settings.crm_allow_private_networks,
+            timeout: settings.crm.webhook_timeout.0,
+            allow_private_networks: settings.crm.allow_private_networks,
             ..SenderSettings::default()
         })?;
         let deliveries = Arc::new(DeliveryService::new(
@@ -264,7 +258,7 @@ impl Application {
             settings.delivery(),
         ));
         let (stop, stopped) = watch::channel(false);
-        let workers = if settings.delivery_workers > 0 {
+        let workers = if settings.delivery.workers > 0 {
             deliveries.start(ingest.commits(), stopped.clone())
         } else {
             tracing::info!("DELIVERY_WORKERS=0: this process does not deliver to CRMs");
@@ -274,12 +268,11 @@ impl Application {
             Arc::new(db.rules()),
             Arc::new(db.accounts()),
             Arc::new(SystemClock),
-            settings.auto_reply_fallback_name.clone(),
+            settings.auto_reply.fallback_name.clone(),
         ));
         let graph: Arc<dyn Messenger> = Arc::new(GraphClient::new(
-            &settings.instagram_api_base_url,
-            Duration::try_from_secs_f64(settings.graph_api_timeout)
-                .unwrap_or(Duration::from_secs(10)),
+            &settings.meta.instagram_api_base_url.0,
+            settings.meta.graph_api_timeout.0,
         )?);
         let auto_replies = Arc::new(AutoReplyService::new(
             AutoReplyPorts {
@@ -297,7 +290,7 @@ impl Application {
         let mut workers = workers;
         let mut replaying = replayer.start(stopped.clone());
         workers.spawn(async move { while replaying.join_next().await.is_some() {} });
-        if settings.auto_reply_workers > 0 {
+        if settings.auto_reply.workers > 0 {
             let mut repliers = auto_replies.start(ingest.commits(), stopped.clone());
             // One set to wait for at shutdown.
             workers.spawn(async move { while repliers.join_next().await.is_some() {} });
@@ -319,7 +312,7 @@ impl Application {
             settings.sending(),
             crm_wake,
         ));
-        if settings.send_workers > 0 {
+        if settings.sending.workers > 0 {
             let mut senders = sending.start(stopped.clone());
             workers.spawn(async move { while senders.join_next().await.is_some() {} });
         } else {
@@ -347,7 +340,7 @@ impl Application {
                 cipher.clone(),
                 Arc::new(SystemClock),
             )
-            .with_secret_grace(Duration::from_secs(settings.crm_secret_rotation_grace)),
+            .with_secret_grace(settings.crm.secret_rotation_grace.0),
             keys: api_keys(&db),
             ingest,
             replayer,
@@ -367,16 +360,15 @@ impl Application {
                 .context("INSTAGRAM_BUSINESS_ACCOUNT_ID / INSTAGRAM_PAGE_ACCESS_TOKEN")?;
             tracing::info!(account_id = %account.id, instagram_account_id = id, "the account configured by environment is connected");
         }
-        if !settings.rules_file.is_empty() {
-            let path = std::path::Path::new(&settings.rules_file);
+        if let Some(path) = &settings.auto_reply.rules_file.0 {
             let created = crate::seed::seed_rules(path, &app).await?;
             tracing::info!(created, file = %path.display(), "rules file read");
         }
         let http = HttpSettings {
-            environment: settings.environment.clone(),
-            max_json_bytes: settings.max_json_bytes,
-            max_webhook_bytes: settings.max_webhook_bytes,
-            verify_token: settings.facebook_verify_token.clone(),
+            environment: settings.service.environment.clone(),
+            max_json_bytes: settings.http.max_json_bytes,
+            max_webhook_bytes: settings.http.max_webhook_bytes,
+            verify_token: settings.meta.facebook_verify_token.expose().to_owned(),
             app_secrets: settings
                 .app_secrets()
                 .into_iter()
@@ -384,17 +376,17 @@ impl Application {
                 .collect(),
             metrics: metrics.map(|handle| MetricsRenderer(Arc::new(move || handle.render()))),
             configured_account: settings.configured_account().map(|(id, _)| id.to_owned()),
-            cors_allowed_origins: settings.cors_origins(),
+            cors_allowed_origins: settings.http.cors_allowed_origins.0.clone(),
             limiters: Arc::new(Limiters::new(RateLimits {
-                per_key_per_second: settings.api_rate_limit,
-                failures_per_minute: settings.auth_failure_limit,
+                per_key_per_second: settings.http.api_rate_limit,
+                failures_per_minute: settings.http.auth_failure_limit,
             })),
         };
-        let listener =
-            TcpListener::bind((settings.host.as_str(), settings.port)).with_context(|| {
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .with_context(|| {
                 format!(
                     "cannot listen on {}:{} (HOST, PORT)",
-                    settings.host, settings.port
+                    settings.http.host, settings.http.port
                 )
             })?;
         let port = listener.local_addr()?.port();
@@ -402,19 +394,19 @@ impl Application {
         let server = actix_web::HttpServer::new(move || {
             insta_router_http::app(shared.clone(), http.clone())
         })
-        .workers(match settings.http_workers {
+        .workers(match settings.http.workers {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             n => n,
         })
         .listen(listener)?
-        .shutdown_timeout(settings.shutdown_timeout)
+        .shutdown_timeout(settings.http.shutdown_timeout.0.as_secs())
         .run();
         tracing::info!(
-            environment = %settings.environment,
+            environment = %settings.service.environment,
             backend = ?db.backend(),
             "insta-router {} listening on http://{}:{port}",
             env!("CARGO_PKG_VERSION"),
-            settings.host,
+            settings.http.host,
         );
         Ok(Self {
             server,

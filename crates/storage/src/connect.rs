@@ -15,6 +15,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnecti
 use crate::backend::Backend;
 use crate::error::unavailable;
 use crate::inbound::{SqliteWriter, WriterOptions};
+use crate::url::DatabaseUrl;
 use crate::{
     SeaAccountRepository, SeaApiKeyStore, SeaAutoReplyStore, SeaConversationRepository,
     SeaDeliveryStore, SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaOutboundStore,
@@ -40,48 +41,6 @@ impl Default for DbOptions {
             connect_timeout: Duration::from_secs(5),
             sqlite_synchronous_full: false,
         }
-    }
-}
-
-/// Rewrites the URL forms of the Python service (SQLAlchemy's `driver+dialect://`) and common
-/// aliases into the form the drivers take, so an existing `.env` keeps working; for SQLite files
-/// it adds `mode=rwc` (create when missing) unless a mode is given.
-///
-/// `sqlite+aiosqlite:///./instagram_automation.db` becomes
-/// `sqlite://./instagram_automation.db?mode=rwc`: the same file.
-pub fn normalize_database_url(raw: &str) -> String {
-    let raw = raw.trim();
-    let (scheme, rest) = match raw.split_once("://") {
-        Some(parts) => parts,
-        None => return raw.to_owned(),
-    };
-    let dialect = scheme
-        .split('+')
-        .next()
-        .unwrap_or(scheme)
-        .to_ascii_lowercase();
-    match dialect.as_str() {
-        "sqlite" => {
-            // SQLAlchemy puts three slashes before a relative path and four before an absolute
-            // one; sqlx takes two and three. Only SQLAlchemy's `sqlite+driver` form is shifted.
-            let path = if scheme.contains('+') {
-                rest.strip_prefix('/').unwrap_or(rest)
-            } else {
-                rest
-            };
-            let mut url = format!("sqlite://{path}");
-            if !path.starts_with(":memory:") && !path.contains("mode=") {
-                url.push_str(if path.contains('?') {
-                    "&mode=rwc"
-                } else {
-                    "?mode=rwc"
-                });
-            }
-            url
-        }
-        "postgres" | "postgresql" => format!("postgres://{rest}"),
-        "mysql" | "mariadb" => format!("mysql://{rest}"),
-        _ => raw.to_owned(),
     }
 }
 
@@ -193,21 +152,14 @@ impl Database {
     /// # Errors
     ///
     /// [`StorageError::UnsupportedUrl`] or [`StorageError::Connect`].
-    pub async fn connect(url: &str, options: &DbOptions) -> Result<Self, StorageError> {
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres://") {
-            Backend::Postgres
-        } else if url.starts_with("mysql://") {
-            Backend::MySql
-        } else {
-            return Err(StorageError::UnsupportedUrl(redact_database_url(url)));
-        };
+    pub async fn connect(url: &DatabaseUrl, options: &DbOptions) -> Result<Self, StorageError> {
+        let backend = url.backend();
+        let in_memory = url.in_memory();
+        let url = url.as_str();
         let opts = Self::options(url, backend, options);
         let conn = sea_orm::Database::connect(opts.clone())
             .await
             .map_err(StorageError::Connect)?;
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let writer = if backend == Backend::Sqlite && !in_memory {
             let path = SqliteConnectOptions::from_str(url)
                 .map_err(|e| {
@@ -495,72 +447,5 @@ impl Database {
 impl HealthCheck for Database {
     async fn ping(&self) -> Result<(), RepoError> {
         self.conn.ping().await.map_err(unavailable)
-    }
-}
-
-/// The file of a SQLite URL (already normalised); `None` for other backends and for
-/// in-memory databases.
-pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
-        return None;
-    }
-    SqliteConnectOptions::from_str(url)
-        .ok()
-        .map(|o| o.get_filename().to_owned())
-}
-
-/// The database URL without its password, for messages and logs.
-pub fn redact_database_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}://{user}:***{}", &url[..scheme_end], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn legacy_and_alias_urls_are_normalised() {
-        for (given, expected) in [
-            (
-                "sqlite+aiosqlite:///./instagram_automation.db",
-                "sqlite://./instagram_automation.db?mode=rwc",
-            ),
-            (
-                "sqlite+aiosqlite:////var/lib/app.db",
-                "sqlite:///var/lib/app.db?mode=rwc",
-            ),
-            (
-                "sqlite://insta_router.db?mode=rwc",
-                "sqlite://insta_router.db?mode=rwc",
-            ),
-            ("sqlite://x.db", "sqlite://x.db?mode=rwc"),
-            (
-                "sqlite://x.db?cache=shared",
-                "sqlite://x.db?cache=shared&mode=rwc",
-            ),
-            ("sqlite::memory:", "sqlite::memory:"),
-            ("postgresql+asyncpg://u:p@h/db", "postgres://u:p@h/db"),
-            ("postgresql://h/db", "postgres://h/db"),
-            ("mysql+aiomysql://root@h/db", "mysql://root@h/db"),
-            ("mariadb://root@h/db", "mysql://root@h/db"),
-        ] {
-            assert_eq!(normalize_database_url(given), expected, "{given}");
-        }
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_database_url("oracle://u:secret@h/db"),
-            "oracle://u:***@h/db"
-        );
-        assert_eq!(redact_database_url("oracle://h/db"), "oracle://h/db");
     }
 }

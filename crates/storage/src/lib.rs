@@ -26,11 +26,12 @@ mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+mod url;
 
 pub use accounts::SeaAccountRepository;
 pub use auto_replies::SeaAutoReplyStore;
 pub use backend::Backend;
-pub use connect::{Database, DbOptions, normalize_database_url, redact_database_url, sqlite_file};
+pub use connect::{Database, DbOptions};
 pub use conversations::SeaConversationRepository;
 pub use deliveries::{MAX_RESPONSE_BODY, SeaDeliveryStore};
 pub use error::StorageError;
@@ -42,3 +43,4 @@ pub use messages::SeaMessageRepository;
 pub use outbound::SeaOutboundStore;
 pub use rules::SeaRuleRepository;
 pub use spool::DirSpool;
+pub use url::DatabaseUrl;

@@ -41,7 +41,9 @@ impl TestDatabase {
     ///
     /// When the database cannot be opened: a test should fail, not skip, then.
     pub async fn connect(&self) -> Database {
-        Database::connect(&self.url, &DbOptions::default())
+        let url = crate::DatabaseUrl::parse(&self.url)
+            .unwrap_or_else(|e| panic!("test database {}: {e}", self.name));
+        Database::connect(&url, &DbOptions::default())
             .await
             .unwrap_or_else(|e| panic!("cannot open test database {}: {e:?}", self.name))
     }
@@ -124,7 +126,7 @@ pub fn sqlite() -> TestDatabase {
 ///
 /// When the server cannot be reached or the database cannot be created.
 pub async fn on_server(server_url: &str) -> TestDatabase {
-    let server_url = crate::normalize_database_url(server_url);
+    let server_url = crate::url::normalize(server_url);
     let backend = if server_url.starts_with("postgres://") {
         Backend::Postgres
     } else {
@@ -150,7 +152,7 @@ pub async fn on_server(server_url: &str) -> TestDatabase {
 /// A database that exists already (a test's private server), used as it is and left to its
 /// owner.
 pub fn existing(url: &str) -> TestDatabase {
-    let url = crate::normalize_database_url(url);
+    let url = crate::url::normalize(url);
     let backend = if url.starts_with("postgres://") {
         Backend::Postgres
     } else if url.starts_with("mysql://") {
