@@ -30,6 +30,8 @@ pub struct SenderSettings {
     pub timeout: Duration,
     /// Allow CRM URLs on private, loopback and link-local addresses.
     pub allow_private_networks: bool,
+    /// The `User-Agent` header (`CRM_USER_AGENT`); `None`: `insta-router/<version>`.
+    pub user_agent: Option<String>,
 }
 
 impl Default for SenderSettings {
@@ -38,6 +40,7 @@ impl Default for SenderSettings {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
             allow_private_networks: false,
+            user_agent: None,
         }
     }
 }
@@ -52,8 +55,14 @@ pub struct HttpCrmSender {
 
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the CRM HTTP client")]
-pub struct BuildError(#[source] reqwest::Error);
+pub enum BuildError {
+    /// reqwest refused the configuration.
+    #[error("cannot build the CRM HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// The configured `User-Agent` is not a valid header value.
+    #[error("CRM_USER_AGENT {0:?} is not a valid User-Agent (visible ASCII only)")]
+    UserAgent(String),
+}
 
 impl HttpCrmSender {
     /// A sender with these settings. Installs ring as the TLS provider if none is.
@@ -65,8 +74,13 @@ impl HttpCrmSender {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let agent = concat!("insta-router/", env!("CARGO_PKG_VERSION"));
-        headers.insert(USER_AGENT, HeaderValue::from_static(agent));
+        let agent = match &settings.user_agent {
+            Some(agent) => {
+                HeaderValue::from_str(agent).map_err(|_| BuildError::UserAgent(agent.clone()))?
+            }
+            None => HeaderValue::from_static(concat!("insta-router/", env!("CARGO_PKG_VERSION"))),
+        };
+        headers.insert(USER_AGENT, agent);
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
@@ -77,7 +91,7 @@ impl HttpCrmSender {
             builder = builder.dns_resolver(PublicOnlyResolver);
         }
         Ok(Self {
-            client: builder.build().map_err(BuildError)?,
+            client: builder.build().map_err(BuildError::Client)?,
             allow_private_networks: settings.allow_private_networks,
             clock: Utc::now,
         })

@@ -246,6 +246,7 @@ impl Application {
         let sender = HttpCrmSender::new(&SenderSettings {
             timeout: settings.crm.webhook_timeout.0,
             allow_private_networks: settings.crm.allow_private_networks,
+            user_agent: Some(settings.crm.user_agent.clone()).filter(|a| !a.is_empty()),
             ..SenderSettings::default()
         })?;
         let deliveries = Arc::new(DeliveryService::new(

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use insta_router_crm::{HttpCrmSender, SenderSettings};
+use insta_router_crm::{BuildError, HttpCrmSender, SenderSettings};
 use insta_router_domain::{AttemptOutcome, Secret};
 use insta_router_ports::{CrmRequest, CrmSender};
 use ring::hmac;
@@ -22,6 +22,7 @@ fn sender() -> HttpCrmSender {
         connect_timeout: Duration::from_secs(2),
         timeout: Duration::from_millis(500),
         allow_private_networks: true,
+        user_agent: None,
     })
     .unwrap()
 }
@@ -64,6 +65,29 @@ async fn a_delivery_carries_the_stored_bytes_and_verifiable_signatures() {
     assert_eq!(header("webhook-id"), "msg_0190abc");
     assert_eq!(header("content-type"), "application/json");
     assert!(header("user-agent").starts_with("insta-router/"));
+
+    // A configured agent replaces ours; one that is no header value is refused up front.
+    let agent = "ShopCRM-Gateway/2 (+https://shop.example)";
+    let custom = HttpCrmSender::new(&SenderSettings {
+        user_agent: Some(agent.to_owned()),
+        allow_private_networks: true,
+        ..SenderSettings::default()
+    })
+    .unwrap();
+    custom
+        .send(request(format!("{}/agent", crm.uri()), &[SECRET]))
+        .await;
+    let received = crm.received_requests().await.unwrap();
+    let agents: Vec<_> = received
+        .iter()
+        .map(|r| r.headers.get("user-agent").unwrap().to_str().unwrap())
+        .collect();
+    assert_eq!(agents[1], agent);
+    let refused = HttpCrmSender::new(&SenderSettings {
+        user_agent: Some("bad\nagent".to_owned()),
+        ..SenderSettings::default()
+    });
+    assert!(matches!(refused, Err(BuildError::UserAgent(_))));
     // Both secrets sign during a rotation; each verifies on its own.
     assert_eq!(header("webhook-signature").split(' ').count(), 2);
     for secret in [SECRET, OLD_SECRET] {

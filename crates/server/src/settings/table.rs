@@ -129,6 +129,9 @@ super::settings! {
         CRM_PAUSE_SECONDS pause_seconds: Seconds = "60";
         /// Seconds a replaced signing secret keeps signing next to the new one.
         CRM_SECRET_ROTATION_GRACE secret_rotation_grace: Seconds = "86400";
+        /// The `User-Agent` of deliveries, for CRMs whose firewall allows listed agents only;
+        /// empty: `insta-router/<version>`.
+        CRM_USER_AGENT user_agent: String = "";
     }
 
     /// The workers.
