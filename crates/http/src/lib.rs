@@ -22,11 +22,12 @@ mod webhooks;
 
 use std::sync::Arc;
 
+use insta_router_ports::WebhookSignatures;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{ResponseError, web};
 use insta_router_app::App;
-use insta_router_instagram::WebhookVerifier;
 use utoipa_actix_web::AppExt;
 
 pub use limits::{Limiters, RateLimits};
@@ -43,8 +44,8 @@ pub struct HttpSettings {
     pub max_webhook_bytes: usize,
     /// The token Meta must present to subscribe; empty never matches.
     pub verify_token: String,
-    /// The app secrets that may sign Meta webhooks.
-    pub app_secrets: Vec<String>,
+    /// Checks the signatures of Meta's webhooks (with the app secrets).
+    pub signatures: Arc<dyn WebhookSignatures>,
     /// Renders the Prometheus text served at `/metrics`; none serves 404.
     pub metrics: Option<MetricsRenderer>,
     /// The Instagram account id configured by environment (`INSTAGRAM_BUSINESS_ACCOUNT_ID`):
@@ -70,7 +71,7 @@ impl std::fmt::Debug for MetricsRenderer {
 /// Shared state of every handler.
 pub(crate) struct State {
     pub(crate) app: Arc<App>,
-    pub(crate) verifier: WebhookVerifier,
+    pub(crate) verifier: Arc<dyn WebhookSignatures>,
     pub(crate) settings: HttpSettings,
 }
 
@@ -92,8 +93,7 @@ pub fn app(
         .error_handler(|err, _req| ApiError::from(err).into());
     let query = web::QueryConfig::default().error_handler(|err, _req| ApiError::from(err).into());
     let path = web::PathConfig::default().error_handler(|err, _req| ApiError::from(err).into());
-    let secrets: Vec<&str> = settings.app_secrets.iter().map(String::as_str).collect();
-    let verifier = WebhookVerifier::new(&secrets);
+    let verifier = settings.signatures.clone();
     let cors = edges::cors(&settings.cors_allowed_origins);
     let state = web::Data::new(State {
         app,

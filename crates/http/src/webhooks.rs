@@ -10,7 +10,7 @@ use actix_web::web::{Data, Payload, Query};
 use actix_web::{HttpRequest, HttpResponse, get, post};
 use chrono::Utc;
 use insta_router_app::{IngestError, ReceivedWebhook, describe};
-use insta_router_instagram::SignatureError;
+use insta_router_ports::SignatureError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;

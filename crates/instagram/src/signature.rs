@@ -3,19 +3,8 @@
 
 use ring::hmac;
 
-/// Why a webhook signature was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    /// No header.
-    #[error("missing X-Hub-Signature-256 header")]
-    Missing,
-    /// Not `sha256=` followed by 64 hex digits.
-    #[error("malformed X-Hub-Signature-256 header")]
-    Malformed,
-    /// No configured secret produced this signature.
-    #[error("X-Hub-Signature-256 does not match the body")]
-    Mismatch,
-}
+pub use insta_router_ports::SignatureError;
+use insta_router_ports::WebhookSignatures;
 
 /// Checks `header` against the HMAC of `body` under each of `secrets` (Meta may sign with the
 /// Instagram or the Facebook app secret).
@@ -81,6 +70,12 @@ impl WebhookVerifier {
         } else {
             Err(SignatureError::Mismatch)
         }
+    }
+}
+
+impl WebhookSignatures for WebhookVerifier {
+    fn verify(&self, body: &[u8], header: Option<&str>) -> Result<(), SignatureError> {
+        Self::verify(self, body, header)
     }
 }
 

@@ -14,6 +14,7 @@ mod messenger;
 mod outbound;
 mod page;
 mod rules;
+mod signature;
 mod store;
 mod system;
 
@@ -45,6 +46,9 @@ pub use page::{Page, PageRequest};
 pub use rules::{AutoReplyStore, ReplyClaim, RuleRepository, StoredRule};
 #[cfg(any(test, feature = "mocks"))]
 pub use rules::{MockAutoReplyStore, MockRuleRepository};
+#[cfg(any(test, feature = "mocks"))]
+pub use signature::MockWebhookSignatures;
+pub use signature::{SignatureError, WebhookSignatures};
 pub use store::{AccountRepository, ConversationRepository, HealthCheck, MessageRepository};
 #[cfg(any(test, feature = "mocks"))]
 pub use store::{

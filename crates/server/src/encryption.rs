@@ -8,7 +8,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use insta_router_app::{KEY_LEN, Keyring};
+use insta_router_app::{App, KEY_LEN, Keyring};
+use insta_router_ports::describe;
 
 use crate::Settings;
 
@@ -118,6 +119,26 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
         options.mode(0o600);
     }
     options.open(path)
+}
+
+/// Seals the credentials still stored in plain text (written before encryption).
+pub(crate) async fn seal_plain_credentials(app: &App) {
+    match app.accounts.reseal(false).await {
+        Ok(report) => {
+            if report.credentials > 0 {
+                tracing::info!(
+                    credentials = report.credentials,
+                    "credentials stored in plain text are encrypted now"
+                );
+            }
+            for (account, reason) in report.unreadable {
+                tracing::error!(account_id = %account, %reason, "cannot open this account's credentials: is its key in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS?");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(error = %describe(&error), "cannot check the stored credentials")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::Subcommand;
+use insta_router_app::App;
 use insta_router_domain::{AccountId, ApiKey, ApiKeyId, KeyScope};
+use insta_router_ports::describe;
 
 use crate::Settings;
 use crate::startup::{api_keys, open_database};
@@ -149,5 +151,36 @@ fn print_revoked(key: &ApiKey) {
         "{} revoked ({})",
         key.id,
         key.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+    );
+}
+
+/// With no API key at all: in development, makes an admin key and shows it once on the
+/// console (never in the log); in production, says how to make one. A database that cannot
+/// say (not migrated yet) is left to the requests, which answer 503.
+pub(crate) async fn announce_keys(app: &App, settings: &Settings) {
+    if settings.is_production() {
+        match app.keys.list().await {
+            Ok(keys) if keys.is_empty() => tracing::warn!(
+                "no API key exists: the REST API refuses every request until one is made with `insta-router api-key create`"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %describe(&error), "cannot read the API keys"),
+        }
+        return;
+    }
+    match app.keys.bootstrap().await {
+        Ok(Some(made)) => show_bootstrap_key(made.secret.expose()),
+        Ok(None) => {}
+        Err(error) => tracing::warn!(error = %describe(&error), "cannot make the first API key"),
+    }
+}
+
+#[allow(
+    clippy::print_stderr,
+    reason = "shown once to the person starting the server, never logged"
+)]
+fn show_bootstrap_key(key: &str) {
+    eprintln!(
+        "\nNo API key existed, so this development server made an admin key. It is shown this once:\n\n    admin API key: {key}\n\nSend it as 'Authorization: Bearer <key>'. Make more, and account keys, with `insta-router api-key create`.\n"
     );
 }

@@ -13,8 +13,8 @@ use insta_router_app::{
 use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_domain::Secret;
 use insta_router_http::{HttpSettings, Limiters, MetricsRenderer, RateLimits};
-use insta_router_instagram::{GraphClient, MetaNotifications};
-use insta_router_ports::{CredentialCipher, Messenger, WebhookSpool, describe};
+use insta_router_instagram::{GraphClient, MetaNotifications, WebhookVerifier};
+use insta_router_ports::{CredentialCipher, Messenger, WebhookSpool};
 use insta_router_storage::{Database, DbOptions, DirSpool};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
@@ -148,57 +148,6 @@ pub fn api_keys(db: &Database) -> ApiKeyService {
         Arc::new(db.accounts()),
         Arc::new(SystemClock),
     )
-}
-
-/// With no API key at all: in development, makes an admin key and shows it once on the
-/// console (never in the log); in production, says how to make one. A database that cannot
-/// say (not migrated yet) is left to the requests, which answer 503.
-async fn announce_keys(app: &App, settings: &Settings) {
-    if settings.is_production() {
-        match app.keys.list().await {
-            Ok(keys) if keys.is_empty() => tracing::warn!(
-                "no API key exists: the REST API refuses every request until one is made with `insta-router api-key create`"
-            ),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(error = %describe(&error), "cannot read the API keys"),
-        }
-        return;
-    }
-    match app.keys.bootstrap().await {
-        Ok(Some(made)) => show_bootstrap_key(made.secret.expose()),
-        Ok(None) => {}
-        Err(error) => tracing::warn!(error = %describe(&error), "cannot make the first API key"),
-    }
-}
-
-#[allow(
-    clippy::print_stderr,
-    reason = "shown once to the person starting the server, never logged"
-)]
-fn show_bootstrap_key(key: &str) {
-    eprintln!(
-        "\nNo API key existed, so this development server made an admin key. It is shown this once:\n\n    admin API key: {key}\n\nSend it as 'Authorization: Bearer <key>'. Make more, and account keys, with `insta-router api-key create`.\n"
-    );
-}
-
-/// Seals the credentials still stored in plain text (written before encryption).
-async fn seal_plain_credentials(app: &App) {
-    match app.accounts.reseal(false).await {
-        Ok(report) => {
-            if report.credentials > 0 {
-                tracing::info!(
-                    credentials = report.credentials,
-                    "credentials stored in plain text are encrypted now"
-                );
-            }
-            for (account, reason) in report.unreadable {
-                tracing::error!(account_id = %account, %reason, "cannot open this account's credentials: is its key in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS?");
-            }
-        }
-        Err(error) => {
-            tracing::warn!(error = %describe(&error), "cannot check the stored credentials")
-        }
-    }
 }
 
 /// Opens the database named by the settings.
@@ -351,8 +300,8 @@ impl Application {
             inbox,
             health: Arc::new(db.clone()),
         });
-        announce_keys(&app, &settings).await;
-        seal_plain_credentials(&app).await;
+        crate::keys::announce_keys(&app, &settings).await;
+        crate::encryption::seal_plain_credentials(&app).await;
         if let Some((id, token)) = settings.configured_account() {
             let account = app
                 .accounts
@@ -370,11 +319,7 @@ impl Application {
             max_json_bytes: settings.http.max_json_bytes,
             max_webhook_bytes: settings.http.max_webhook_bytes,
             verify_token: settings.meta.facebook_verify_token.expose().to_owned(),
-            app_secrets: settings
-                .app_secrets()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            signatures: Arc::new(WebhookVerifier::new(&settings.app_secrets())),
             metrics: metrics.map(|handle| MetricsRenderer(Arc::new(move || handle.render()))),
             configured_account: settings.configured_account().map(|(id, _)| id.to_owned()),
             cors_allowed_origins: settings.http.cors_allowed_origins.0.clone(),

@@ -7,6 +7,7 @@
 mod accounts;
 mod auto_replies;
 mod backend;
+mod checkpoint;
 mod connect;
 mod conversations;
 mod deliveries;
