@@ -621,6 +621,74 @@ pub fn text_webhook(account: &str, mid: &str, text: &str) -> String {
     .to_string()
 }
 
+/// Waiting for what the server does in the background: one helper per kind of wait, each with
+/// a deadline, failing with the server's output.
+impl TestServer {
+    /// Polls `check` every 20 ms until it gives a value (for up to 20 s), and returns it.
+    ///
+    /// # Panics
+    ///
+    /// At the deadline, naming `what`, with the server's output.
+    pub async fn eventually<T>(&self, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until a line of the server's output contains every one of `parts` (its output is
+    /// read by another thread, so a line may come a moment after the answer that caused it);
+    /// returns that line.
+    ///
+    /// # Panics
+    ///
+    /// When no such line comes within the deadline.
+    pub async fn wait_for_log(&self, parts: &[&str]) -> String {
+        self.eventually(&format!("a log line with {parts:?}"), async || {
+            self.output()
+                .lines()
+                .find(|line| parts.iter().all(|p| line.contains(p)))
+                .map(str::to_owned)
+        })
+        .await
+    }
+
+    /// Waits until the server has nothing left to do now: no job running and none due (a
+    /// retry scheduled for later may wait). What has not happened by then does not happen
+    /// without a new request: the check for "nothing more happened".
+    ///
+    /// # Panics
+    ///
+    /// When work is still due at the deadline.
+    pub async fn settled(&self) {
+        let db = self.db.connect().await;
+        self.eventually("every due job to be done", async || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            let busy = testing::rows(
+                &db,
+                &format!(
+                    "SELECT COUNT(*) AS n FROM jobs \
+                     WHERE status = 'running' OR (status = 'queued' AND run_at <= {now})"
+                ),
+            )
+            .await;
+            (busy[0]["n"].as_i64() == Some(0)).then_some(())
+        })
+        .await;
+        let _ = db.close().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

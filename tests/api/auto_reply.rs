@@ -1,7 +1,5 @@
 //! Auto-replies end to end: a signed DM in, one reply out through a fake Graph API.
 
-use std::time::{Duration, Instant};
-
 use insta_router_blackbox::{TestServer, graph_sends};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -109,15 +107,12 @@ fn chrono_now_millis() -> u64 {
 
 /// The Send API requests so far, after waiting for at least `n`.
 async fn sends(graph: &MockServer, n: usize, server: &TestServer) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let sent = graph_sends(graph).await;
-        if sent.len() >= n {
-            return sent;
-        }
-        assert!(Instant::now() < deadline, "{}", server.output());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server
+        .eventually(&format!("{n} Send API requests"), async || {
+            let sent = graph_sends(graph).await;
+            (sent.len() >= n).then_some(sent)
+        })
+        .await
 }
 
 #[tokio::test]
@@ -162,7 +157,7 @@ async fn order66_gets_exactly_one_reply_with_the_username() {
     server
         .deliver_webhook(&dm("mid.reply.1", "Order 66 confirmed, @jane!", true))
         .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.settled().await;
     assert_eq!(sends(&graph, 1, &server).await.len(), 1);
 }
 
@@ -200,24 +195,16 @@ async fn an_unreachable_graph_api_leaves_no_token_in_the_log() {
     server
         .deliver_webhook(&dm("mid.unreachable", "hello", false))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !server.output().contains("profile lookup failed") {
-        assert!(Instant::now() < deadline, "{}", server.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_for_log(&["profile lookup failed"]).await;
     // The send fails too; wait until the auto-reply worker has counted its outcome.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !server
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .unwrap()
-        .contains("insta_router_auto_replies_total")
-    {
-        assert!(Instant::now() < deadline, "{}", server.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .eventually("the auto-reply's outcome counted", async || {
+            let metrics = server.get("/metrics").await.text().await.unwrap();
+            metrics
+                .contains("insta_router_auto_replies_total")
+                .then_some(())
+        })
+        .await;
     let output = server.output();
     assert!(!output.contains(TOKEN), "{output}");
     assert!(!output.contains("access_token"), "{output}");

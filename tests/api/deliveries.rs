@@ -68,15 +68,11 @@ async fn replay(server: &TestServer, account_id: &str, body: Option<Value>) -> u
 
 /// Waits until `query` lists `n` deliveries.
 async fn wait_for(server: &TestServer, query: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while deliveries(server, query).await.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "fewer than {n} deliveries for {query}:\n{}",
-            server.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .eventually(&format!("{n} deliveries for {query}"), async || {
+            (deliveries(server, query).await.len() >= n).then_some(())
+        })
+        .await;
 }
 
 /// Connects the account, delivering to `crm`; returns its id.
@@ -214,7 +210,7 @@ async fn an_event_reaches_the_crm_once_signed_and_verifiable() {
     assert_eq!(detail["attempts_made"][0]["status_code"], 200);
     assert_eq!(detail["attempts_made"][0]["outcome"], "delivered");
     assert_eq!(detail["payload"].as_str().unwrap().as_bytes(), request.body);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.settled().await;
     assert_eq!(crm.received_requests().await.unwrap().len(), 1);
     assert_eq!(deliveries(&server, "").await.len(), 1);
 
@@ -521,7 +517,7 @@ async fn two_instances_share_the_deliveries_without_double_claims() {
     let requests = received(&crm, EVENTS, &first).await;
     wait_for(&first, "status=delivered&limit=200", EVENTS).await;
     // One request per event: no delivery was claimed by both instances.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.settled().await;
     let requests_now = crm.received_requests().await.unwrap();
     assert_eq!(requests_now.len(), EVENTS, "{} requests", requests.len());
     let ids: std::collections::HashSet<String> = requests_now

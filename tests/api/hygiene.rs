@@ -7,8 +7,6 @@
 //! Every other black-box test checks its server's log for the secrets it names when the server
 //! is dropped (`ServerBuilder::secret`); this one looks everywhere, at debug level.
 
-use std::time::{Duration, Instant};
-
 use insta_router_blackbox::{TestServer, command, graph_sends, leaked_secret};
 use insta_router_instagram::sign_body;
 use reqwest::Method;
@@ -99,14 +97,6 @@ impl Answers {
         let text = response.text().await.expect("body");
         self.0.push(format!("{status} {headers} {text}"));
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
-
-async fn eventually(server: &TestServer, what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(Instant::now() < deadline, "{what}:\n{}", server.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -241,20 +231,19 @@ async fn no_secret_shows_in_logs_metrics_answers_or_command_output() {
             )))
             .await;
     }
-    eventually(
-        &server,
-        "the auto-reply goes out after a failure",
-        async || graph_sends(&graph).await.len() >= 2,
-    )
-    .await;
+    server
+        .eventually("the auto-reply goes out after a failure", async || {
+            (graph_sends(&graph).await.len() >= 2).then_some(())
+        })
+        .await;
 
     // The CRM refuses once, then takes the DM.
-    eventually(
-        &server,
-        "the CRM takes the DM on its second try",
-        async || crm.received_requests().await.unwrap_or_default().len() >= 2,
-    )
-    .await;
+    server
+        .eventually("the CRM takes the DM on its second try", async || {
+            let received = crm.received_requests().await.unwrap_or_default();
+            (received.len() >= 2).then_some(())
+        })
+        .await;
 
     // Sending with the account key, after a token change, the first try failing.
     answers
@@ -274,13 +263,15 @@ async fn no_secret_shows_in_logs_metrics_answers_or_command_output() {
         .await;
     assert_eq!(status, 202, "{sent}");
     let message = sent["message_id"].as_str().unwrap().to_owned();
-    eventually(&server, "the send goes out after a failure", async || {
-        graph_sends(&graph)
-            .await
-            .iter()
-            .any(|s| s["authorization"] == format!("Bearer {NEW_TOKEN}"))
-    })
-    .await;
+    server
+        .eventually("the send goes out after a failure", async || {
+            graph_sends(&graph)
+                .await
+                .iter()
+                .any(|s| s["authorization"] == format!("Bearer {NEW_TOKEN}"))
+                .then_some(())
+        })
+        .await;
     let (_, deliveries) = answers
         .read(server.api(Method::GET, "/api/v1/deliveries"))
         .await;

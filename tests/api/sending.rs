@@ -241,7 +241,7 @@ async fn a_send_reaches_meta_once_and_a_retried_request_replays_it() {
         problem["type"],
         "https://insta-router.dev/problems/idempotency-key-reused"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.settled().await;
     assert_eq!(graph_sends(&graph).await.len(), 1);
 
     // The history holds both directions, newest first, the send under its own id.
@@ -319,7 +319,7 @@ async fn twenty_concurrent_requests_with_one_key_make_one_graph_call() {
     assert_eq!(ids.len(), 1);
     let id = ids.into_iter().next().unwrap();
     assert_eq!(settled(&server, &id).await["status"], "sent");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.settled().await;
     assert_eq!(graph_sends(&graph).await.len(), 1);
 }
 

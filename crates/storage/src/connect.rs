@@ -93,14 +93,10 @@ impl Database {
         let opts = Self::options(url, backend, options);
         let conn = sea_orm::Database::connect(opts.clone())
             .await
-            .map_err(StorageError::Connect)?;
+            .map_err(|e| StorageError::Connect(e.into()))?;
         let writer = if backend == Backend::Sqlite && !in_memory {
             let path = SqliteConnectOptions::from_str(url)
-                .map_err(|e| {
-                    StorageError::Connect(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
-                        e.into(),
-                    )))
-                })?
+                .map_err(|e| StorageError::Connect(e.into()))?
                 .get_filename()
                 .to_owned();
             Some(
@@ -112,9 +108,7 @@ impl Database {
                     wal_size_limit: WAL_SIZE_LIMIT,
                 })
                 .map_err(|e| {
-                    StorageError::Connect(sea_orm::DbErr::Custom(format!(
-                        "cannot start the SQLite writer: {e}"
-                    )))
+                    StorageError::Connect(format!("cannot start the SQLite writer: {e}").into())
                 })?,
             )
         } else {
@@ -204,7 +198,7 @@ impl Database {
     pub async fn migrate_up(&self) -> Result<(), StorageError> {
         Migrator::up(&self.conn, None)
             .await
-            .map_err(StorageError::Migrate)
+            .map_err(|e| StorageError::Migrate(e.into()))
     }
 
     /// Rolls back the last `steps` applied migrations (`None`: all of them).
@@ -215,7 +209,7 @@ impl Database {
     pub async fn migrate_down(&self, steps: Option<u32>) -> Result<(), StorageError> {
         Migrator::down(&self.conn, steps)
             .await
-            .map_err(StorageError::Migrate)
+            .map_err(|e| StorageError::Migrate(e.into()))
     }
 
     /// Every known migration's name and whether it is applied, in order.
@@ -226,7 +220,7 @@ impl Database {
     pub async fn migration_status(&self) -> Result<Vec<(String, bool)>, StorageError> {
         let applied = Migrator::get_applied_migrations(&self.conn)
             .await
-            .map_err(StorageError::Migrate)?;
+            .map_err(|e| StorageError::Migrate(e.into()))?;
         let applied: Vec<String> = applied.iter().map(|m| m.name().to_owned()).collect();
         Ok(Migrator::migrations()
             .iter()

@@ -1,6 +1,6 @@
 //! Errors of the storage adapter and their mapping to port errors.
 
-use insta_router_ports::RepoError;
+use insta_router_ports::{BoxError, RepoError};
 use std::future::Future;
 
 use sea_orm::{DbErr, RuntimeErr, SqlErr};
@@ -11,12 +11,13 @@ pub enum StorageError {
     /// The URL names no backend this build supports.
     #[error("unsupported database url (expected sqlite:, postgres: or mysql:): {0}")]
     UnsupportedUrl(String),
-    /// Connecting failed.
+    /// Connecting failed; the source says why (the driver's error, boxed: no sea-orm type
+    /// leaves this crate).
     #[error("cannot connect to the database")]
-    Connect(#[source] DbErr),
-    /// A migration failed.
+    Connect(#[source] BoxError),
+    /// A migration failed; the source says why.
     #[error("migration failed")]
-    Migrate(#[source] DbErr),
+    Migrate(#[source] BoxError),
 }
 
 /// Maps a database error, turning a unique violation into a conflict on `field`.

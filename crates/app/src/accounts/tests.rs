@@ -1,3 +1,5 @@
+//! Accounts against a mocked repository: sealing, updates, secret rotation, missing accounts.
+
 use chrono::{DateTime, TimeDelta, Utc};
 use insta_router_domain::Secret;
 use insta_router_ports::{MockAccountRepository, MockClock};

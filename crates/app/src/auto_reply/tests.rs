@@ -1,3 +1,5 @@
+//! The auto-reply worker against mocked ports: one reply per message, Graph failures.
+
 use insta_router_domain::rules::ConversationFacts;
 use insta_router_domain::{
     AccountId, ConversationId, InstagramMessageId, RuleId, SealedSecret, Username,

@@ -1,3 +1,5 @@
+//! The delivery worker against mocked ports: outcomes on the schedule, pauses, leases, secrets, disabled endpoints.
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use insta_router_domain::{

@@ -359,3 +359,141 @@ fn causes_are_described_in_full_once() {
         "the database is unavailable: storage unavailable: disk I/O error"
     );
 }
+
+/// An ingestor on a mocked store (the journal and spool refuse everything).
+fn mocked(store: insta_router_ports::MockInboundStore) -> Ingestor {
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(now);
+    let mut journal = insta_router_ports::MockWebhookJournal::new();
+    journal
+        .expect_keep_for_replay()
+        .returning(|_, _| Err(RepoError::Unavailable("journal down".into())));
+    Ingestor::start(
+        IngestPorts {
+            store: Arc::new(store),
+            journal: Arc::new(journal),
+            spool: None,
+            parser: Arc::new(Mids),
+            clock: Arc::new(clock),
+        },
+        IngestSettings::default(),
+    )
+}
+
+fn route(crm: bool) -> Vec<(InstagramAccountId, Route)> {
+    vec![(
+        InstagramAccountId::parse("a", "1784").unwrap(),
+        Route {
+            account_id: insta_router_domain::AccountId::from_u128(7),
+            forwards_to_crm: crm,
+        },
+    )]
+}
+
+#[tokio::test]
+async fn a_group_is_one_batch_of_first_occurrences_routed_in_one_query() {
+    let batches = Arc::new(StdMutex::new(Vec::<InboundBatch>::new()));
+    let mut store = insta_router_ports::MockInboundStore::new();
+    store
+        .expect_routes()
+        .times(1)
+        .withf(|accounts| accounts.len() == 1 && accounts[0].as_str() == "1784")
+        .returning(|_| Ok(route(true)));
+    let seen = batches.clone();
+    store.expect_store().times(1).returning(move |batch| {
+        let outcome = BatchOutcome {
+            new_messages: batch.messages.iter().map(|m| m.id.clone()).collect(),
+            new_events: Vec::new(),
+        };
+        seen.lock().unwrap().push(batch);
+        Ok(outcome)
+    });
+    let ingestor = mocked(store);
+    // The second request repeats the first's message: it is dropped from the batch and
+    // credited to no one.
+    let results = ingest_group(&ingestor, &["mid.1,mid.2", "mid.2", "mid.3"]).await;
+    let processed: Vec<u32> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().processed)
+        .collect();
+    assert_eq!(processed, [2, 0, 1]);
+
+    let batches = batches.lock().unwrap();
+    let batch = &batches[0];
+    assert_eq!(batch.journal.len(), 3);
+    let mids: Vec<&str> = batch
+        .messages
+        .iter()
+        .map(|m| m.mid.as_ref().unwrap().as_str())
+        .collect();
+    assert_eq!(mids, ["mid.1", "mid.2", "mid.3"]);
+    // Each message: an auto-reply for its account, and a delivery whose body names it.
+    assert_eq!(batch.jobs.len(), 6);
+    for (message, jobs) in batch.messages.iter().zip(batch.jobs.chunks(2)) {
+        assert_eq!(jobs[0].work, JobWork::AutoReply);
+        assert_eq!(jobs[0].subject, message.id.as_str());
+        let JobWork::CrmDelivery { body } = &jobs[1].work else {
+            panic!("{:?}", jobs[1]);
+        };
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            body["data"]["account_id"],
+            "acc_00000000000000000000000000000007"
+        );
+        assert_eq!(
+            body["data"]["message_id"],
+            message.mid.as_ref().unwrap().as_str()
+        );
+        for job in jobs {
+            assert_eq!(
+                job.account_id,
+                Some(insta_router_domain::AccountId::from_u128(7))
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_account_without_a_crm_gets_auto_replies_only_and_an_unknown_one_no_account() {
+    for (routes, account) in [
+        (
+            route(false),
+            Some(insta_router_domain::AccountId::from_u128(7)),
+        ),
+        (Vec::new(), None),
+    ] {
+        let mut store = insta_router_ports::MockInboundStore::new();
+        store.expect_routes().returning(move |_| Ok(routes.clone()));
+        let account = account.clone();
+        store
+            .expect_store()
+            .withf(move |batch| {
+                batch.jobs.len() == 1
+                    && batch.jobs[0].work == JobWork::AutoReply
+                    && batch.jobs[0].account_id == account
+            })
+            .returning(|batch| {
+                Ok(BatchOutcome {
+                    new_messages: batch.messages.iter().map(|m| m.id.clone()).collect(),
+                    new_events: Vec::new(),
+                })
+            });
+        let report = mocked(store).ingest(from_meta("mid.1")).await.unwrap();
+        assert_eq!(report.processed, 1);
+    }
+}
+
+#[tokio::test]
+async fn routes_that_cannot_be_read_fail_the_write_like_the_store() {
+    let mut store = insta_router_ports::MockInboundStore::new();
+    store
+        .expect_routes()
+        .returning(|_| Err(RepoError::Unavailable("connection refused".into())));
+    store.expect_store().never();
+    // Nowhere to keep it either: refused, so that Meta retries.
+    let result = mocked(store).ingest(from_meta("mid.1")).await;
+    assert!(
+        matches!(result, Err(IngestError::Unavailable(_))),
+        "{result:?}"
+    );
+}

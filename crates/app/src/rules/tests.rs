@@ -1,3 +1,5 @@
+//! Rule documents: every condition parses, errors name the rule's field.
+
 use serde_json::json;
 
 use super::*;

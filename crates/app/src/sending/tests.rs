@@ -1,3 +1,5 @@
+//! Sending against mocked ports: idempotency keys, interrupted and settled sends.
+
 use insta_router_domain::{Account, InstagramUserId, RawSendRequest, SealedSecret, Username};
 use insta_router_ports::{
     MockAccountRepository, MockClock, MockConversationRepository, MockJobQueue, MockMessenger,
