@@ -677,12 +677,12 @@ impl TestServer {
             let busy = testing::rows(
                 &db,
                 &format!(
-                    "SELECT COUNT(*) AS n FROM jobs \
+                    "SELECT kind, status, run_at FROM jobs \
                      WHERE status = 'running' OR (status = 'queued' AND run_at <= {now})"
                 ),
             )
             .await;
-            (busy[0]["n"].as_i64() == Some(0)).then_some(())
+            busy.is_empty().then_some(())
         })
         .await;
         let _ = db.close().await;
