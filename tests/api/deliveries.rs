@@ -100,20 +100,12 @@ fn text_webhook(mid: &str, text: &str) -> String {
 
 /// Waits until `crm` has received `n` requests; returns them.
 async fn received(crm: &MockServer, n: usize, server: &TestServer) -> Vec<Request> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let requests = crm.received_requests().await.unwrap();
-        if requests.len() >= n {
-            return requests;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the CRM got {} of {n} requests:\n{}",
-            requests.len(),
-            server.output()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server
+        .eventually(&format!("{n} requests at the CRM"), async || {
+            let requests = crm.received_requests().await.unwrap();
+            (requests.len() >= n).then_some(requests)
+        })
+        .await
 }
 
 /// The account's deliveries, newest first.
@@ -130,28 +122,20 @@ async fn deliveries(server: &TestServer, query: &str) -> Vec<Value> {
 
 /// Waits until the only delivery has `status`; returns its detail.
 async fn settled(server: &TestServer, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let list = deliveries(server, "").await;
-        if let Some(first) = list.first()
-            && first["status"] == status
-        {
-            let id = first["delivery_id"].as_str().unwrap();
-            let detail = server
-                .api(Method::GET, &format!("/api/v1/deliveries/{id}"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(detail.status(), 200);
-            return detail.json().await.unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no delivery became {status}: {list:?}\n{}",
-            server.output()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let id = server
+        .eventually(&format!("the delivery to become {status}"), async || {
+            let list = deliveries(server, "").await;
+            let first = list.first().filter(|first| first["status"] == status)?;
+            first["delivery_id"].as_str().map(str::to_owned)
+        })
+        .await;
+    let detail = server
+        .api(Method::GET, &format!("/api/v1/deliveries/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(detail.status(), 200);
+    detail.json().await.unwrap()
 }
 
 fn header(request: &Request, name: &str) -> String {

@@ -2,8 +2,6 @@
 //! database in the clear (nor base64), plain rows of earlier versions sealed at start, and a
 //! key rotation with `reencrypt` that keeps every account sending and delivering.
 
-use std::time::{Duration, Instant};
-
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use insta_router_blackbox::{TestServer, command, graph_sends, text_webhook};
@@ -106,16 +104,13 @@ async fn send_and_wait(server: &TestServer, graph: &MockServer, account: &str, n
         .await
         .unwrap();
     assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let sent = graph_sends(graph).await;
-        if sent.len() >= n {
-            assert_eq!(sent[n - 1]["authorization"], format!("Bearer {TOKEN}"));
-            return;
-        }
-        assert!(Instant::now() < deadline, "{}", server.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sent = server
+        .eventually(&format!("{n} Send API requests"), async || {
+            let sent = graph_sends(graph).await;
+            (sent.len() >= n).then_some(sent)
+        })
+        .await;
+    assert_eq!(sent[n - 1]["authorization"], format!("Bearer {TOKEN}"));
 }
 
 /// Posts a webhook and waits until the CRM got it, signed with `CRM_SECRET`.
@@ -125,24 +120,20 @@ async fn deliver_and_wait(server: &TestServer, crm: &MockServer, mid: &str) {
         .post_webhook(&body, Some(&sign_body(APP_SECRET, body.as_bytes())))
         .await;
     assert_eq!(response.status(), 200);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let received: Vec<Request> = crm.received_requests().await.unwrap_or_default();
-        if let Some(request) = received
-            .iter()
-            .find(|r| String::from_utf8_lossy(&r.body).contains(mid))
-        {
-            let key = hmac::Key::new(hmac::HMAC_SHA256, CRM_SECRET.as_bytes());
-            let expected = format!(
-                "sha256={}",
-                hex::encode(hmac::sign(&key, &request.body).as_ref())
-            );
-            assert_eq!(request.headers["x-hub-signature-256"], expected.as_str());
-            return;
-        }
-        assert!(Instant::now() < deadline, "{}", server.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let request: Request = server
+        .eventually(&format!("{mid} at the CRM"), async || {
+            let received: Vec<Request> = crm.received_requests().await.unwrap_or_default();
+            received
+                .into_iter()
+                .find(|r| String::from_utf8_lossy(&r.body).contains(mid))
+        })
+        .await;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, CRM_SECRET.as_bytes());
+    let expected = format!(
+        "sha256={}",
+        hex::encode(hmac::sign(&key, &request.body).as_ref())
+    );
+    assert_eq!(request.headers["x-hub-signature-256"], expected.as_str());
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Sending for CRMs end to end: the real binary, a fake Graph API and a fake CRM over
 //! loopback.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use insta_router_blackbox::{TestServer, graph_sends};
 use reqwest::Method;
@@ -128,35 +128,29 @@ async fn status(server: &TestServer, id: &str) -> Value {
 
 /// The status once it is no longer `pending`.
 async fn settled(server: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = status(server, id).await;
-        if status["status"] != "pending" {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "{status}\n{}", server.output());
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    server
+        .eventually(&format!("send {id} to leave pending"), async || {
+            let status = status(server, id).await;
+            (status["status"] != "pending").then_some(status)
+        })
+        .await
 }
 
 /// The CRM bodies of type `kind`, after waiting for at least `n`.
-async fn crm_events(crm: &MockServer, kind: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let events: Vec<Value> = crm
-            .received_requests()
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
-            .filter(|b| b["type"] == kind)
-            .collect();
-        if events.len() >= n {
-            return events;
-        }
-        assert!(Instant::now() < deadline, "no {kind} event");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+async fn crm_events(server: &TestServer, crm: &MockServer, kind: &str, n: usize) -> Vec<Value> {
+    server
+        .eventually(&format!("{n} {kind} events at the CRM"), async || {
+            let events: Vec<Value> = crm
+                .received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+                .filter(|b| b["type"] == kind)
+                .collect();
+            (events.len() >= n).then_some(events)
+        })
+        .await
 }
 
 async fn crm() -> MockServer {
@@ -208,7 +202,7 @@ async fn a_send_reaches_meta_once_and_a_retried_request_replays_it() {
     );
 
     // The CRM hears of it, with its metadata.
-    let sent = crm_events(&crm, "message.sent", 1).await;
+    let sent = crm_events(&server, &crm, "message.sent", 1).await;
     assert_eq!(sent[0]["data"]["message_id"], id.as_str());
     assert_eq!(sent[0]["data"]["instagram_message_id"], "mid.sent.1");
     assert_eq!(sent[0]["data"]["metadata"], json!({"ticket": 42}));
@@ -441,20 +435,17 @@ async fn each_graph_error_class_ends_in_the_right_status_with_metas_code() {
     server
         .deliver_webhook(&dm("1006", "mid.slow", "Hello 1006", true, Duration::ZERO))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let status = status(&server, &ids[5]).await;
-        if status["status"] == "sent" {
-            assert_eq!(status["instagram_message_id"], "mid.slow");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{status}\n{}", server.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sent = server
+        .eventually("the slow send's echo to make it sent", async || {
+            let status = status(&server, &ids[5]).await;
+            (status["status"] == "sent").then_some(status)
+        })
+        .await;
+    assert_eq!(sent["instagram_message_id"], "mid.slow");
     assert_eq!(to("1006"), 1);
 
     // The CRM heard of each failure with Meta's code.
-    let failed = crm_events(&crm, "message.failed", 4).await;
+    let failed = crm_events(&server, &crm, "message.failed", 4).await;
     let codes: std::collections::BTreeSet<String> = failed
         .iter()
         .map(|e| e["data"]["error"]["code"].as_str().unwrap().to_owned())
@@ -770,11 +761,11 @@ async fn a_killed_server_resumes_queued_sends_without_sending_any_twice() {
             .await,
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while graph_sends(&graph).await.len() < 3 {
-        assert!(Instant::now() < deadline, "{}", server.output());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server
+        .eventually("3 Send API requests", async || {
+            (graph_sends(&graph).await.len() >= 3).then_some(())
+        })
+        .await;
     server.kill_and_restart().await;
     let mut sent = 0;
     let mut unknown = 0;

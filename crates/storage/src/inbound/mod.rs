@@ -74,19 +74,31 @@ impl InboundStore for SeaInboundStore {
         if let Path::SqliteThread(writer) = &self.path {
             return writer.routes(accounts.to_vec()).await;
         }
-        let select = Query::select()
-            .columns([
-                Alias::new("instagram_account_id"),
-                Alias::new("id"),
-                Alias::new("crm_webhook_url"),
-            ])
-            .from(Alias::new("accounts"))
-            .and_where(
-                Expr::col(Alias::new("instagram_account_id"))
-                    .is_in(accounts.iter().map(|a| a.as_str().to_owned())),
+        let db = self.db.get_database_backend();
+        // One account (nearly every group): a statement whose text never changes, prepared
+        // once per connection.
+        let statement = if let [account] = accounts {
+            let sql = match self.backend {
+                Backend::Postgres => ROUTE_SQL.replace('?', "$1"),
+                Backend::Sqlite | Backend::MySql => ROUTE_SQL.to_owned(),
+            };
+            sea_orm::Statement::from_sql_and_values(db, sql, [account.as_str().into()])
+        } else {
+            db.build(
+                &Query::select()
+                    .columns([
+                        Alias::new("instagram_account_id"),
+                        Alias::new("id"),
+                        Alias::new("crm_webhook_url"),
+                    ])
+                    .from(Alias::new("accounts"))
+                    .and_where(
+                        Expr::col(Alias::new("instagram_account_id"))
+                            .is_in(accounts.iter().map(|a| a.as_str().to_owned())),
+                    )
+                    .to_owned(),
             )
-            .to_owned();
-        let statement = self.db.get_database_backend().build(&select);
+        };
         let rows = self
             .db
             .query_all_raw(statement)
@@ -119,6 +131,10 @@ impl InboundStore for SeaInboundStore {
         }
     }
 }
+
+/// The route of one Instagram account.
+const ROUTE_SQL: &str =
+    "SELECT instagram_account_id, id, crm_webhook_url FROM accounts WHERE instagram_account_id = ?";
 
 /// A route from an `accounts` row: its Instagram account, its id, its CRM URL.
 fn route(

@@ -27,8 +27,8 @@ use super::rows::{EVENT_COLUMNS, JOURNAL_COLUMNS, JOURNAL_UPSERT, event_row, jou
 use crate::backend::Backend;
 use crate::conversations::{COLUMNS as CONVERSATION_COLUMNS, merge_sql};
 use crate::error::unavailable;
-use crate::jobs::{COLUMNS as JOB_COLUMNS, job_row};
 use crate::messages::{columns as message_columns, message_row};
+use crate::time::to_micros;
 
 /// Whether [`store`] can write `batch`.
 pub(crate) fn fits(batch: &InboundBatch) -> bool {
@@ -37,13 +37,13 @@ pub(crate) fn fits(batch: &InboundBatch) -> bool {
 
 /// The batch statement: `$1` journal entries, `$2` messages, `$3` events, `$4` jobs, each a
 /// JSON array. The conversations of the new messages are merged per conversation first (a
-/// statement may not touch a row twice), then into the table.
+/// statement may not touch a row twice), then into the table. Jobs travel as the columns
+/// that vary ([`JOB_FIELDS`]); a new job's status, attempts and times are the same for all.
 static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
     let journal = JOURNAL_COLUMNS.join(", ");
     let messages = message_columns().join(", ");
     let events = EVENT_COLUMNS.join(", ");
     let conversations = CONVERSATION_COLUMNS.join(", ");
-    let jobs = JOB_COLUMNS.join(", ");
     let merge = merge_sql(Backend::Postgres);
     let upsert = JOURNAL_UPSERT;
     format!(
@@ -61,12 +61,16 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
                   min(CASE WHEN direction = 'inbound' THEN sender_id ELSE recipient_id END), \
                   min(timestamp), max(timestamp), max(CASE WHEN direction = 'inbound' THEN timestamp END) \
            FROM m GROUP BY conversation_id ORDER BY conversation_id{merge}), \
-         q AS (INSERT INTO jobs ({jobs}) \
-           SELECT {jobs} FROM json_populate_recordset(NULL::jobs, $4::json) \
-           WHERE subject IN (SELECT id FROM m) OR subject IN (SELECT id FROM e)) \
+         q AS (INSERT INTO jobs (id, kind, account_id, subject, payload, status, attempts, run_at, lease_token, last_error, created_at, updated_at) \
+           SELECT v.id, v.kind, v.account_id, v.subject, v.payload, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
+           FROM json_to_recordset($4::json) AS v(id text, kind text, account_id text, subject text, payload text, run_at bigint) \
+           WHERE v.subject IN (SELECT id FROM m) OR v.subject IN (SELECT id FROM e)) \
          SELECT 'm' AS t, id FROM m UNION ALL SELECT 'e' AS t, id FROM e"
     )
 });
+
+/// The fields of a job in the batch statement's `$4`.
+const JOB_FIELDS: [&str; 6] = ["id", "kind", "account_id", "subject", "payload", "run_at"];
 
 /// Rows as a JSON array of objects keyed by `columns`, in the text forms PostgreSQL reads
 /// into the columns' types (`bytea` as `\x` and hex).
@@ -139,7 +143,22 @@ pub(crate) async fn store(
         &EVENT_COLUMNS,
         batch.events.iter().map(|e| Ok(event_row(e))),
     )?;
-    let jobs = json_rows(&JOB_COLUMNS, batch.jobs.iter().map(|j| Ok(job_row(j))))?;
+    let jobs = json_rows(
+        &JOB_FIELDS,
+        batch.jobs.iter().map(|job| {
+            Ok(vec![
+                Value::from(job.id.as_str()),
+                job.kind().as_str().into(),
+                job.account_id
+                    .as_ref()
+                    .map(|a| a.as_str().to_owned())
+                    .into(),
+                job.subject.as_str().into(),
+                job.work.payload().into(),
+                to_micros(job.run_at).into(),
+            ])
+        }),
+    )?;
     let statement = Statement::from_sql_and_values(
         db.get_database_backend(),
         BATCH_SQL.as_str(),

@@ -176,12 +176,7 @@ impl Request {
 }
 
 fn routes(conn: &Connection, accounts: &[InstagramAccountId]) -> Result<Routes, RepoError> {
-    let mut select = conn
-        .prepare_cached(
-            "SELECT instagram_account_id, id, crm_webhook_url FROM accounts \
-             WHERE instagram_account_id = ?",
-        )
-        .map_err(unavailable)?;
+    let mut select = conn.prepare_cached(super::ROUTE_SQL).map_err(unavailable)?;
     let mut found = Vec::new();
     for account in accounts {
         let mut rows = select.query([account.as_str()]).map_err(unavailable)?;
