@@ -16,6 +16,7 @@ mod limits;
 mod messages;
 mod pagination;
 mod problem;
+mod rule_schema;
 mod rules;
 mod system;
 mod webhooks;

@@ -8,6 +8,8 @@ use insta_router_app::{RuleDocument, RuleError, RuleView, TrialMessage};
 use insta_router_domain::{FieldError, RuleId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::rule_schema::RuleDocumentSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::accounts::{account_id, rfc3339};
@@ -31,6 +33,7 @@ pub(crate) struct RuleResponse {
     rule_id: String,
     account_id: String,
     #[serde(flatten)]
+    #[schema(value_type = RuleDocumentSchema)]
     rule: RuleDocument,
     created_at: String,
     updated_at: String,
@@ -74,7 +77,7 @@ impl From<RuleError> for ApiError {
 #[utoipa::path(
     tag = "rules",
     params(("account_id" = String, Path, description = "Our account id")),
-    request_body = RuleDocument,
+    request_body = RuleDocumentSchema,
     responses(
         (status = 201, description = "Created", body = RuleResponse),
         (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
@@ -159,7 +162,7 @@ async fn get_rule(
         ("account_id" = String, Path, description = "Our account id"),
         ("rule_id" = String, Path, description = "The rule's id"),
     ),
-    request_body = RuleDocument,
+    request_body = RuleDocumentSchema,
     responses(
         (status = 200, description = "The new rule", body = RuleResponse),
         (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),

@@ -48,7 +48,7 @@ use rescue::Rescue;
 /// How the writers group requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestSettings {
-    /// Writer tasks: one on SQLite (one writer at a time anyway), a few on servers.
+    /// Writer tasks (the database chooses how many: see the storage adapter).
     pub writers: usize,
     /// Most requests written in one transaction.
     pub max_batch: usize,

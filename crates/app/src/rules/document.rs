@@ -5,7 +5,6 @@ use super::*;
 
 /// One condition, as JSON: `{"type": "keywords", "any_of": ["order66"]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConditionDocument {
     /// The text contains any of the keywords, ignoring case and accents.
@@ -80,7 +79,6 @@ pub enum ConditionDocument {
 
 /// A quick reply, as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct QuickReplyDocument {
     /// The button's text (at most 20 characters).
@@ -91,7 +89,6 @@ pub struct QuickReplyDocument {
 
 /// A reply, as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReplyDocument {
     /// The text, with `{username}`, `{name}`, `{first_name}` and `{text}` placeholders.
@@ -104,7 +101,6 @@ pub struct ReplyDocument {
 /// A rule, as JSON: what the API takes and returns, the rules file holds, and the database
 /// stores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleDocument {
     /// A name for people.

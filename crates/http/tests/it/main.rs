@@ -28,6 +28,8 @@ use insta_router_ports::{
 };
 use serde_json::Value;
 
+mod openapi;
+
 /// The ports a test sets expectations on; every other port is a mock that must not be called.
 #[derive(Default)]
 struct Ports {

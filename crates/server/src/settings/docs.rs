@@ -94,17 +94,14 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
     }
 
-    /// Compares `path` with `want`; when they differ, writes `want` and fails, so that the
-    /// next run (and the commit) has the file as the table says.
-    fn ensure(path: &std::path::Path, want: &str) {
+    /// Compares `path` with `want`; when they differ, writes `want` and returns the path, so
+    /// that the next run (and the commit) has the file as the table says.
+    fn refresh(path: &std::path::Path, want: &str) -> Option<String> {
         let have = std::fs::read_to_string(path).unwrap_or_default();
-        if have != want {
+        (have != want).then(|| {
             std::fs::write(path, want).unwrap();
-            panic!(
-                "{} was not up to date with the settings table; it is now: review and commit it",
-                path.display()
-            );
-        }
+            path.display().to_string()
+        })
     }
 
     #[test]
@@ -120,8 +117,17 @@ mod tests {
             readme_table(),
             &readme[end + README_END.len()..]
         );
-        ensure(&readme_path, &want);
-        ensure(&repo().join("deploy/.env.example"), &env_example());
+        let stale: Vec<String> = [
+            refresh(&readme_path, &want),
+            refresh(&repo().join("deploy/.env.example"), &env_example()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        assert!(
+            stale.is_empty(),
+            "{stale:?} were not up to date with the settings table; they are now: review and commit them"
+        );
     }
 
     #[test]

@@ -88,8 +88,8 @@ super::settings! {
 
     /// Storing webhooks.
     ingest: Ingest {
-        /// Webhook writer tasks; 0: the database's own choice (1 on SQLite, 2 on PostgreSQL,
-        /// 4 on MySQL).
+        /// Webhook writer tasks; 0: the database's own choice (2 on SQLite and PostgreSQL, 4
+        /// on MySQL).
         INGEST_WRITERS writers: usize = "0";
         /// Most webhook requests committed in one transaction.
         INGEST_MAX_BATCH max_batch: NonZeroUsize = "256";
