@@ -2,11 +2,12 @@
 //! the first occurrence of each event, the routes of their accounts, their follow-up jobs.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
-    ConversationId, EventId, FollowUp, InboundEventKind, InstagramAccountId, JobId, JobWork,
-    Message, MessageId, NewJob, Route,
+    AccountId, ConversationId, EventId, FollowUp, InboundEventKind, InstagramAccountId, JobId,
+    JobWork, Message, MessageId, NewJob, Route,
 };
 use insta_router_ports::{
     Deletion, EventRecord, InboundBatch, InboundStore, JournalEntry, JournalStatus,
@@ -30,6 +31,39 @@ struct PreparedEvent {
     item: Item,
     /// What it gets when it is new.
     follow_up: FollowUp,
+    /// Its CRM body, rendered in the caller's task for the account its route was last seen
+    /// to name; used only when the route read for the group names the same account.
+    body: Option<(AccountId, String)>,
+}
+
+/// The routes last read, by Instagram account (`None`: no account is configured for it). A
+/// guess that lets callers render CRM bodies in parallel, never trusted: every group reads
+/// its routes afresh, and a body rendered for another account is rendered again.
+#[derive(Clone, Default)]
+pub(super) struct RouteHints(Arc<RwLock<HashMap<InstagramAccountId, Option<Route>>>>);
+
+impl RouteHints {
+    /// The account a CRM body of `account`'s events was last seen to go to.
+    fn crm_account(&self, account: &InstagramAccountId) -> Option<AccountId> {
+        let hints = self.0.read().ok()?;
+        hints.get(account)?.as_ref()?.crm().cloned()
+    }
+
+    /// Remembers what a group read.
+    fn remember(
+        &self,
+        accounts: &[InstagramAccountId],
+        routes: &HashMap<InstagramAccountId, Route>,
+    ) {
+        if let Ok(mut hints) = self.0.write() {
+            if hints.len() > 10_000 {
+                hints.clear();
+            }
+            for account in accounts {
+                hints.insert(account.clone(), routes.get(account).cloned());
+            }
+        }
+    }
 }
 
 enum Item {
@@ -59,7 +93,11 @@ impl Item {
 impl Prepared {
     /// Parses the request and takes its body over: it is the largest part, and the journal
     /// keeps it.
-    pub(super) fn new(webhook: ReceivedWebhook, parser: &dyn NotificationParser) -> Self {
+    pub(super) fn new(
+        webhook: ReceivedWebhook,
+        parser: &dyn NotificationParser,
+        hints: &RouteHints,
+    ) -> Self {
         let parsed = parser.parse(&webhook.body, webhook.received_at);
         if let Err(reason) = &parsed
             && webhook.origin == Origin::Meta
@@ -115,9 +153,16 @@ impl Prepared {
                         Item::Other { record, deletion }
                     }
                 };
+                let follow_up = FollowUp::of(event);
+                let body = follow_up.crm_event.and_then(|crm_event| {
+                    let account = hints.crm_account(item.account()?)?;
+                    let body = render(crm_event, &item, &account);
+                    Some((account, body))
+                });
                 PreparedEvent {
                     item,
-                    follow_up: FollowUp::of(event),
+                    follow_up,
+                    body,
                 }
             })
             .collect();
@@ -136,7 +181,7 @@ impl Prepared {
     }
 
     /// The same request prepared again, with fresh ids (the journal id stays).
-    pub(super) fn again(&self, parser: &dyn NotificationParser) -> Self {
+    pub(super) fn again(&self, parser: &dyn NotificationParser, hints: &RouteHints) -> Self {
         Self::new(
             ReceivedWebhook {
                 id: self.journal.id.clone(),
@@ -145,6 +190,7 @@ impl Prepared {
                 origin: self.origin,
             },
             parser,
+            hints,
         )
     }
 }
@@ -152,6 +198,7 @@ impl Prepared {
 /// Writes a group in one transaction; returns one report per request.
 pub(super) async fn write(
     store: &dyn InboundStore,
+    hints: &RouteHints,
     group: &[Prepared],
 ) -> Result<Vec<IngestReport>, RepoError> {
     let mut batch = InboundBatch {
@@ -186,7 +233,7 @@ pub(super) async fn write(
             firsts.push((event, prepared.journal.received_at));
         }
     }
-    let routes = routes(store, &firsts).await?;
+    let routes = routes(store, hints, &firsts).await?;
     for (event, now) in firsts {
         let route = event.item.account().and_then(|a| routes.get(a));
         batch.jobs.extend(jobs(event, route, now));
@@ -218,6 +265,7 @@ pub(super) async fn write(
 /// The routes of the accounts whose events have follow-up work, read in one query.
 async fn routes(
     store: &dyn InboundStore,
+    hints: &RouteHints,
     events: &[(&PreparedEvent, DateTime<Utc>)],
 ) -> Result<HashMap<InstagramAccountId, Route>, RepoError> {
     let mut accounts: Vec<InstagramAccountId> = events
@@ -230,7 +278,9 @@ async fn routes(
     }
     accounts.sort();
     accounts.dedup();
-    Ok(store.routes(&accounts).await?.into_iter().collect())
+    let routes = store.routes(&accounts).await?.into_iter().collect();
+    hints.remember(&accounts, &routes);
+    Ok(routes)
 }
 
 /// The jobs `event` gets when it is new: an auto-reply evaluation (for its account, when one
@@ -250,13 +300,21 @@ fn jobs(event: &PreparedEvent, route: Option<&Route>, now: DateTime<Utc>) -> Vec
     if let (Some(crm_event), Some(account)) =
         (event.follow_up.crm_event, route.and_then(Route::crm))
     {
-        let body = match &event.item {
-            Item::Message(message) => crm_payload::message_body(crm_event, message, account),
-            Item::Other { record, .. } => {
-                crm_payload::event_body(crm_event, &record.id, &record.event, account)
-            }
+        let body = match &event.body {
+            Some((hinted, body)) if hinted == account => body.clone(),
+            _ => render(crm_event, &event.item, account),
         };
         jobs.push(crm_payload::delivery(account, subject, body, now));
     }
     jobs
+}
+
+/// The CRM body of `item` as `crm_event`, for `account`.
+fn render(crm_event: &str, item: &Item, account: &AccountId) -> String {
+    match item {
+        Item::Message(message) => crm_payload::message_body(crm_event, message, account),
+        Item::Other { record, .. } => {
+            crm_payload::event_body(crm_event, &record.id, &record.event, account)
+        }
+    }
 }

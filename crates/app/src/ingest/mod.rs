@@ -42,7 +42,7 @@ use crate::new_id_bits;
 mod batch;
 mod rescue;
 
-use batch::{Prepared, write};
+use batch::{Prepared, RouteHints, write};
 use rescue::Rescue;
 
 /// How the writers group requests.
@@ -163,6 +163,7 @@ pub struct Ingestor {
     writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
     commits: watch::Receiver<u64>,
     parser: Arc<dyn NotificationParser>,
+    hints: RouteHints,
 }
 
 impl Ingestor {
@@ -173,12 +174,14 @@ impl Ingestor {
         let (committed, commits) = watch::channel(0_u64);
         let committed = Arc::new(committed);
         let max_batch = settings.max_batch.max(1);
+        let hints = RouteHints::default();
         let parser = ports.parser.clone();
         let writers = (0..settings.writers.max(1))
             .map(|_| {
                 let receiver = receiver.clone();
                 let ports = ports.clone();
                 let committed = committed.clone();
+                let hints = hints.clone();
                 tokio::spawn(async move {
                     let mut batch = Vec::with_capacity(max_batch);
                     loop {
@@ -186,7 +189,7 @@ impl Ingestor {
                         if received == 0 {
                             break;
                         }
-                        if write_group(&ports, std::mem::take(&mut batch)).await {
+                        if write_group(&ports, &hints, std::mem::take(&mut batch)).await {
                             committed.send_modify(|n| *n = n.wrapping_add(1));
                         }
                     }
@@ -198,6 +201,7 @@ impl Ingestor {
             writers: std::sync::Mutex::new(writers),
             commits,
             parser,
+            hints,
         }
     }
 
@@ -223,7 +227,7 @@ impl Ingestor {
         let (reply, answer) = oneshot::channel();
         sender
             .send(Pending {
-                prepared: Prepared::new(webhook, self.parser.as_ref()),
+                prepared: Prepared::new(webhook, self.parser.as_ref(), &self.hints),
                 reply,
             })
             .await
@@ -248,11 +252,11 @@ impl Ingestor {
 }
 
 /// Writes a group and answers its requests; true when any of them stored something new.
-async fn write_group(ports: &IngestPorts, group: Vec<Pending>) -> bool {
+async fn write_group(ports: &IngestPorts, hints: &RouteHints, group: Vec<Pending>) -> bool {
     let (replies, prepared): (Vec<_>, Vec<_>) =
         group.into_iter().map(|p| (p.reply, p.prepared)).unzip();
     let started = std::time::Instant::now();
-    match write(ports.store.as_ref(), &prepared).await {
+    match write(ports.store.as_ref(), hints, &prepared).await {
         Ok(reports) => {
             tracing::debug!(
                 requests = prepared.len(),
@@ -273,6 +277,7 @@ async fn write_group(ports: &IngestPorts, group: Vec<Pending>) -> bool {
             }
             let mut rescue = Rescue {
                 ports,
+                hints,
                 group_error: Some(group_error),
                 alone,
                 journal_refused: false,

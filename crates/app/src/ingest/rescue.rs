@@ -4,12 +4,14 @@
 use insta_router_domain::{JobId, JobWork, NewJob, replay_delay};
 use insta_router_ports::{JournalStatus, RepoError, describe};
 
-use super::batch::{Prepared, write};
+use super::batch::{Prepared, RouteHints, write};
 use super::{IngestError, IngestPorts, IngestReport, Origin};
 
 /// The requests of a failed group, each written alone, else kept for replay.
 pub(super) struct Rescue<'a> {
     pub(super) ports: &'a IngestPorts,
+    /// The routes last read.
+    pub(super) hints: &'a RouteHints,
     /// The group's error, which is the error of a group of one.
     pub(super) group_error: Option<RepoError>,
     /// Whether to write each request alone (not for a group of one: that was the write).
@@ -25,8 +27,14 @@ impl Rescue<'_> {
         let error = if self.alone && !self.journal_refused {
             // Fresh ids: the group may have been committed after all (a connection lost
             // during the commit), and rows with these ids would then pass for new ones.
-            let fresh = prepared.again(ports.parser.as_ref());
-            match write(ports.store.as_ref(), std::slice::from_ref(&fresh)).await {
+            let fresh = prepared.again(ports.parser.as_ref(), self.hints);
+            match write(
+                ports.store.as_ref(),
+                self.hints,
+                std::slice::from_ref(&fresh),
+            )
+            .await
+            {
                 Ok(mut reports) => return reports.pop().ok_or(IngestError::ShuttingDown),
                 Err(e) => e,
             }

@@ -497,3 +497,54 @@ async fn routes_that_cannot_be_read_fail_the_write_like_the_store() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn a_body_rendered_for_the_route_last_seen_is_rendered_again_when_the_route_changed() {
+    let batches = Arc::new(StdMutex::new(Vec::<InboundBatch>::new()));
+    let mut store = insta_router_ports::MockInboundStore::new();
+    let mut sequence = mockall::Sequence::new();
+    for account in [7, 8] {
+        store
+            .expect_routes()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .returning(move |_| {
+                Ok(vec![(
+                    InstagramAccountId::parse("a", "1784").unwrap(),
+                    Route {
+                        account_id: insta_router_domain::AccountId::from_u128(account),
+                        forwards_to_crm: true,
+                    },
+                )])
+            });
+    }
+    let seen = batches.clone();
+    store.expect_store().times(2).returning(move |batch| {
+        let outcome = BatchOutcome {
+            new_messages: batch.messages.iter().map(|m| m.id.clone()).collect(),
+            new_events: Vec::new(),
+        };
+        seen.lock().unwrap().push(batch);
+        Ok(outcome)
+    });
+    let ingestor = mocked(store);
+    // The first request is prepared knowing no route; the second with the first's (account
+    // 7), but the account was changed meanwhile (account 8).
+    ingestor.ingest(from_meta("mid.1")).await.unwrap();
+    ingestor.ingest(from_meta("mid.2")).await.unwrap();
+    let batches = batches.lock().unwrap();
+    for (batch, account) in batches.iter().zip([7, 8]) {
+        let account = insta_router_domain::AccountId::from_u128(account);
+        let crm = batch
+            .jobs
+            .iter()
+            .find(|j| j.kind() == insta_router_domain::JobKind::CrmDelivery)
+            .unwrap();
+        assert_eq!(crm.account_id.as_ref(), Some(&account));
+        let JobWork::CrmDelivery { body } = &crm.work else {
+            panic!("{crm:?}");
+        };
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["data"]["account_id"], account.as_str());
+    }
+}
