@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use insta_router::startup::api_keys;
+use insta_router::wiring::api_keys;
 use insta_router_domain::KeyScope;
 use insta_router_ports::HealthCheck;
 use insta_router_storage::testing;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::settings::values::LogFormat;
-use crate::startup::open_database;
+use crate::wiring::open_database;
 use crate::{Application, Settings, telemetry};
 
 /// insta-router: Instagram Direct Messages to your CRM.

@@ -10,7 +10,7 @@ use insta_router_domain::WebhookId;
 use insta_router_ports::{JournalStatus, JournalSummary};
 
 use crate::Settings;
-use crate::startup::{ingest, open_database, open_spool};
+use crate::wiring::{ingest, open_database, open_spool};
 
 /// What to do with the journal.
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,7 @@ use insta_router_domain::{AccountId, ApiKey, ApiKeyId, KeyScope};
 use insta_router_ports::describe;
 
 use crate::Settings;
-use crate::startup::{api_keys, open_database};
+use crate::wiring::{api_keys, open_database};
 
 /// What to do with API keys.
 #[derive(Debug, Subcommand)]

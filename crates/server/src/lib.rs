@@ -12,6 +12,7 @@ pub mod settings;
 pub mod simulate;
 pub mod startup;
 pub mod telemetry;
+pub mod wiring;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -1,0 +1,100 @@
+//! The parts of the application that commands other than `serve` need too: the database,
+//! the spool, the ingest and the API key service, built from the settings.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use insta_router_app::{
+    ApiKeyService, IngestPorts, IngestSettings, Ingestor, JournalReplayer, ReplayPorts, SystemClock,
+};
+use insta_router_instagram::MetaNotifications;
+use insta_router_ports::WebhookSpool;
+use insta_router_storage::{Database, DbOptions, DirSpool};
+
+use crate::Settings;
+use crate::settings::values::SqliteSync;
+
+/// The webhook spool named by `WEBHOOK_SPOOL_DIR`, if any; with `create` false, only when
+/// its directory exists (the journal commands do not make one where they are run).
+///
+/// # Errors
+///
+/// When the directory cannot be created or written.
+pub fn open_spool(
+    settings: &Settings,
+    create: bool,
+) -> anyhow::Result<Option<Arc<dyn WebhookSpool>>> {
+    let Some(dir) = &settings.ingest.spool_dir.0 else {
+        return Ok(None);
+    };
+    if !create && !dir.is_dir() {
+        return Ok(None);
+    }
+    let spool = DirSpool::open(dir).with_context(|| {
+        format!(
+            "cannot use {} as the webhook spool (WEBHOOK_SPOOL_DIR; empty turns the spool off)",
+            dir.display()
+        )
+    })?;
+    Ok(Some(Arc::new(spool)))
+}
+
+/// The ingest and the replayer on `db` and `spool`, with `writers` webhook writer tasks.
+pub fn ingest(
+    db: &Database,
+    spool: Option<Arc<dyn WebhookSpool>>,
+    settings: &Settings,
+    writers: usize,
+) -> (Arc<Ingestor>, Arc<JournalReplayer>) {
+    let ingest = Arc::new(Ingestor::start(
+        IngestPorts {
+            store: Arc::new(db.inbound()),
+            journal: Arc::new(db.journal()),
+            spool: spool.clone(),
+            parser: Arc::new(MetaNotifications),
+            clock: Arc::new(SystemClock),
+        },
+        IngestSettings {
+            writers,
+            max_batch: settings.ingest.max_batch.get(),
+            ..IngestSettings::default()
+        },
+    ));
+    let replayer = Arc::new(JournalReplayer::new(
+        ReplayPorts {
+            jobs: Arc::new(db.jobs()),
+            journal: Arc::new(db.journal()),
+            spool,
+            clock: Arc::new(SystemClock),
+        },
+        ingest.clone(),
+        settings.replay(),
+    ));
+    (ingest, replayer)
+}
+
+/// The API key service on `db`.
+pub fn api_keys(db: &Database) -> ApiKeyService {
+    ApiKeyService::new(
+        Arc::new(db.api_keys()),
+        Arc::new(db.accounts()),
+        Arc::new(SystemClock),
+    )
+}
+
+/// Opens the database named by the settings.
+///
+/// # Errors
+///
+/// When the URL is unsupported or the database cannot be reached.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Database> {
+    let url = &settings.database.url;
+    let options = DbOptions {
+        max_connections: settings.database.max_connections.get(),
+        sqlite_synchronous_full: settings.database.sqlite_synchronous == SqliteSync::Full,
+        ..DbOptions::default()
+    };
+    Database::connect(url, &options)
+        .await
+        .with_context(|| format!("cannot open the database (DATABASE_URL={url})"))
+}
