@@ -629,8 +629,23 @@ impl TestServer {
     /// # Panics
     ///
     /// At the deadline, naming `what`, with the server's output.
-    pub async fn eventually<T>(&self, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    pub async fn eventually<T>(&self, what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+        self.eventually_within(Duration::from_secs(20), what, check)
+            .await
+    }
+
+    /// [`TestServer::eventually`], for up to `limit` (outages and restarts take longer).
+    ///
+    /// # Panics
+    ///
+    /// At the deadline, naming `what`, with the server's output.
+    pub async fn eventually_within<T>(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut check: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(value) = check().await {
                 return value;

@@ -150,15 +150,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} (after {secs} s):\n{}",
-            server.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server
+        .eventually_within(Duration::from_secs(secs), what, async || {
+            check().await.then_some(())
+        })
+        .await;
 }
 
 /// Waits until every mid of `answered` is stored, reached the CRM as one event (one delivery

@@ -68,7 +68,7 @@ pub fn dev_key_file(settings: &Settings) -> PathBuf {
 pub fn keyring(settings: &Settings) -> anyhow::Result<Arc<Keyring>> {
     let previous = parse_previous(settings.encryption.previous.expose())
         .map_err(|e| anyhow::anyhow!("ENCRYPTION_KEY_PREVIOUS: {e}"))?;
-    let current = if settings.encryption.key.is_empty() {
+    let current = if settings.encryption.key.expose().trim().is_empty() {
         anyhow::ensure!(
             !settings.is_production(),
             "ENCRYPTION_KEY is required in production; {HOW_TO_GENERATE}"

@@ -206,18 +206,22 @@ impl Settings {
     /// The app secrets that may sign Meta webhooks: each variable may list several,
     /// comma-separated, while a secret is rotated.
     pub fn app_secrets(&self) -> Vec<&str> {
-        self.meta
-            .instagram_app_secret
-            .list()
-            .chain(self.meta.facebook_app_secret.list())
-            .collect()
+        [
+            &self.meta.instagram_app_secret,
+            &self.meta.facebook_app_secret,
+        ]
+        .into_iter()
+        .flat_map(|s| s.expose().split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
     }
 
     /// What is missing for receiving Meta webhooks. In production these stop start-up; in
     /// development they are warnings.
     pub fn missing_for_meta(&self) -> Vec<String> {
         let mut missing = Vec::new();
-        if self.meta.facebook_verify_token.is_empty() {
+        if self.meta.facebook_verify_token.expose().is_empty() {
             missing.push(
                 "FACEBOOK_VERIFY_TOKEN is not set: Meta cannot subscribe the webhook".to_owned(),
             );
@@ -228,7 +232,7 @@ impl Settings {
                     .to_owned(),
             );
         }
-        if self.encryption.key.is_empty() && self.is_production() {
+        if self.encryption.key.expose().trim().is_empty() && self.is_production() {
             missing.push(format!(
                 "ENCRYPTION_KEY is not set: stored credentials cannot be encrypted; {}",
                 crate::encryption::HOW_TO_GENERATE
@@ -353,7 +357,7 @@ impl Settings {
                 self.crm.webhook_timeout.0.as_secs_f64()
             ));
         }
-        if !self.encryption.key.is_empty()
+        if !self.encryption.key.expose().trim().is_empty()
             && let Err(e) = crate::encryption::parse_key(self.encryption.key.expose())
         {
             errors.push(format!(

@@ -4,10 +4,11 @@
 
 use std::num::{NonZeroU32, NonZeroUsize};
 
+use insta_router_domain::Secret;
 use insta_router_storage::DatabaseUrl;
 
 use super::values::{
-    Delay, Delays, HttpUrl, LogFormat, Millis, OptionalPath, Origins, Seconds, Secret, SqliteSync,
+    Delay, Delays, HttpUrl, LogFormat, Millis, OptionalPath, Origins, Seconds, SqliteSync,
 };
 
 super::settings! {

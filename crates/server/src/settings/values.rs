@@ -4,7 +4,7 @@
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
-use insta_router_domain::RetrySchedule;
+use insta_router_domain::{RetrySchedule, Secret};
 use insta_router_storage::DatabaseUrl;
 
 /// A setting's type: parsed from the text of its variable (or the file's value, or the
@@ -105,40 +105,10 @@ impl FromSetting for Delays {
     }
 }
 
-/// A secret: never shown by `Debug`.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the code that uses it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Nothing is set.
-    pub fn is_empty(&self) -> bool {
-        self.0.trim().is_empty()
-    }
-
-    /// The values of a comma-separated list of secrets (for rotation), trimmed.
-    pub fn list(&self) -> impl Iterator<Item = &str> {
-        self.0.split(',').map(str::trim).filter(|s| !s.is_empty())
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_empty() {
-            "\"\""
-        } else {
-            "[redacted]"
-        })
-    }
-}
-
+/// A secret ([`Secret`]'s `Debug` is redacted).
 impl FromSetting for Secret {
     fn from_setting(raw: &str) -> Result<Self, String> {
-        Ok(Self(raw.to_owned()))
+        Ok(Self::new(raw.to_owned()))
     }
 }
 

@@ -78,11 +78,7 @@ impl InboundStore for SeaInboundStore {
         // One account (nearly every group): a statement whose text never changes, prepared
         // once per connection.
         let statement = if let [account] = accounts {
-            let sql = match self.backend {
-                Backend::Postgres => ROUTE_SQL.replace('?', "$1"),
-                Backend::Sqlite | Backend::MySql => ROUTE_SQL.to_owned(),
-            };
-            sea_orm::Statement::from_sql_and_values(db, sql, [account.as_str().into()])
+            crate::sql::statement(db, ROUTE_SQL, vec![account.as_str().into()])
         } else {
             db.build(
                 &Query::select()

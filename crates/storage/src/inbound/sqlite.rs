@@ -119,27 +119,14 @@ fn stopped() -> RepoError {
 fn run(options: &WriterOptions, requests: &mpsc::Receiver<Request>) {
     let mut connection: Option<Connection> = None;
     while let Ok(request) = requests.recv() {
-        if let Request::Close(done) = request {
-            connection = None;
-            let _ = done.send(());
-            continue;
-        }
-        if connection.is_none() {
-            match open(options) {
-                Ok(opened) => connection = Some(opened),
-                Err(e) => {
-                    request.refuse(unavailable(e));
-                    continue;
-                }
-            }
-        }
-        let Some(conn) = connection.as_mut() else {
-            continue;
-        };
         match request {
+            Request::Close(done) => {
+                connection = None;
+                let _ = done.send(());
+            }
             Request::Store { batch, reply } => {
                 let started = std::time::Instant::now();
-                let outcome = write(conn, &batch);
+                let outcome = connected(&mut connection, options).and_then(|c| write(c, &batch));
                 tracing::debug!(
                     journal = batch.journal.len(),
                     micros = started.elapsed().as_micros(),
@@ -151,28 +138,24 @@ fn run(options: &WriterOptions, requests: &mpsc::Receiver<Request>) {
                 let _ = reply.send(outcome);
             }
             Request::Routes { accounts, reply } => {
-                let _ = reply.send(routes(conn, &accounts));
+                let found = connected(&mut connection, options).and_then(|c| routes(c, &accounts));
+                let _ = reply.send(found);
             }
-            Request::Close(_) => {}
         }
     }
 }
 
-impl Request {
-    /// Answers with `error`.
-    fn refuse(self, error: RepoError) {
-        match self {
-            Self::Store { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-            Self::Routes { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-            Self::Close(done) => {
-                let _ = done.send(());
-            }
-        }
+/// The writer's connection, opened when there is none (first use, or after a close).
+fn connected<'c>(
+    connection: &'c mut Option<Connection>,
+    options: &WriterOptions,
+) -> Result<&'c mut Connection, RepoError> {
+    if connection.is_none() {
+        *connection = Some(open(options).map_err(unavailable)?);
     }
+    connection
+        .as_mut()
+        .ok_or_else(|| RepoError::Unavailable("the SQLite connection is not open".into()))
 }
 
 fn routes(conn: &Connection, accounts: &[InstagramAccountId]) -> Result<Routes, RepoError> {
