@@ -107,6 +107,12 @@ pub struct InboundBatch {
     /// Follow-up jobs, each about a message or event of the batch (its `subject`): queued
     /// only when that message or event is new.
     pub jobs: Vec<NewJob>,
+    /// The routes the jobs were planned for, by Instagram account (`None`: no account is
+    /// configured for it). The store compares them with the accounts table inside its
+    /// transaction; when any differs, it writes nothing and answers
+    /// [`BatchOutcome::routes_changed`], so the batch is planned again and never queues a job
+    /// for a route that no longer holds.
+    pub routes: Vec<(InstagramAccountId, Option<Route>)>,
 }
 
 impl InboundBatch {
@@ -126,6 +132,8 @@ pub struct BatchOutcome {
     pub new_messages: Vec<MessageId>,
     /// The events stored.
     pub new_events: Vec<EventId>,
+    /// The batch's [`InboundBatch::routes`] no longer hold: nothing was written.
+    pub routes_changed: bool,
 }
 
 /// Stores groups of webhook requests.
@@ -133,7 +141,8 @@ pub struct BatchOutcome {
 #[async_trait]
 pub trait InboundStore: Send + Sync {
     /// The routes of those of `accounts` that are configured (an account missing from the
-    /// answer has none), read at once before a batch is planned.
+    /// answer has none), read at once when a batch is planned for accounts whose routes are
+    /// not known yet, or no longer hold.
     ///
     /// # Errors
     ///
@@ -148,7 +157,8 @@ pub trait InboundStore: Send + Sync {
     /// are not duplicates; marks deleted messages for new deletion events; creates or merges
     /// the conversations of the new messages (earliest start, latest message, latest inbound);
     /// queues the jobs whose subject is new, as they are. Commits, then reports what was new.
-    /// Nothing is stored when it fails.
+    /// Nothing is stored when it fails, or when the routes the batch was planned for no longer
+    /// hold (the outcome then says [`BatchOutcome::routes_changed`]).
     ///
     /// # Errors
     ///

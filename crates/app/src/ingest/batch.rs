@@ -36,11 +36,12 @@ struct PreparedEvent {
     body: Option<(AccountId, String)>,
 }
 
-/// The routes last read, by Instagram account (`None`: no account is configured for it). A
-/// guess that lets callers render CRM bodies in parallel, never trusted: every group reads
-/// its routes afresh, and a body rendered for another account is rendered again.
+/// The routes last read, by Instagram account (`None`: no account is configured for it). Callers
+/// render CRM bodies for them in parallel, and groups are planned for them; never trusted:
+/// the store checks them inside each write, and a group whose routes changed is planned again
+/// with routes read afresh.
 #[derive(Clone, Default)]
-pub(super) struct RouteHints(Arc<RwLock<HashMap<InstagramAccountId, Option<Route>>>>);
+pub(super) struct RouteHints(Arc<RwLock<Routes>>);
 
 impl RouteHints {
     /// The account a CRM body of `account`'s events was last seen to go to.
@@ -49,19 +50,22 @@ impl RouteHints {
         hints.get(account)?.as_ref()?.crm().cloned()
     }
 
-    /// Remembers what a group read.
-    fn remember(
-        &self,
-        accounts: &[InstagramAccountId],
-        routes: &HashMap<InstagramAccountId, Route>,
-    ) {
+    /// The routes last seen for all of `accounts`, if every one has been seen.
+    fn known(&self, accounts: &[InstagramAccountId]) -> Option<Routes> {
+        let hints = self.0.read().ok()?;
+        accounts
+            .iter()
+            .map(|a| Some((a.clone(), hints.get(a)?.clone())))
+            .collect()
+    }
+
+    /// Remembers routes read.
+    fn remember(&self, routes: &Routes) {
         if let Ok(mut hints) = self.0.write() {
             if hints.len() > 10_000 {
                 hints.clear();
             }
-            for account in accounts {
-                hints.insert(account.clone(), routes.get(account).cloned());
-            }
+            hints.extend(routes.iter().map(|(a, r)| (a.clone(), r.clone())));
         }
     }
 }
@@ -195,51 +199,44 @@ impl Prepared {
     }
 }
 
+/// How many times a group is planned again because its routes changed before it is given up
+/// (a route changes when an operator edits an account; twice in one write is already rare).
+const PLANS: usize = 3;
+
+/// The routes a group is planned for, by Instagram account (`None`: no account).
+type Routes = HashMap<InstagramAccountId, Option<Route>>;
+
 /// Writes a group in one transaction; returns one report per request.
+///
+/// The group is planned for the routes last seen for its accounts, and the store checks them
+/// inside the write, so a group costs one round trip; only accounts not seen yet, or whose
+/// route changed meanwhile, are read first.
 pub(super) async fn write(
     store: &dyn InboundStore,
     hints: &RouteHints,
     group: &[Prepared],
 ) -> Result<Vec<IngestReport>, RepoError> {
-    let mut batch = InboundBatch {
-        journal: group.iter().map(|p| p.journal.clone()).collect(),
-        ..InboundBatch::default()
+    let firsts = Firsts::of(group);
+    let accounts = firsts.routed_accounts();
+    let mut routes = match hints.known(&accounts) {
+        Some(routes) => routes,
+        None => read_routes(store, hints, &accounts).await?,
     };
-    // First occurrence of each message and event in the group; repeats are dropped here and
-    // credited to no one.
-    let mut seen_messages: HashSet<(&InstagramAccountId, &str)> = HashSet::new();
-    let mut seen_events: HashSet<(Option<&InstagramAccountId>, String)> = HashSet::new();
-    let mut owner: HashMap<&str, usize> = HashMap::new();
-    let mut firsts: Vec<(&PreparedEvent, DateTime<Utc>)> = Vec::new();
-    for (index, prepared) in group.iter().enumerate() {
-        for event in &prepared.events {
-            match &event.item {
-                Item::Message(message) => {
-                    let mid = message.mid.as_ref().map_or("", |m| m.as_str());
-                    if !seen_messages.insert((&message.instagram_account_id, mid)) {
-                        continue;
-                    }
-                    batch.messages.push(message.clone());
-                }
-                Item::Other { record, deletion } => {
-                    if !seen_events.insert((record.event.account(), record.event.dedup_key())) {
-                        continue;
-                    }
-                    batch.deletions.extend(deletion.iter().cloned());
-                    batch.events.push(record.clone());
-                }
-            }
-            owner.insert(event.item.subject(), index);
-            firsts.push((event, prepared.journal.received_at));
+    let mut plans = 0;
+    let outcome = loop {
+        let outcome = store.store(firsts.batch(group, &accounts, &routes)).await?;
+        if !outcome.routes_changed {
+            break outcome;
         }
-    }
-    let routes = routes(store, hints, &firsts).await?;
-    for (event, now) in firsts {
-        let route = event.item.account().and_then(|a| routes.get(a));
-        batch.jobs.extend(jobs(event, route, now));
-    }
+        plans += 1;
+        if plans == PLANS {
+            return Err(RepoError::Unavailable(
+                "the routes of the batch's accounts kept changing while it was written".into(),
+            ));
+        }
+        routes = read_routes(store, hints, &accounts).await?;
+    };
 
-    let outcome = store.store(batch).await?;
     let mut processed = vec![0_u32; group.len()];
     let new_ids = outcome
         .new_messages
@@ -247,7 +244,7 @@ pub(super) async fn write(
         .map(MessageId::as_str)
         .chain(outcome.new_events.iter().map(EventId::as_str));
     for id in new_ids {
-        if let Some(&index) = owner.get(id) {
+        if let Some(&index) = firsts.owner.get(id) {
             processed[index] += 1;
         }
     }
@@ -262,24 +259,106 @@ pub(super) async fn write(
         .collect())
 }
 
-/// The routes of the accounts whose events have follow-up work, read in one query.
-async fn routes(
+/// The first occurrence of each message and event in a group; repeats are dropped and
+/// credited to no one.
+struct Firsts<'g> {
+    /// Each first occurrence, with when its request arrived.
+    events: Vec<(&'g PreparedEvent, DateTime<Utc>)>,
+    /// The request each subject came in, by index in the group.
+    owner: HashMap<&'g str, usize>,
+}
+
+impl<'g> Firsts<'g> {
+    fn of(group: &'g [Prepared]) -> Self {
+        let mut seen_messages: HashSet<(&InstagramAccountId, &str)> = HashSet::new();
+        let mut seen_events: HashSet<(Option<&InstagramAccountId>, String)> = HashSet::new();
+        let mut firsts = Self {
+            events: Vec::new(),
+            owner: HashMap::new(),
+        };
+        for (index, prepared) in group.iter().enumerate() {
+            for event in &prepared.events {
+                let first = match &event.item {
+                    Item::Message(message) => {
+                        let mid = message.mid.as_ref().map_or("", |m| m.as_str());
+                        seen_messages.insert((&message.instagram_account_id, mid))
+                    }
+                    Item::Other { record, .. } => {
+                        seen_events.insert((record.event.account(), record.event.dedup_key()))
+                    }
+                };
+                if first {
+                    firsts.owner.insert(event.item.subject(), index);
+                    firsts.events.push((event, prepared.journal.received_at));
+                }
+            }
+        }
+        firsts
+    }
+
+    /// The accounts whose events have follow-up work, whose routes the plan depends on.
+    fn routed_accounts(&self) -> Vec<InstagramAccountId> {
+        let mut accounts: Vec<InstagramAccountId> = self
+            .events
+            .iter()
+            .filter(|(e, _)| e.follow_up != FollowUp::default())
+            .filter_map(|(e, _)| e.item.account().cloned())
+            .collect();
+        accounts.sort();
+        accounts.dedup();
+        accounts
+    }
+
+    /// The group's batch, its jobs planned for `routes`.
+    fn batch(
+        &self,
+        group: &[Prepared],
+        accounts: &[InstagramAccountId],
+        routes: &Routes,
+    ) -> InboundBatch {
+        let mut batch = InboundBatch {
+            journal: group.iter().map(|p| p.journal.clone()).collect(),
+            routes: accounts
+                .iter()
+                .map(|a| (a.clone(), routes.get(a).cloned().flatten()))
+                .collect(),
+            ..InboundBatch::default()
+        };
+        for &(event, now) in &self.events {
+            match &event.item {
+                Item::Message(message) => batch.messages.push(message.clone()),
+                Item::Other { record, deletion } => {
+                    batch.deletions.extend(deletion.iter().cloned());
+                    batch.events.push(record.clone());
+                }
+            }
+            let route = event
+                .item
+                .account()
+                .and_then(|a| routes.get(a))
+                .and_then(Option::as_ref);
+            batch.jobs.extend(jobs(event, route, now));
+        }
+        batch
+    }
+}
+
+/// The routes of `accounts`, read in one query and remembered.
+async fn read_routes(
     store: &dyn InboundStore,
     hints: &RouteHints,
-    events: &[(&PreparedEvent, DateTime<Utc>)],
-) -> Result<HashMap<InstagramAccountId, Route>, RepoError> {
-    let mut accounts: Vec<InstagramAccountId> = events
-        .iter()
-        .filter(|(e, _)| e.follow_up != FollowUp::default())
-        .filter_map(|(e, _)| e.item.account().cloned())
-        .collect();
+    accounts: &[InstagramAccountId],
+) -> Result<Routes, RepoError> {
     if accounts.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Routes::new());
     }
-    accounts.sort();
-    accounts.dedup();
-    let routes = store.routes(&accounts).await?.into_iter().collect();
-    hints.remember(&accounts, &routes);
+    let found: HashMap<InstagramAccountId, Route> =
+        store.routes(accounts).await?.into_iter().collect();
+    let routes: Routes = accounts
+        .iter()
+        .map(|a| (a.clone(), found.get(a).cloned()))
+        .collect();
+    hints.remember(&routes);
     Ok(routes)
 }
 

@@ -106,6 +106,7 @@ impl InboundStore for Fake {
         Ok(BatchOutcome {
             new_messages: batch.messages.iter().map(|m| m.id.clone()).collect(),
             new_events: Vec::new(),
+            routes_changed: false,
         })
     }
 }
@@ -404,6 +405,7 @@ async fn a_group_is_one_batch_of_first_occurrences_routed_in_one_query() {
         let outcome = BatchOutcome {
             new_messages: batch.messages.iter().map(|m| m.id.clone()).collect(),
             new_events: Vec::new(),
+            routes_changed: false,
         };
         seen.lock().unwrap().push(batch);
         Ok(outcome)
@@ -476,6 +478,7 @@ async fn an_account_without_a_crm_gets_auto_replies_only_and_an_unknown_one_no_a
                 Ok(BatchOutcome {
                     new_messages: batch.messages.iter().map(|m| m.id.clone()).collect(),
                     new_events: Vec::new(),
+                    routes_changed: false,
                 })
             });
         let report = mocked(store).ingest(from_meta("mid.1")).await.unwrap();
@@ -498,53 +501,140 @@ async fn routes_that_cannot_be_read_fail_the_write_like_the_store() {
     );
 }
 
-#[tokio::test]
-async fn a_body_rendered_for_the_route_last_seen_is_rendered_again_when_the_route_changed() {
-    let batches = Arc::new(StdMutex::new(Vec::<InboundBatch>::new()));
-    let mut store = insta_router_ports::MockInboundStore::new();
-    let mut sequence = mockall::Sequence::new();
-    for account in [7, 8] {
-        store
-            .expect_routes()
-            .times(1)
-            .in_sequence(&mut sequence)
-            .returning(move |_| {
-                Ok(vec![(
-                    InstagramAccountId::parse("a", "1784").unwrap(),
-                    Route {
-                        account_id: insta_router_domain::AccountId::from_u128(account),
-                        forwards_to_crm: true,
-                    },
-                )])
-            });
-    }
-    let seen = batches.clone();
-    store.expect_store().times(2).returning(move |batch| {
-        let outcome = BatchOutcome {
-            new_messages: batch.messages.iter().map(|m| m.id.clone()).collect(),
-            new_events: Vec::new(),
+/// A mocked store whose accounts table holds one route for account 1784, which the test can
+/// change: it answers route reads with it, and refuses batches planned for another.
+struct RoutedStore {
+    current: Arc<StdMutex<Route>>,
+    reads: Arc<StdMutex<usize>>,
+    written: Arc<StdMutex<Vec<InboundBatch>>>,
+    refused: Arc<StdMutex<usize>>,
+}
+
+impl RoutedStore {
+    fn new(account: u128) -> (Self, insta_router_ports::MockInboundStore) {
+        let this = Self {
+            current: Arc::new(StdMutex::new(Route {
+                account_id: insta_router_domain::AccountId::from_u128(account),
+                forwards_to_crm: true,
+            })),
+            reads: Arc::default(),
+            written: Arc::default(),
+            refused: Arc::default(),
         };
-        seen.lock().unwrap().push(batch);
-        Ok(outcome)
-    });
+        let mut store = insta_router_ports::MockInboundStore::new();
+        let (current, reads) = (this.current.clone(), this.reads.clone());
+        store.expect_routes().returning(move |_| {
+            *reads.lock().unwrap() += 1;
+            let route = current.lock().unwrap().clone();
+            Ok(vec![(
+                InstagramAccountId::parse("a", "1784").unwrap(),
+                route,
+            )])
+        });
+        let (current, written, refused) = (
+            this.current.clone(),
+            this.written.clone(),
+            this.refused.clone(),
+        );
+        store.expect_store().returning(move |batch| {
+            let route = current.lock().unwrap().clone();
+            if batch.routes.iter().any(|(_, r)| r.as_ref() != Some(&route)) {
+                *refused.lock().unwrap() += 1;
+                return Ok(BatchOutcome {
+                    routes_changed: true,
+                    ..BatchOutcome::default()
+                });
+            }
+            let outcome = BatchOutcome {
+                new_messages: batch.messages.iter().map(|m| m.id.clone()).collect(),
+                ..BatchOutcome::default()
+            };
+            written.lock().unwrap().push(batch);
+            Ok(outcome)
+        });
+        (this, store)
+    }
+
+    fn set(&self, account: u128) {
+        self.current.lock().unwrap().account_id =
+            insta_router_domain::AccountId::from_u128(account);
+    }
+}
+
+#[tokio::test]
+async fn routes_are_read_once_per_account_and_then_checked_by_the_store() {
+    let (routed, store) = RoutedStore::new(7);
+    let ingestor = mocked(store);
+    for mid in ["mid.1", "mid.2", "mid.3"] {
+        ingestor.ingest(from_meta(mid)).await.unwrap();
+    }
+    assert_eq!(*routed.reads.lock().unwrap(), 1);
+    assert_eq!(*routed.refused.lock().unwrap(), 0);
+    let written = routed.written.lock().unwrap();
+    assert_eq!(written.len(), 3);
+    for batch in written.iter() {
+        assert_eq!(
+            batch.routes,
+            route(true)
+                .into_iter()
+                .map(|(a, r)| (a, Some(r)))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_group_whose_route_changed_is_planned_again_and_its_body_rendered_again() {
+    let (routed, store) = RoutedStore::new(7);
     let ingestor = mocked(store);
     // The first request is prepared knowing no route; the second with the first's (account
-    // 7), but the account was changed meanwhile (account 8).
+    // 7), but the account was changed meanwhile (account 8): the store refuses the plan, and
+    // the group is planned again for the route read afresh.
     ingestor.ingest(from_meta("mid.1")).await.unwrap();
-    ingestor.ingest(from_meta("mid.2")).await.unwrap();
-    let batches = batches.lock().unwrap();
-    for (batch, account) in batches.iter().zip([7, 8]) {
+    routed.set(8);
+    let report = ingestor.ingest(from_meta("mid.2")).await.unwrap();
+    assert_eq!(report.processed, 1);
+    assert_eq!(*routed.reads.lock().unwrap(), 2);
+    assert_eq!(*routed.refused.lock().unwrap(), 1);
+    let written = routed.written.lock().unwrap();
+    assert_eq!(written.len(), 2);
+    for (batch, account) in written.iter().zip([7, 8]) {
         let account = insta_router_domain::AccountId::from_u128(account);
+        assert_eq!(batch.jobs.len(), 2);
+        for job in &batch.jobs {
+            assert_eq!(job.account_id.as_ref(), Some(&account));
+        }
         let crm = batch
             .jobs
             .iter()
             .find(|j| j.kind() == insta_router_domain::JobKind::CrmDelivery)
             .unwrap();
-        assert_eq!(crm.account_id.as_ref(), Some(&account));
         let JobWork::CrmDelivery { body } = &crm.work else {
             panic!("{crm:?}");
         };
         let body: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(body["data"]["account_id"], account.as_str());
     }
+}
+
+#[tokio::test]
+async fn routes_that_keep_changing_fail_the_write_after_a_few_plans() {
+    let mut store = insta_router_ports::MockInboundStore::new();
+    // Read before the first plan, and again after each refusal but the last.
+    store
+        .expect_routes()
+        .times(3)
+        .returning(|_| Ok(route(true)));
+    store.expect_store().times(3).returning(|_| {
+        Ok(BatchOutcome {
+            routes_changed: true,
+            ..BatchOutcome::default()
+        })
+    });
+    // Planned three times, then refused (nowhere to keep it: the journal refuses too).
+    let result = mocked(store).ingest(from_meta("mid.1")).await;
+    assert!(
+        matches!(result, Err(IngestError::Unavailable(_))),
+        "{result:?}"
+    );
 }

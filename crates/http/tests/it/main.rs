@@ -294,6 +294,7 @@ async fn a_signed_webhook_is_stored_then_answered_200_with_what_was_new() {
         Ok(BatchOutcome {
             new_messages: vec![batch.messages[0].id.clone()],
             new_events: Vec::new(),
+            routes_changed: false,
         })
     });
     let request = TestRequest::post()

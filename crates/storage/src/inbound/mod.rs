@@ -74,45 +74,7 @@ impl InboundStore for SeaInboundStore {
         if let Path::SqliteThread(writer) = &self.path {
             return writer.routes(accounts.to_vec()).await;
         }
-        let db = self.db.get_database_backend();
-        // One account (nearly every group): a statement whose text never changes, prepared
-        // once per connection.
-        let statement = if let [account] = accounts {
-            crate::sql::statement(db, ROUTE_SQL, vec![account.as_str().into()])
-        } else {
-            db.build(
-                &Query::select()
-                    .columns([
-                        Alias::new("instagram_account_id"),
-                        Alias::new("id"),
-                        Alias::new("crm_webhook_url"),
-                    ])
-                    .from(Alias::new("accounts"))
-                    .and_where(
-                        Expr::col(Alias::new("instagram_account_id"))
-                            .is_in(accounts.iter().map(|a| a.as_str().to_owned())),
-                    )
-                    .to_owned(),
-            )
-        };
-        let rows = self
-            .db
-            .query_all_raw(statement)
-            .await
-            .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let get = |i| {
-                    row.try_get_by_index::<Option<String>>(i)
-                        .map_err(unavailable)
-                };
-                route(
-                    get(0)?.unwrap_or_default(),
-                    get(1)?.unwrap_or_default(),
-                    get(2)?,
-                )
-            })
-            .collect()
+        read_routes(&self.db, accounts).await
     }
 
     async fn store(&self, batch: InboundBatch) -> Result<BatchOutcome, RepoError> {
@@ -125,6 +87,69 @@ impl InboundStore for SeaInboundStore {
                 retry_deadlocks(|| statements::store(&self.db, self.backend, &batch)).await
             }
         }
+    }
+}
+
+/// The routes of those of `accounts` that are configured, read through `conn`.
+async fn read_routes(
+    conn: &impl ConnectionTrait,
+    accounts: &[InstagramAccountId],
+) -> Result<Vec<(InstagramAccountId, Route)>, RepoError> {
+    if accounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let db = conn.get_database_backend();
+    // One account (nearly every group): a statement whose text never changes, prepared once
+    // per connection.
+    let statement = if let [account] = accounts {
+        crate::sql::statement(db, ROUTE_SQL, vec![account.as_str().into()])
+    } else {
+        db.build(
+            &Query::select()
+                .columns([
+                    Alias::new("instagram_account_id"),
+                    Alias::new("id"),
+                    Alias::new("crm_webhook_url"),
+                ])
+                .from(Alias::new("accounts"))
+                .and_where(
+                    Expr::col(Alias::new("instagram_account_id"))
+                        .is_in(accounts.iter().map(|a| a.as_str().to_owned())),
+                )
+                .to_owned(),
+        )
+    };
+    let rows = conn.query_all_raw(statement).await.map_err(unavailable)?;
+    rows.iter()
+        .map(|row| {
+            let get = |i| {
+                row.try_get_by_index::<Option<String>>(i)
+                    .map_err(unavailable)
+            };
+            route(
+                get(0)?.unwrap_or_default(),
+                get(1)?.unwrap_or_default(),
+                get(2)?,
+            )
+        })
+        .collect()
+}
+
+/// Whether the routes a batch was planned for are the ones `found` in the accounts table.
+fn routes_hold(
+    assumed: &[(InstagramAccountId, Option<Route>)],
+    found: &[(InstagramAccountId, Route)],
+) -> bool {
+    assumed.iter().all(|(account, route)| {
+        found.iter().find(|(a, _)| a == account).map(|(_, r)| r) == route.as_ref()
+    })
+}
+
+/// The outcome of a batch whose routes no longer hold: nothing written.
+fn routes_changed() -> BatchOutcome {
+    BatchOutcome {
+        routes_changed: true,
+        ..BatchOutcome::default()
     }
 }
 

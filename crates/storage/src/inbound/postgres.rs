@@ -35,10 +35,13 @@ pub(crate) fn fits(batch: &InboundBatch) -> bool {
     batch.deletions.is_empty()
 }
 
-/// The batch statement: `$1` journal entries, `$2` messages, `$3` events, `$4` jobs, each a
-/// JSON array. The conversations of the new messages are merged per conversation first (a
-/// statement may not touch a row twice), then into the table. Jobs travel as the columns
-/// that vary ([`JOB_FIELDS`]); a new job's status, attempts and times are the same for all.
+/// The batch statement: `$1` journal entries, `$2` messages, `$3` events, `$4` jobs, `$5`
+/// the routes the jobs were planned for, each a JSON array. `g` checks the routes against
+/// the accounts table; when one differs, every insert selects nothing and the statement
+/// answers one row `('r', '')`. The conversations of the new messages are merged per
+/// conversation first (a statement may not touch a row twice), then into the table. Jobs
+/// travel as the columns that vary ([`JOB_FIELDS`]); a new job's status, attempts and times
+/// are the same for all.
 static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
     let journal = JOURNAL_COLUMNS.join(", ");
     let messages = message_columns().join(", ");
@@ -47,15 +50,21 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
     let merge = merge_sql(Backend::Postgres);
     let upsert = JOURNAL_UPSERT;
     format!(
-        "WITH j AS (INSERT INTO webhook_journal ({journal}) \
-           SELECT {journal} FROM json_populate_recordset(NULL::webhook_journal, $1::json){upsert}), \
+        "WITH g AS (SELECT NOT EXISTS (SELECT 1 \
+           FROM json_to_recordset($5::json) AS r(instagram_account_id text, account_id text, crm boolean) \
+           LEFT JOIN accounts a ON a.instagram_account_id = r.instagram_account_id \
+           WHERE a.id IS DISTINCT FROM r.account_id \
+              OR (a.id IS NOT NULL AND (coalesce(a.crm_webhook_url, '') <> '') IS DISTINCT FROM r.crm)) AS ok), \
+         j AS (INSERT INTO webhook_journal ({journal}) \
+           SELECT {journal} FROM json_populate_recordset(NULL::webhook_journal, $1::json) \
+           WHERE (SELECT ok FROM g){upsert}), \
          m AS (INSERT INTO messages ({messages}) \
            SELECT {messages} FROM json_populate_recordset(NULL::messages, $2::json) \
-           ON CONFLICT (instagram_account_id, mid) DO NOTHING \
+           WHERE (SELECT ok FROM g) ON CONFLICT (instagram_account_id, mid) DO NOTHING \
            RETURNING id, conversation_id, instagram_account_id, direction, sender_id, recipient_id, timestamp), \
          e AS (INSERT INTO inbound_events ({events}) \
            SELECT {events} FROM json_populate_recordset(NULL::inbound_events, $3::json) \
-           ON CONFLICT (instagram_account_id, dedup_key) DO NOTHING RETURNING id), \
+           WHERE (SELECT ok FROM g) ON CONFLICT (instagram_account_id, dedup_key) DO NOTHING RETURNING id), \
          c AS (INSERT INTO conversations ({conversations}) \
            SELECT conversation_id, min(instagram_account_id), \
                   min(CASE WHEN direction = 'inbound' THEN sender_id ELSE recipient_id END), \
@@ -65,12 +74,16 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
            SELECT v.id, v.kind, v.account_id, v.subject, v.payload, 'queued', 0, v.run_at, NULL, NULL, v.run_at, v.run_at \
            FROM json_to_recordset($4::json) AS v(id text, kind text, account_id text, subject text, payload text, run_at bigint) \
            WHERE v.subject IN (SELECT id FROM m) OR v.subject IN (SELECT id FROM e)) \
-         SELECT 'm' AS t, id FROM m UNION ALL SELECT 'e' AS t, id FROM e"
+         SELECT 'm' AS t, id FROM m UNION ALL SELECT 'e' AS t, id FROM e \
+         UNION ALL SELECT 'r' AS t, '' FROM g WHERE NOT ok"
     )
 });
 
 /// The fields of a job in the batch statement's `$4`.
 const JOB_FIELDS: [&str; 6] = ["id", "kind", "account_id", "subject", "payload", "run_at"];
+
+/// The fields of a route in the batch statement's `$5`.
+const ROUTE_FIELDS: [&str; 3] = ["instagram_account_id", "account_id", "crm"];
 
 /// Rows as a JSON array of objects keyed by `columns`, in the text forms PostgreSQL reads
 /// into the columns' types (`bytea` as `\x` and hex).
@@ -159,23 +172,39 @@ pub(crate) async fn store(
             ])
         }),
     )?;
+    let routes = json_rows(
+        &ROUTE_FIELDS,
+        batch.routes.iter().map(|(account, route)| {
+            Ok(vec![
+                Value::from(account.as_str()),
+                route
+                    .as_ref()
+                    .map(|r| r.account_id.as_str().to_owned())
+                    .into(),
+                route.as_ref().map(|r| r.forwards_to_crm).into(),
+            ])
+        }),
+    )?;
     let statement = Statement::from_sql_and_values(
         db.get_database_backend(),
         BATCH_SQL.as_str(),
-        [journal, messages, events, jobs].map(Value::from),
+        [journal, messages, events, jobs, routes].map(Value::from),
     );
     let rows = db.query_all_raw(statement).await.map_err(unavailable)?;
     outcome_from_rows(&rows)
 }
 
 /// The outcome of the batch statement: rows of `(t, id)` where `t` is `m` for a message and
-/// `e` for an event.
+/// `e` for an event, or the one row `('r', '')` when the routes no longer held.
 fn outcome_from_rows(rows: &[QueryResult]) -> Result<BatchOutcome, RepoError> {
     let mut outcome = BatchOutcome::default();
     for row in rows {
         let table: String = row.try_get_by_index(0).map_err(unavailable)?;
         let id: String = row.try_get_by_index(1).map_err(unavailable)?;
         let corrupt = |e: insta_router_domain::FieldError| RepoError::Corrupt(e.to_string());
+        if table == "r" {
+            return Ok(super::routes_changed());
+        }
         if table == "m" {
             outcome
                 .new_messages

@@ -243,6 +243,12 @@ fn write(conn: &mut Connection, batch: &InboundBatch) -> Result<BatchOutcome, Re
     let txn = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(unavailable)?;
+    if !batch.routes.is_empty() {
+        let accounts: Vec<_> = batch.routes.iter().map(|(a, _)| a.clone()).collect();
+        if !super::routes_hold(&batch.routes, &routes(&txn, &accounts)?) {
+            return Ok(super::routes_changed());
+        }
+    }
     let outcome = write_in(&txn, batch)?;
     txn.commit().map_err(unavailable)?;
     Ok(outcome)

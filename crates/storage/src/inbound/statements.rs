@@ -24,6 +24,13 @@ pub(super) async fn store(
     batch: &InboundBatch,
 ) -> Result<BatchOutcome, RepoError> {
     let txn = db.begin().await.map_err(unavailable)?;
+    if !batch.routes.is_empty() {
+        let accounts: Vec<_> = batch.routes.iter().map(|(a, _)| a.clone()).collect();
+        let found = super::read_routes(&txn, &accounts).await?;
+        if !super::routes_hold(&batch.routes, &found) {
+            return Ok(super::routes_changed());
+        }
+    }
     let unit = Unit { txn, backend };
     unit.append_journal(batch).await?;
     let message_rows = batch
@@ -91,6 +98,7 @@ pub(super) async fn store(
     Ok(BatchOutcome {
         new_messages,
         new_events,
+        routes_changed: false,
     })
 }
 

@@ -125,13 +125,15 @@ async fn a_batch_stores_journal_messages_events_conversations_and_jobs() {
                 job(1, JobKind::AutoReply, m.id.as_str()),
                 job(2, JobKind::CrmDelivery, r.id.as_str()),
             ],
+            routes: Vec::new(),
         };
         let outcome = db.inbound().store(batch.clone()).await.unwrap();
         assert_eq!(
             outcome,
             BatchOutcome {
                 new_messages: vec![m.id.clone()],
-                new_events: vec![r.id.clone()]
+                new_events: vec![r.id.clone()],
+                routes_changed: false,
             },
             "{:?}",
             test_db.backend()
@@ -198,6 +200,7 @@ async fn bodies_texts_and_payloads_are_stored_byte_for_byte() {
             events: Vec::new(),
             deletions: Vec::new(),
             jobs: vec![crm],
+            routes: Vec::new(),
         };
         db.inbound().store(batch.clone()).await.unwrap();
         let backend = test_db.backend();
@@ -327,6 +330,93 @@ async fn large_batches_are_split_under_the_parameter_limits() {
         assert_eq!(outcome.new_messages.len(), 2_500, "{:?}", test_db.backend());
         assert_eq!(count(&db, "messages").await, 2_500);
         assert_eq!(count(&db, "jobs").await, 2_500);
+    }
+}
+
+#[tokio::test]
+async fn a_batch_planned_for_routes_that_no_longer_hold_writes_nothing() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let unknown = InstagramAccountId::parse("a", "999").unwrap();
+        let held = Route {
+            account_id: AccountId::from_u128(1),
+            forwards_to_crm: true,
+        };
+        let batch = |n: u128, assumed: Option<Route>, deletions: bool| {
+            let m = message(n, &format!("mid.{n}"), 0);
+            InboundBatch {
+                journal: vec![journal(n, at(0))],
+                jobs: vec![job(n, JobKind::AutoReply, m.id.as_str())],
+                messages: vec![m],
+                // A batch that marks deletions takes the other PostgreSQL path.
+                deletions: if deletions {
+                    vec![Deletion {
+                        event_id: EventId::from_u128(n),
+                        account: account_id(),
+                        mid: InstagramMessageId::parse("m", "mid.0").unwrap(),
+                        at: at(1),
+                    }]
+                } else {
+                    Vec::new()
+                },
+                routes: vec![(account_id(), assumed), (unknown.clone(), None)],
+                ..InboundBatch::default()
+            }
+        };
+        let stale = [
+            // Planned for an account that is not configured (yet, or any more).
+            Some(held.clone()),
+            // Configured now, but planned before it was.
+            None,
+            // Moved to another account.
+            Some(Route {
+                account_id: AccountId::from_u128(2),
+                ..held.clone()
+            }),
+            // Its CRM removed.
+            Some(Route {
+                forwards_to_crm: false,
+                ..held.clone()
+            }),
+        ];
+        for (n, assumed) in (1_u128..).zip(stale) {
+            if n == 2 {
+                add_account(&db, 1, ACCOUNT, true).await;
+            }
+            for deletions in [false, true] {
+                let outcome = db
+                    .inbound()
+                    .store(batch(n, assumed.clone(), deletions))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    outcome,
+                    BatchOutcome {
+                        routes_changed: true,
+                        ..BatchOutcome::default()
+                    },
+                    "{backend:?} plan {n}, deletions {deletions}"
+                );
+                for table in ["webhook_journal", "messages", "conversations", "jobs"] {
+                    assert_eq!(count(&db, table).await, 0, "{backend:?} {table} plan {n}");
+                }
+            }
+        }
+        // Planned for the routes that hold: written.
+        for (n, deletions) in [(8, false), (9, true)] {
+            let outcome = db
+                .inbound()
+                .store(batch(n, Some(held.clone()), deletions))
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome.new_messages,
+                [MessageId::from_u128(n)],
+                "{backend:?}"
+            );
+            assert!(!outcome.routes_changed, "{backend:?}");
+        }
+        assert_eq!(count(&db, "jobs").await, 2, "{backend:?}");
     }
 }
 
