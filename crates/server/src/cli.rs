@@ -158,11 +158,7 @@ async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<Exi
 async fn reencrypt(settings: &Settings) -> anyhow::Result<ExitCode> {
     let keyring = crate::encryption::keyring(settings)?;
     let db = open_database(settings).await?;
-    if settings.database.auto_migrate {
-        db.migrate_up()
-            .await
-            .context("cannot migrate the database")?;
-    }
+    crate::wiring::prepare_schema(&db, settings).await?;
     let accounts = insta_router_app::AccountService::new(
         std::sync::Arc::new(db.accounts()),
         keyring.clone(),
@@ -237,6 +233,9 @@ async fn migrate(action: MigrateAction, settings: &Settings) -> anyhow::Result<(
         MigrateAction::Status => {
             for (name, applied) in db.migration_status().await? {
                 println!("{} {name}", if applied { "applied" } else { "pending" });
+            }
+            for name in db.schema_state().await?.unknown {
+                println!("newer {name} (applied by a newer release; this one does not know it)");
             }
         }
     }

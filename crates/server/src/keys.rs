@@ -45,11 +45,7 @@ pub enum KeyAction {
 /// When the database cannot be opened, an id is malformed or unknown, or a name is invalid.
 pub async fn run(action: KeyAction, settings: &Settings) -> anyhow::Result<()> {
     let db = open_database(settings).await?;
-    if settings.database.auto_migrate {
-        db.migrate_up()
-            .await
-            .context("cannot migrate the database")?;
-    }
+    crate::wiring::prepare_schema(&db, settings).await?;
     let keys = api_keys(&db);
     let result = match action {
         KeyAction::Create {

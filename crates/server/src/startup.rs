@@ -95,11 +95,7 @@ impl Application {
         }
         let cipher: Arc<dyn CredentialCipher> = crate::encryption::keyring(&settings)?;
         let db = open_database(&settings).await?;
-        if settings.database.auto_migrate {
-            db.migrate_up()
-                .await
-                .context("cannot migrate the database")?;
-        }
+        crate::wiring::prepare_schema(&db, &settings).await?;
         let writers = match settings.ingest.writers {
             0 => db.backend().ingest_writers(),
             n => n,

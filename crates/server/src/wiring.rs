@@ -14,6 +14,34 @@ use insta_router_storage::{Database, DbOptions, DirSpool};
 use crate::Settings;
 use crate::settings::values::SqliteSync;
 
+/// Brings the schema to this release's: migrates it when `AUTO_MIGRATE` is on (under the
+/// migration lock, so instances may start together), else checks it, warning when
+/// migrations are pending (`/ready` answers 503 until they are applied).
+///
+/// # Errors
+///
+/// When a migration fails, or the schema is newer than this release.
+pub async fn prepare_schema(db: &Database, settings: &Settings) -> anyhow::Result<()> {
+    if settings.database.auto_migrate {
+        return db.migrate_up().await.context("cannot migrate the database");
+    }
+    let state = db
+        .schema_state()
+        .await
+        .context("cannot read the database's migration state")?;
+    if !state.unknown.is_empty() {
+        return Err(insta_router_storage::StorageError::SchemaNewer(state.unknown).into());
+    }
+    if let Some(first) = state.pending.first() {
+        tracing::warn!(
+            pending = state.pending.len(),
+            "the database schema is behind this release (pending from {first}); run \
+             `insta-router migrate up`, or start with AUTO_MIGRATE=true; not ready until then"
+        );
+    }
+    Ok(())
+}
+
 /// The webhook spool named by `WEBHOOK_SPOOL_DIR`, if any; with `create` false, only when
 /// its directory exists (the journal commands do not make one where they are run).
 ///

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use insta_router_migration::{Migrator, MigratorTrait};
 use insta_router_ports::{HealthCheck, RepoError};
 use sea_orm::sqlx::mysql::MySqlConnectOptions;
 use sea_orm::sqlx::postgres::PgConnectOptions;
@@ -188,48 +187,6 @@ impl Database {
     /// Which product this is.
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// Applies every pending migration.
-    ///
-    /// # Errors
-    ///
-    /// [`StorageError::Migrate`].
-    pub async fn migrate_up(&self) -> Result<(), StorageError> {
-        Migrator::up(&self.conn, None)
-            .await
-            .map_err(|e| StorageError::Migrate(e.into()))
-    }
-
-    /// Rolls back the last `steps` applied migrations (`None`: all of them).
-    ///
-    /// # Errors
-    ///
-    /// [`StorageError::Migrate`].
-    pub async fn migrate_down(&self, steps: Option<u32>) -> Result<(), StorageError> {
-        Migrator::down(&self.conn, steps)
-            .await
-            .map_err(|e| StorageError::Migrate(e.into()))
-    }
-
-    /// Every known migration's name and whether it is applied, in order.
-    ///
-    /// # Errors
-    ///
-    /// [`StorageError::Migrate`].
-    pub async fn migration_status(&self) -> Result<Vec<(String, bool)>, StorageError> {
-        let applied = Migrator::get_applied_migrations(&self.conn)
-            .await
-            .map_err(|e| StorageError::Migrate(e.into()))?;
-        let applied: Vec<String> = applied.iter().map(|m| m.name().to_owned()).collect();
-        Ok(Migrator::migrations()
-            .iter()
-            .map(|m| {
-                let name = m.name().to_owned();
-                let done = applied.contains(&name);
-                (name, done)
-            })
-            .collect())
     }
 
     /// Names of the tables in the database, for diagnostics and tests.

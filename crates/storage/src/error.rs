@@ -18,6 +18,14 @@ pub enum StorageError {
     /// A migration failed; the source says why.
     #[error("migration failed")]
     Migrate(#[source] BoxError),
+    /// The schema holds migrations this build does not know: a newer release migrated it.
+    #[error(
+        "the database schema is newer than this build: it holds the migrations {}, which this \
+         release does not know (a newer release migrated it); run that release, or roll its \
+         migrations back with its `insta-router migrate down` first",
+        .0.join(", ")
+    )]
+    SchemaNewer(Vec<String>),
 }
 
 /// Maps a database error, turning a unique violation into a conflict on `field`.

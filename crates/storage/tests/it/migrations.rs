@@ -60,3 +60,72 @@ async fn migrations_go_down_to_zero_and_up_again() {
         );
     }
 }
+
+#[tokio::test]
+async fn instances_starting_together_migrate_once() {
+    for test_db in insta_router_storage::testing::all().await {
+        let backend = test_db.backend();
+        let mut instances = Vec::new();
+        for _ in 0..4 {
+            instances.push(test_db.connect().await);
+        }
+        let [a, b, c, d] = &instances[..] else {
+            unreachable!()
+        };
+        let results = tokio::join!(
+            a.migrate_up(),
+            b.migrate_up(),
+            c.migrate_up(),
+            d.migrate_up()
+        );
+        for result in [results.0, results.1, results.2, results.3] {
+            result.unwrap_or_else(|e| panic!("{backend:?}: {e:?}"));
+        }
+        let db = &instances[0];
+        assert!(db.schema_state().await.unwrap().is_current(), "{backend:?}");
+        let known = db.migration_status().await.unwrap().len();
+        assert_eq!(
+            db.row_count("seaql_migrations").await.unwrap(),
+            u64::try_from(known).unwrap(),
+            "{backend:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_schema_migrated_by_a_newer_release_is_refused() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        insta_router_storage::testing::execute(
+            &db,
+            "INSERT INTO seaql_migrations (version, applied_at) \
+             VALUES ('m20991231_000001_from_a_newer_release', 0)",
+        )
+        .await;
+        let state = db.schema_state().await.unwrap();
+        assert!(state.pending.is_empty(), "{backend:?}");
+        assert_eq!(state.unknown, ["m20991231_000001_from_a_newer_release"]);
+        for result in [db.migrate_up().await, db.migrate_down(Some(1)).await] {
+            let error = result.unwrap_err();
+            assert!(
+                matches!(error, insta_router_storage::StorageError::SchemaNewer(_)),
+                "{backend:?}: {error:?}"
+            );
+            assert!(
+                error
+                    .to_string()
+                    .contains("m20991231_000001_from_a_newer_release"),
+                "{error}"
+            );
+        }
+        // Nothing was rolled back.
+        assert!(
+            db.migration_status()
+                .await
+                .unwrap()
+                .iter()
+                .all(|(_, applied)| *applied),
+            "{backend:?}"
+        );
+    }
+}
