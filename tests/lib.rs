@@ -63,6 +63,27 @@ pub fn binary() -> &'static Path {
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cargo.arg("--release");
         }
+        // What `cargo test` sets for this test binary (its package's name, version and
+        // directory) must not reach the nested build: build scripts (ring's) rerun when those
+        // differ from the last build's, and the build from a shell (`cargo run`) has none, so
+        // each would rebuild ring, rustls, reqwest and sqlx after the other.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || name.starts_with("CARGO_BIN_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                    "OUT_DIR",
+                ]
+                .contains(&name.as_ref())
+            {
+                cargo.env_remove(name.as_ref());
+            }
+        }
         let status = cargo.status().expect("run cargo build");
         assert!(status.success(), "building the insta-router binary failed");
         profile_dir.join("insta-router")
@@ -297,6 +318,8 @@ pub fn command(dir: &Path) -> Command {
         .env("PORT", "0")
         .env("LOG_FORMAT", "text")
         .env("LOG_LEVEL", "info")
+        // Stop at once on SIGTERM; the drain has its own test.
+        .env("SHUTDOWN_DRAIN_DELAY", "0")
         .stdin(Stdio::null());
     command
 }
@@ -398,13 +421,23 @@ impl TestServer {
         self.process.output.lock().expect("output lock").join("\n")
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM, without waiting.
+    pub fn send_sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.process.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.wait_for_exit()
+    }
+
+    /// Waits up to 10 s for the process to exit; its status.
+    pub fn wait_for_exit(&mut self) -> std::process::ExitStatus {
         for _ in 0..200 {
             if let Some(status) = self.process.child.try_wait().expect("wait") {
                 return status;

@@ -130,6 +130,13 @@ async fn migrate_up_down_and_status_from_the_command_line() {
         .start_with(db, tempfile::tempdir().unwrap())
         .await;
     assert!(server.api_key.is_empty(), "no key could be made");
+    // Alive, but not ready until the schema is migrated.
+    assert_eq!(server.get("/health").await.status(), 200);
+    let ready = server.get("/ready").await;
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["schema"], "pending", "{body}");
+    assert!(server.output().contains("not ready until then"));
     let key = format!("irk_{}", "k".repeat(43));
     let response = server
         .api_as(&key, reqwest::Method::GET, "/api/v1/accounts")

@@ -1,4 +1,4 @@
-//! `GET /` and `GET /health`.
+//! `GET /`, `GET /health` and `GET /ready`.
 
 use insta_router_blackbox::TestServer;
 use serde_json::Value;
@@ -58,4 +58,48 @@ async fn health_is_503_when_the_database_goes_away() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["database"], "unreachable");
+}
+
+#[tokio::test]
+async fn ready_turns_503_on_sigterm_while_requests_are_still_served() {
+    let mut server = TestServer::builder()
+        .env("SHUTDOWN_DRAIN_DELAY", "30")
+        .env("INSTAGRAM_APP_SECRET", "drain-secret")
+        .start()
+        .await;
+    let response = server.get("/ready").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["schema"], "current");
+    assert_eq!(body["workers"], "running");
+    assert_eq!(body["shutting_down"], false);
+
+    server.send_sigterm();
+    let body = server
+        .eventually("/ready to turn 503", async || {
+            let response = server.get("/ready").await;
+            (response.status() == 503).then_some(())?;
+            response.json::<Value>().await.ok()
+        })
+        .await;
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert_eq!(body["shutting_down"], true, "{body}");
+    // Still serving while draining: the process is alive, and a webhook is stored.
+    assert_eq!(server.get("/health").await.status(), 200);
+    let stored = server
+        .deliver_webhook(&insta_router_blackbox::text_webhook(
+            "17841400000000001",
+            "mid.draining",
+            "hello",
+        ))
+        .await;
+    assert_eq!(stored["messages_processed"], 1, "{stored}");
+
+    // A second signal skips the rest of the drain.
+    server.send_sigterm();
+    let status = server.wait_for_exit();
+    assert!(status.success(), "{status:?}\n{}", server.output());
+    assert!(server.output().contains("/ready answers 503"));
 }

@@ -12,6 +12,7 @@ mod deliveries;
 mod inbox;
 mod ingest;
 mod keys;
+mod readiness;
 mod replay;
 mod rules;
 mod sending;
@@ -32,6 +33,7 @@ pub use ingest::{
 };
 pub use insta_router_ports::describe;
 pub use keys::{ApiKeyService, AuthError, KeyError, NewKey, key_hash};
+pub use readiness::{Readiness, ReadyReport, WorkerWatch};
 pub use replay::{JournalReplayer, ReplayError, ReplayOutcome, ReplayPorts, ReplaySettings};
 pub use rules::{
     ConditionDocument, MAX_RULES_PER_ACCOUNT, QuickReplyDocument, ReplyDocument, RuleDocument,
@@ -60,6 +62,8 @@ pub struct App {
     pub inbox: InboxService,
     /// The database's health.
     pub health: Arc<dyn HealthCheck>,
+    /// Whether this instance should get traffic.
+    pub readiness: Arc<Readiness>,
 }
 
 impl App {
@@ -70,5 +74,10 @@ impl App {
     /// The store's error when it does not.
     pub async fn check_health(&self) -> Result<(), RepoError> {
         self.health.ping().await
+    }
+
+    /// Whether this instance should get traffic; each database check within `timeout`.
+    pub async fn check_ready(&self, timeout: std::time::Duration) -> ReadyReport {
+        self.readiness.check(self.health.as_ref(), timeout).await
     }
 }

@@ -1,4 +1,4 @@
-//! `GET /` and `GET /health`.
+//! `GET /`, `GET /health` (the process is alive) and `GET /ready` (it should get traffic).
 
 use std::time::Duration;
 
@@ -13,7 +13,10 @@ use crate::State;
 use crate::accounts::rfc3339;
 
 pub(crate) fn routes(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(root).service(health).service(metrics);
+    cfg.service(root)
+        .service(health)
+        .service(ready)
+        .service(metrics);
 }
 
 /// What is running.
@@ -49,6 +52,28 @@ pub(crate) struct Health {
     /// Now, RFC 3339.
     timestamp: String,
     environment: String,
+}
+
+/// Whether this instance should get traffic.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Ready {
+    /// `ready` or `not_ready`.
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// `ok` or `unreachable` (no answer within 3 s).
+    #[schema(example = "ok")]
+    database: &'static str,
+    /// `current`, `pending` (migrations to apply: `insta-router migrate up`) or `unknown`.
+    #[schema(example = "current")]
+    schema: &'static str,
+    /// `running`, or `stopped` when a worker group ended or a worker panicked.
+    #[schema(example = "running")]
+    workers: &'static str,
+    /// The worker groups that stopped (`crm-delivery`, `auto-reply`, `send`, `replay`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stopped_workers: Vec<&'static str>,
+    /// The instance received SIGTERM or SIGINT and is draining.
+    shutting_down: bool,
 }
 
 /// Name and version of the running service.
@@ -90,6 +115,47 @@ async fn health(state: Data<State>) -> HttpResponse {
         environment: state.settings.environment.clone(),
     };
     if healthy {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Readiness for traffic: 200 when the database answers, its schema is current, the workers
+/// run and the instance is not shutting down; else 503 with what is wrong. On SIGTERM this
+/// turns 503 first, while requests are still served (`SHUTDOWN_DRAIN_DELAY`), so that a load
+/// balancer stops sending before the listener closes. `/health` only says the process is up.
+#[utoipa::path(
+    tag = "system",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "Not ready, with the reasons", body = Ready),
+    )
+)]
+#[get("/ready")]
+async fn ready(state: Data<State>) -> HttpResponse {
+    let report = state.app.check_ready(Duration::from_secs(3)).await;
+    let body = Ready {
+        status: if report.is_ready() {
+            "ready"
+        } else {
+            "not_ready"
+        },
+        database: if report.database { "ok" } else { "unreachable" },
+        schema: match report.schema_current {
+            Some(true) => "current",
+            Some(false) => "pending",
+            None => "unknown",
+        },
+        workers: if report.failed_workers.is_empty() {
+            "running"
+        } else {
+            "stopped"
+        },
+        stopped_workers: report.failed_workers.clone(),
+        shutting_down: report.draining,
+    };
+    if report.is_ready() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -143,4 +143,11 @@ pub trait HealthCheck: Send + Sync {
     ///
     /// [`RepoError::Unavailable`] when the store cannot be reached.
     async fn ping(&self) -> Result<(), RepoError>;
+
+    /// Whether every migration this build knows is applied.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] when the store cannot be reached.
+    async fn schema_current(&self) -> Result<bool, RepoError>;
 }

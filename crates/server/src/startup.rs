@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use insta_router_app::{
     AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, InboxService,
-    JournalReplayer, RuleService, SendPorts, SendService, SystemClock,
+    JournalReplayer, Readiness, RuleService, SendPorts, SendService, SystemClock,
 };
 use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_domain::Secret;
@@ -31,6 +31,28 @@ pub struct Application {
     stop: watch::Sender<bool>,
     workers: JoinSet<()>,
     housekeeping: tokio::task::JoinHandle<()>,
+    drain_delay: Duration,
+    signals: Signals,
+}
+
+/// Runs the worker group `name` (its tasks in `group`) as one task of `workers`, watched by
+/// `readiness`: a worker that panics, or the group ending before shutdown, makes the
+/// instance not ready.
+fn supervise(
+    workers: &mut JoinSet<()>,
+    readiness: &Arc<Readiness>,
+    name: &'static str,
+    mut group: JoinSet<()>,
+) {
+    let watch = readiness.watch(name);
+    workers.spawn(async move {
+        while let Some(ended) = group.join_next().await {
+            if ended.is_err_and(|e| e.is_panic()) {
+                watch.panicked();
+            }
+        }
+        drop(watch);
+    });
 }
 
 /// The process's Prometheus recorder, installed once; `None` when another recorder was
@@ -81,6 +103,53 @@ async fn housekeeping(
     }
 }
 
+/// On the first SIGTERM or SIGINT: turns `/ready` to 503, keeps serving for `delay` (or until
+/// a second signal), then stops the server gracefully.
+async fn drain_on_signal(
+    mut signals: Signals,
+    app: Arc<App>,
+    server: actix_web::dev::ServerHandle,
+    delay: Duration,
+) {
+    signals.next().await;
+    app.readiness.drain();
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_s = delay.as_secs_f64(),
+            "shutting down: /ready answers 503; still serving until the delay ends (SHUTDOWN_DRAIN_DELAY; a second signal skips it)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = signals.next() => {}
+        }
+    }
+    tracing::info!("shutting down: closing the listener");
+    server.stop(true).await;
+}
+
+/// SIGTERM and SIGINT.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
 impl Application {
     /// Opens and migrates the database, wires the use cases and binds the listener.
     ///
@@ -118,12 +187,14 @@ impl Application {
             settings.delivery(),
         ));
         let (stop, stopped) = watch::channel(false);
-        let workers = if settings.delivery.workers > 0 {
-            deliveries.start(ingest.commits(), stopped.clone())
+        let readiness = Arc::new(Readiness::default());
+        let mut workers = JoinSet::new();
+        if settings.delivery.workers > 0 {
+            let group = deliveries.start(ingest.commits(), stopped.clone());
+            supervise(&mut workers, &readiness, "crm-delivery", group);
         } else {
             tracing::info!("DELIVERY_WORKERS=0: this process does not deliver to CRMs");
-            JoinSet::new()
-        };
+        }
         let rules = Arc::new(RuleService::new(
             Arc::new(db.rules()),
             Arc::new(db.accounts()),
@@ -147,13 +218,15 @@ impl Application {
             rules.clone(),
             settings.auto_reply(),
         ));
-        let mut workers = workers;
-        let mut replaying = replayer.start(stopped.clone());
-        workers.spawn(async move { while replaying.join_next().await.is_some() {} });
+        supervise(
+            &mut workers,
+            &readiness,
+            "replay",
+            replayer.start(stopped.clone()),
+        );
         if settings.auto_reply.workers > 0 {
-            let mut repliers = auto_replies.start(ingest.commits(), stopped.clone());
-            // One set to wait for at shutdown.
-            workers.spawn(async move { while repliers.join_next().await.is_some() {} });
+            let group = auto_replies.start(ingest.commits(), stopped.clone());
+            supervise(&mut workers, &readiness, "auto-reply", group);
         }
         let crm_wake = {
             let deliveries = deliveries.clone();
@@ -173,8 +246,8 @@ impl Application {
             crm_wake,
         ));
         if settings.sending.workers > 0 {
-            let mut senders = sending.start(stopped.clone());
-            workers.spawn(async move { while senders.join_next().await.is_some() {} });
+            let group = sending.start(stopped.clone());
+            supervise(&mut workers, &readiness, "send", group);
         } else {
             tracing::info!("SEND_WORKERS=0: this process does not send through the Graph API");
         }
@@ -209,6 +282,7 @@ impl Application {
             sending,
             inbox,
             health: Arc::new(db.clone()),
+            readiness,
         });
         crate::keys::announce_keys(&app, &settings).await;
         crate::encryption::seal_plain_credentials(&app).await;
@@ -246,6 +320,7 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
+        let signals = Signals::new().context("cannot listen for SIGTERM and SIGINT")?;
         let shared = app.clone();
         let server = actix_web::HttpServer::new(move || {
             insta_router_http::app(shared.clone(), http.clone())
@@ -256,6 +331,8 @@ impl Application {
         })
         .listen(listener)?
         .shutdown_timeout(settings.http.shutdown_timeout.0.as_secs())
+        // Signals are ours: `/ready` turns 503 before the listener closes.
+        .disable_signals()
         .run();
         tracing::info!(
             environment = %settings.service.environment,
@@ -272,6 +349,8 @@ impl Application {
             stop,
             workers,
             housekeeping,
+            drain_delay: settings.http.drain_delay.0,
+            signals,
         })
     }
 
@@ -293,9 +372,14 @@ impl Application {
             stop,
             mut workers,
             housekeeping,
+            drain_delay,
+            signals,
             ..
         } = self;
+        let handle = server.handle();
+        let signals = tokio::spawn(drain_on_signal(signals, app.clone(), handle, drain_delay));
         server.await?;
+        signals.abort();
         tracing::info!("stopped accepting requests; finishing queued webhook writes");
         app.ingest.shutdown().await;
         tracing::info!("finishing the CRM deliveries in flight");

@@ -333,4 +333,12 @@ impl HealthCheck for Database {
     async fn ping(&self) -> Result<(), RepoError> {
         self.conn.ping().await.map_err(unavailable)
     }
+
+    async fn schema_current(&self) -> Result<bool, RepoError> {
+        let state = self
+            .schema_state()
+            .await
+            .map_err(|e| RepoError::Unavailable(Box::new(e)))?;
+        Ok(state.pending.is_empty())
+    }
 }

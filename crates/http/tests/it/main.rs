@@ -118,6 +118,7 @@ fn wire(ports: Ports) -> (Arc<App>, HttpSettings) {
             clock,
         ),
         health: Arc::new(ports.health),
+        readiness: Arc::default(),
     };
     let settings = HttpSettings {
         environment: "development".into(),
@@ -220,6 +221,53 @@ async fn health_is_200_while_the_database_answers_and_503_when_it_does_not() {
         assert_eq!(status.as_u16(), want, "{body}");
         assert_eq!(body["database"], if answers { "ok" } else { "unreachable" });
     }
+}
+
+#[actix_web::test]
+async fn ready_is_503_with_the_reason_when_the_schema_is_behind_or_the_database_gone() {
+    for (answers, current, want, schema) in [
+        (true, true, 200, "current"),
+        (true, false, 503, "pending"),
+        (false, true, 503, "unknown"),
+    ] {
+        let mut ports = Ports::default();
+        ports.health.expect_ping().returning(move || {
+            if answers {
+                Ok(())
+            } else {
+                Err(RepoError::Unavailable("connection refused".into()))
+            }
+        });
+        ports
+            .health
+            .expect_schema_current()
+            .returning(move || Ok(current));
+        let (status, _, body) = call(ports, TestRequest::get().uri("/ready")).await;
+        assert_eq!(status.as_u16(), want, "{body}");
+        assert_eq!(
+            body["status"],
+            if want == 200 { "ready" } else { "not_ready" }
+        );
+        assert_eq!(body["schema"], schema, "{body}");
+        assert_eq!(body["database"], if answers { "ok" } else { "unreachable" });
+        assert_eq!(body["shutting_down"], false);
+    }
+}
+
+#[actix_web::test]
+async fn ready_is_503_while_draining_and_health_stays_200() {
+    let mut ports = Ports::default();
+    ports.health.expect_ping().returning(|| Ok(()));
+    ports.health.expect_schema_current().returning(|| Ok(true));
+    let (app, settings) = wire(ports);
+    app.readiness.drain();
+    let service = init_service(insta_router_http::app(app, settings)).await;
+    let ready = call_service(&service, TestRequest::get().uri("/ready").to_request()).await;
+    assert_eq!(ready.status(), 503);
+    let body: Value = serde_json::from_slice(&read_body(ready).await).unwrap();
+    assert_eq!(body["shutting_down"], true);
+    let health = call_service(&service, TestRequest::get().uri("/health").to_request()).await;
+    assert_eq!(health.status(), 200);
 }
 
 #[actix_web::test]

@@ -36,6 +36,10 @@ super::settings! {
         HTTP_WORKERS workers: usize = "0";
         /// Seconds to finish requests in flight on SIGINT/SIGTERM.
         SHUTDOWN_TIMEOUT shutdown_timeout: Seconds = "10";
+        /// Seconds between SIGTERM and closing the listener, while `/ready` answers 503 and
+        /// requests are still served, so a load balancer stops sending first; a second signal
+        /// skips the wait.
+        SHUTDOWN_DRAIN_DELAY drain_delay: Seconds = "3";
         /// Largest REST request body, in bytes.
         MAX_JSON_BYTES max_json_bytes: usize = "65536";
         /// Largest Meta webhook body, in bytes; larger ones get 413.
