@@ -9,6 +9,7 @@ mod auto_reply;
 mod cipher;
 mod crm_payload;
 mod deliveries;
+mod gauges;
 mod inbox;
 mod ingest;
 mod keys;
@@ -27,9 +28,11 @@ pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE, ResealRep
 pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
 pub use cipher::{KEY_LEN, Keyring};
 pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySettings};
+pub use gauges::publish_job_counts;
 pub use inbox::{InboxError, InboxService};
 pub use ingest::{
     IngestError, IngestPorts, IngestReport, IngestSettings, Ingestor, Origin, ReceivedWebhook,
+    Refusal, refused_webhook,
 };
 pub use insta_router_ports::describe;
 pub use keys::{ApiKeyService, AuthError, KeyError, NewKey, key_hash};

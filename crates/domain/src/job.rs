@@ -19,6 +19,14 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [
+        Self::CrmDelivery,
+        Self::AutoReply,
+        Self::Send,
+        Self::WebhookReplay,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -31,13 +39,7 @@ impl JobKind {
 
     /// Parses [`JobKind::as_str`]'s output.
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "crm_delivery" => Some(Self::CrmDelivery),
-            "auto_reply" => Some(Self::AutoReply),
-            "send" => Some(Self::Send),
-            "webhook_replay" => Some(Self::WebhookReplay),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|k| k.as_str() == raw)
     }
 }
 

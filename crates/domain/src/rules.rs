@@ -435,6 +435,24 @@ pub enum Reason {
     Cooldown,
 }
 
+impl Reason {
+    /// A short stable name, for metric labels: `not_inbound`, `deleted`, `standby`,
+    /// `human_replied`, `hourly_cap`, `window_closed`, `disabled`, `no_match`, `cooldown`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotInbound => "not_inbound",
+            Self::Deleted => "deleted",
+            Self::Standby => "standby",
+            Self::HumanReplied => "human_replied",
+            Self::HourlyCap => "hourly_cap",
+            Self::WindowClosed => "window_closed",
+            Self::Disabled => "disabled",
+            Self::NoMatch(_) => "no_match",
+            Self::Cooldown => "cooldown",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -49,6 +49,8 @@ pub struct HttpSettings {
     pub signatures: Arc<dyn WebhookSignatures>,
     /// Renders the Prometheus text served at `/metrics`; none serves 404.
     pub metrics: Option<MetricsRenderer>,
+    /// The bearer token `/metrics` wants; none: open.
+    pub metrics_token: Option<String>,
     /// The Instagram account id configured by environment (`INSTAGRAM_BUSINESS_ACCOUNT_ID`):
     /// the deprecated `POST /webhooks/send` sends from it when no `account_id` is given.
     pub configured_account: Option<String>,

@@ -168,11 +168,27 @@ async fn ready(state: Data<State>) -> HttpResponse {
     tag = "system",
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "METRICS_TOKEN is set and the request lacks it", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Metrics are off"),
     )
 )]
 #[get("/metrics")]
-async fn metrics(state: Data<State>) -> HttpResponse {
+async fn metrics(state: Data<State>, request: actix_web::HttpRequest) -> HttpResponse {
+    if let Some(token) = &state.settings.metrics_token {
+        let given = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // Compare digests, so the time taken says nothing about the token.
+        let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+        if given.is_none_or(|g| digest(g).as_ref() != digest(token).as_ref()) {
+            return crate::ApiError::Unauthorized(
+                "GET /metrics wants Authorization: Bearer <METRICS_TOKEN>".to_owned(),
+            )
+            .error_response();
+        }
+    }
     match &state.settings.metrics {
         Some(render) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -9,7 +9,7 @@ use actix_web::http::header::ContentType;
 use actix_web::web::{Data, Payload, Query};
 use actix_web::{HttpRequest, HttpResponse, get, post};
 use chrono::Utc;
-use insta_router_app::{IngestError, ReceivedWebhook, describe};
+use insta_router_app::{IngestError, ReceivedWebhook, Refusal, describe, refused_webhook};
 use insta_router_ports::SignatureError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -107,13 +107,20 @@ async fn receive(
     let body = payload
         .to_bytes_limited(limit)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge(limit))?
+        .map_err(|_| {
+            refused_webhook(Refusal::TooLarge);
+            ApiError::PayloadTooLarge(limit)
+        })?
         .map_err(|e| ApiError::Unprocessable(format!("cannot read the body: {e}")))?;
     let header = request
         .headers()
         .get("x-hub-signature-256")
         .map(|v| v.to_str().unwrap_or_default());
     if let Err(e) = state.verifier.verify(&body, header) {
+        refused_webhook(match e {
+            SignatureError::Missing => Refusal::Unsigned,
+            SignatureError::Malformed | SignatureError::Mismatch => Refusal::BadSignature,
+        });
         // A flood of forged requests from one address is answered 429; Meta's signed
         // requests never count.
         state

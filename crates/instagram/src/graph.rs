@@ -81,6 +81,8 @@ fn classify(status: u16, body: &str, token: &Secret) -> GraphError {
         .filter(|m| !m.is_empty())
         .map(|m| redacted(m, token))
         .unwrap_or_else(|| format!("HTTP {status}"));
+    let label = code.map_or_else(|| format!("http_{status}"), |c| c.to_string());
+    metrics::counter!("insta_router_graph_api_errors_total", "code" => label).increment(1);
     let transient_code = matches!(code, Some(1 | 2 | 4 | 17 | 32 | 613));
     if status == 429 || status >= 500 || transient_code {
         GraphError::Transient { code, message }
@@ -105,6 +107,14 @@ fn redacted(text: String, token: &Secret) -> String {
 /// A failure of the request itself: before it was sent, trying again is safe; after, the
 /// outcome is unknown.
 fn request_failed(err: reqwest::Error) -> GraphError {
+    let label = if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "unreachable"
+    } else {
+        "request_failed"
+    };
+    metrics::counter!("insta_router_graph_api_errors_total", "code" => label).increment(1);
     if err.is_connect() || err.is_builder() || err.is_request() && !err.is_timeout() {
         GraphError::Transient {
             code: None,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
     ClaimedJob, EventId, InboundEvent, InstagramAccountId, InstagramMessageId, Job, JobId, JobKind,
-    JobLease, Message, MessageId, NewJob, Route, WebhookId,
+    JobLease, JobStatus, Message, MessageId, NewJob, Route, WebhookId,
 };
 
 use crate::RepoError;
@@ -392,4 +392,12 @@ pub trait JobQueue: Send + Sync {
     ///
     /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
     async fn list_by_subject(&self, subject: &str) -> Result<Vec<Job>, RepoError>;
+
+    /// How many jobs are queued, running or dead, by kind and status (the done ones are not
+    /// counted: they only grow until retention prunes them).
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
+    async fn counts(&self) -> Result<Vec<(JobKind, JobStatus, u64)>, RepoError>;
 }

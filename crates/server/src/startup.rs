@@ -8,6 +8,7 @@ use anyhow::Context;
 use insta_router_app::{
     AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, InboxService,
     JournalReplayer, Readiness, RuleService, SendPorts, SendService, SystemClock,
+    publish_job_counts,
 };
 use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_domain::Secret;
@@ -15,7 +16,7 @@ use insta_router_http::{HttpSettings, Limiters, MetricsRenderer, RateLimits};
 use insta_router_instagram::{GraphClient, WebhookVerifier};
 use insta_router_ports::{CredentialCipher, Messenger};
 use insta_router_storage::Database;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -65,7 +66,22 @@ fn metrics_handle() -> Option<PrometheusHandle> {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
                 3600.0, 86_400.0,
             ];
-            let builder = PrometheusBuilder::new().set_buckets(&buckets).ok()?;
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("insta_router_ingest_group_requests".to_owned()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("insta_router_ingest_seconds".to_owned()),
+                    &[
+                        0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0, 10.0,
+                    ],
+                )
+                .ok()?;
             match builder.install_recorder() {
                 Ok(handle) => Some(handle),
                 Err(error) => {
@@ -80,6 +96,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 /// Every 5 s: publishes the delivery queue's depth and the webhooks awaiting replay, and lets
 /// the recorder compact its histograms.
 async fn housekeeping(
+    db: Database,
     deliveries: Arc<DeliveryService>,
     replayer: Arc<JournalReplayer>,
     metrics: Option<PrometheusHandle>,
@@ -97,6 +114,15 @@ async fn housekeeping(
         if let Err(error) = replayer.publish_backlog().await {
             tracing::debug!(%error, "cannot count the webhooks awaiting replay");
         }
+        if let Err(error) = publish_job_counts(&db.jobs()).await {
+            tracing::debug!(%error, "cannot count the jobs");
+        }
+        let (open, idle) = db.pool_connections();
+        metrics::gauge!("insta_router_db_connections", "state" => "idle")
+            .set(f64::from(u32::try_from(idle).unwrap_or(u32::MAX)));
+        metrics::gauge!("insta_router_db_connections", "state" => "in_use").set(f64::from(
+            open.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX)),
+        ));
         if let Some(handle) = &metrics {
             handle.run_upkeep();
         }
@@ -262,6 +288,7 @@ impl Application {
         );
         let metrics = metrics_handle();
         let housekeeping = tokio::spawn(housekeeping(
+            db.clone(),
             deliveries.clone(),
             replayer.clone(),
             metrics.clone(),
@@ -305,6 +332,8 @@ impl Application {
             verify_token: settings.meta.facebook_verify_token.expose().to_owned(),
             signatures: Arc::new(WebhookVerifier::new(&settings.app_secrets())),
             metrics: metrics.map(|handle| MetricsRenderer(Arc::new(move || handle.render()))),
+            metrics_token: Some(settings.http.metrics_token.expose().to_owned())
+                .filter(|t| !t.is_empty()),
             configured_account: settings.configured_account().map(|(id, _)| id.to_owned()),
             cors_allowed_origins: settings.http.cors_allowed_origins.0.clone(),
             limiters: Arc::new(Limiters::new(RateLimits {

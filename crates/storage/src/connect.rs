@@ -184,6 +184,24 @@ impl Database {
         opts
     }
 
+    /// The pool's connections: how many are open, and how many of those are idle.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            Backend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            Backend::MySql => {
+                let pool = self.conn.get_mysql_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        }
+    }
+
     /// Which product this is.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -346,6 +346,30 @@ impl JobQueue for SeaJobQueue {
             .map_err(unavailable)?;
         rows.iter().map(job_from_row).collect()
     }
+
+    async fn counts(&self) -> Result<Vec<(JobKind, JobStatus, u64)>, RepoError> {
+        let sql = "SELECT kind, status, count(*) AS n FROM jobs \
+                   WHERE status IN ('queued', 'running', 'dead') GROUP BY kind, status";
+        let rows = self
+            .db
+            .query_all_raw(self.statement(sql.to_owned(), Vec::new()))
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let text = |i| row.try_get_by_index::<String>(i).map_err(unavailable);
+                let (kind, status) = (text(0)?, text(1)?);
+                let n: i64 = row.try_get_by_index(2).map_err(unavailable)?;
+                Ok((
+                    JobKind::parse(&kind)
+                        .ok_or_else(|| RepoError::Corrupt(format!("job kind {kind}")))?,
+                    JobStatus::parse(&status)
+                        .ok_or_else(|| RepoError::Corrupt(format!("job status {status}")))?,
+                    u64::try_from(n).unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
 }
 
 pub(crate) fn job_from_row(row: &QueryResult) -> Result<Job, RepoError> {

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use insta_router_domain::{
@@ -14,7 +15,7 @@ use insta_router_ports::{
     NotificationParser, RepoError,
 };
 
-use super::{IngestReport, Origin, ReceivedWebhook};
+use super::{IngestError, IngestReport, Origin, ReceivedWebhook, telemetry};
 use crate::{crm_payload, new_id_bits};
 
 /// One request, ready to write: ids assigned, messages and event records built. Preparing
@@ -23,6 +24,8 @@ use crate::{crm_payload, new_id_bits};
 /// store.
 pub(super) struct Prepared {
     pub(super) origin: Origin,
+    /// When the request reached the ingest.
+    arrived: Instant,
     pub(super) journal: JournalEntry,
     events: Vec<PreparedEvent>,
 }
@@ -70,6 +73,20 @@ impl RouteHints {
     }
 }
 
+/// The request's part of its metrics.
+pub(super) struct Answer {
+    origin: Origin,
+    events: u32,
+    arrived: Instant,
+}
+
+impl Answer {
+    /// Counts what became of the request.
+    pub(super) fn answered(&self, result: &Result<IngestReport, IngestError>) {
+        telemetry::answered(self.origin, self.events, self.arrived, result);
+    }
+}
+
 enum Item {
     Message(Message),
     Other {
@@ -109,6 +126,9 @@ impl Prepared {
             tracing::warn!(%reason, "signed webhook is not a usable notification; journaling it");
         }
         let id = webhook.id;
+        if let Ok(events) = &parsed {
+            telemetry::received(webhook.origin, events);
+        }
         let (events, status, error) = match &parsed {
             Ok(events) => (events.as_slice(), JournalStatus::Accepted, None),
             Err(reason) => (&[][..], JournalStatus::Unusable, Some(reason.clone())),
@@ -172,6 +192,7 @@ impl Prepared {
             .collect();
         Self {
             origin: webhook.origin,
+            arrived: Instant::now(),
             journal: JournalEntry {
                 id,
                 received_at: webhook.received_at,
@@ -184,18 +205,37 @@ impl Prepared {
         }
     }
 
-    /// The same request prepared again, with fresh ids (the journal id stays).
+    /// The same request prepared again, with fresh ids (the journal id and the arrival
+    /// stay; its events are not counted again).
     pub(super) fn again(&self, parser: &dyn NotificationParser, hints: &RouteHints) -> Self {
-        Self::new(
+        let mut again = Self::new(
             ReceivedWebhook {
                 id: self.journal.id.clone(),
                 received_at: self.journal.received_at,
                 body: self.journal.body.clone(),
-                origin: self.origin,
+                // Not `Meta`: its events were counted when it arrived.
+                origin: Origin::Journal,
             },
             parser,
             hints,
-        )
+        );
+        again.origin = self.origin;
+        again.arrived = self.arrived;
+        again
+    }
+
+    /// What [`Prepared::answered`] needs, kept while the request itself is handed on.
+    pub(super) fn answer(&self) -> Answer {
+        Answer {
+            origin: self.origin,
+            events: self.journal.events,
+            arrived: self.arrived,
+        }
+    }
+
+    /// Counts what became of the request.
+    pub(super) fn answered(&self, result: &Result<IngestReport, IngestError>) {
+        self.answer().answered(result);
     }
 }
 

@@ -41,9 +41,11 @@ use crate::new_id_bits;
 
 mod batch;
 mod rescue;
+mod telemetry;
 
 use batch::{Prepared, RouteHints, write};
 use rescue::Rescue;
+pub use telemetry::{Refusal, refused_webhook};
 
 /// How the writers group requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,10 +265,12 @@ async fn write_group(ports: &IngestPorts, hints: &RouteHints, group: Vec<Pending
                 micros = started.elapsed().as_micros(),
                 "group written"
             );
+            telemetry::group(prepared.len());
             let new = reports.iter().any(|r| r.processed > 0);
             for ((reply, report), prepared) in replies.into_iter().zip(reports).zip(&prepared) {
-                count(prepared.origin, report.status);
-                let _ = reply.send(Ok(report));
+                let result = Ok(report);
+                prepared.answered(&result);
+                let _ = reply.send(result);
             }
             new
         }
@@ -284,26 +288,16 @@ async fn write_group(ports: &IngestPorts, hints: &RouteHints, group: Vec<Pending
             };
             let mut new = false;
             for (reply, prepared) in replies.into_iter().zip(prepared) {
-                let origin = prepared.origin;
+                let answer = prepared.answer();
                 let result = rescue.rescue(prepared).await;
                 if let Ok(report) = &result {
                     new |= report.processed > 0;
-                    count(origin, report.status);
-                } else if origin == Origin::Meta {
-                    metrics::counter!("insta_router_webhooks_total", "outcome" => "refused")
-                        .increment(1);
                 }
+                answer.answered(&result);
                 let _ = reply.send(result);
             }
             new
         }
-    }
-}
-
-/// Counts a request from Meta by what became of it.
-fn count(origin: Origin, status: JournalStatus) {
-    if origin == Origin::Meta {
-        metrics::counter!("insta_router_webhooks_total", "outcome" => status.as_str()).increment(1);
     }
 }
 

@@ -127,6 +127,7 @@ fn wire(ports: Ports) -> (Arc<App>, HttpSettings) {
         verify_token: "verify-me".into(),
         signatures: Arc::new(ports.signatures),
         metrics: None,
+        metrics_token: None,
         configured_account: None,
         cors_allowed_origins: Vec::new(),
         limiters: Arc::new(Limiters::new(RateLimits {

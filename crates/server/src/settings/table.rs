@@ -53,6 +53,9 @@ super::settings! {
         /// Failed authentications, and webhooks with a bad signature, per minute per client
         /// address before they are answered 429; 0: no limit.
         AUTH_FAILURE_LIMIT auth_failure_limit: u32 = "30";
+        /// When set, `GET /metrics` wants `Authorization: Bearer <this token>` (401 without
+        /// it); empty: open, for a scraper on a private network.
+        METRICS_TOKEN metrics_token: Secret = "";
     }
 
     /// The database.

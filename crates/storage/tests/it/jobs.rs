@@ -256,3 +256,53 @@ async fn a_released_claim_does_not_count_as_an_attempt() {
         assert_eq!(again.job.attempts, 1);
     }
 }
+
+#[tokio::test]
+async fn counts_give_the_open_jobs_by_kind_and_status() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let queue = db.jobs();
+        queue
+            .enqueue(&[
+                job(1, JobKind::CrmDelivery, 0),
+                job(2, JobKind::CrmDelivery, 0),
+                job(3, JobKind::CrmDelivery, 0),
+                job(4, JobKind::AutoReply, 0),
+                job(5, JobKind::Send, 100),
+            ])
+            .await
+            .unwrap();
+        let claimed = queue
+            .claim(
+                &[JobKind::CrmDelivery, JobKind::AutoReply],
+                10,
+                LEASE,
+                at(1),
+            )
+            .await
+            .unwrap();
+        for c in &claimed {
+            match c.job.id.as_str() {
+                id if id == JobId::from_u128(1).as_str() => {
+                    assert!(queue.complete(&c.lease, at(2)).await.unwrap());
+                }
+                id if id == JobId::from_u128(2).as_str() => {
+                    assert!(queue.dead_letter(&c.lease, "gone", at(2)).await.unwrap());
+                }
+                _ => {}
+            }
+        }
+        let mut counts = queue.counts().await.unwrap();
+        counts.sort_by_key(|(k, s, _)| (k.as_str(), s.as_str()));
+        assert_eq!(
+            counts,
+            [
+                (JobKind::AutoReply, JobStatus::Running, 1),
+                (JobKind::CrmDelivery, JobStatus::Dead, 1),
+                (JobKind::CrmDelivery, JobStatus::Running, 1),
+                (JobKind::Send, JobStatus::Queued, 1),
+            ],
+            "{backend:?}"
+        );
+    }
+}
