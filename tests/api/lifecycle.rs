@@ -145,3 +145,65 @@ async fn migrate_up_down_and_status_from_the_command_line() {
         .unwrap();
     assert_eq!(response.status(), 503);
 }
+
+/// `insta-router <args>` on the server's database; its standard output.
+fn cli(server: &TestServer, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = command(server.dir.path())
+        .args(args)
+        .env("DATABASE_URL", &server.db.url)
+        .env("ENCRYPTION_KEY", insta_router_blackbox::TEST_ENCRYPTION_KEY)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn old_webhook_bodies_are_pruned_in_the_background_and_prune_dry_run_only_counts() {
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", "retention-secret")
+        .env("RETENTION_JOURNAL", "1s")
+        .env("RETENTION_INTERVAL", "1s")
+        .start()
+        .await;
+    for mid in ["mid.r1", "mid.r2"] {
+        let body = insta_router_blackbox::text_webhook("17841400000000001", mid, "hi");
+        server.deliver_webhook(&body).await;
+    }
+    let stats = server
+        .eventually("the journal to be pruned", async || {
+            let stats: serde_json::Value =
+                serde_json::from_str(&cli(&server, &["stats", "--json"], &[])).ok()?;
+            (stats["webhook_journal"] == 0).then_some(stats)
+        })
+        .await;
+    // Messages are kept unless configured.
+    assert_eq!(stats["messages"], 2, "{stats}");
+    assert!(server.output().contains("old rows pruned"));
+
+    let preview = cli(
+        &server,
+        &["prune", "--dry-run"],
+        &[("RETENTION_MESSAGES", "1ms")],
+    );
+    assert!(
+        preview
+            .lines()
+            .any(|l| l.starts_with("messages") && l.contains("2 would be deleted")),
+        "{preview}"
+    );
+    assert!(
+        preview
+            .lines()
+            .any(|l| l.starts_with("dead_letters") && l.contains("kept for ever")),
+        "{preview}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&cli(&server, &["stats", "--json"], &[])).unwrap();
+    assert_eq!(stats["messages"], 2, "--dry-run deleted nothing: {stats}");
+}

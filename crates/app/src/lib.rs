@@ -15,6 +15,7 @@ mod ingest;
 mod keys;
 mod readiness;
 mod replay;
+mod retention;
 mod rules;
 mod sending;
 mod system;
@@ -38,6 +39,7 @@ pub use insta_router_ports::describe;
 pub use keys::{ApiKeyService, AuthError, KeyError, NewKey, key_hash};
 pub use readiness::{Readiness, ReadyReport, WorkerWatch};
 pub use replay::{JournalReplayer, ReplayError, ReplayOutcome, ReplayPorts, ReplaySettings};
+pub use retention::{RetentionPolicy, RetentionService};
 pub use rules::{
     ConditionDocument, MAX_RULES_PER_ACCOUNT, QuickReplyDocument, ReplyDocument, RuleDocument,
     RuleError, RuleService, RuleView, TrialMessage, TrialOutcome,

@@ -13,6 +13,7 @@ mod keys;
 mod messenger;
 mod outbound;
 mod page;
+mod retention;
 mod rules;
 mod signature;
 mod store;
@@ -43,6 +44,9 @@ pub use outbound::{Accepted, ConversationSummary, Inbox, OutboundStore, Settleme
 #[cfg(any(test, feature = "mocks"))]
 pub use outbound::{MockInbox, MockOutboundStore};
 pub use page::{Page, PageRequest};
+#[cfg(any(test, feature = "mocks"))]
+pub use retention::MockRetentionStore;
+pub use retention::{Prunable, RetentionStore};
 pub use rules::{AutoReplyStore, ReplyClaim, RuleRepository, StoredRule};
 #[cfg(any(test, feature = "mocks"))]
 pub use rules::{MockAutoReplyStore, MockRuleRepository};

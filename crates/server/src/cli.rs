@@ -56,6 +56,13 @@ enum Command {
         #[command(subcommand)]
         action: crate::journal::JournalAction,
     },
+    /// Delete the rows older than the RETENTION_* settings now (serve does it every
+    /// RETENTION_INTERVAL), or with --dry-run print how many would go.
+    Prune {
+        /// Count, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print how many rows each table holds.
     Stats {
         /// One JSON object instead of a table.
@@ -150,6 +157,7 @@ async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<Exi
         Command::ApiKey { action } => crate::keys::run(action, &settings).await?,
         Command::Reencrypt => return reencrypt(&settings).await,
         Command::Stats { json } => stats(&settings, json).await?,
+        Command::Prune { dry_run } => return crate::prune::run(dry_run, &settings).await,
     }
     Ok(ExitCode::SUCCESS)
 }

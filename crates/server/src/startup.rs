@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::Settings;
+use crate::shutdown::{Signals, drain_on_signal};
 use crate::wiring::{api_keys, ingest, open_database, open_spool};
 
 /// A built application: the database is open and migrated, the port is bound.
@@ -129,53 +130,6 @@ async fn housekeeping(
     }
 }
 
-/// On the first SIGTERM or SIGINT: turns `/ready` to 503, keeps serving for `delay` (or until
-/// a second signal), then stops the server gracefully.
-async fn drain_on_signal(
-    mut signals: Signals,
-    app: Arc<App>,
-    server: actix_web::dev::ServerHandle,
-    delay: Duration,
-) {
-    signals.next().await;
-    app.readiness.drain();
-    if !delay.is_zero() {
-        tracing::info!(
-            delay_s = delay.as_secs_f64(),
-            "shutting down: /ready answers 503; still serving until the delay ends (SHUTDOWN_DRAIN_DELAY; a second signal skips it)"
-        );
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = signals.next() => {}
-        }
-    }
-    tracing::info!("shutting down: closing the listener");
-    server.stop(true).await;
-}
-
-/// SIGTERM and SIGINT.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
-}
-
 impl Application {
     /// Opens and migrates the database, wires the use cases and binds the listener.
     ///
@@ -254,6 +208,12 @@ impl Application {
             let group = auto_replies.start(ingest.commits(), stopped.clone());
             supervise(&mut workers, &readiness, "auto-reply", group);
         }
+        supervise(
+            &mut workers,
+            &readiness,
+            "retention",
+            crate::prune::retention(&db, &settings).start(stopped.clone()),
+        );
         let crm_wake = {
             let deliveries = deliveries.clone();
             Arc::new(move || deliveries.wake()) as Arc<dyn Fn() + Send + Sync>

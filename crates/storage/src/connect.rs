@@ -19,7 +19,7 @@ use crate::url::DatabaseUrl;
 use crate::{
     SeaAccountRepository, SeaApiKeyStore, SeaAutoReplyStore, SeaConversationRepository,
     SeaDeliveryStore, SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaOutboundStore,
-    SeaRuleRepository, SeaWebhookJournal, StorageError,
+    SeaRetentionStore, SeaRuleRepository, SeaWebhookJournal, StorageError,
 };
 
 /// How to open the database.
@@ -295,6 +295,11 @@ impl Database {
     /// The job queue.
     pub fn jobs(&self) -> SeaJobQueue {
         SeaJobQueue::new(self.conn.clone(), self.backend)
+    }
+
+    /// Retention: old rows deleted in small batches.
+    pub fn retention(&self) -> SeaRetentionStore {
+        SeaRetentionStore::new(self.conn.clone())
     }
 
     /// The record of auto-replies.

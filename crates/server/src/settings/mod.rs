@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use config::{Config, File, FileFormat};
-use insta_router_app::{AutoReplySettings, DeliverySettings, ReplaySettings, SendSettings};
+use insta_router_app::{
+    AutoReplySettings, DeliverySettings, ReplaySettings, RetentionPolicy, SendSettings,
+};
 use insta_router_domain::RetrySchedule;
 use insta_router_domain::rules::Safety;
 
@@ -267,6 +269,20 @@ impl Settings {
             pause_after_failures: self.crm.pause_after_failures,
             pause_for: self.crm.pause_seconds.0,
             ..DeliverySettings::default()
+        }
+    }
+
+    /// How long rows are kept, and how often they are pruned.
+    pub fn retention(&self) -> RetentionPolicy {
+        let keep = |d: values::Delay| Some(d.0).filter(|d| !d.is_zero());
+        RetentionPolicy {
+            journal: keep(self.retention.journal),
+            done_jobs: keep(self.retention.done_jobs),
+            deliveries: keep(self.retention.deliveries),
+            dead_letters: keep(self.retention.dead_letters),
+            messages: keep(self.retention.messages),
+            interval: self.retention.interval.0.max(Duration::from_secs(1)),
+            ..RetentionPolicy::default()
         }
     }
 

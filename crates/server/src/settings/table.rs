@@ -183,4 +183,23 @@ super::settings! {
         /// How often it is looked for meanwhile.
         SEND_RECONCILE_INTERVAL reconcile_interval: Delay = "30s";
     }
+
+    /// How long rows are kept; old ones are pruned in the background in small batches
+    /// (`insta-router prune --dry-run` shows what would go). A duration (`14d`, `12h`);
+    /// `0` keeps for ever.
+    retention: Retention {
+        /// Raw webhook bodies in the journal (never those awaiting replay).
+        RETENTION_JOURNAL journal: Delay = "14d";
+        /// Finished auto-reply, send and replay jobs.
+        RETENTION_DONE_JOBS done_jobs: Delay = "7d";
+        /// Delivered CRM deliveries with their attempts.
+        RETENTION_DELIVERIES deliveries: Delay = "30d";
+        /// Dead letters (deliveries and sends given up), with their attempts.
+        RETENTION_DEAD_LETTERS dead_letters: Delay = "0";
+        /// Messages and the other stored events; keep at least `2d`, or a retry of Meta's
+        /// (up to 36 hours late) is stored and forwarded again.
+        RETENTION_MESSAGES messages: Delay = "0";
+        /// Time between two pruning passes.
+        RETENTION_INTERVAL interval: Delay = "1h";
+    }
 }

@@ -14,6 +14,7 @@ mod journal;
 mod messages;
 mod migrations;
 mod outbound;
+mod retention;
 mod rules;
 
 use chrono::{DateTime, TimeDelta, Utc};

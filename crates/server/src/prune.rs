@@ -1,0 +1,54 @@
+//! `insta-router prune [--dry-run]`: one retention pass now, or what it would delete.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use insta_router_app::{RetentionService, SystemClock};
+use insta_router_storage::Database;
+
+use crate::Settings;
+use crate::wiring::{open_database, prepare_schema};
+
+/// The retention service on `db`, with the settings' policy.
+pub fn retention(db: &Database, settings: &Settings) -> Arc<RetentionService> {
+    Arc::new(RetentionService::new(
+        Arc::new(db.retention()),
+        Arc::new(SystemClock),
+        settings.retention(),
+    ))
+}
+
+/// Runs `prune`.
+///
+/// # Errors
+///
+/// When the database cannot be opened or a delete fails.
+#[allow(clippy::print_stdout)]
+pub async fn run(dry_run: bool, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let db = open_database(settings).await?;
+    prepare_schema(&db, settings).await?;
+    let retention = retention(&db, settings);
+    if dry_run {
+        let preview = retention
+            .preview()
+            .await
+            .context("cannot count the old rows")?;
+        for (what, count) in preview {
+            match count {
+                Some(n) => println!("{:<22} {n} would be deleted", what.as_str()),
+                None => println!("{:<22} kept for ever", what.as_str()),
+            }
+        }
+    } else {
+        let pruned = retention
+            .prune()
+            .await
+            .context("cannot delete the old rows")?;
+        for (what, n) in pruned {
+            println!("{:<22} {n} deleted", what.as_str());
+        }
+    }
+    let _ = db.close().await;
+    Ok(ExitCode::SUCCESS)
+}
