@@ -189,6 +189,28 @@ impl ServerBuilder {
         self.run(Arc::new(db), dir).await
     }
 
+    /// Starts two instances at the same moment on one fresh database, as a rolling deploy or
+    /// `docker compose up --scale` does: both migrate it at once. Each keeps the admin key it
+    /// made, or the other's when it found one.
+    ///
+    /// # Panics
+    ///
+    /// When either does not start within 30 seconds.
+    pub async fn start_pair(self) -> (TestServer, TestServer) {
+        let db = Arc::new(fresh_database().await);
+        let dirs = [(); 2].map(|()| tempfile::tempdir().expect("working directory"));
+        let [a, b] = dirs;
+        let (mut first, mut second) =
+            tokio::join!(self.clone().run(db.clone(), a), self.run(db, b));
+        if first.api_key.is_empty() {
+            first.api_key.clone_from(&second.api_key);
+        }
+        if second.api_key.is_empty() {
+            second.api_key.clone_from(&first.api_key);
+        }
+        (first, second)
+    }
+
     /// Starts another instance on the database of `other`, as a second process behind a load
     /// balancer would run.
     ///
@@ -428,6 +450,12 @@ impl TestServer {
             .status()
             .expect("run kill");
         assert!(status.success());
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
     }
 
     /// Sends SIGTERM and waits for the exit status.

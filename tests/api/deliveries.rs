@@ -521,3 +521,61 @@ async fn two_instances_share_the_deliveries_without_double_claims() {
     }
     assert_eq!(sent, EVENTS);
 }
+
+#[tokio::test]
+async fn instances_started_together_both_serve_and_a_killed_one_loses_no_event() {
+    const EVENTS: usize = 30;
+    let crm = crm_answering(ResponseTemplate::new(200).set_delay(Duration::from_millis(200))).await;
+    let (first, mut second) = builder("0s, 100ms")
+        .env("DELIVERY_LEASE", "2")
+        .env("CRM_WEBHOOK_TIMEOUT", "1")
+        .start_pair()
+        .await;
+    for server in [&first, &second] {
+        let ready = server.get("/ready").await;
+        assert_eq!(ready.status(), 200, "{}", server.output());
+    }
+    connect(&first, &crm).await;
+    for n in 0..EVENTS {
+        // Through both, until the second is killed a third of the way in, deliveries of its
+        // own in flight.
+        if n == EVENTS / 3 {
+            second.kill();
+        }
+        let server = if n % 2 == 1 && n < EVENTS / 3 {
+            &second
+        } else {
+            &first
+        };
+        server
+            .deliver_webhook(&text_webhook(&format!("mid.rolling.{n}"), "hi"))
+            .await;
+    }
+    // Every acknowledged event reaches the CRM: the killed instance's leased deliveries are
+    // taken over when their leases run out.
+    first
+        .eventually_within(
+            Duration::from_secs(60),
+            &format!("all {EVENTS} events at the CRM"),
+            async || {
+                let ids: std::collections::HashSet<String> = crm
+                    .received_requests()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| header(r, "webhook-id"))
+                    .collect();
+                (ids.len() == EVENTS).then_some(())
+            },
+        )
+        .await;
+    // Every delivery delivered: none is attempted again.
+    wait_for(&first, "status=delivered&limit=200", EVENTS).await;
+    // Repeats only for what the killed instance had claimed: at most the events that had
+    // arrived when it died.
+    let requests = crm.received_requests().await.unwrap().len();
+    assert!(
+        requests <= EVENTS + EVENTS / 3,
+        "{requests} requests for {EVENTS} events"
+    );
+}

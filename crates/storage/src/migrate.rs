@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use insta_router_migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseTransaction, DbErr, IsolationLevel, SqliteTransactionMode,
+    ConnectionTrait, DatabaseTransaction, DbErr, IsolationLevel, SqliteTransactionMode,
     TransactionOptions, TransactionTrait,
 };
 
@@ -129,7 +129,7 @@ impl Database {
             .begin_with_options(TransactionOptions {
                 // A waiter must see the schema the lock's holder committed.
                 isolation_level: (!sqlite).then_some(IsolationLevel::ReadCommitted),
-                access_mode: Some(AccessMode::ReadWrite),
+                access_mode: None,
                 sqlite_transaction_mode: sqlite.then_some(SqliteTransactionMode::Immediate),
             })
             .await

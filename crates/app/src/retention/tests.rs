@@ -17,6 +17,7 @@ fn service(store: MockRetentionStore, policy: RetentionPolicy) -> RetentionServi
 fn policy() -> RetentionPolicy {
     RetentionPolicy {
         pause: Duration::ZERO,
+        pace: 0,
         batch: 10,
         ..RetentionPolicy::default()
     }
