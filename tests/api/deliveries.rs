@@ -108,6 +108,27 @@ async fn received(crm: &MockServer, n: usize, server: &TestServer) -> Vec<Reques
         .await
 }
 
+/// Waits (up to a minute: leases of a killed process run out first) until `crm` has received
+/// `events` distinct events, whatever the repeats.
+async fn every_event_at(crm: &MockServer, events: usize, server: &TestServer) {
+    server
+        .eventually_within(
+            Duration::from_secs(60),
+            &format!("all {events} events at the CRM"),
+            async || {
+                let ids: std::collections::HashSet<String> = crm
+                    .received_requests()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| header(r, "webhook-id"))
+                    .collect();
+                (ids.len() == events).then_some(())
+            },
+        )
+        .await;
+}
+
 /// The account's deliveries, newest first.
 async fn deliveries(server: &TestServer, query: &str) -> Vec<Value> {
     let response = server
@@ -460,22 +481,7 @@ async fn a_killed_server_loses_no_delivery() {
     received(&crm, 2, &server).await;
     server.kill_and_restart().await;
 
-    server
-        .eventually_within(
-            Duration::from_secs(60),
-            &format!("all {EVENTS} events at the CRM after the restart"),
-            async || {
-                let ids: std::collections::HashSet<String> = crm
-                    .received_requests()
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| header(r, "webhook-id"))
-                    .collect();
-                (ids.len() == EVENTS).then_some(())
-            },
-        )
-        .await;
+    every_event_at(&crm, EVENTS, &server).await;
     // Every delivery ends delivered; at least once each, and nothing else arrived.
     wait_for(&server, "status=delivered&limit=200", EVENTS).await;
     assert_eq!(deliveries(&server, "limit=200").await.len(), EVENTS);
@@ -553,22 +559,7 @@ async fn instances_started_together_both_serve_and_a_killed_one_loses_no_event()
     }
     // Every acknowledged event reaches the CRM: the killed instance's leased deliveries are
     // taken over when their leases run out.
-    first
-        .eventually_within(
-            Duration::from_secs(60),
-            &format!("all {EVENTS} events at the CRM"),
-            async || {
-                let ids: std::collections::HashSet<String> = crm
-                    .received_requests()
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| header(r, "webhook-id"))
-                    .collect();
-                (ids.len() == EVENTS).then_some(())
-            },
-        )
-        .await;
+    every_event_at(&crm, EVENTS, &first).await;
     // Every delivery delivered: none is attempted again.
     wait_for(&first, "status=delivered&limit=200", EVENTS).await;
     // Repeats only for what the killed instance had claimed: at most the events that had

@@ -1,3 +1,5 @@
+//! Retention on a mocked store: ages per class, batches, the preview, errors.
+
 use std::sync::Mutex;
 
 use insta_router_ports::{MockClock, MockRetentionStore};
