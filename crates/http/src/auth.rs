@@ -77,6 +77,13 @@ impl FromRequest for Caller {
     }
 }
 
+/// Whether a presented secret (`METRICS_TOKEN`, the webhook verify token) is the configured
+/// one. Digests are compared, so the time taken says nothing about the secret.
+pub(crate) fn same_secret(given: &str, configured: &str) -> bool {
+    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    digest(given).as_ref() == digest(configured).as_ref()
+}
+
 /// Authenticates requests before any handler or body parsing runs; a refusal is a response
 /// (401 with `WWW-Authenticate: Bearer`, or 503), so outer middleware decorates it.
 pub(crate) async fn require_api_key(

@@ -1,23 +1,11 @@
 //! `insta-router prune [--dry-run]`: one retention pass now, or what it would delete.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
-use insta_router_app::{RetentionService, SystemClock};
-use insta_router_storage::Database;
 
 use crate::Settings;
-use crate::wiring::{open_database, prepare_schema};
-
-/// The retention service on `db`, with the settings' policy.
-pub fn retention(db: &Database, settings: &Settings) -> Arc<RetentionService> {
-    Arc::new(RetentionService::new(
-        Arc::new(db.retention()),
-        Arc::new(SystemClock),
-        settings.retention(),
-    ))
-}
+use crate::wiring::{open_database, prepare_schema, retention};
 
 /// Runs `prune`.
 ///

@@ -212,7 +212,7 @@ impl Application {
             &mut workers,
             &readiness,
             "retention",
-            crate::prune::retention(&db, &settings).start(stopped.clone()),
+            crate::wiring::retention(&db, &settings).start(stopped.clone()),
         );
         let crm_wake = {
             let deliveries = deliveries.clone();

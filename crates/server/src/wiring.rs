@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use insta_router_app::{
-    ApiKeyService, IngestPorts, IngestSettings, Ingestor, JournalReplayer, ReplayPorts, SystemClock,
+    ApiKeyService, IngestPorts, IngestSettings, Ingestor, JournalReplayer, ReplayPorts,
+    RetentionService, SystemClock,
 };
 use insta_router_instagram::MetaNotifications;
 use insta_router_ports::WebhookSpool;
@@ -40,6 +41,15 @@ pub async fn prepare_schema(db: &Database, settings: &Settings) -> anyhow::Resul
         );
     }
     Ok(())
+}
+
+/// The retention service on `db`, with the settings' policy (for `serve` and `prune`).
+pub fn retention(db: &Database, settings: &Settings) -> Arc<RetentionService> {
+    Arc::new(RetentionService::new(
+        Arc::new(db.retention()),
+        Arc::new(SystemClock),
+        settings.retention(),
+    ))
 }
 
 /// The webhook spool named by `WEBHOOK_SPOOL_DIR`, if any; with `create` false, only when

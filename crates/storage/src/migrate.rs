@@ -58,10 +58,7 @@ impl Database {
     pub async fn migrate_up(&self) -> Result<(), StorageError> {
         let txn = self.migration_lock().await?;
         let result = async {
-            let state = schema_state(&txn).await?;
-            if !state.unknown.is_empty() {
-                return Err(StorageError::SchemaNewer(state.unknown));
-            }
+            let state = known_schema(&txn).await?;
             if !state.pending.is_empty() {
                 tracing::info!(pending = state.pending.len(), "migrating the database");
                 Migrator::up(&txn, None).await.map_err(failed)?;
@@ -82,10 +79,7 @@ impl Database {
     pub async fn migrate_down(&self, steps: Option<u32>) -> Result<(), StorageError> {
         let txn = self.migration_lock().await?;
         let result = async {
-            let state = schema_state(&txn).await?;
-            if !state.unknown.is_empty() {
-                return Err(StorageError::SchemaNewer(state.unknown));
-            }
+            known_schema(&txn).await?;
             Migrator::down(&txn, steps).await.map_err(failed)
         }
         .await;
@@ -211,6 +205,16 @@ async fn flag(txn: &DatabaseTransaction, sql: &str) -> Result<bool, StorageError
         None => None,
     };
     Ok(value.unwrap_or(false))
+}
+
+/// The schema's state, refused when a newer release migrated it.
+async fn known_schema(txn: &DatabaseTransaction) -> Result<SchemaState, StorageError> {
+    let state = schema_state(txn).await?;
+    if state.unknown.is_empty() {
+        Ok(state)
+    } else {
+        Err(StorageError::SchemaNewer(state.unknown))
+    }
 }
 
 /// The schema's state, read through `txn` (the migrations table is created when missing).

@@ -126,9 +126,6 @@ impl Prepared {
             tracing::warn!(%reason, "signed webhook is not a usable notification; journaling it");
         }
         let id = webhook.id;
-        if let Ok(events) = &parsed {
-            telemetry::received(webhook.origin, events);
-        }
         let (events, status, error) = match &parsed {
             Ok(events) => (events.as_slice(), JournalStatus::Accepted, None),
             Err(reason) => (&[][..], JournalStatus::Unusable, Some(reason.clone())),
@@ -205,37 +202,40 @@ impl Prepared {
         }
     }
 
-    /// The same request prepared again, with fresh ids (the journal id and the arrival
-    /// stay; its events are not counted again).
+    /// The same request prepared again, with fresh ids (the journal id and the arrival stay).
     pub(super) fn again(&self, parser: &dyn NotificationParser, hints: &RouteHints) -> Self {
         let mut again = Self::new(
             ReceivedWebhook {
                 id: self.journal.id.clone(),
                 received_at: self.journal.received_at,
                 body: self.journal.body.clone(),
-                // Not `Meta`: its events were counted when it arrived.
-                origin: Origin::Journal,
+                origin: self.origin,
             },
             parser,
             hints,
         );
-        again.origin = self.origin;
         again.arrived = self.arrived;
         again
     }
 
-    /// What [`Prepared::answered`] needs, kept while the request itself is handed on.
+    /// Counts the request's events by kind, once, when it arrives.
+    pub(super) fn count_received(&self) {
+        telemetry::received(
+            self.origin,
+            self.events.iter().map(|e| match &e.item {
+                Item::Message(_) => "message",
+                Item::Other { record, .. } => record.event.kind_name(),
+            }),
+        );
+    }
+
+    /// What counting the request's answer needs, kept while the request is handed on.
     pub(super) fn answer(&self) -> Answer {
         Answer {
             origin: self.origin,
             events: self.journal.events,
             arrived: self.arrived,
         }
-    }
-
-    /// Counts what became of the request.
-    pub(super) fn answered(&self, result: &Result<IngestReport, IngestError>) {
-        self.answer().answered(result);
     }
 }
 

@@ -226,12 +226,11 @@ impl Ingestor {
             .ok()
             .and_then(|s| s.clone())
             .ok_or(IngestError::ShuttingDown)?;
+        let prepared = Prepared::new(webhook, self.parser.as_ref(), &self.hints);
+        prepared.count_received();
         let (reply, answer) = oneshot::channel();
         sender
-            .send(Pending {
-                prepared: Prepared::new(webhook, self.parser.as_ref(), &self.hints),
-                reply,
-            })
+            .send(Pending { prepared, reply })
             .await
             .map_err(|_| IngestError::ShuttingDown)?;
         answer.await.map_err(|_| IngestError::ShuttingDown)?
@@ -269,7 +268,7 @@ async fn write_group(ports: &IngestPorts, hints: &RouteHints, group: Vec<Pending
             let new = reports.iter().any(|r| r.processed > 0);
             for ((reply, report), prepared) in replies.into_iter().zip(reports).zip(&prepared) {
                 let result = Ok(report);
-                prepared.answered(&result);
+                prepared.answer().answered(&result);
                 let _ = reply.send(result);
             }
             new

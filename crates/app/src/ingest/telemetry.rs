@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use insta_router_domain::InboundEvent;
 use insta_router_ports::JournalStatus;
 
 use super::{IngestError, IngestReport, Origin};
@@ -36,13 +35,12 @@ pub fn refused_webhook(refusal: Refusal) {
 }
 
 /// Counts the events of a request from Meta, by kind.
-pub(super) fn received(origin: Origin, events: &[InboundEvent]) {
+pub(super) fn received(origin: Origin, kinds: impl Iterator<Item = &'static str>) {
     if origin != Origin::Meta {
         return;
     }
-    for event in events {
-        metrics::counter!("insta_router_webhook_events_total", "kind" => event.kind_name())
-            .increment(1);
+    for kind in kinds {
+        metrics::counter!("insta_router_webhook_events_total", "kind" => kind).increment(1);
     }
 }
 
