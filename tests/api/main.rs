@@ -13,6 +13,7 @@ mod encryption;
 mod hygiene;
 mod keys;
 mod lifecycle;
+mod operations;
 mod outages;
 mod rules;
 mod sending;

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate up|down|status`, `simulate`, `api-key
-//! create|list|revoke`, `journal list|replay`, `stats`.
+//! create|list|revoke`, `journal list|replay`, `prune`, `backup`, `doctor`, `stats`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +62,12 @@ enum Command {
         /// Count, delete nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Copy the SQLite database to FILE while the server runs, and check the copy (for
+    /// PostgreSQL and MySQL, says which native tool to use).
+    Backup {
+        /// Where to write the copy; must not exist.
+        file: PathBuf,
     },
     /// Print how many rows each table holds.
     Stats {
@@ -158,6 +164,7 @@ async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<Exi
         Command::Reencrypt => return reencrypt(&settings).await,
         Command::Stats { json } => stats(&settings, json).await?,
         Command::Prune { dry_run } => return crate::prune::run(dry_run, &settings).await,
+        Command::Backup { file } => return crate::backup::run(file, &settings).await,
     }
     Ok(ExitCode::SUCCESS)
 }

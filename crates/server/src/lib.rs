@@ -3,6 +3,7 @@
 //! `main.rs` only calls [`cli::run`]. This is the one crate that reads configuration and
 //! environment variables and knows every other crate.
 
+pub mod backup;
 pub mod cli;
 pub mod encryption;
 pub mod journal;

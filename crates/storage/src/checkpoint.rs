@@ -4,8 +4,13 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 
+use crate::connect::SQLITE_BUSY_TIMEOUT;
+
 /// WAL frames (pages) past which the checkpointer restarts the WAL: 64 MiB of 4 KiB pages.
 const WAL_RESTART_FRAMES: i64 = 16_384;
+
+/// How long a RESTART checkpoint waits for readers (and so holds writers).
+const RESTART_WAIT_MS: u64 = 100;
 
 /// `journal_size_limit`: the size SQLite cuts the WAL back to when it starts it over. Well
 /// above the restart point, because under sustained writes the WAL passes that point by the
@@ -53,10 +58,14 @@ impl Checkpointer {
                 // the moment it takes to copy what the passive one left, and the next
                 // commit starts the WAL from its beginning, overwriting the file in place
                 // (cut back only past `WAL_SIZE_LIMIT`).
+                //
+                // A RESTART waits for readers of the old WAL, holding writers meanwhile, for
+                // as long as the busy timeout: a long reader (`insta-router backup`, which
+                // reads one snapshot for as long as the copy takes) would stall every write
+                // for 10 s. So it waits 100 ms at most, on the same connection, and is tried
+                // again half a second later.
                 if frames >= WAL_RESTART_FRAMES
-                    && let Err(e) = conn
-                        .execute_unprepared("PRAGMA wal_checkpoint(RESTART)")
-                        .await
+                    && let Err(e) = conn.execute_unprepared(&restart_sql()).await
                 {
                     tracing::warn!(error = %e, "WAL restart checkpoint failed");
                 }
@@ -65,8 +74,52 @@ impl Checkpointer {
     }
 }
 
+/// A RESTART checkpoint with a short busy timeout, the usual one restored after it.
+fn restart_sql() -> String {
+    format!(
+        "PRAGMA busy_timeout = {RESTART_WAIT_MS}; PRAGMA wal_checkpoint(RESTART); \
+         PRAGMA busy_timeout = {}",
+        SQLITE_BUSY_TIMEOUT.as_millis()
+    )
+}
+
 impl Drop for Checkpointer {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, Statement};
+
+    use super::restart_sql;
+    use crate::connect::SQLITE_BUSY_TIMEOUT;
+
+    #[tokio::test]
+    async fn the_restart_runs_on_one_connection_and_restores_its_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+        let mut options = ConnectOptions::new(url);
+        options.max_connections(1).sqlx_logging(false);
+        let conn = sea_orm::Database::connect(options).await.unwrap();
+        conn.execute_unprepared("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)")
+            .await
+            .unwrap();
+        conn.execute_unprepared(&restart_sql()).await.unwrap();
+        let timeout = conn
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA busy_timeout",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap();
+        assert_eq!(
+            u128::try_from(timeout).unwrap(),
+            SQLITE_BUSY_TIMEOUT.as_millis()
+        );
     }
 }

@@ -56,7 +56,7 @@ pub struct Database {
 }
 
 /// How long a SQLite connection waits for another one's write lock.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Page cache per SQLite connection, in KiB.
 const SQLITE_CACHE_KIB: u32 = 4096;

@@ -7,6 +7,7 @@
 mod accounts;
 mod auto_replies;
 mod backend;
+mod backup;
 mod checkpoint;
 mod connect;
 mod conversations;
@@ -34,6 +35,7 @@ mod url;
 pub use accounts::SeaAccountRepository;
 pub use auto_replies::SeaAutoReplyStore;
 pub use backend::Backend;
+pub use backup::{BackupError, BackupReport, backup_sqlite};
 pub use connect::{Database, DbOptions};
 pub use conversations::SeaConversationRepository;
 pub use deliveries::{MAX_RESPONSE_BODY, SeaDeliveryStore};

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod auto_replies;
+mod backup;
 mod conversations;
 mod deliveries;
 mod inbound;
