@@ -135,3 +135,128 @@ async fn a_backup_taken_under_webhook_load_restores_every_event_acknowledged_bef
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+#[tokio::test]
+async fn doctor_names_a_refused_token_and_an_unreachable_crm() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let graph = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/me"))
+        .and(header("authorization", "Bearer IGQVJ-good"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"user_id": "17841400000000001", "username": "goodshop"}),
+        ))
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/me"))
+        .and(header("authorization", "Bearer IGQVJ-expired"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "error": {"message": "Error validating access token: Session has expired", "type": "OAuthException", "code": 190, "error_subcode": 463}
+        })))
+        .mount(&graph)
+        .await;
+    let crm = MockServer::start().await;
+    Mock::given(method("HEAD"))
+        .respond_with(ResponseTemplate::new(405))
+        .mount(&crm)
+        .await;
+    // A port nothing listens on.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let env = [
+        ("INSTAGRAM_API_BASE_URL", graph.uri()),
+        ("CRM_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
+        ("FACEBOOK_VERIFY_TOKEN", "doctor-verify".to_owned()),
+        ("INSTAGRAM_APP_SECRET", "doctor-secret".to_owned()),
+    ];
+    let mut builder = TestServer::builder()
+        .secret("IGQVJ-good")
+        .secret("IGQVJ-expired")
+        .secret("crm-secret");
+    for (key, value) in &env {
+        builder = builder.env(key, value);
+    }
+    let server = builder.start().await;
+    let mut ids = Vec::new();
+    for (n, (username, token, crm_url)) in [
+        ("goodshop", "IGQVJ-good", format!("{}/hooks", crm.uri())),
+        (
+            "oldshop",
+            "IGQVJ-expired",
+            format!("http://127.0.0.1:{closed}/hooks"),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = server
+            .api(reqwest::Method::POST, "/api/v1/accounts")
+            .json(&serde_json::json!({
+                "instagram_account_id": format!("1784140000000000{n}"),
+                "username": username,
+                "access_token": token,
+                "crm_webhook_url": crm_url,
+                "webhook_secret": "crm-secret",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.unwrap();
+        ids.push(body["account_id"].as_str().unwrap().to_owned());
+    }
+
+    let output = command(server.dir.path())
+        .arg("doctor")
+        .env("DATABASE_URL", &server.db.url)
+        .env("ENCRYPTION_KEY", insta_router_blackbox::TEST_ENCRYPTION_KEY)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    let line = |needle: &str| {
+        said.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{said}"))
+            .to_owned()
+    };
+    for check in ["configuration", "database", "schema"] {
+        assert!(line(&format!("{check}:")).starts_with("ok"), "{said}");
+    }
+    let good_token = line(&format!("account {} (@goodshop) token", ids[0]));
+    assert!(
+        good_token.starts_with("ok") && good_token.contains("@goodshop"),
+        "{said}"
+    );
+    let good_crm = line(&format!("account {} CRM", ids[0]));
+    assert!(
+        good_crm.starts_with("ok") && good_crm.contains("HTTP 405"),
+        "{said}"
+    );
+    let bad_token = line(&format!("account {} (@oldshop) token", ids[1]));
+    assert!(
+        bad_token.starts_with("FAIL")
+            && bad_token.contains("code 190")
+            && bad_token.contains("PATCH"),
+        "{said}"
+    );
+    let bad_crm = line(&format!("account {} CRM", ids[1]));
+    assert!(
+        bad_crm.starts_with("FAIL")
+            && bad_crm.contains(&format!("127.0.0.1:{closed}"))
+            && bad_crm.to_lowercase().contains("refused"),
+        "{said}"
+    );
+    assert!(said.contains("2 of 7 checks failed"), "{said}");
+    // Nothing secret on the way.
+    assert_eq!(
+        insta_router_blackbox::leaked_secret(&said, &server.secrets()),
+        None
+    );
+}

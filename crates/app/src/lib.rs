@@ -9,6 +9,7 @@ mod auto_reply;
 mod cipher;
 mod crm_payload;
 mod deliveries;
+mod doctor;
 mod gauges;
 mod inbox;
 mod ingest;
@@ -29,6 +30,7 @@ pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE, ResealRep
 pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
 pub use cipher::{KEY_LEN, Keyring};
 pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySettings};
+pub use doctor::{Doctor, Finding};
 pub use gauges::publish_job_counts;
 pub use inbox::{InboxError, InboxService};
 pub use ingest::{

@@ -114,19 +114,60 @@ impl HttpCrmSender {
     }
 }
 
+/// The answer when `url` may not be called: no request was made.
+fn refusal(reason: &str, started: Instant) -> CrmResponse {
+    CrmResponse {
+        outcome: AttemptOutcome::Refused,
+        duration: started.elapsed(),
+        body: None,
+        error: Some(format!(
+            "{reason}; set CRM_ALLOW_PRIVATE_NETWORKS=true to allow it"
+        )),
+    }
+}
+
+/// The answer when no HTTP answer came.
+fn failure(err: reqwest::Error, started: Instant) -> CrmResponse {
+    let outcome = if err.is_timeout() {
+        AttemptOutcome::Timeout
+    } else if is_refusal(&err) {
+        AttemptOutcome::Refused
+    } else {
+        AttemptOutcome::Unreachable
+    };
+    CrmResponse {
+        outcome,
+        duration: started.elapsed(),
+        body: None,
+        error: Some(error_chain(&err.without_url())),
+    }
+}
+
 #[async_trait]
 impl CrmSender for HttpCrmSender {
+    async fn probe(&self, url: &str) -> CrmResponse {
+        let started = Instant::now();
+        if let Some(reason) = self.refused(url) {
+            return refusal(&reason, started);
+        }
+        match self.client.head(url).send().await {
+            Ok(response) => CrmResponse {
+                outcome: AttemptOutcome::Answered {
+                    status: response.status().as_u16(),
+                    retry_after: None,
+                },
+                duration: started.elapsed(),
+                body: None,
+                error: None,
+            },
+            Err(err) => failure(err, started),
+        }
+    }
+
     async fn send(&self, request: CrmRequest) -> CrmResponse {
         let started = Instant::now();
         if let Some(reason) = self.refused(&request.url) {
-            return CrmResponse {
-                outcome: AttemptOutcome::Refused,
-                duration: started.elapsed(),
-                body: None,
-                error: Some(format!(
-                    "{reason}; set CRM_ALLOW_PRIVATE_NETWORKS=true to allow it"
-                )),
-            };
+            return refusal(&reason, started);
         }
         let timestamp = (self.clock)().timestamp();
         let signatures: Vec<String> = request
@@ -156,21 +197,7 @@ impl CrmSender for HttpCrmSender {
         let result = post.body(request.body).send().await;
         let response = match result {
             Ok(response) => response,
-            Err(err) => {
-                let outcome = if err.is_timeout() {
-                    AttemptOutcome::Timeout
-                } else if is_refusal(&err) {
-                    AttemptOutcome::Refused
-                } else {
-                    AttemptOutcome::Unreachable
-                };
-                return CrmResponse {
-                    outcome,
-                    duration: started.elapsed(),
-                    body: None,
-                    error: Some(error_chain(&err.without_url())),
-                };
-            }
+            Err(err) => return failure(err, started),
         };
         let status = response.status().as_u16();
         let retry_after = response

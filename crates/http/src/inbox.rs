@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, get, post};
 use chrono::Utc;
 use insta_router_app::InboxError;
 use insta_router_domain::{ConversationId, HUMAN_AGENT_WINDOW, Message, ReplyTo, STANDARD_WINDOW};
-use insta_router_ports::ConversationSummary;
+use insta_router_ports::{ConversationSummary, GraphError};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -245,8 +245,13 @@ impl From<InboxError> for ApiError {
         match err {
             InboxError::AccountNotFound(id) => Self::NotFound(format!("account {id} not found")),
             InboxError::NotFound(id) => Self::NotFound(format!("conversation {id} not found")),
-            InboxError::Graph(error) => Self::BadGateway(format!(
+            InboxError::Graph(error @ GraphError::Permanent { .. }) => Self::BadGateway(format!(
                 "the conversation is marked seen here, but Meta refused the mark_seen: {error}"
+            )),
+            // A connection that failed, a timeout, a 5xx: Meta may never have seen it.
+            InboxError::Graph(error) => Self::BadGateway(format!(
+                "the conversation is marked seen here, but the mark_seen did not go through: \
+                 {error}"
             )),
             InboxError::Storage(source) => source.into(),
         }

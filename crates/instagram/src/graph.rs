@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use insta_router_domain::{
     InstagramMessageId, InstagramUserId, MessagingType, OutboundContent, Secret,
 };
-use insta_router_ports::{GraphError, Messenger, Profile};
+use insta_router_ports::{GraphError, Messenger, Profile, TokenOwner};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -59,6 +59,23 @@ struct MetaError {
 #[derive(Deserialize)]
 struct SendAnswer {
     message_id: String,
+}
+
+#[derive(Deserialize)]
+struct MeAnswer {
+    /// A string, or a number in some API versions.
+    user_id: Option<serde_json::Value>,
+    id: Option<serde_json::Value>,
+    username: Option<String>,
+}
+
+/// A Graph API id, whether sent as a string or a number.
+fn id_text(value: Option<serde_json::Value>) -> Option<String> {
+    match value? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 #[derive(Deserialize)]
@@ -141,44 +158,22 @@ fn without_url(err: reqwest::Error) -> String {
 #[async_trait]
 impl Messenger for GraphClient {
     async fn profile(&self, token: &Secret, user: &InstagramUserId) -> Result<Profile, GraphError> {
-        // The token goes in the Authorization header, never in the URL: a URL ends up in
-        // error texts and log lines.
-        let url = url::Url::parse_with_params(
-            &format!("{}/{}", self.base_url, user.as_str()),
-            [("fields", "name,username")],
-        )
-        .map_err(|e| GraphError::Permanent {
-            code: None,
-            subcode: None,
-            message: format!("bad Graph API URL: {e}"),
-        })?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(|e| GraphError::Transient {
-                code: None,
-                message: without_url(e),
-            })?;
-        let status = response.status().as_u16();
-        let body = response.text().await.map_err(|e| GraphError::Transient {
-            code: None,
-            message: without_url(e),
-        })?;
-        if !(200..300).contains(&status) {
-            return Err(classify(status, &body, token));
-        }
-        let answer: ProfileAnswer =
-            serde_json::from_str(&body).map_err(|e| GraphError::Permanent {
-                code: None,
-                subcode: None,
-                message: format!("unexpected profile answer: {e}"),
-            })?;
+        let answer: ProfileAnswer = self
+            .get_json(token, user.as_str(), "name,username", "profile")
+            .await?;
         Ok(Profile {
             username: answer.username,
             name: answer.name,
+        })
+    }
+
+    async fn me(&self, token: &Secret) -> Result<TokenOwner, GraphError> {
+        let answer: MeAnswer = self.get_json(token, "me", "user_id,username", "me").await?;
+        Ok(TokenOwner {
+            id: id_text(answer.user_id)
+                .or_else(|| id_text(answer.id))
+                .unwrap_or_default(),
+            username: answer.username,
         })
     }
 
@@ -242,6 +237,49 @@ impl Messenger for GraphClient {
 }
 
 impl GraphClient {
+    /// `GET /{node}?fields=...` with `token`, its 2xx answer parsed as `T` (`what` names it
+    /// in errors).
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &Secret,
+        node: &str,
+        fields: &str,
+        what: &str,
+    ) -> Result<T, GraphError> {
+        // The token goes in the Authorization header, never in the URL: a URL ends up in
+        // error texts and log lines.
+        let url =
+            url::Url::parse_with_params(&format!("{}/{node}", self.base_url), [("fields", fields)])
+                .map_err(|e| GraphError::Permanent {
+                    code: None,
+                    subcode: None,
+                    message: format!("bad Graph API URL: {e}"),
+                })?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| GraphError::Transient {
+                code: None,
+                message: without_url(e),
+            })?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(|e| GraphError::Transient {
+            code: None,
+            message: without_url(e),
+        })?;
+        if !(200..300).contains(&status) {
+            return Err(classify(status, &body, token));
+        }
+        serde_json::from_str(&body).map_err(|e| GraphError::Permanent {
+            code: None,
+            subcode: None,
+            message: format!("unexpected {what} answer: {e}"),
+        })
+    }
+
     /// POSTs to `/me/messages` and returns the body of a 2xx answer. A 200 whose body holds
     /// an `error` member is a failure too.
     async fn post_messages(

@@ -40,6 +40,10 @@ pub struct CrmResponse {
 pub trait CrmSender: Send + Sync {
     /// Signs and POSTs one delivery; never fails, every outcome is an answer.
     async fn send(&self, request: CrmRequest) -> CrmResponse;
+
+    /// Whether `url` answers at all: a `HEAD` request with the same address rules,
+    /// timeouts and TLS as deliveries, carrying no event. Every outcome is an answer.
+    async fn probe(&self, url: &str) -> CrmResponse;
 }
 
 /// One recorded attempt.

@@ -39,7 +39,7 @@ pub use keys::ApiKeyStore;
 pub use keys::MockApiKeyStore;
 #[cfg(any(test, feature = "mocks"))]
 pub use messenger::MockMessenger;
-pub use messenger::{GraphError, Messenger, Profile};
+pub use messenger::{GraphError, Messenger, Profile, TokenOwner};
 pub use outbound::{Accepted, ConversationSummary, Inbox, OutboundStore, Settlement};
 #[cfg(any(test, feature = "mocks"))]
 pub use outbound::{MockInbox, MockOutboundStore};

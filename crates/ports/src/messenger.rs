@@ -14,12 +14,21 @@ pub struct Profile {
     pub name: Option<String>,
 }
 
+/// Whom a token belongs to, as Meta says (`GET /me`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenOwner {
+    /// The Instagram account's id.
+    pub id: String,
+    /// Its username, when Meta gave it.
+    pub username: Option<String>,
+}
+
 /// Why Meta did not take a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
     /// Worth trying again later: 5xx, rate limits (codes 4, 17, 32, 613), HTTP 429, code 1
     /// or 2, or the connection failed before the request was sent.
-    #[error("temporary Graph API failure (code {code:?}): {message}")]
+    #[error("temporary Graph API failure{}: {message}", code_suffix(*.code))]
     Transient {
         /// Meta's error code, when it sent one.
         code: Option<i64>,
@@ -28,7 +37,7 @@ pub enum GraphError {
     },
     /// Not worth trying again: an expired token (190), outside the messaging window
     /// (10/2534022), the person is unavailable (551), a bad parameter (100), ...
-    #[error("Graph API refused (code {code:?}): {message}")]
+    #[error("Graph API refused{}: {message}", code_suffix(*.code))]
     Permanent {
         /// Meta's error code.
         code: Option<i64>,
@@ -41,6 +50,12 @@ pub enum GraphError {
     /// it must not be sent blindly again.
     #[error("no answer from the Graph API after sending: {0}")]
     Unknown(String),
+}
+
+/// ` (code N)` when Meta sent a code; nothing otherwise (the connection failed, or Meta's
+/// answer carried no error body).
+fn code_suffix(code: Option<i64>) -> String {
+    code.map(|c| format!(" (code {c})")).unwrap_or_default()
 }
 
 /// Sends messages and looks up profiles with an account's token.
@@ -67,6 +82,13 @@ pub trait Messenger: Send + Sync {
         content: &OutboundContent,
         messaging: MessagingType,
     ) -> Result<InstagramMessageId, GraphError>;
+
+    /// Whose token this is (`GET /me?fields=user_id,username`): whether Meta accepts it.
+    ///
+    /// # Errors
+    ///
+    /// [`GraphError`]: a refused token is [`GraphError::Permanent`] with code 190.
+    async fn me(&self, token: &Secret) -> Result<TokenOwner, GraphError>;
 
     /// Tells Meta the business has seen the conversation (`sender_action: mark_seen`).
     ///

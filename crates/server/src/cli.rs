@@ -69,6 +69,9 @@ enum Command {
         /// Where to write the copy; must not exist.
         file: PathBuf,
     },
+    /// Check the configuration, the database and its schema, each account's token (Meta's
+    /// `me`) and each CRM URL; one line per check, exit status 1 when any fails.
+    Doctor,
     /// Print how many rows each table holds.
     Stats {
         /// One JSON object instead of a table.
@@ -135,15 +138,38 @@ pub fn run() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             report(&err);
-            ExitCode::FAILURE
+            // A configuration the settings check refused (the production check included).
+            if err
+                .chain()
+                .any(|cause| cause.is::<crate::settings::SettingsError>())
+            {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
+/// Prints `err` once, on stderr (not also as a log line: both end up in the same journal).
 #[allow(clippy::print_stderr)]
 fn report(err: &anyhow::Error) {
-    tracing::error!("{err:#}");
-    eprintln!("error: {err:#}");
+    eprintln!("error: {}", root_cause(err));
+}
+
+/// `err` and its causes joined by `: `, each said once: a cause whose text an outer one
+/// already holds (drivers repeat themselves: "pool timed out ...: pool timed out ...") is
+/// left out.
+pub fn root_cause(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
 }
 
 async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<ExitCode> {
@@ -165,6 +191,7 @@ async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<Exi
         Command::Stats { json } => stats(&settings, json).await?,
         Command::Prune { dry_run } => return crate::prune::run(dry_run, &settings).await,
         Command::Backup { file } => return crate::backup::run(file, &settings).await,
+        Command::Doctor => return crate::doctor::run(&settings).await,
     }
     Ok(ExitCode::SUCCESS)
 }

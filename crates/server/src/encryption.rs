@@ -98,6 +98,16 @@ fn dev_key(path: &Path) -> anyhow::Result<[u8; KEY_LEN]> {
     let mut key = [0_u8; KEY_LEN];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
         .map_err(|_| anyhow::anyhow!("no random bytes for an encryption key"))?;
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.is_dir())
+    {
+        anyhow::bail!(
+            "the directory {} does not exist (it holds the database and its development key \
+             file); create it, or point DATABASE_URL elsewhere",
+            dir.display()
+        );
+    }
     let mut file = open_private(path)
         .with_context(|| format!("cannot make the development key file {}", path.display()))?;
     writeln!(file, "{}", STANDARD.encode(key))?;

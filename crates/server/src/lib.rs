@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod cli;
+pub mod doctor;
 pub mod encryption;
 pub mod journal;
 pub mod keys;

@@ -88,11 +88,22 @@ impl Database {
     pub async fn connect(url: &DatabaseUrl, options: &DbOptions) -> Result<Self, StorageError> {
         let backend = url.backend();
         let in_memory = url.in_memory();
+        let parsed = url;
         let url = url.as_str();
         let opts = Self::options(url, backend, options);
-        let conn = sea_orm::Database::connect(opts.clone())
-            .await
-            .map_err(|e| StorageError::Connect(e.into()))?;
+        let conn = match sea_orm::Database::connect(opts.clone()).await {
+            Ok(conn) => conn,
+            // The driver says "pool timed out" for a refused connection and "unable to open
+            // database file" for a missing directory: say the root cause when it is known.
+            Err(e) => {
+                return Err(StorageError::Connect(
+                    match crate::diagnose::diagnose(parsed).await {
+                        Some(cause) => cause.into(),
+                        None => e.into(),
+                    },
+                ));
+            }
+        };
         let writer = if backend == Backend::Sqlite && !in_memory {
             let path = SqliteConnectOptions::from_str(url)
                 .map_err(|e| StorageError::Connect(e.into()))?

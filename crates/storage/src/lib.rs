@@ -12,6 +12,7 @@ mod checkpoint;
 mod connect;
 mod conversations;
 mod deliveries;
+mod diagnose;
 mod entity;
 mod error;
 mod inbound;
