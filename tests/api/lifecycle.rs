@@ -41,12 +41,69 @@ async fn production_without_meta_secrets_refuses_to_start_and_names_them() {
         .stderr(Stdio::piped())
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    // A configuration error, as OPERATIONS.md says: status 2.
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("FACEBOOK_VERIFY_TOKEN") && stderr.contains("INSTAGRAM_APP_SECRET"),
         "{stderr}"
     );
+}
+
+/// `insta-router <args>` in a fresh directory with `DATABASE_URL`; its exit status and
+/// standard error.
+fn failing(url: &str, args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .args(args)
+        .env("DATABASE_URL", url)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_is_explained_once_by_its_root_cause() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let missing = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            format!("postgres://postgres@127.0.0.1:{closed}/test"),
+            format!("127.0.0.1:{closed} refused the connection"),
+        ),
+        (
+            "mysql://root@no-such-host.invalid:3306/test".to_owned(),
+            "unknown host no-such-host.invalid".to_owned(),
+        ),
+        (
+            format!("sqlite://{}/absent/x.db", missing.path().display()),
+            format!(
+                "the directory {}/absent does not exist",
+                missing.path().display()
+            ),
+        ),
+    ];
+    for (url, cause) in cases {
+        for args in [&["serve"][..], &["migrate", "status"]] {
+            let (code, stderr) = failing(&url, args);
+            assert_eq!(code, Some(1), "{args:?} {url}: {stderr}");
+            assert!(stderr.contains(&cause), "{args:?} {url}: {stderr}");
+            // Said once: one error line, no cause repeated, no pool-timeout noise.
+            assert_eq!(
+                stderr.matches("error").count(),
+                1,
+                "{args:?} {url}: {stderr}"
+            );
+            assert_eq!(stderr.matches(&cause).count(), 1, "{stderr}");
+            assert!(!stderr.contains("timed out"), "{stderr}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -579,3 +579,49 @@ async fn simulate_sends_a_signed_webhook_that_the_server_stores() {
     let output = run(vec!["x".into(), "--url".into(), server.url.clone()], None);
     assert!(String::from_utf8_lossy(&output.stderr).contains("INSTAGRAM_APP_SECRET"));
 }
+
+#[tokio::test]
+async fn simulate_waits_for_a_server_that_is_still_starting() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // simulate first, as the README's recipe does while `cargo run` still builds.
+    let mut simulate = insta_router_blackbox::command(dir.path())
+        .env("INSTAGRAM_APP_SECRET", IG_SECRET)
+        .env("PORT", port.to_string())
+        .args(["simulate", "hello while starting", "--wait", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It says that it waits; only then does the server start, on that port.
+    let mut stderr = std::io::BufReader::new(simulate.stderr.take().unwrap());
+    let waiting = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        (line, stderr)
+    });
+    let (line, mut stderr) = waiting.await.unwrap();
+    assert!(line.contains("waiting for the server"), "{line}");
+    let simulate = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        (simulate.wait_with_output(), rest)
+    });
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", IG_SECRET)
+        .env("PORT", &port.to_string())
+        .start()
+        .await;
+    let (output, stderr) = simulate.await.unwrap();
+    let output = output.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("200 OK"), "{stdout}");
+    let db = server.db.connect().await;
+    let stored = rows(&db, "SELECT message_text FROM messages").await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["message_text"], "hello while starting");
+}

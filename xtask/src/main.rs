@@ -1,6 +1,7 @@
 //! Project automation: `cargo xtask <command>`.
 //!
-//! - `deps`: proves the dependency invariants of `docs/ARCHITECTURE.md` with `cargo tree -i`.
+//! - `deps`: proves the dependency invariants of `docs/ARCHITECTURE.md` with `cargo tree -i`,
+//!   and that the binary alone and the workspace tests build crates.io packages alike.
 //! - `bench ingest [--db sqlite|postgres]`: the webhook ingest benchmark (see
 //!   `docs/PERFORMANCE.md`).
 //! - `ci`: what `.ci/run` runs, for local use.
@@ -71,15 +72,76 @@ fn deps() -> Result<(), String> {
             violations.push(format!("{package} depends on {banned}:\n{stdout}"));
         }
     }
+    violations.extend(unification()?);
     if violations.is_empty() {
         #[allow(clippy::print_stdout)]
         {
-            println!("dependency invariants hold ({} bans checked)", BANS.len());
+            println!(
+                "dependency invariants hold ({} bans checked; the binary's crates.io features \
+                 match the test build's)",
+                BANS.len()
+            );
         }
         Ok(())
     } else {
         Err(violations.join("\n"))
     }
+}
+
+/// Each crates.io package's features, as `cargo tree` resolves them for `args`.
+fn features(args: &[&str]) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let output = Command::new(env!("CARGO"))
+        .args(["tree", "--quiet", "--prefix", "none", "-f", "{p}|{f}"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let mut found = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let line = line.trim_end_matches(" (*)");
+        let Some((package, features)) = line.split_once('|') else {
+            continue;
+        };
+        // Workspace members (a path in parentheses) may differ: they are ours to rebuild.
+        if !package.contains(" (") {
+            let all: &mut std::collections::BTreeSet<String> =
+                found.entry(package.to_owned()).or_default();
+            all.extend(
+                features
+                    .split(',')
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|(package, all)| (package, all.into_iter().collect::<Vec<_>>().join(",")))
+        .collect())
+}
+
+/// `cargo run` builds the binary's dependencies with the features the binary alone asks for;
+/// `cargo test --workspace` with those every member and dev-dependency asks for. Where they
+/// differ, switching between the two rebuilds sqlx, sea-orm, reqwest... (crates/server's
+/// Cargo.toml turns the missing features on). One violation per package that differs.
+fn unification() -> Result<Vec<String>, String> {
+    let binary = features(&["-e", "normal,build", "-p", "insta-router"])?;
+    let tests = features(&["-e", "normal,build,dev", "--workspace"])?;
+    Ok(binary
+        .iter()
+        .filter_map(|(package, features)| {
+            let other = tests.get(package)?;
+            (other != features).then(|| {
+                format!(
+                    "{package}: the binary builds it with [{features}], the workspace tests \
+                     with [{other}]; add the difference to crates/server/Cargo.toml's feature \
+                     unification"
+                )
+            })
+        })
+        .collect())
 }
 
 fn ci() -> Result<(), String> {

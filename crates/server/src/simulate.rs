@@ -1,6 +1,7 @@
 //! `insta-router simulate`: a signed webhook, as Meta would send it, to a running server.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
@@ -26,6 +27,9 @@ pub struct SimulateArgs {
     /// The customer who sends it.
     #[arg(long, default_value = "1234567890123456")]
     sender: String,
+    /// How many seconds to wait for a server that is still starting (0: do not wait).
+    #[arg(long, default_value_t = 30)]
+    wait: u64,
 }
 
 /// Builds, signs and sends the webhook; prints the server's answer.
@@ -47,17 +51,17 @@ pub async fn run(args: SimulateArgs, settings: &Settings) -> anyhow::Result<()> 
         }
         None => notification(&args, settings).to_string().into_bytes(),
     };
-    let url = format!(
-        "{}/webhooks/instagram",
-        args.url
-            .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.http.port))
-            .trim_end_matches('/')
-    );
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.http.port));
+    let base = base.trim_end_matches('/');
+    let url = format!("{base}/webhooks/instagram");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .build()
         .context("cannot build an HTTP client")?;
+    wait_for_server(&client, base, Duration::from_secs(args.wait)).await?;
     let response = client
         .post(&url)
         .header("content-type", "application/json")
@@ -76,6 +80,46 @@ pub async fn run(args: SimulateArgs, settings: &Settings) -> anyhow::Result<()> 
         bail!("the server answered {status}");
     }
     Ok(())
+}
+
+/// Waits up to `limit` for `base` to accept connections (`cargo run` may still be building or
+/// starting it), saying so once on stderr.
+#[allow(clippy::print_stderr)]
+async fn wait_for_server(
+    client: &reqwest::Client,
+    base: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut said = false;
+    loop {
+        match client.get(format!("{base}/health")).send().await {
+            // Any answer: it listens (a 503 means its database is not ready; the webhook
+            // itself says what happens then).
+            Ok(_) => return Ok(()),
+            Err(err) if err.is_connect() && Instant::now() < deadline => {
+                if !said {
+                    eprintln!(
+                        "waiting for the server at {base} to start (up to {} s)...",
+                        limit.as_secs()
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(err) => {
+                let waited = if limit.is_zero() {
+                    String::new()
+                } else {
+                    format!(" after {} s", limit.as_secs())
+                };
+                return Err(anyhow::Error::new(err.without_url())).context(format!(
+                    "cannot reach {base}{waited}; is the server running (`insta-router serve`), \
+                     and on this port (PORT, or --url)?"
+                ));
+            }
+        }
+    }
 }
 
 fn notification(args: &SimulateArgs, settings: &Settings) -> serde_json::Value {

@@ -124,7 +124,13 @@ impl AutoReplyService {
                 let _ = self.ports.replies.abandon(id).await;
                 metrics::counter!("insta_router_auto_replies_total", "outcome" => "retried")
                     .increment(1);
-                retry(format!("Graph API (code {code:?}): {text}"))
+                let cause = GraphError::Transient {
+                    code,
+                    message: text,
+                }
+                .to_string();
+                tracing::info!(message_id = %id, rule_id = %rule.id, "auto-reply failed; retrying: {cause}");
+                retry(cause)
             }
             Err(GraphError::Permanent {
                 code,

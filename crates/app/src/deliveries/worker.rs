@@ -257,10 +257,10 @@ impl DeliveryService {
         match &resolution {
             DeliveryResolution::Dead | DeliveryResolution::DeadAndDisable(_) => {
                 metrics::counter!("insta_router_delivery_dead_letters_total").increment(1);
-                tracing::warn!(job_id = %job.id, attempts = job.attempts, outcome = %attempt.outcome, "delivery dead-lettered");
+                tracing::warn!(job_id = %job.id, attempts = job.attempts, outcome = %attempt.outcome, cause = %attempt_cause(&attempt), "delivery dead-lettered");
             }
             DeliveryResolution::RetryAt(at) => {
-                tracing::debug!(job_id = %job.id, attempts = job.attempts, outcome = %attempt.outcome, retry_at = %at, "delivery failed; retrying");
+                tracing::info!(job_id = %job.id, attempts = job.attempts, outcome = %attempt.outcome, cause = %attempt_cause(&attempt), retry_at = %at, "delivery failed; retrying");
             }
             DeliveryResolution::Done => {}
         }
@@ -281,5 +281,14 @@ impl DeliveryService {
                 tracing::error!(%error, job_id = %job.id, "cannot record a delivery attempt");
             }
         }
+    }
+}
+
+/// Why an attempt failed, for the log: the CRM's status, or the connection's error.
+fn attempt_cause(attempt: &DeliveryAttempt) -> String {
+    match (attempt.status_code, &attempt.error) {
+        (Some(status), _) => format!("the CRM answered HTTP {status}"),
+        (None, Some(error)) => error.clone(),
+        (None, None) => attempt.outcome.clone(),
     }
 }

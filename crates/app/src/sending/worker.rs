@@ -204,6 +204,7 @@ impl SendService {
                         )
                         .await?;
                         count("retried");
+                        tracing::info!(message_id = %send.id, attempts, retry_at = %(now + delay), "send failed; retrying: {text}");
                         Ok(Outcome::RetryAt(now + delay, text))
                     }
                     None => {
@@ -247,6 +248,7 @@ impl SendService {
                 let error = unknown_error(&format!(
                     "the request reached Meta but no answer came ({message}); it is not sent again"
                 ));
+                tracing::warn!(message_id = %send.id, "send outcome unknown, not sent again: {}", error.message);
                 self.settle(&send, OutboundStatus::Sending, unknown(error))
                     .await?;
                 count("unknown");
