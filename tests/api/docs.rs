@@ -96,3 +96,81 @@ async fn redoc_is_served_from_the_binary() {
     assert!(!script.contains("cdn.redoc.ly"));
     assert_eq!(server.get("/redoc/logo-mini.svg").await.status(), 200);
 }
+
+/// The shell block of docs/API.md's quickstart.
+fn quickstart() -> String {
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/API.md"),
+    )
+    .unwrap();
+    let after = page
+        .split("<!-- quickstart:")
+        .nth(1)
+        .expect("docs/API.md marks its quickstart");
+    let block = after.split("```sh\n").nth(1).unwrap();
+    block.split("\n```").next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_api_quickstart_runs_as_written() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/me/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"recipient_id": "1234567890123456", "message_id": "mid.quickstart"}),
+        ))
+        .mount(&graph)
+        .await;
+    let server = TestServer::builder()
+        .env("INSTAGRAM_API_BASE_URL", &graph.uri())
+        .secret("IGAAexample")
+        .start()
+        .await;
+    let (script, base, key) = (quickstart(), server.url.clone(), server.api_key.clone());
+    let run = move || {
+        std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("BASE", base)
+            .env("ADMIN_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let output = tokio::task::spawn_blocking(run).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The status and the conversations, as jq printed them.
+    let (status, conversations) = stdout.split_once("}\n{").unwrap();
+    let status: Value = serde_json::from_str(&format!("{status}}}")).unwrap();
+    let conversations: Value = serde_json::from_str(&format!("{{{conversations}")).unwrap();
+    assert_eq!(status["recipient_id"], "1234567890123456", "{status}");
+    assert_eq!(status["idempotency_key"], "order-1001-shipped");
+    assert!(conversations["data"].is_array(), "{conversations}");
+    // The send went out to (the fake) Meta once, with the quickstart's text and token.
+    let message = status["message_id"].as_str().unwrap().to_owned();
+    server
+        .eventually("the quickstart's send to be sent", async || {
+            let body: Value = server
+                .api(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/messages/{message}/status"),
+                )
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (body["status"] == "sent").then_some(())
+        })
+        .await;
+    let sent = insta_router_blackbox::graph_sends(&graph).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["message"]["text"], "Hi! Your order has shipped.");
+}
