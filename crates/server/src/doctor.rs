@@ -6,8 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use insta_router_app::{Doctor, Finding};
-use insta_router_crm::{HttpCrmSender, SenderSettings};
-use insta_router_instagram::GraphClient;
 use insta_router_storage::Database;
 
 use crate::Settings;
@@ -122,20 +120,8 @@ async fn accounts(db: &Database, settings: &Settings) -> Vec<Finding> {
         Ok(keyring) => keyring,
         Err(err) => return vec![Finding::fail("encryption key", format!("{err:#}"))],
     };
-    let clients = GraphClient::new(
-        &settings.meta.instagram_api_base_url.0,
-        settings.meta.graph_api_timeout.0,
-    )
-    .map_err(anyhow::Error::from)
-    .and_then(|graph| {
-        let crm = HttpCrmSender::new(&SenderSettings {
-            timeout: settings.crm.webhook_timeout.0,
-            allow_private_networks: settings.crm.allow_private_networks,
-            user_agent: Some(settings.crm.user_agent.clone()).filter(|a| !a.is_empty()),
-            ..SenderSettings::default()
-        })?;
-        Ok((graph, crm))
-    });
+    let clients = crate::wiring::graph_client(settings)
+        .and_then(|graph| Ok((graph, crate::wiring::crm_sender(settings)?)));
     let (graph, crm) = match clients {
         Ok(clients) => clients,
         Err(err) => return vec![Finding::fail("HTTP clients", format!("{err:#}"))],

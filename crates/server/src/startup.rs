@@ -10,10 +10,9 @@ use insta_router_app::{
     JournalReplayer, Readiness, RuleService, SendPorts, SendService, SystemClock,
     publish_job_counts,
 };
-use insta_router_crm::{HttpCrmSender, SenderSettings};
 use insta_router_domain::Secret;
 use insta_router_http::{HttpSettings, Limiters, MetricsRenderer, RateLimits};
-use insta_router_instagram::{GraphClient, WebhookVerifier};
+use insta_router_instagram::WebhookVerifier;
 use insta_router_ports::{CredentialCipher, Messenger};
 use insta_router_storage::Database;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -151,12 +150,7 @@ impl Application {
         };
         let spool = open_spool(&settings, true)?;
         let (ingest, replayer) = ingest(&db, spool, &settings, writers);
-        let sender = HttpCrmSender::new(&SenderSettings {
-            timeout: settings.crm.webhook_timeout.0,
-            allow_private_networks: settings.crm.allow_private_networks,
-            user_agent: Some(settings.crm.user_agent.clone()).filter(|a| !a.is_empty()),
-            ..SenderSettings::default()
-        })?;
+        let sender = crate::wiring::crm_sender(&settings)?;
         let deliveries = Arc::new(DeliveryService::new(
             Arc::new(db.jobs()),
             Arc::new(db.deliveries()),
@@ -181,10 +175,7 @@ impl Application {
             Arc::new(SystemClock),
             settings.auto_reply.fallback_name.clone(),
         ));
-        let graph: Arc<dyn Messenger> = Arc::new(GraphClient::new(
-            &settings.meta.instagram_api_base_url.0,
-            settings.meta.graph_api_timeout.0,
-        )?);
+        let graph: Arc<dyn Messenger> = Arc::new(crate::wiring::graph_client(&settings)?);
         let auto_replies = Arc::new(AutoReplyService::new(
             AutoReplyPorts {
                 jobs: Arc::new(db.jobs()),

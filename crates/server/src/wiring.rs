@@ -8,7 +8,8 @@ use insta_router_app::{
     ApiKeyService, IngestPorts, IngestSettings, Ingestor, JournalReplayer, ReplayPorts,
     RetentionService, SystemClock,
 };
-use insta_router_instagram::MetaNotifications;
+use insta_router_crm::{HttpCrmSender, SenderSettings};
+use insta_router_instagram::{GraphClient, MetaNotifications};
 use insta_router_ports::WebhookSpool;
 use insta_router_storage::{Database, DbOptions, DirSpool};
 
@@ -109,6 +110,33 @@ pub fn ingest(
         settings.replay(),
     ));
     (ingest, replayer)
+}
+
+/// The CRM client of deliveries (and of `doctor`'s checks): its timeout, address rules and
+/// `User-Agent` from the settings.
+///
+/// # Errors
+///
+/// When the HTTP client cannot be built or the `User-Agent` is not valid.
+pub fn crm_sender(settings: &Settings) -> anyhow::Result<HttpCrmSender> {
+    Ok(HttpCrmSender::new(&SenderSettings {
+        timeout: settings.crm.webhook_timeout.0,
+        allow_private_networks: settings.crm.allow_private_networks,
+        user_agent: Some(settings.crm.user_agent.clone()).filter(|a| !a.is_empty()),
+        ..SenderSettings::default()
+    })?)
+}
+
+/// The Graph API client of sends and auto-replies (and of `doctor`'s token checks).
+///
+/// # Errors
+///
+/// When the HTTP client cannot be built.
+pub fn graph_client(settings: &Settings) -> anyhow::Result<GraphClient> {
+    Ok(GraphClient::new(
+        &settings.meta.instagram_api_base_url.0,
+        settings.meta.graph_api_timeout.0,
+    )?)
 }
 
 /// The API key service on `db`.
