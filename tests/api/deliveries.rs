@@ -279,6 +279,16 @@ async fn failures_are_retried_with_the_same_id_and_bytes_until_accepted() {
     );
     assert_eq!(detail["attempts_made"][0]["response_body"], "boom");
     assert_eq!(detail["webhook_id"], id.as_str());
+    // Each retry is one INFO line with its cause.
+    let output = server.output();
+    let retries: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("delivery failed; retrying"))
+        .collect();
+    assert_eq!(retries.len(), 3, "{output}");
+    assert!(retries[0].contains("the CRM answered HTTP 500"), "{output}");
+    assert!(retries[1].contains("timeout"), "{output}");
+    assert!(retries[2].contains("the CRM answered HTTP 429"), "{output}");
 }
 
 #[tokio::test]

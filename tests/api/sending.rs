@@ -444,6 +444,22 @@ async fn each_graph_error_class_ends_in_the_right_status_with_metas_code() {
     assert_eq!(sent["instagram_message_id"], "mid.slow");
     assert_eq!(to("1006"), 1);
 
+    // One INFO line per retry and per failure, with Meta's code and text.
+    let output = server.output();
+    let lines = |needle: &str| output.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        lines("send failed; retrying: 613: Calls to this api"),
+        2,
+        "{output}"
+    );
+    assert_eq!(
+        lines("send failed; retrying: temporary_failure: HTTP 503"),
+        3,
+        "{output}"
+    );
+    assert_eq!(lines("send failed: No matching user found"), 1, "{output}");
+    assert_eq!(lines("send outcome unknown, not sent again"), 1, "{output}");
+
     // The CRM heard of each failure with Meta's code.
     let failed = crm_events(&server, &crm, "message.failed", 4).await;
     let codes: std::collections::BTreeSet<String> = failed
