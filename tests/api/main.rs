@@ -5,6 +5,7 @@
 
 mod accounts;
 mod auto_reply;
+mod comments;
 mod contract;
 mod deliveries;
 mod docs;

@@ -120,12 +120,15 @@ pub(crate) fn event_body(
             parties.account.as_str().into(),
         );
         data.insert("sender_id".into(), parties.customer.as_str().into());
-        data.insert(
-            "conversation_id".into(),
-            insta_router_domain::ConversationId::for_pair(&parties.account, &parties.customer)
-                .as_str()
-                .into(),
-        );
+        // A comment is not in a conversation (a private reply opens one).
+        if !matches!(event.kind, InboundEventKind::Comment(_)) {
+            data.insert(
+                "conversation_id".into(),
+                insta_router_domain::ConversationId::for_pair(&parties.account, &parties.customer)
+                    .as_str()
+                    .into(),
+            );
+        }
     }
     data.insert("timestamp".into(), rfc3339(event.occurred_at).into());
     data.insert("standby".into(), event.standby.into());
@@ -161,6 +164,29 @@ pub(crate) fn event_body(
         }
         InboundEventKind::Referral { referral: r, .. } => {
             data.insert("referral".into(), referral(r));
+        }
+        InboundEventKind::Comment(c) => {
+            data.insert("comment_id".into(), c.comment_id.as_str().into());
+            data.insert("text".into(), c.text.clone().into());
+            data.insert(
+                "from".into(),
+                serde_json::json!({"id": c.parties.customer.as_str(), "username": c.username}),
+            );
+            data.insert(
+                "media".into(),
+                serde_json::json!({
+                    "id": c.media_id,
+                    "media_product_type": c.media_product_type,
+                    "ad_id": c.ad_id,
+                    "ad_title": c.ad_title,
+                }),
+            );
+            data.insert(
+                "parent_id".into(),
+                c.parent_id.as_ref().map(|p| p.as_str().to_owned()).into(),
+            );
+            data.insert("live".into(), c.live.into());
+            data.insert("by_account".into(), c.by_account().into());
         }
         InboundEventKind::Message(_) | InboundEventKind::Unrecognized { .. } => {}
     }

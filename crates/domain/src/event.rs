@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    Attachment, Direction, InstagramAccountId, InstagramMessageId, InstagramUserId, MessageContext,
-    MessageKind, ReplyTo,
+    Attachment, Direction, InstagramAccountId, InstagramCommentId, InstagramMessageId,
+    InstagramUserId, MessageContext, MessageKind, ReplyTo,
 };
 
 /// One event of a notification, in the order Meta listed it.
@@ -67,6 +67,40 @@ impl ReceivedMessage {
             Direction::Inbound => self.parties.account.to_user_id(),
             Direction::Outbound => self.parties.customer.clone(),
         }
+    }
+}
+
+/// A comment on one of the account's posts, reels or ads, or on its live broadcast (Meta's
+/// `comments` and `live_comments` webhook fields), or a reply to such a comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedComment {
+    /// The account commented on, and the author as the customer.
+    pub parties: Parties,
+    /// Meta's id of the comment.
+    pub comment_id: InstagramCommentId,
+    /// The author's username, when Meta gave it.
+    pub username: Option<String>,
+    /// The comment's text.
+    pub text: Option<String>,
+    /// The media commented on, when Meta named it.
+    pub media_id: Option<String>,
+    /// The media's product type (`FEED`, `REELS`, `AD`, `LIVE`, ...), when Meta gave it.
+    pub media_product_type: Option<String>,
+    /// The comment this one replies to.
+    pub parent_id: Option<InstagramCommentId>,
+    /// Made on a live broadcast (`live_comments`): a private reply is possible only while the
+    /// broadcast lasts.
+    pub live: bool,
+    /// The ad, when the media is an ad: its id.
+    pub ad_id: Option<String>,
+    /// The ad's title.
+    pub ad_title: Option<String>,
+}
+
+impl ReceivedComment {
+    /// Written by the account itself (a public reply of the business), not by a customer.
+    pub fn by_account(&self) -> bool {
+        self.parties.customer.as_str() == self.parties.account.as_str()
     }
 }
 
@@ -130,6 +164,8 @@ pub enum InboundEventKind {
         /// The button's payload.
         payload: Option<String>,
     },
+    /// Someone commented on the account's media.
+    Comment(ReceivedComment),
     /// The customer opened an existing conversation through an ig.me link or an ad.
     Referral {
         /// Who.
@@ -156,6 +192,7 @@ impl InboundEvent {
     pub fn account(&self) -> Option<&InstagramAccountId> {
         match &self.kind {
             InboundEventKind::Message(m) => Some(&m.parties.account),
+            InboundEventKind::Comment(c) => Some(&c.parties.account),
             InboundEventKind::Deleted { parties, .. }
             | InboundEventKind::Reaction { parties, .. }
             | InboundEventKind::Read { parties, .. }
@@ -169,6 +206,7 @@ impl InboundEvent {
     pub fn parties(&self) -> Option<&Parties> {
         match &self.kind {
             InboundEventKind::Message(m) => Some(&m.parties),
+            InboundEventKind::Comment(c) => Some(&c.parties),
             InboundEventKind::Deleted { parties, .. }
             | InboundEventKind::Reaction { parties, .. }
             | InboundEventKind::Read { parties, .. }
@@ -179,10 +217,11 @@ impl InboundEvent {
     }
 
     /// The name of the kind, as stored and as the CRM's event types end: `message`,
-    /// `deleted`, `reaction`, `read`, `postback`, `referral`, `unrecognized`.
+    /// `deleted`, `reaction`, `read`, `postback`, `referral`, `comment`, `unrecognized`.
     pub fn kind_name(&self) -> &'static str {
         match &self.kind {
             InboundEventKind::Message(_) => "message",
+            InboundEventKind::Comment(_) => "comment",
             InboundEventKind::Deleted { .. } => "deleted",
             InboundEventKind::Reaction { .. } => "reaction",
             InboundEventKind::Read { .. } => "read",
@@ -194,13 +233,15 @@ impl InboundEvent {
 
     /// A key that is the same for the same event delivered twice (Meta retries a notification
     /// until it is acknowledged, and may repeat an item inside one), and differs between
-    /// events. Messages are keyed by their `mid`; the other kinds, which have no id of their
+    /// events. Messages are keyed by their `mid`, comments by their id; the other kinds, which have no id of their
     /// own, by who did what to which message when.
     pub fn dedup_key(&self) -> String {
         const SEP: char = '\u{1f}';
         let at = self.occurred_at.timestamp_millis();
         match &self.kind {
             InboundEventKind::Message(m) => format!("message{SEP}{}", m.mid),
+            // A comment has an id of its own; `comments` and `live_comments` never share one.
+            InboundEventKind::Comment(c) => format!("comment{SEP}{}", c.comment_id),
             InboundEventKind::Deleted { mid, .. } => format!("deleted{SEP}{mid}"),
             InboundEventKind::Reaction {
                 parties,
@@ -282,6 +323,40 @@ mod tests {
             a.dedup_key(),
             reaction(ReactionAction::React, 2).dedup_key()
         );
+    }
+
+    fn comment(id: &str, author: &str, ms: i64) -> InboundEvent {
+        InboundEvent {
+            occurred_at: Utc.timestamp_millis_opt(ms).unwrap(),
+            standby: false,
+            kind: InboundEventKind::Comment(ReceivedComment {
+                parties: Parties {
+                    account: InstagramAccountId::parse("a", "17841400000000001").unwrap(),
+                    customer: InstagramUserId::parse("c", author).unwrap(),
+                },
+                comment_id: InstagramCommentId::parse("id", id).unwrap(),
+                username: None,
+                text: Some("price?".into()),
+                media_id: None,
+                media_product_type: None,
+                parent_id: None,
+                live: false,
+                ad_id: None,
+                ad_title: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_comment_is_keyed_by_its_id_whenever_it_arrives() {
+        let first = comment("179001", "42", 1);
+        assert_eq!(first.dedup_key(), comment("179001", "42", 2).dedup_key());
+        assert_ne!(first.dedup_key(), comment("179002", "42", 1).dedup_key());
+        assert_eq!(first.kind_name(), "comment");
+        let InboundEventKind::Comment(c) = &comment("179003", "17841400000000001", 1).kind else {
+            unreachable!()
+        };
+        assert!(c.by_account());
     }
 
     #[test]

@@ -167,6 +167,10 @@ meta_id!(
     /// Meta's message id (`mid`).
     InstagramMessageId
 );
+meta_id!(
+    /// Meta's id of a comment on a post, reel or live broadcast (or of a reply to one).
+    InstagramCommentId
+);
 
 impl InstagramAccountId {
     /// The same id as a user id: the account is the sender of its own messages.

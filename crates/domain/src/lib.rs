@@ -65,10 +65,12 @@ pub use delivery::{
     AttemptOutcome, MIN_BACKOFF_AFTER_OVERLOAD, NextStep, RetrySchedule, next_step,
 };
 pub use error::{FieldError, ValidationErrors};
-pub use event::{InboundEvent, InboundEventKind, Parties, ReactionAction, ReceivedMessage};
+pub use event::{
+    InboundEvent, InboundEventKind, Parties, ReactionAction, ReceivedComment, ReceivedMessage,
+};
 pub use id::{
-    AccountId, ApiKeyId, ConversationId, EventId, InstagramAccountId, InstagramMessageId,
-    InstagramUserId, JobId, MessageId, RuleId, WebhookId,
+    AccountId, ApiKeyId, ConversationId, EventId, InstagramAccountId, InstagramCommentId,
+    InstagramMessageId, InstagramUserId, JobId, MessageId, RuleId, WebhookId,
 };
 pub use job::{
     ClaimedJob, Job, JobKind, JobLease, JobStatus, JobWork, NewJob, REPLAY_DELAYS, replay_delay,

@@ -60,6 +60,7 @@ impl FollowUp {
                     InboundEventKind::Read { .. } => Some("message.read"),
                     InboundEventKind::Postback { .. } => Some("message.postback"),
                     InboundEventKind::Referral { .. } => Some("message.referral"),
+                    InboundEventKind::Comment(_) => Some("comment.created"),
                     InboundEventKind::Message(_) | InboundEventKind::Unrecognized { .. } => None,
                 },
             },

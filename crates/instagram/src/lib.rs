@@ -8,6 +8,7 @@
 //! - [`GraphClient`]: profile lookups and the Send API, Meta's errors classified for
 //!   retrying.
 
+mod comments;
 #[cfg(feature = "graph")]
 mod graph;
 mod signature;

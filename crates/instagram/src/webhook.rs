@@ -120,6 +120,28 @@ pub fn parse_notification(
                         fallback,
                     ));
                 }
+                Ok(RawChange {
+                    field: Some(field),
+                    value: Some(value),
+                }) if field == "comments" || field == "live_comments" => {
+                    let live = field == "live_comments";
+                    events.push(
+                        match crate::comments::comment(value, entry_id.as_ref(), live) {
+                            Ok(kind) => InboundEvent {
+                                occurred_at: fallback,
+                                standby: false,
+                                kind,
+                            },
+                            Err(reason) => unrecognized(
+                                entry_id.clone(),
+                                &format!("changes.{field}"),
+                                &reason,
+                                value,
+                                fallback,
+                            ),
+                        },
+                    );
+                }
                 Ok(RawChange { field, .. }) => {
                     let field = field.map_or_else(
                         || "changes".to_owned(),
@@ -360,7 +382,7 @@ fn to_time(raw: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Free text without NUL characters, which PostgreSQL cannot store.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     if text.contains('\0') {
         text.replace('\0', "")
     } else {
@@ -394,7 +416,7 @@ fn short_name(raw: &str) -> String {
 /// An id or a time that Meta may send as a string or a number; any other JSON value is
 /// accepted and treated as absent, so one odd field does not cost the whole item.
 #[derive(Debug)]
-struct Lenient(Option<String>);
+pub(crate) struct Lenient(Option<String>);
 
 impl<'de> Deserialize<'de> for Lenient {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -418,7 +440,7 @@ impl<'de> Deserialize<'de> for Lenient {
 }
 
 impl Lenient {
-    fn get(this: Option<&Self>) -> Option<&str> {
+    pub(crate) fn get(this: Option<&Self>) -> Option<&str> {
         this.and_then(|l| l.0.as_deref())
     }
 }

@@ -171,20 +171,62 @@ fn dashboard_test_payload_is_a_message_with_a_seconds_timestamp() {
 }
 
 #[test]
-fn comments_and_unknown_items_are_kept_verbatim() {
+fn comments_are_parsed_and_unknown_items_are_kept_verbatim() {
     let comment = events("comment-changes.json");
-    let InboundEventKind::Unrecognized {
-        account,
-        field,
-        raw,
-        ..
-    } = &comment[0].kind
-    else {
+    let InboundEventKind::Comment(c) = &comment[0].kind else {
         panic!("{comment:?}")
     };
-    assert_eq!(account.as_ref().unwrap().as_str(), "17841400000000001");
-    assert_eq!(field, "changes.comments");
-    assert!(raw.contains("price?"));
+    assert_eq!(c.parties.account.as_str(), "17841400000000001");
+    assert_eq!(c.parties.customer.as_str(), "1234567890123456");
+    assert_eq!(c.comment_id.as_str(), "17900000000000099");
+    assert_eq!(c.username.as_deref(), Some("jane"));
+    assert_eq!(c.text.as_deref(), Some("price?"));
+    assert_eq!(c.media_id.as_deref(), Some("17800000000000055"));
+    assert_eq!(c.media_product_type.as_deref(), Some("FEED"));
+    assert!(!c.live && !c.by_account() && c.parent_id.is_none());
+    // The entry's time stands in for the comment's, which Meta does not send.
+    assert_eq!(comment[0].occurred_at.timestamp_millis(), 1_700_000_030_000);
+
+    let live = events("live-comment.json");
+    let InboundEventKind::Comment(c) = &live[0].kind else {
+        panic!("{live:?}")
+    };
+    assert!(c.live);
+    assert_eq!(c.media_product_type.as_deref(), Some("LIVE"));
+    let reply = events("comment-reply-ad.json");
+    let InboundEventKind::Comment(c) = &reply[0].kind else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(c.parent_id.as_ref().unwrap().as_str(), "17900000000000099");
+    assert_eq!(c.ad_id.as_deref(), Some("120200000000000001"));
+    assert_eq!(c.ad_title.as_deref(), Some("Winter sale"));
+    assert!(c.by_account(), "the account answering publicly");
+
+    // A comment without an author, and a field this version does not handle, are kept.
+    let body = br#"{"object":"instagram","entry":[{"id":"17841400000000001","time":1700000000000,"changes":[
+        {"field":"comments","value":{"id":"179","text":"who?"}},
+        {"field":"mentions","value":{"media_id":"178","comment_id":"179"}}
+    ]}]}"#;
+    let kept = parse_notification(body, received_at()).unwrap().events;
+    let fields: Vec<(&str, &str)> = kept
+        .iter()
+        .map(|e| match &e.kind {
+            InboundEventKind::Unrecognized { field, reason, .. } => {
+                (field.as_str(), reason.as_str())
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("changes.comments", "no from.id"),
+            (
+                "changes.mentions",
+                "this version does not handle this field"
+            )
+        ]
+    );
 
     let odd = br#"{"object":"instagram","entry":[{"id":"1","messaging":[
         {"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":1700000000000,"optin":{"ref":"x"}},

@@ -85,6 +85,7 @@ fn target_mid(event: &InboundEvent) -> Option<String> {
         InboundEventKind::Message(m) => Some(m.mid.as_str().to_owned()),
         InboundEventKind::Postback { .. }
         | InboundEventKind::Referral { .. }
+        | InboundEventKind::Comment(_)
         | InboundEventKind::Unrecognized { .. } => None,
     }
 }
@@ -124,6 +125,18 @@ fn event_detail(event: &InboundEvent) -> String {
         } => json!({
             "parties": parties(p),
             "referral": crate::messages::referral_json(referral),
+        }),
+        InboundEventKind::Comment(c) => json!({
+            "parties": parties(&c.parties),
+            "comment_id": c.comment_id.as_str(),
+            "username": c.username,
+            "text": c.text,
+            "media_id": c.media_id,
+            "media_product_type": c.media_product_type,
+            "parent_id": c.parent_id.as_ref().map(|p| p.as_str()),
+            "live": c.live,
+            "ad_id": c.ad_id,
+            "ad_title": c.ad_title,
         }),
         InboundEventKind::Unrecognized {
             field, reason, raw, ..
