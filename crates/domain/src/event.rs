@@ -231,6 +231,11 @@ impl InboundEvent {
         }
     }
 
+    /// The [`Self::dedup_key`] of the comment `id`, to find it again.
+    pub fn comment_key(id: &InstagramCommentId) -> String {
+        format!("comment\u{1f}{id}")
+    }
+
     /// A key that is the same for the same event delivered twice (Meta retries a notification
     /// until it is acknowledged, and may repeat an item inside one), and differs between
     /// events. Messages are keyed by their `mid`, comments by their id; the other kinds, which have no id of their
@@ -241,7 +246,7 @@ impl InboundEvent {
         match &self.kind {
             InboundEventKind::Message(m) => format!("message{SEP}{}", m.mid),
             // A comment has an id of its own; `comments` and `live_comments` never share one.
-            InboundEventKind::Comment(c) => format!("comment{SEP}{}", c.comment_id),
+            InboundEventKind::Comment(c) => Self::comment_key(&c.comment_id),
             InboundEventKind::Deleted { mid, .. } => format!("deleted{SEP}{mid}"),
             InboundEventKind::Reaction {
                 parties,

@@ -81,8 +81,8 @@ pub use message::{
 pub use outbound::{
     HUMAN_AGENT_WINDOW, IdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN, MAX_METADATA_BYTES,
     MAX_TEXT_BYTES, Media, MediaKind, MessagingType, OutboundContent, OutboundMessage,
-    OutboundStatus, RawSendRequest, STANDARD_WINDOW, SendError, SendRequest, is_token_error,
-    messaging_type,
+    OutboundStatus, RawSendRequest, Recipient, STANDARD_WINDOW, SendError, SendRequest,
+    is_token_error, messaging_type,
 };
 pub use routing::{FollowUp, Route};
 pub use secret::{SealedSecret, Secret};

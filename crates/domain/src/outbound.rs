@@ -7,7 +7,8 @@ use url::Url;
 use crate::error::collect;
 use crate::rules::{QuickReply, check_quick_replies};
 use crate::{
-    AccountId, FieldError, InstagramMessageId, InstagramUserId, MessageId, ValidationErrors,
+    AccountId, FieldError, InstagramCommentId, InstagramMessageId, InstagramUserId, MessageId,
+    ValidationErrors,
 };
 
 /// Longest text Meta accepts in one message, in UTF-8 bytes.
@@ -143,6 +144,28 @@ pub struct SendRequest {
     pub idempotency_key: IdempotencyKey,
     /// The client's own JSON, kept and returned with the status.
     pub metadata: Option<String>,
+    /// A private reply: the comment it answers. Meta takes it addressed to the comment
+    /// (`recipient.comment_id`), and it goes to the comment's author, `recipient_id`.
+    pub reply_to_comment: Option<InstagramCommentId>,
+}
+
+impl SendRequest {
+    /// Whom Meta is asked to send to: the comment of a private reply, else the user.
+    pub fn recipient(&self) -> Recipient {
+        match &self.reply_to_comment {
+            Some(comment) => Recipient::Comment(comment.clone()),
+            None => Recipient::User(self.recipient_id.clone()),
+        }
+    }
+}
+
+/// Whom the Send API addresses a message to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// A user, by Instagram-scoped id (`recipient.id`).
+    User(InstagramUserId),
+    /// The author of a comment, by the comment (`recipient.comment_id`): a private reply.
+    Comment(InstagramCommentId),
 }
 
 /// A send request as it arrives, before validation.
@@ -258,6 +281,7 @@ impl SendRequest {
                     human_agent: raw.human_agent,
                     idempotency_key,
                     metadata: raw.metadata,
+                    reply_to_comment: None,
                 })
             }
             // Unreachable: every `None` above pushed an error.

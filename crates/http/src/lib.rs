@@ -7,6 +7,7 @@
 
 mod accounts;
 mod auth;
+mod comments;
 mod deliveries;
 mod docs;
 mod edges;
@@ -118,6 +119,7 @@ pub fn app(
                 .wrap(actix_web::middleware::from_fn(auth::require_api_key))
                 .configure(accounts::routes)
                 .configure(messages::routes)
+                .configure(comments::routes)
                 .configure(inbox::routes)
                 .configure(deliveries::routes)
                 .configure(rules::routes)
@@ -150,6 +152,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             utoipa_actix_web::scope("/api/v1")
                 .configure(accounts::routes)
                 .configure(messages::routes)
+                .configure(comments::routes)
                 .configure(inbox::routes)
                 .configure(deliveries::routes)
                 .configure(rules::routes)

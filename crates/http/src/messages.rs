@@ -68,30 +68,30 @@ pub(crate) struct QuickReplyBody {
 pub(crate) struct SendBody {
     /// The sending account (`acc_...`).
     #[schema(example = "acc_0193a4e1c1a07c3e8b5e2f4d6a8c0e12")]
-    account_id: String,
+    pub(crate) account_id: String,
     /// The customer's Instagram-scoped id, as webhooks give it.
     #[schema(example = "1234567890123456")]
-    recipient_id: String,
+    pub(crate) recipient_id: String,
     /// The text: 1 to 1,000 bytes of UTF-8 (Meta's limit).
     #[schema(example = "Your order ships today.")]
-    message: Option<String>,
+    pub(crate) message: Option<String>,
     /// Media by URL, instead of a text.
-    attachment: Option<AttachmentBody>,
+    pub(crate) attachment: Option<AttachmentBody>,
     /// Buttons under the text, at most 13.
     #[serde(default)]
-    quick_replies: Vec<QuickReplyBody>,
+    pub(crate) quick_replies: Vec<QuickReplyBody>,
     /// True when a person wrote the message: outside Meta's 24-hour window it then goes out
     /// tagged `HUMAN_AGENT`, up to 7 days after the customer's last message. Automated
     /// messages outside the window fail with `outside_window` without reaching Meta.
     #[serde(default)]
-    human_agent: bool,
+    pub(crate) human_agent: bool,
     /// One send per key and account. Also accepted as the `Idempotency-Key` header.
     #[schema(example = "order-66-shipped")]
-    idempotency_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
     /// Your own JSON object, returned with the status and in `message.sent` /
     /// `message.failed` events (at most 4 KiB).
     #[schema(value_type = Option<Object>)]
-    metadata: Option<serde_json::Value>,
+    pub(crate) metadata: Option<serde_json::Value>,
 }
 
 /// A send was accepted (or, replayed, had been).
@@ -134,6 +134,8 @@ pub(crate) struct StatusResponse {
     status: String,
     account_id: String,
     recipient_id: String,
+    /// For a private reply: the comment it answers (`recipient_id` is its author).
+    comment_id: Option<String>,
     /// Meta's id of the message, once sent.
     instagram_message_id: Option<String>,
     idempotency_key: String,
@@ -153,6 +155,7 @@ impl From<OutboundMessage> for StatusResponse {
             status: m.status.public_name().to_owned(),
             account_id: m.request.account_id.to_string(),
             recipient_id: m.request.recipient_id.to_string(),
+            comment_id: m.request.reply_to_comment.map(|c| c.to_string()),
             instagram_message_id: m.instagram_message_id.map(|i| i.to_string()),
             idempotency_key: m.request.idempotency_key.as_str().to_owned(),
             attempts: m.attempts,
@@ -173,7 +176,7 @@ impl From<OutboundMessage> for StatusResponse {
 }
 
 /// The key from the `Idempotency-Key` header, when sent.
-fn header_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub(crate) fn header_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     req.headers()
         .get("Idempotency-Key")
         .map(|v| {
@@ -186,7 +189,10 @@ fn header_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         .transpose()
 }
 
-fn parse_request(body: SendBody, header: Option<String>) -> Result<SendRequest, ApiError> {
+pub(crate) fn parse_request(
+    body: SendBody,
+    header: Option<String>,
+) -> Result<SendRequest, ApiError> {
     let mut errors = Vec::new();
     let key = match (body.idempotency_key, header) {
         (Some(body_key), Some(header_key))
@@ -237,7 +243,7 @@ fn parse_request(body: SendBody, header: Option<String>) -> Result<SendRequest, 
     parsed.map_err(ApiError::Invalid)
 }
 
-fn accepted(receipt: SendReceipt) -> HttpResponse {
+pub(crate) fn accepted(receipt: SendReceipt) -> HttpResponse {
     let mut response = HttpResponse::Accepted();
     if receipt.replayed {
         response.insert_header(("Idempotent-Replayed", "true"));
@@ -463,6 +469,16 @@ impl From<SendFailure> for ApiError {
             SendFailure::NotFound(id) => Self::NotFound(format!("message {id} not found")),
             SendFailure::KeyReused(key) => Self::KeyReused(key),
             SendFailure::KeyInFlight(key) => Self::KeyInFlight(key),
+            SendFailure::CommentNotFound(id) => Self::NotFound(format!(
+                "comment {id} not found (no such comment was received)"
+            )),
+            SendFailure::CommentAnswered(id) => Self::Conflict {
+                field: "comment_id",
+                detail: format!(
+                    "comment {id} has a private reply already; Meta allows one per comment"
+                ),
+            },
+            SendFailure::PrivateReplyClosed(reason) => Self::Unprocessable(reason),
             SendFailure::Storage(source) => source.into(),
         }
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use insta_router_domain::{
-    InstagramMessageId, InstagramUserId, MessagingType, OutboundContent, Secret,
+    InstagramMessageId, InstagramUserId, MessagingType, OutboundContent, Recipient, Secret,
 };
 use insta_router_ports::{GraphError, Messenger, Profile, TokenOwner};
 use serde::Deserialize;
@@ -180,7 +180,7 @@ impl Messenger for GraphClient {
     async fn send(
         &self,
         token: &Secret,
-        recipient: &InstagramUserId,
+        recipient: &Recipient,
         content: &OutboundContent,
         messaging: MessagingType,
     ) -> Result<InstagramMessageId, GraphError> {
@@ -205,15 +205,21 @@ impl Messenger for GraphClient {
                 }
             }),
         };
-        let mut body = json!({
-            "recipient": {"id": recipient.as_str()},
-            "message": message,
-        });
-        match messaging {
-            MessagingType::Response => body["messaging_type"] = json!("RESPONSE"),
-            MessagingType::HumanAgent => {
-                body["messaging_type"] = json!("MESSAGE_TAG");
-                body["tag"] = json!("HUMAN_AGENT");
+        let mut body = json!({ "message": message });
+        match recipient {
+            Recipient::User(user) => {
+                body["recipient"] = json!({"id": user.as_str()});
+                match messaging {
+                    MessagingType::Response => body["messaging_type"] = json!("RESPONSE"),
+                    MessagingType::HumanAgent => {
+                        body["messaging_type"] = json!("MESSAGE_TAG");
+                        body["tag"] = json!("HUMAN_AGENT");
+                    }
+                }
+            }
+            // A private reply: Meta finds the author from the comment; no messaging type.
+            Recipient::Comment(comment) => {
+                body["recipient"] = json!({"comment_id": comment.as_str()});
             }
         }
         let body = self.post_messages(token, &body).await?;

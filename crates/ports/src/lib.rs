@@ -6,6 +6,7 @@
 //!
 //! With the `mocks` feature every trait has a mockall double (`MockAccountRepository`, ...).
 
+mod comments;
 mod delivery;
 mod error;
 mod inbound;
@@ -19,6 +20,9 @@ mod signature;
 mod store;
 mod system;
 
+#[cfg(any(test, feature = "mocks"))]
+pub use comments::MockCommentStore;
+pub use comments::{CommentStore, StoredComment};
 pub use delivery::{
     CrmRequest, CrmResponse, CrmSender, DeliveryAttempt, DeliveryFilter, DeliveryResolution,
     DeliveryStore, RetryNow,

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use insta_router_domain::{
-    InstagramMessageId, InstagramUserId, MessagingType, OutboundContent, Secret,
+    InstagramMessageId, InstagramUserId, MessagingType, OutboundContent, Recipient, Secret,
 };
 
 /// A customer's public profile.
@@ -69,8 +69,9 @@ pub trait Messenger: Send + Sync {
     /// [`GraphError`] when the lookup fails (common for customers who have not consented).
     async fn profile(&self, token: &Secret, user: &InstagramUserId) -> Result<Profile, GraphError>;
 
-    /// Sends one message (a text with optional quick replies, or media by URL) with the
-    /// messaging type the window allows; returns Meta's id of the message sent.
+    /// Sends one message (a text with optional quick replies, or media by URL) to a user with
+    /// the messaging type the window allows, or to a comment's author (a private reply, for
+    /// which the messaging type does not apply); returns Meta's id of the message sent.
     ///
     /// # Errors
     ///
@@ -78,7 +79,7 @@ pub trait Messenger: Send + Sync {
     async fn send(
         &self,
         token: &Secret,
-        recipient: &InstagramUserId,
+        recipient: &Recipient,
         content: &OutboundContent,
         messaging: MessagingType,
     ) -> Result<InstagramMessageId, GraphError>;

@@ -218,6 +218,7 @@ impl Application {
                 messenger: graph.clone(),
                 cipher: cipher.clone(),
                 clock: Arc::new(SystemClock),
+                comments: Arc::new(db.comments()),
             },
             settings.sending(),
             crm_wake,

@@ -283,6 +283,11 @@ impl Database {
         SeaConversationRepository::new(self.conn.clone(), self.backend)
     }
 
+    /// Stored comments, for private replies.
+    pub fn comments(&self) -> crate::SeaCommentStore {
+        crate::SeaCommentStore::new(self.conn.clone())
+    }
+
     /// The inbound pipeline's store.
     pub fn inbound(&self) -> SeaInboundStore {
         SeaInboundStore::new(self.conn.clone(), self.backend, self.writer.clone())

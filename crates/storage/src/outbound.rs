@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use insta_router_domain::rules::QuickReply;
 use insta_router_domain::{
-    AccountId, ConversationId, Direction, IdempotencyKey, InstagramAccountId, InstagramMessageId,
-    InstagramUserId, Media, MediaKind, MessageId, NewJob, OutboundContent, OutboundMessage,
-    OutboundStatus, SendError, SendRequest,
+    AccountId, ConversationId, Direction, IdempotencyKey, InstagramAccountId, InstagramCommentId,
+    InstagramMessageId, InstagramUserId, Media, MediaKind, MessageId, NewJob, OutboundContent,
+    OutboundMessage, OutboundStatus, SendError, SendRequest,
 };
 use insta_router_ports::{Accepted, OutboundStore, RepoError, Settlement};
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait, Value};
@@ -23,7 +23,7 @@ use crate::time::{from_micros, to_micros};
 
 const COLUMNS: &str = "id, account_id, recipient_id, message_text, idempotency_key, status, \
      instagram_message_id, error_code, error_message, created_at, sent_at, content, human_agent, \
-     metadata, fingerprint, error_subcode, error_retryable, attempts";
+     metadata, fingerprint, error_subcode, error_retryable, attempts, reply_to_comment";
 
 /// Sends in the `outbound_messages` table.
 #[derive(Debug, Clone)]
@@ -78,6 +78,24 @@ impl SeaOutboundStore {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// Whether the account has a private reply to `comment` stored.
+    async fn replied(
+        &self,
+        account: &AccountId,
+        comment: &InstagramCommentId,
+    ) -> Result<bool, RepoError> {
+        let row = self
+            .db
+            .query_one_raw(statement(
+                self.db.get_database_backend(),
+                "SELECT id FROM outbound_messages WHERE account_id = ? AND reply_to_comment = ?",
+                vec![account.as_str().into(), comment.as_str().into()],
+            ))
+            .await
+            .map_err(unavailable)?;
+        Ok(row.is_some())
+    }
+
     /// Inserts the send unless its key is taken; true when inserted.
     async fn insert(
         &self,
@@ -110,6 +128,10 @@ impl SeaOutboundStore {
             message.error.as_ref().and_then(|e| e.subcode).into(),
             message.error.as_ref().map(|e| e.retryable).into(),
             i32::try_from(message.attempts).unwrap_or(i32::MAX).into(),
+            r.reply_to_comment
+                .as_ref()
+                .map(|c| c.as_str().to_owned())
+                .into(),
         ];
         let marks = vec!["?"; values.len()].join(", ");
         let sql = match self.backend {
@@ -237,6 +259,10 @@ fn from_row(row: &QueryResult) -> Result<OutboundMessage, RepoError> {
             idempotency_key: IdempotencyKey::parse(&get_str("idempotency_key")?)
                 .map_err(|e| corrupt(&e))?,
             metadata: get_opt("metadata")?,
+            reply_to_comment: get_opt("reply_to_comment")?
+                .map(|c| InstagramCommentId::parse("reply_to_comment", &c))
+                .transpose()
+                .map_err(|e| corrupt(&e))?,
         },
         fingerprint: get_str("fingerprint")?,
         status: OutboundStatus::parse(&status).ok_or_else(|| corrupt(&status))?,
@@ -274,13 +300,21 @@ impl OutboundStore for SeaOutboundStore {
             return Ok(Accepted::Created);
         }
         let r = &message.request;
-        match self.by_key(&r.account_id, &r.idempotency_key).await? {
-            Some(existing) => Ok(Accepted::Existing(Box::new(existing))),
-            // Taken by a request that has not committed, or rolled back since.
-            None => Err(RepoError::Conflict {
-                field: "idempotency_key",
-            }),
+        if let Some(existing) = self.by_key(&r.account_id, &r.idempotency_key).await? {
+            return Ok(Accepted::Existing(Box::new(existing)));
         }
+        // A private reply whose comment has one already, under another key.
+        if let Some(comment) = &r.reply_to_comment
+            && self.replied(&r.account_id, comment).await?
+        {
+            return Err(RepoError::Conflict {
+                field: "comment_id",
+            });
+        }
+        // Taken by a request that has not committed, or rolled back since.
+        Err(RepoError::Conflict {
+            field: "idempotency_key",
+        })
     }
 
     async fn get(&self, id: &MessageId) -> Result<Option<OutboundMessage>, RepoError> {

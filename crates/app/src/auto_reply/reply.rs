@@ -44,7 +44,7 @@ impl AutoReplyService {
             .messenger
             .send(
                 &token,
-                customer,
+                &insta_router_domain::Recipient::User(customer.clone()),
                 &OutboundContent::Text {
                     text: text.clone(),
                     quick_replies: rule.reply.quick_replies.clone(),

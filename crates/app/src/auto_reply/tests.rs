@@ -132,7 +132,10 @@ fn messenger(result: Result<&'static str, GraphError>) -> MockMessenger {
         .expect_send()
         .withf(|token, to, content, messaging| {
             token.expose() == "token"
-                && to.as_str() == "555"
+                && *to
+                    == insta_router_domain::Recipient::User(
+                        InstagramUserId::parse("c", "555").unwrap(),
+                    )
                 && content.text() == Some("Order 66 confirmed, @jane!")
                 && *messaging == MessagingType::Response
         })

@@ -18,13 +18,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use insta_router_domain::{
     Account, AccountId, ClaimedJob, Conversation, ConversationId, Direction, InstagramAccountId,
-    InstagramUserId, JobId, JobKind, JobWork, Message, MessageContext, MessageId, MessageKind,
-    NewJob, OutboundContent, OutboundMessage, OutboundStatus, SendError, SendRequest, TokenFailure,
-    is_token_error, messaging_type,
+    InstagramCommentId, InstagramUserId, JobId, JobKind, JobWork, Message, MessageContext,
+    MessageId, MessageKind, NewJob, OutboundContent, OutboundMessage, OutboundStatus, SendError,
+    SendRequest, TokenFailure, is_token_error, messaging_type,
 };
 use insta_router_ports::{
-    Accepted, AccountRepository, Clock, ConversationRepository, CredentialCipher, GraphError,
-    JobQueue, Messenger, OutboundStore, RepoError, Settlement,
+    Accepted, AccountRepository, Clock, CommentStore, ConversationRepository, CredentialCipher,
+    GraphError, JobQueue, Messenger, OutboundStore, RepoError, Settlement,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -55,6 +55,8 @@ pub struct SendSettings {
     pub reconcile_interval: Duration,
     /// Most sends per second per account, below Meta's 300/s per Instagram account.
     pub per_account_rate: NonZeroU32,
+    /// Most private replies per hour per account: Meta's Private Replies limit is 750.
+    pub private_replies_per_hour: NonZeroU32,
 }
 
 impl Default for SendSettings {
@@ -70,6 +72,7 @@ impl Default for SendSettings {
             reconcile_window: Duration::from_secs(600),
             reconcile_interval: Duration::from_secs(30),
             per_account_rate: NonZeroU32::new(200).unwrap_or(NonZeroU32::MIN),
+            private_replies_per_hour: NonZeroU32::new(750).unwrap_or(NonZeroU32::MIN),
         }
     }
 }
@@ -90,7 +93,17 @@ pub struct SendPorts {
     pub cipher: Arc<dyn CredentialCipher>,
     /// Now.
     pub clock: Arc<dyn Clock>,
+    /// Stored comments, for private replies.
+    pub comments: Arc<dyn CommentStore>,
 }
+
+/// How long after a comment Meta accepts a private reply to it.
+pub(crate) const PRIVATE_REPLY_WINDOW: TimeDelta = TimeDelta::days(7);
+
+/// The longest an Instagram live broadcast lasts: a live comment older than this was made on
+/// a broadcast that has ended, and Meta takes private replies to live comments only while
+/// the broadcast lasts.
+pub(crate) const LIVE_BROADCAST_LIMIT: TimeDelta = TimeDelta::hours(4);
 
 /// Why a send request was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +120,15 @@ pub enum SendFailure {
     /// No send has that id.
     #[error("message {0} not found")]
     NotFound(MessageId),
+    /// The account received no comment with that id.
+    #[error("comment {0} not found")]
+    CommentNotFound(InstagramCommentId),
+    /// The comment has a private reply already (Meta allows one).
+    #[error("comment {0} has a private reply already")]
+    CommentAnswered(InstagramCommentId),
+    /// Meta would refuse a private reply to the comment now: why.
+    #[error("{0}")]
+    PrivateReplyClosed(String),
     /// The store failed.
     #[error(transparent)]
     Storage(RepoError),
@@ -127,6 +149,7 @@ pub struct SendService {
     settings: SendSettings,
     wakeups: watch::Sender<u64>,
     limiter: DefaultKeyedRateLimiter<AccountId>,
+    private_limiter: DefaultKeyedRateLimiter<AccountId>,
     crm_wake: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -152,11 +175,14 @@ impl SendService {
         crm_wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         let limiter = RateLimiter::keyed(Quota::per_second(settings.per_account_rate));
+        let private_limiter =
+            RateLimiter::keyed(Quota::per_hour(settings.private_replies_per_hour));
         Self {
             ports,
             settings,
             wakeups: watch::Sender::new(0),
             limiter,
+            private_limiter,
             crm_wake,
         }
     }
@@ -215,9 +241,76 @@ impl SendService {
                 })
             }
             Ok(Accepted::Existing(_)) => Err(SendFailure::KeyReused(key)),
+            Err(RepoError::Conflict {
+                field: "comment_id",
+            }) => Err(match message.request.reply_to_comment {
+                Some(comment) => SendFailure::CommentAnswered(comment),
+                None => SendFailure::KeyInFlight(key),
+            }),
             Err(RepoError::Conflict { .. }) => Err(SendFailure::KeyInFlight(key)),
             Err(error) => Err(SendFailure::Storage(error)),
         }
+    }
+
+    /// Stores and queues a private reply to `comment`, one of `account`'s comments: a DM to
+    /// the comment's author addressed to the comment, as Meta asks. `request` builds the send
+    /// for the author (validating the fields); Meta's rules are checked before anything is
+    /// stored: the comment was received, is not the account's own, is at most 7 days old
+    /// (a live comment: at most the 4 hours a broadcast lasts), and has no private reply yet.
+    /// Idempotent like [`Self::send`].
+    ///
+    /// # Errors
+    ///
+    /// [`SendFailure::AccountNotFound`], [`SendFailure::CommentNotFound`],
+    /// [`SendFailure::PrivateReplyClosed`], [`SendFailure::CommentAnswered`], `E` from
+    /// `request`, and those of [`Self::send`].
+    pub async fn private_reply<E: From<SendFailure>>(
+        &self,
+        account_id: &AccountId,
+        comment: &InstagramCommentId,
+        request: impl FnOnce(&InstagramUserId) -> Result<SendRequest, E>,
+    ) -> Result<SendReceipt, E> {
+        let account = match self.ports.accounts.get(account_id).await {
+            Ok(Some(account)) => account,
+            Ok(None) => return Err(SendFailure::AccountNotFound(account_id.clone()).into()),
+            Err(error) => return Err(SendFailure::Storage(error).into()),
+        };
+        let stored = self
+            .ports
+            .comments
+            .comment(&account.instagram_account_id, comment)
+            .await
+            .map_err(SendFailure::Storage)?
+            .ok_or_else(|| SendFailure::CommentNotFound(comment.clone()))?;
+        let mut request = request(&stored.author)?;
+        if stored.author.as_str() == account.instagram_account_id.as_str() {
+            return Err(SendFailure::PrivateReplyClosed(format!(
+                "comment {comment} is the account's own"
+            ))
+            .into());
+        }
+        let age = self.ports.clock.now() - stored.at;
+        let limit = if stored.live {
+            LIVE_BROADCAST_LIMIT
+        } else {
+            PRIVATE_REPLY_WINDOW
+        };
+        if age > limit {
+            return Err(SendFailure::PrivateReplyClosed(if stored.live {
+                format!(
+                    "comment {comment} was made on a live broadcast over 4 hours ago: Meta takes \
+                     private replies to live comments only while the broadcast lasts"
+                )
+            } else {
+                format!(
+                    "comment {comment} is more than 7 days old: Meta takes private replies \
+                     within 7 days of the comment"
+                )
+            })
+            .into());
+        }
+        request.reply_to_comment = Some(comment.clone());
+        self.send(request).await.map_err(E::from)
     }
 
     /// The send with id `id`.

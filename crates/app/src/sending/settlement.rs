@@ -85,14 +85,18 @@ pub(crate) fn fingerprint(request: &SendRequest) -> String {
             serde_json::json!({"attachment": [media.kind.as_str(), &media.url]})
         }
     };
-    let canonical = serde_json::json!({
+    let mut canonical = serde_json::json!({
         "account_id": request.account_id.as_str(),
         "recipient_id": request.recipient_id.as_str(),
         "content": content,
         "human_agent": request.human_agent,
         "metadata": request.metadata,
-    })
-    .to_string();
+    });
+    // Only when set: fingerprints of sends stored before private replies existed stay valid.
+    if let Some(comment) = &request.reply_to_comment {
+        canonical["reply_to_comment"] = comment.as_str().into();
+    }
+    let canonical = canonical.to_string();
     let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

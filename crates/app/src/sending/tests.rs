@@ -1,9 +1,12 @@
-//! Sending against mocked ports: idempotency keys, interrupted and settled sends.
+//! Sending against mocked ports: idempotency keys, interrupted and settled sends, private
+//! replies and Meta's rules for them.
 
-use insta_router_domain::{Account, InstagramUserId, RawSendRequest, SealedSecret, Username};
+use insta_router_domain::{
+    Account, InstagramUserId, RawSendRequest, Recipient, SealedSecret, Username,
+};
 use insta_router_ports::{
-    MockAccountRepository, MockClock, MockConversationRepository, MockJobQueue, MockMessenger,
-    MockOutboundStore,
+    MockAccountRepository, MockClock, MockCommentStore, MockConversationRepository, MockJobQueue,
+    MockMessenger, MockOutboundStore, StoredComment,
 };
 
 use super::*;
@@ -55,6 +58,14 @@ fn account() -> Account {
 }
 
 fn service(outbound: MockOutboundStore, messenger: MockMessenger) -> SendService {
+    service_with(outbound, messenger, MockCommentStore::new())
+}
+
+fn service_with(
+    outbound: MockOutboundStore,
+    messenger: MockMessenger,
+    comments: MockCommentStore,
+) -> SendService {
     let mut accounts = MockAccountRepository::new();
     accounts.expect_get().returning(|_| Ok(Some(account())));
     let mut clock = MockClock::new();
@@ -68,6 +79,7 @@ fn service(outbound: MockOutboundStore, messenger: MockMessenger) -> SendService
             messenger: Arc::new(messenger),
             cipher: Arc::new(PlaintextCipher),
             clock: Arc::new(clock),
+            comments: Arc::new(comments),
         },
         SendSettings::default(),
         Arc::new(|| {}),
@@ -164,4 +176,111 @@ async fn a_settled_send_is_left_alone() {
             Outcome::Done
         );
     }
+}
+
+/// The account's comment `id`, by `author`, made `age` before now (`live`: on a broadcast).
+fn comments(
+    id: &'static str,
+    author: &'static str,
+    age: TimeDelta,
+    live: bool,
+) -> MockCommentStore {
+    let mut comments = MockCommentStore::new();
+    comments.expect_comment().returning(move |account, asked| {
+        assert_eq!(account.as_str(), "1784");
+        Ok((asked.as_str() == id).then(|| StoredComment {
+            author: InstagramUserId::parse("a", author).unwrap(),
+            at: now() - age,
+            live,
+        }))
+    });
+    comments
+}
+
+async fn reply(service: &SendService, comment: &str) -> Result<SendReceipt, SendFailure> {
+    service
+        .private_reply(
+            &account().id,
+            &InstagramCommentId::parse("c", comment).unwrap(),
+            |author| {
+                let mut request = request("Here is the link", "k-1");
+                request.recipient_id = author.clone();
+                Ok::<_, SendFailure>(request)
+            },
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_private_reply_goes_to_the_comments_author_addressed_to_the_comment() {
+    let mut outbound = MockOutboundStore::new();
+    outbound
+        .expect_accept()
+        .times(1)
+        .withf(|message, _| {
+            message.request.recipient_id.as_str() == "777"
+                && message.request.recipient()
+                    == Recipient::Comment(InstagramCommentId::parse("c", "179").unwrap())
+        })
+        .returning(|_, _| Ok(Accepted::Created));
+    let service = service_with(
+        outbound,
+        MockMessenger::new(),
+        comments("179", "777", TimeDelta::days(6), false),
+    );
+    let receipt = reply(&service, "179").await.unwrap();
+    assert!(!receipt.replayed);
+}
+
+#[tokio::test]
+async fn meta_rules_refuse_a_private_reply_before_anything_is_stored() {
+    let refused = |comments: MockCommentStore| {
+        let mut outbound = MockOutboundStore::new();
+        outbound.expect_accept().never();
+        service_with(outbound, MockMessenger::new(), comments)
+    };
+    let unknown = refused(comments("179", "777", TimeDelta::zero(), false));
+    assert!(matches!(
+        reply(&unknown, "180").await,
+        Err(SendFailure::CommentNotFound(_))
+    ));
+    let old = refused(comments(
+        "179",
+        "777",
+        TimeDelta::days(7) + TimeDelta::seconds(1),
+        false,
+    ));
+    let Err(SendFailure::PrivateReplyClosed(why)) = reply(&old, "179").await else {
+        panic!("a comment over 7 days old")
+    };
+    assert!(why.contains("7 days"), "{why}");
+    let ended = refused(comments("179", "777", TimeDelta::hours(5), true));
+    let Err(SendFailure::PrivateReplyClosed(why)) = reply(&ended, "179").await else {
+        panic!("a live comment of an ended broadcast")
+    };
+    assert!(why.contains("live"), "{why}");
+    let own = refused(comments("179", "1784", TimeDelta::zero(), false));
+    assert!(matches!(
+        reply(&own, "179").await,
+        Err(SendFailure::PrivateReplyClosed(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_second_private_reply_to_a_comment_is_a_conflict_naming_it() {
+    let mut outbound = MockOutboundStore::new();
+    outbound.expect_accept().returning(|_, _| {
+        Err(RepoError::Conflict {
+            field: "comment_id",
+        })
+    });
+    let service = service_with(
+        outbound,
+        MockMessenger::new(),
+        comments("179", "777", TimeDelta::hours(1), true),
+    );
+    let Err(SendFailure::CommentAnswered(comment)) = reply(&service, "179").await else {
+        panic!("the comment has a reply")
+    };
+    assert_eq!(comment.as_str(), "179");
 }

@@ -129,7 +129,11 @@ impl SendService {
             .get(&conversation_id)
             .await?
             .and_then(|c| c.last_inbound_at);
+        // A private reply has its own window (7 days from the comment), checked when it was
+        // accepted; the 24-hour messaging window does not apply to it.
+        let private_reply = send.request.reply_to_comment.is_some();
         let messaging = match messaging_type(last_inbound, send.request.human_agent, now) {
+            _ if private_reply => insta_router_domain::MessagingType::Response,
             Ok(messaging) => messaging,
             Err(error) => {
                 self.fail(&send, Some(&account), OutboundStatus::Pending, error, now)
@@ -137,6 +141,10 @@ impl SendService {
                 return Ok(Outcome::Done);
             }
         };
+        if private_reply {
+            // Meta's Private Replies limit: 750 calls per hour per account.
+            self.private_limiter.until_key_ready(&account.id).await;
+        }
         self.limiter.until_key_ready(&account.id).await;
         if !self.ports.outbound.start_attempt(&send.id).await? {
             return Ok(Outcome::Done);
@@ -145,7 +153,12 @@ impl SendService {
         let result = self
             .ports
             .messenger
-            .send(&token, recipient, &send.request.content, messaging)
+            .send(
+                &token,
+                &send.request.recipient(),
+                &send.request.content,
+                messaging,
+            )
             .await;
         metrics::histogram!("insta_router_send_seconds").record(started.elapsed().as_secs_f64());
         let now = self.ports.clock.now();

@@ -104,6 +104,7 @@ fn wire(ports: Ports) -> (Arc<App>, HttpSettings) {
                 messenger: Arc::new(MockMessenger::new()),
                 cipher: cipher.clone(),
                 clock: clock.clone(),
+                comments: Arc::new(insta_router_ports::MockCommentStore::new()),
             },
             SendSettings::default(),
             Arc::new(|| {}),

@@ -325,6 +325,7 @@ impl Settings {
             reconcile_window: self.sending.reconcile_window.0,
             reconcile_interval: self.sending.reconcile_interval.0,
             per_account_rate: self.sending.rate_per_account,
+            private_replies_per_hour: self.sending.private_replies_per_hour,
         }
     }
 

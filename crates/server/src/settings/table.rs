@@ -178,6 +178,9 @@ super::settings! {
         SEND_RETRY_SCHEDULE retry_schedule: Delays = "2s, 10s, 1m, 5m, 15m";
         /// Most sends per second per account and instance (Meta allows 300).
         SEND_RATE_PER_ACCOUNT rate_per_account: NonZeroU32 = "200";
+        /// Most private replies to comments per hour per account and instance (Meta's Private
+        /// Replies limit is 750 per account; with several instances, divide it).
+        PRIVATE_REPLIES_PER_HOUR private_replies_per_hour: NonZeroU32 = "750";
         /// How long Meta's echo of an `unknown` send is looked for.
         SEND_RECONCILE_WINDOW reconcile_window: Delay = "10m";
         /// How often it is looked for meanwhile.

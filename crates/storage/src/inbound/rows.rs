@@ -72,7 +72,7 @@ pub(crate) fn event_row(r: &EventRecord) -> Vec<Value> {
 }
 
 /// The dedup key as stored: its SHA-256, so keys of any length fit one short indexed column.
-fn dedup_hash(key: &str) -> String {
+pub(crate) fn dedup_hash(key: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()))
 }
 
