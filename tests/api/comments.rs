@@ -106,3 +106,148 @@ async fn a_comment_is_stored_once_and_reaches_the_crm_as_comment_created() {
     assert_eq!(reply["by_account"], true);
     assert_eq!(reply["media"]["ad_title"], "Winter sale");
 }
+
+/// A `comments` notification of comment `id` by `author`, made `ago` before now.
+fn comment_webhook(id: &str, author: &str, ago: std::time::Duration, live: bool) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    json!({
+        "object": "instagram",
+        "entry": [{
+            "id": "17841400000000001",
+            "time": u64::try_from((now - ago).as_millis()).unwrap(),
+            "changes": [{
+                "field": if live { "live_comments" } else { "comments" },
+                "value": {
+                    "id": id,
+                    "from": {"id": author, "username": "jane"},
+                    "text": "PRICE",
+                    "media": {"id": "17800000000000055", "media_product_type": if live { "LIVE" } else { "REELS" }},
+                },
+            }],
+        }],
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_private_reply_goes_out_once_addressed_to_the_comment_within_metas_rules() {
+    use wiremock::matchers::path;
+
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/me/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"recipient_id": "1234567890123456", "message_id": "mid.private.1"}),
+        ))
+        .mount(&graph)
+        .await;
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", "comment-secret")
+        .env("INSTAGRAM_API_BASE_URL", &graph.uri())
+        .secret("IGQVJ-token")
+        .start()
+        .await;
+    let account: Value = server
+        .api(Method::POST, "/api/v1/accounts")
+        .json(
+            &json!({"instagram_account_id": "17841400000000001", "username": "myshop",
+            "access_token": "IGQVJ-token"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let account_id = account["account_id"].as_str().unwrap().to_owned();
+    let hour = std::time::Duration::from_secs(3600);
+    for (id, ago, live) in [
+        ("17900000000000301", hour, false),
+        ("17900000000000302", 8 * 24 * hour, false),
+        ("17900000000000303", 5 * hour, true),
+    ] {
+        server
+            .deliver_webhook(&comment_webhook(id, "1234567890123456", ago, live))
+            .await;
+    }
+    let reply = async |comment: &str, key: &str| {
+        server
+            .api(
+                Method::POST,
+                &format!("/api/v1/comments/{comment}/private-reply"),
+            )
+            .json(&json!({"account_id": account_id, "text": "Here is the link: https://shop.example/p/42",
+                "idempotency_key": key}))
+            .send()
+            .await
+            .unwrap()
+    };
+
+    let first = reply("17900000000000301", "reply-301").await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let id = first["message_id"].as_str().unwrap().to_owned();
+    let status = server
+        .eventually("the private reply to be sent", async || {
+            let status = server
+                .api_json(Method::GET, &format!("/api/v1/messages/{id}/status"))
+                .await;
+            (status["status"] == "sent").then_some(status)
+        })
+        .await;
+    assert_eq!(status["comment_id"], "17900000000000301");
+    assert_eq!(status["recipient_id"], "1234567890123456");
+    assert_eq!(status["instagram_message_id"], "mid.private.1");
+
+    // A retry with the key replays; another reply to the comment is refused; so are a
+    // comment over 7 days old, a live comment of a broadcast that ended, and an unknown one.
+    let again = reply("17900000000000301", "reply-301").await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let second = reply("17900000000000301", "reply-301-b").await;
+    assert_eq!(second.status(), 409);
+    let problem: Value = second.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("private reply already"),
+        "{problem}"
+    );
+    let old = reply("17900000000000302", "reply-302").await;
+    assert_eq!(old.status(), 422);
+    let problem: Value = old.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("7 days"),
+        "{problem}"
+    );
+    assert_eq!(reply("17900000000000303", "reply-303").await.status(), 422);
+    assert_eq!(reply("17900000000000399", "reply-399").await.status(), 404);
+
+    server.settled().await;
+    let sends = insta_router_blackbox::graph_sends(&graph).await;
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(
+        sends[0]["recipient"],
+        json!({"comment_id": "17900000000000301"})
+    );
+    assert_eq!(
+        sends[0]["message"]["text"],
+        "Here is the link: https://shop.example/p/42"
+    );
+    assert!(sends[0].get("messaging_type").is_none(), "{}", sends[0]);
+
+    // The reply opened a conversation with the author, which lists the reply.
+    let conversations = server
+        .api_json(
+            Method::GET,
+            &format!("/api/v1/accounts/{account_id}/conversations"),
+        )
+        .await;
+    assert_eq!(
+        conversations["data"][0]["customer_id"], "1234567890123456",
+        "{conversations}"
+    );
+}

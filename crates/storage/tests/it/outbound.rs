@@ -370,3 +370,118 @@ async fn the_inbox_counts_unread_messages_until_answered_or_seen() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_comment_is_found_by_its_id_and_gets_one_private_reply() {
+    use insta_router_domain::{
+        EventId, InboundEvent, InboundEventKind, InstagramCommentId, Parties, ReceivedComment,
+        WebhookId,
+    };
+    use insta_router_ports::{CommentStore, EventRecord, InboundBatch, InboundStore, RepoError};
+
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let comment_id = InstagramCommentId::parse("id", "17900000000000099").unwrap();
+        let account = InstagramAccountId::parse("a", ACCOUNT).unwrap();
+        let event = InboundEvent {
+            occurred_at: at(30),
+            standby: false,
+            kind: InboundEventKind::Comment(ReceivedComment {
+                parties: Parties {
+                    account: account.clone(),
+                    customer: InstagramUserId::parse("c", CUSTOMER).unwrap(),
+                },
+                comment_id: comment_id.clone(),
+                username: Some("jane".into()),
+                text: Some("price?".into()),
+                media_id: Some("178".into()),
+                media_product_type: Some("LIVE".into()),
+                parent_id: None,
+                live: true,
+                ad_id: None,
+                ad_title: None,
+            }),
+        };
+        db.inbound()
+            .store(InboundBatch {
+                events: vec![EventRecord {
+                    id: EventId::from_u128(1),
+                    webhook_id: WebhookId::from_u128(1),
+                    received_at: at(31),
+                    event,
+                }],
+                ..InboundBatch::default()
+            })
+            .await
+            .unwrap();
+        let comments = db.comments();
+        let found = comments
+            .comment(&account, &comment_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.author.as_str(), CUSTOMER, "{backend:?}");
+        assert_eq!(found.at, at(30), "{backend:?}");
+        assert!(found.live, "{backend:?}");
+        let other_account = InstagramAccountId::parse("a", "17841400000000002").unwrap();
+        assert!(
+            comments
+                .comment(&other_account, &comment_id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let unknown = InstagramCommentId::parse("id", "17900000000000100").unwrap();
+        assert!(
+            comments
+                .comment(&account, &unknown)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // One private reply per comment and account: another key is a conflict on the
+        // comment, the same key the first reply again; plain sends are not affected.
+        let store = db.outbound();
+        let owner = AccountId::from_u128(1).to_string();
+        let reply = |n: u128, key: &str| {
+            let mut message = send(n, &owner, key, "Here is the link");
+            message.request.reply_to_comment = Some(comment_id.clone());
+            message
+        };
+        let first = reply(20, "reply-1");
+        assert_eq!(
+            store.accept(&first, &job(20, &first.id)).await.unwrap(),
+            Accepted::Created,
+            "{backend:?}"
+        );
+        let again = reply(21, "reply-2");
+        assert!(
+            matches!(
+                store.accept(&again, &job(21, &again.id)).await,
+                Err(RepoError::Conflict {
+                    field: "comment_id"
+                })
+            ),
+            "{backend:?}"
+        );
+        let Accepted::Existing(existing) = store
+            .accept(&reply(22, "reply-1"), &job(22, &first.id))
+            .await
+            .unwrap()
+        else {
+            panic!("{backend:?}: the same key replays")
+        };
+        assert_eq!(existing.request.reply_to_comment, Some(comment_id.clone()));
+        let stored = store.get(&first.id).await.unwrap().unwrap();
+        assert_eq!(stored.request.reply_to_comment, Some(comment_id.clone()));
+        for (n, key) in [(30, "plain-1"), (31, "plain-2")] {
+            let plain = send(n, &owner, key, "Hello");
+            assert_eq!(
+                store.accept(&plain, &job(n, &plain.id)).await.unwrap(),
+                Accepted::Created,
+                "{backend:?}"
+            );
+        }
+    }
+}
