@@ -342,6 +342,8 @@ pub fn command(dir: &Path) -> Command {
         .env("LOG_LEVEL", "info")
         // Stop at once on SIGTERM; the drain has its own test.
         .env("SHUTDOWN_DRAIN_DELAY", "0")
+        // Never the real Graph API: a closed port unless the test names its fake.
+        .env("INSTAGRAM_API_BASE_URL", "http://127.0.0.1:9")
         .stdin(Stdio::null());
     command
 }

@@ -18,5 +18,6 @@ mod operations;
 mod outages;
 mod rules;
 mod sending;
+mod subscriptions;
 mod system;
 mod webhooks;

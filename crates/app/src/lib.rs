@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use insta_router_ports::{HealthCheck, RepoError};
 
+pub use accounts::subscription::{SUBSCRIBED_FIELDS, SubscriptionError, SubscriptionService};
 pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE, ResealReport};
 pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
 pub use cipher::{KEY_LEN, Keyring};
@@ -53,6 +54,8 @@ pub use system::{PlaintextCipher, SystemClock, new_id_bits};
 pub struct App {
     /// Managing connected accounts.
     pub accounts: AccountService,
+    /// Accounts' webhook subscriptions at Meta.
+    pub subscriptions: SubscriptionService,
     /// API keys: checking them on every request, making and revoking them.
     pub keys: ApiKeyService,
     /// Storing verified webhook requests.

@@ -153,6 +153,7 @@ async fn create_account(
     )
     .map_err(ApiError::Invalid)?;
     let account = state.app.accounts.create(draft).await?;
+    state.app.subscriptions.account_created(&account).await;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/accounts/{}", account.id)))
         .json(AccountResponse::from(account)))

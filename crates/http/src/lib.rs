@@ -19,6 +19,7 @@ mod pagination;
 mod problem;
 mod rule_schema;
 mod rules;
+mod subscriptions;
 mod system;
 mod webhooks;
 
@@ -120,6 +121,7 @@ pub fn app(
                 .configure(accounts::routes)
                 .configure(messages::routes)
                 .configure(comments::routes)
+                .configure(subscriptions::routes)
                 .configure(inbox::routes)
                 .configure(deliveries::routes)
                 .configure(rules::routes)
@@ -153,6 +155,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 .configure(accounts::routes)
                 .configure(messages::routes)
                 .configure(comments::routes)
+                .configure(subscriptions::routes)
                 .configure(inbox::routes)
                 .configure(deliveries::routes)
                 .configure(rules::routes)

@@ -62,6 +62,18 @@ struct SendAnswer {
 }
 
 #[derive(Deserialize)]
+struct SubscribedApps {
+    #[serde(default)]
+    data: Vec<SubscribedApp>,
+}
+
+#[derive(Deserialize)]
+struct SubscribedApp {
+    #[serde(default)]
+    subscribed_fields: Vec<String>,
+}
+
+#[derive(Deserialize)]
 struct MeAnswer {
     /// A string, or a number in some API versions.
     user_id: Option<serde_json::Value>,
@@ -227,6 +239,50 @@ impl Messenger for GraphClient {
             .map_err(|e| GraphError::Unknown(format!("unexpected Send API answer: {e}")))?;
         InstagramMessageId::parse("message_id", &answer.message_id)
             .map_err(|e| GraphError::Unknown(e.to_string()))
+    }
+
+    async fn subscribe(&self, token: &Secret, fields: &[String]) -> Result<(), GraphError> {
+        let url = url::Url::parse_with_params(
+            &format!("{}/me/subscribed_apps", self.base_url),
+            [("subscribed_fields", fields.join(","))],
+        )
+        .map_err(|e| GraphError::Permanent {
+            code: None,
+            subcode: None,
+            message: format!("bad Graph API URL: {e}"),
+        })?;
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(request_failed)?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| GraphError::Unknown(without_url(e)))?;
+        if !(200..300).contains(&status) || serde_json::from_str::<ErrorBody>(&body).is_ok() {
+            return Err(classify(status, &body, token));
+        }
+        Ok(())
+    }
+
+    async fn subscribed_fields(&self, token: &Secret) -> Result<Vec<String>, GraphError> {
+        let answer: SubscribedApps = self
+            .get_json(
+                token,
+                "me/subscribed_apps",
+                "subscribed_fields",
+                "subscribed_apps",
+            )
+            .await?;
+        Ok(answer
+            .data
+            .into_iter()
+            .flat_map(|app| app.subscribed_fields)
+            .collect())
     }
 
     async fn mark_seen(

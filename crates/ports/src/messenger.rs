@@ -91,6 +91,22 @@ pub trait Messenger: Send + Sync {
     /// [`GraphError`]: a refused token is [`GraphError::Permanent`] with code 190.
     async fn me(&self, token: &Secret) -> Result<TokenOwner, GraphError>;
 
+    /// Subscribes the token's account to the app's webhook `fields`
+    /// (`POST /me/subscribed_apps?subscribed_fields=...`): until then Meta sends it nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`GraphError`].
+    async fn subscribe(&self, token: &Secret, fields: &[String]) -> Result<(), GraphError>;
+
+    /// The webhook fields the token's account is subscribed to (`GET /me/subscribed_apps`);
+    /// empty when none.
+    ///
+    /// # Errors
+    ///
+    /// [`GraphError`].
+    async fn subscribed_fields(&self, token: &Secret) -> Result<Vec<String>, GraphError>;
+
     /// Tells Meta the business has seen the conversation (`sender_action: mark_seen`).
     ///
     /// # Errors

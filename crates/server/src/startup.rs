@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use insta_router_app::{
     AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, InboxService,
-    JournalReplayer, Readiness, RuleService, SendPorts, SendService, SystemClock,
-    publish_job_counts,
+    JournalReplayer, Readiness, RuleService, SendPorts, SendService, SubscriptionService,
+    SystemClock, publish_job_counts,
 };
 use insta_router_domain::Secret;
 use insta_router_http::{HttpSettings, Limiters, MetricsRenderer, RateLimits};
@@ -234,7 +234,7 @@ impl Application {
             Arc::new(db.conversations()),
             Arc::new(db.messages()),
             Arc::new(db.accounts()),
-            graph,
+            graph.clone(),
             cipher.clone(),
             Arc::new(SystemClock),
         );
@@ -253,6 +253,12 @@ impl Application {
                 Arc::new(SystemClock),
             )
             .with_secret_grace(settings.crm.secret_rotation_grace.0),
+            subscriptions: SubscriptionService::new(
+                Arc::new(db.accounts()),
+                cipher.clone(),
+                graph,
+                settings.meta.subscribe_on_create,
+            ),
             keys: api_keys(&db),
             ingest,
             replayer,

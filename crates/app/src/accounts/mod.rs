@@ -13,6 +13,8 @@ use insta_router_ports::{
 
 use crate::new_id_bits;
 
+pub(crate) mod subscription;
+
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {

@@ -68,6 +68,12 @@ fn wire(ports: Ports) -> (Arc<App>, HttpSettings) {
     ));
     let app = App {
         accounts: AccountService::new(accounts.clone(), cipher.clone(), clock.clone()),
+        subscriptions: insta_router_app::SubscriptionService::new(
+            accounts.clone(),
+            cipher.clone(),
+            Arc::new(MockMessenger::new()),
+            false,
+        ),
         keys: ApiKeyService::new(Arc::new(ports.keys), accounts.clone(), clock.clone()),
         replayer: Arc::new(JournalReplayer::new(
             ReplayPorts {

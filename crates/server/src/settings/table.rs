@@ -92,6 +92,10 @@ super::settings! {
         /// Seconds a Graph API call may take; a send without an answer by then is `unknown`,
         /// never resent.
         GRAPH_API_TIMEOUT graph_api_timeout: Seconds = "10.0";
+        /// Subscribe each account to the app's webhook fields (messages, postbacks, seen,
+        /// reactions, referrals, comments, live comments) when it is created; Meta sends an
+        /// account's events only once it is subscribed.
+        SUBSCRIBE_ON_CREATE subscribe_on_create: bool = "true";
     }
 
     /// Storing webhooks.
