@@ -23,6 +23,7 @@ mod m20261128_000008_sending;
 mod m20261130_000009_webhook_replay;
 mod m20261130_000010_api_keys;
 mod m20261201_000011_private_replies;
+mod m20261201_000012_token_life;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000009_webhook_replay::Migration),
             Box::new(m20261130_000010_api_keys::Migration),
             Box::new(m20261201_000011_private_replies::Migration),
+            Box::new(m20261201_000012_token_life::Migration),
         ]
     }
 }

@@ -224,7 +224,27 @@ pub(crate) fn status_body(event_type: &str, send: &OutboundMessage, at: DateTime
     .to_string()
 }
 
-fn envelope(event_type: &str, at: DateTime<Utc>, data: Map<String, Value>) -> String {
+/// The body of an account event (`account.token_refreshed`, `account.token_invalid`): the
+/// account, and `details` added to `data`.
+pub(crate) fn account_body(
+    event_type: &str,
+    account: &insta_router_domain::Account,
+    details: Map<String, Value>,
+    at: DateTime<Utc>,
+) -> String {
+    let mut data = Map::new();
+    data.insert("event".into(), event_type.into());
+    data.insert("account_id".into(), account.id.as_str().into());
+    data.insert(
+        "instagram_account_id".into(),
+        account.instagram_account_id.as_str().into(),
+    );
+    data.insert("username".into(), account.username.as_str().into());
+    data.extend(details);
+    envelope(event_type, at, data)
+}
+
+pub(crate) fn envelope(event_type: &str, at: DateTime<Utc>, data: Map<String, Value>) -> String {
     json!({
         "type": event_type,
         "timestamp": rfc3339(at),
@@ -233,7 +253,7 @@ fn envelope(event_type: &str, at: DateTime<Utc>, data: Map<String, Value>) -> St
     .to_string()
 }
 
-fn rfc3339(at: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use insta_router_ports::{HealthCheck, RepoError};
 
 pub use accounts::subscription::{SUBSCRIBED_FIELDS, SubscriptionError, SubscriptionService};
+pub use accounts::tokens::{RefreshReport, TokenRefresher};
 pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE, ResealReport};
 pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
 pub use cipher::{KEY_LEN, Keyring};

@@ -33,6 +33,8 @@ pub struct Account {
     /// Set when Meta said the access token no longer works (code 190): sends fail until a
     /// new token is set.
     pub token_failure: Option<TokenFailure>,
+    /// When the access token was set and when it expires.
+    pub token_life: crate::TokenLife,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
     /// When the account was last changed.
@@ -471,6 +473,7 @@ mod tests {
             webhook_secret: secret.map(|s| SealedSecret::new(s.into())),
             delivery: Default::default(),
             token_failure: None,
+            token_life: Default::default(),
             created_at: now,
             updated_at: now,
         }

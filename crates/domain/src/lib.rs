@@ -53,6 +53,7 @@ mod outbound;
 mod routing;
 pub mod rules;
 mod secret;
+mod token;
 
 pub use account::{
     Account, AccountDraft, AccountPatch, CrmDeliveryState, CrmWebhookUrl, TokenFailure, Username,
@@ -86,3 +87,4 @@ pub use outbound::{
 };
 pub use routing::{FollowUp, Route};
 pub use secret::{SealedSecret, Secret};
+pub use token::{LONG_LIVED_TOKEN, REFRESH_BEFORE_EXPIRY, REFRESH_MIN_AGE, TokenLife, TokenState};

@@ -86,6 +86,13 @@ pub(crate) struct AccountResponse {
     token_invalid_at: Option<String>,
     /// What Meta said then.
     token_error: Option<String>,
+    /// When the access token expires, when known (from Meta's answer to a refresh:
+    /// Instagram-login long-lived tokens are refreshed within 10 days of their expiry).
+    token_expires_at: Option<String>,
+    /// `valid`, `expiring` (within 10 days), `expired`, `invalid` (Meta refused it) or
+    /// `unknown` (no expiry known yet).
+    #[schema(example = "valid")]
+    token_state: String,
     created_at: String,
     updated_at: String,
 }
@@ -105,6 +112,12 @@ impl From<Account> for AccountResponse {
                 .and(a.delivery.previous_secret_until)
                 .map(rfc3339),
             token_invalid_at: a.token_failure.as_ref().map(|f| rfc3339(f.at)),
+            token_expires_at: a.token_life.expires_at.map(rfc3339),
+            token_state: a
+                .token_life
+                .state(a.token_failure.as_ref(), Utc::now())
+                .as_str()
+                .to_owned(),
             token_error: a.token_failure.map(|f| f.message),
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use insta_router_domain::{
     InstagramMessageId, InstagramUserId, MessagingType, OutboundContent, Recipient, Secret,
 };
-use insta_router_ports::{GraphError, Messenger, Profile, TokenOwner};
+use insta_router_ports::{GraphError, Messenger, Profile, RefreshedToken, TokenOwner};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -59,6 +59,13 @@ struct MetaError {
 #[derive(Deserialize)]
 struct SendAnswer {
     message_id: String,
+}
+
+#[derive(Deserialize)]
+struct RefreshAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +246,53 @@ impl Messenger for GraphClient {
             .map_err(|e| GraphError::Unknown(format!("unexpected Send API answer: {e}")))?;
         InstagramMessageId::parse("message_id", &answer.message_id)
             .map_err(|e| GraphError::Unknown(e.to_string()))
+    }
+
+    async fn refresh_token(&self, token: &Secret) -> Result<RefreshedToken, GraphError> {
+        // Meta documents the endpoint without a version: `https://graph.instagram.com/...`.
+        let base = match self.base_url.rsplit_once('/') {
+            Some((root, version))
+                if version.starts_with('v')
+                    && version[1..].chars().all(|c| c.is_ascii_digit() || c == '.') =>
+            {
+                root
+            }
+            _ => self.base_url.as_str(),
+        };
+        let url = url::Url::parse_with_params(
+            &format!("{base}/refresh_access_token"),
+            [("grant_type", "ig_refresh_token")],
+        )
+        .map_err(|e| GraphError::Permanent {
+            code: None,
+            subcode: None,
+            message: format!("bad Graph API URL: {e}"),
+        })?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(request_failed)?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| GraphError::Unknown(without_url(e)))?;
+        if !(200..300).contains(&status) {
+            return Err(classify(status, &body, token));
+        }
+        let answer: RefreshAnswer =
+            serde_json::from_str(&body).map_err(|e| GraphError::Permanent {
+                code: None,
+                subcode: None,
+                message: format!("unexpected refresh answer: {e}"),
+            })?;
+        Ok(RefreshedToken {
+            token: Secret::new(answer.access_token),
+            expires_in: answer.expires_in.map(std::time::Duration::from_secs),
+        })
     }
 
     async fn subscribe(&self, token: &Secret, fields: &[String]) -> Result<(), GraphError> {

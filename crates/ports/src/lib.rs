@@ -43,7 +43,7 @@ pub use keys::ApiKeyStore;
 pub use keys::MockApiKeyStore;
 #[cfg(any(test, feature = "mocks"))]
 pub use messenger::MockMessenger;
-pub use messenger::{GraphError, Messenger, Profile, TokenOwner};
+pub use messenger::{GraphError, Messenger, Profile, RefreshedToken, TokenOwner};
 pub use outbound::{Accepted, ConversationSummary, Inbox, OutboundStore, Settlement};
 #[cfg(any(test, feature = "mocks"))]
 pub use outbound::{MockInbox, MockOutboundStore};

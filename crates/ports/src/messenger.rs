@@ -23,6 +23,15 @@ pub struct TokenOwner {
     pub username: Option<String>,
 }
 
+/// A refreshed access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshedToken {
+    /// The new token.
+    pub token: Secret,
+    /// How long it lasts, when Meta said (`expires_in`, seconds).
+    pub expires_in: Option<std::time::Duration>,
+}
+
 /// Why Meta did not take a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
@@ -90,6 +99,15 @@ pub trait Messenger: Send + Sync {
     ///
     /// [`GraphError`]: a refused token is [`GraphError::Permanent`] with code 190.
     async fn me(&self, token: &Secret) -> Result<TokenOwner, GraphError>;
+
+    /// Refreshes an Instagram-login long-lived token
+    /// (`GET /refresh_access_token?grant_type=ig_refresh_token`): a new token for another 60
+    /// days. Meta refreshes only tokens at least 24 hours old and not expired.
+    ///
+    /// # Errors
+    ///
+    /// [`GraphError`]: a dead token is [`GraphError::Permanent`] with code 190.
+    async fn refresh_token(&self, token: &Secret) -> Result<RefreshedToken, GraphError>;
 
     /// Subscribes the token's account to the app's webhook `fields`
     /// (`POST /me/subscribed_apps?subscribed_fields=...`): until then Meta sends it nothing.

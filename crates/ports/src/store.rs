@@ -1,9 +1,10 @@
 //! Stores of accounts, conversations and messages.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use insta_router_domain::{
     Account, AccountId, Conversation, ConversationId, InstagramAccountId, Message, MessageId,
-    TokenFailure,
+    SealedSecret, TokenFailure, TokenLife,
 };
 
 use crate::{Page, PageRequest, RepoError};
@@ -58,7 +59,8 @@ pub trait AccountRepository: Send + Sync {
     /// [`RepoError::Unavailable`].
     async fn delete(&self, id: &AccountId) -> Result<bool, RepoError>;
 
-    /// Records that Meta refused the account's access token; cleared by setting a new one.
+    /// Records that Meta refused the account's access token, unless it is recorded already;
+    /// true when this call recorded it (so the CRM is told once). Cleared by setting a new one.
     ///
     /// # Errors
     ///
@@ -67,7 +69,23 @@ pub trait AccountRepository: Send + Sync {
         &self,
         id: &AccountId,
         failure: &TokenFailure,
-    ) -> Result<(), RepoError>;
+    ) -> Result<bool, RepoError>;
+
+    /// Replaces the account's access token `old` (sealed, as stored) with `new` and its
+    /// `life`; false when the stored token is no longer `old` (another instance refreshed it
+    /// first, or a client set a new one) or the account is gone.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn replace_token(
+        &self,
+        id: &AccountId,
+        old: &SealedSecret,
+        new: &SealedSecret,
+        life: TokenLife,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError>;
 }
 
 /// Stored messages.

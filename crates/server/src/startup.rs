@@ -8,7 +8,7 @@ use anyhow::Context;
 use insta_router_app::{
     AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, InboxService,
     JournalReplayer, Readiness, RuleService, SendPorts, SendService, SubscriptionService,
-    SystemClock, publish_job_counts,
+    SystemClock, TokenRefresher, publish_job_counts,
 };
 use insta_router_domain::Secret;
 use insta_router_http::{HttpSettings, Limiters, MetricsRenderer, RateLimits};
@@ -228,6 +228,23 @@ impl Application {
             supervise(&mut workers, &readiness, "send", group);
         } else {
             tracing::info!("SEND_WORKERS=0: this process does not send through the Graph API");
+        }
+        let interval = settings.meta.token_refresh_interval.0;
+        if !interval.is_zero() {
+            let refresher = Arc::new(TokenRefresher::new(
+                Arc::new(db.accounts()),
+                cipher.clone(),
+                graph.clone(),
+                Arc::new(db.jobs()),
+                Arc::new(SystemClock),
+                interval,
+            ));
+            supervise(
+                &mut workers,
+                &readiness,
+                "token-refresh",
+                refresher.start(stopped.clone()),
+            );
         }
         let inbox = InboxService::new(
             Arc::new(db.conversations()),

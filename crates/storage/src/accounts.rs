@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use insta_router_domain::{
     Account, AccountId, CrmDeliveryState, CrmWebhookUrl, InstagramAccountId, SealedSecret,
-    TokenFailure, Username,
+    TokenFailure, TokenLife, Username,
 };
 use insta_router_ports::{AccountRepository, Page, PageRequest, RepoError};
 use sea_orm::{
@@ -102,18 +102,45 @@ impl AccountRepository for SeaAccountRepository {
         &self,
         id: &AccountId,
         failure: &TokenFailure,
-    ) -> Result<(), RepoError> {
-        Entity::update_many()
+    ) -> Result<bool, RepoError> {
+        // Only the first refusal marks it: the caller tells the CRM once.
+        let result = Entity::update_many()
             .set(ActiveModel {
                 token_invalid_at: Set(Some(to_micros(failure.at))),
                 token_error: Set(Some(failure.message.clone())),
                 ..Default::default()
             })
             .filter(Column::Id.eq(id.as_str()))
+            .filter(Column::TokenInvalidAt.is_null())
             .exec(&self.db)
             .await
             .map_err(unavailable)?;
-        Ok(())
+        Ok(result.rows_affected > 0)
+    }
+
+    #[tracing::instrument(skip_all, fields(account_id = %id))]
+    async fn replace_token(
+        &self,
+        id: &AccountId,
+        old: &SealedSecret,
+        new: &SealedSecret,
+        life: TokenLife,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, RepoError> {
+        let result = Entity::update_many()
+            .set(ActiveModel {
+                access_token_encrypted: Set(new.as_str().to_owned()),
+                token_set_at: Set(life.set_at.map(to_micros)),
+                token_expires_at: Set(life.expires_at.map(to_micros)),
+                updated_at: Set(to_micros(now)),
+                ..Default::default()
+            })
+            .filter(Column::Id.eq(id.as_str()))
+            .filter(Column::AccessTokenEncrypted.eq(old.as_str()))
+            .exec(&self.db)
+            .await
+            .map_err(unavailable)?;
+        Ok(result.rows_affected > 0)
     }
 }
 
@@ -140,6 +167,8 @@ fn to_active(account: &Account) -> ActiveModel {
         previous_secret_until: Set(account.delivery.previous_secret_until.map(to_micros)),
         token_invalid_at: Set(account.token_failure.as_ref().map(|f| to_micros(f.at))),
         token_error: Set(account.token_failure.as_ref().map(|f| f.message.clone())),
+        token_set_at: Set(account.token_life.set_at.map(to_micros)),
+        token_expires_at: Set(account.token_life.expires_at.map(to_micros)),
         created_at: Set(to_micros(account.created_at)),
         updated_at: Set(to_micros(account.updated_at)),
     }
@@ -175,6 +204,10 @@ fn from_model(row: Model) -> Result<Account, RepoError> {
                 message: message.clone().unwrap_or_default(),
             }),
             (None, _) => None,
+        },
+        token_life: TokenLife {
+            set_at: row.token_set_at.map(from_micros).transpose()?,
+            expires_at: row.token_expires_at.map(from_micros).transpose()?,
         },
         created_at: from_micros(row.created_at)?,
         updated_at: from_micros(row.updated_at)?,

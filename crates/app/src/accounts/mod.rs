@@ -14,6 +14,7 @@ use insta_router_ports::{
 use crate::new_id_bits;
 
 pub(crate) mod subscription;
+pub(crate) mod tokens;
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +117,7 @@ impl AccountService {
                 .transpose()?,
             delivery: Default::default(),
             token_failure: None,
+            token_life: insta_router_domain::TokenLife::set(now, None),
             created_at: now,
             updated_at: now,
         };
@@ -168,6 +170,8 @@ impl AccountService {
                     account.access_token = self.cipher.seal(&draft.access_token)?;
                     account.token_failure = None;
                     account.updated_at = self.clock.now();
+                    account.token_life =
+                        insta_router_domain::TokenLife::set(account.updated_at, None);
                     self.repo.update(&account).await?;
                     tracing::info!(account_id = %account.id, "the configured account's access token was replaced by INSTAGRAM_PAGE_ACCESS_TOKEN");
                 }
@@ -241,12 +245,13 @@ impl AccountService {
         if let Some(value) = username {
             account.username = value;
         }
+        let now = self.clock.now();
         if let Some(value) = access_token {
             account.access_token = self.cipher.seal(&value)?;
             // A new token is how an account whose token Meta refused comes back.
             account.token_failure = None;
+            account.token_life = insta_router_domain::TokenLife::set(now, None);
         }
-        let now = self.clock.now();
         // Setting the CRM URL or secret again is how an endpoint disabled by a 410 comes back.
         if crm_webhook_url.is_some() || webhook_secret.is_some() {
             account.delivery.disabled_at = None;

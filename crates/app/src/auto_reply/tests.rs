@@ -27,6 +27,7 @@ fn account() -> Account {
         webhook_secret: None,
         delivery: Default::default(),
         token_failure: None,
+        token_life: Default::default(),
         created_at: now(),
         updated_at: now(),
     }

@@ -137,6 +137,18 @@ impl AutoReplyService {
                 subcode,
                 message: text,
             }) => {
+                if insta_router_domain::is_token_error(code)
+                    && let Err(error) = crate::accounts::tokens::token_refused(
+                        &*self.ports.accounts,
+                        &*self.ports.jobs,
+                        &account,
+                        &text,
+                        now,
+                    )
+                    .await
+                {
+                    tracing::error!(%error, account_id = %account.id, "cannot mark the token refused");
+                }
                 let error = format!("Meta code {code:?}/{subcode:?}: {text}");
                 let _ = self.ports.replies.settle(id, "failed", &error).await;
                 metrics::counter!("insta_router_auto_replies_total", "outcome" => "failed")

@@ -26,6 +26,7 @@ fn account(delivery: CrmDeliveryState) -> Account {
         webhook_secret: Some(SealedSecret::new("plain:new".into())),
         delivery,
         token_failure: None,
+        token_life: Default::default(),
         created_at: now(),
         updated_at: now(),
     }

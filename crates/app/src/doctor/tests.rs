@@ -24,6 +24,7 @@ fn account(n: u128, crm: Option<&str>) -> Account {
         webhook_secret: crm.map(|_| SealedSecret::new("plain:s".into())),
         delivery: CrmDeliveryState::default(),
         token_failure: None,
+        token_life: Default::default(),
         created_at: DateTime::<Utc>::UNIX_EPOCH,
         updated_at: DateTime::<Utc>::UNIX_EPOCH,
     }

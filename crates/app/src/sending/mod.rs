@@ -20,7 +20,7 @@ use insta_router_domain::{
     Account, AccountId, ClaimedJob, Conversation, ConversationId, Direction, InstagramAccountId,
     InstagramCommentId, InstagramUserId, JobId, JobKind, JobWork, Message, MessageContext,
     MessageId, MessageKind, NewJob, OutboundContent, OutboundMessage, OutboundStatus, SendError,
-    SendRequest, TokenFailure, is_token_error, messaging_type,
+    SendRequest, is_token_error, messaging_type,
 };
 use insta_router_ports::{
     Accepted, AccountRepository, Clock, CommentStore, ConversationRepository, CredentialCipher,

@@ -232,20 +232,17 @@ impl SendService {
                 subcode,
                 message,
             }) => {
-                if is_token_error(code) {
-                    let failure = TokenFailure {
-                        at: now,
-                        message: message.clone(),
-                    };
-                    if let Err(error) = self
-                        .ports
-                        .accounts
-                        .mark_token_failure(&account.id, &failure)
-                        .await
-                    {
-                        tracing::error!(%error, account_id = %account.id, "cannot mark the token refused");
-                    }
-                    tracing::warn!(account_id = %account.id, "Meta refused the account's access token (code 190)");
+                if is_token_error(code)
+                    && let Err(error) = crate::accounts::tokens::token_refused(
+                        &*self.ports.accounts,
+                        &*self.ports.jobs,
+                        &account,
+                        &message,
+                        now,
+                    )
+                    .await
+                {
+                    tracing::error!(%error, account_id = %account.id, "cannot mark the token refused");
                 }
                 let error = SendError {
                     code: code.map_or_else(|| "graph_error".to_owned(), |c| c.to_string()),

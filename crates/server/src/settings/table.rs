@@ -96,6 +96,10 @@ super::settings! {
         /// reactions, referrals, comments, live comments) when it is created; Meta sends an
         /// account's events only once it is subscribed.
         SUBSCRIBE_ON_CREATE subscribe_on_create: bool = "true";
+        /// Time between two passes that refresh Instagram-login long-lived tokens (`IG...`)
+        /// at least a day old and within 10 days of their expiry; `0` turns refreshing off in
+        /// this instance.
+        TOKEN_REFRESH_INTERVAL token_refresh_interval: Delay = "1h";
     }
 
     /// Storing webhooks.

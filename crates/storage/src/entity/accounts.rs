@@ -17,6 +17,8 @@ pub struct Model {
     pub previous_secret_until: Option<i64>,
     pub token_invalid_at: Option<i64>,
     pub token_error: Option<String>,
+    pub token_set_at: Option<i64>,
+    pub token_expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -17,6 +17,7 @@ fn account(n: u128, instagram_id: &str) -> Account {
         webhook_secret: Some(SealedSecret::new("plain:secret".into())),
         delivery: Default::default(),
         token_failure: None,
+        token_life: Default::default(),
         created_at: at(0),
         updated_at: at(1),
     }
@@ -130,6 +131,70 @@ async fn delete_removes_once() {
                 .await
                 .unwrap(),
             None
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_token_is_marked_once_and_a_refresh_replaces_only_the_token_it_read() {
+    use insta_router_domain::{TokenFailure, TokenLife};
+
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let repo = db.accounts();
+        let mut stored = account(1, "17841400000000001");
+        stored.token_life = TokenLife::set(at(0), Some(at(5_184_000)));
+        repo.insert(&stored).await.unwrap();
+        assert_eq!(
+            repo.get(&stored.id).await.unwrap().unwrap().token_life,
+            stored.token_life,
+            "{backend:?}"
+        );
+
+        // Compare-and-set on the sealed token: the second refresh read a token that is gone.
+        let old = stored.access_token.clone();
+        let new = SealedSecret::new("plain:token-2".into());
+        let life = TokenLife::set(at(100), Some(at(100 + 5_184_000)));
+        assert!(
+            repo.replace_token(&stored.id, &old, &new, life, at(100))
+                .await
+                .unwrap()
+        );
+        let other = SealedSecret::new("plain:token-3".into());
+        assert!(
+            !repo
+                .replace_token(&stored.id, &old, &other, life, at(101))
+                .await
+                .unwrap(),
+            "{backend:?}"
+        );
+        let refreshed = repo.get(&stored.id).await.unwrap().unwrap();
+        assert_eq!(refreshed.access_token, new, "{backend:?}");
+        assert_eq!(refreshed.token_life, life, "{backend:?}");
+        assert_eq!(refreshed.updated_at, at(100), "{backend:?}");
+
+        let failure = |secs| TokenFailure {
+            at: at(secs),
+            message: "Session has expired".into(),
+        };
+        assert!(
+            repo.mark_token_failure(&stored.id, &failure(200))
+                .await
+                .unwrap(),
+            "{backend:?}"
+        );
+        assert!(
+            !repo
+                .mark_token_failure(&stored.id, &failure(201))
+                .await
+                .unwrap(),
+            "{backend:?}"
+        );
+        let marked = repo.get(&stored.id).await.unwrap().unwrap();
+        assert_eq!(
+            marked.token_failure.unwrap().at,
+            at(200),
+            "the first refusal stands"
         );
     }
 }

@@ -100,6 +100,7 @@ pub(crate) async fn add_account(db: &Database, n: u128, instagram_id: &str, crm:
             webhook_secret: crm.then(|| SealedSecret::new("plain:s".into())),
             delivery: Default::default(),
             token_failure: None,
+            token_life: Default::default(),
             created_at: at(0),
             updated_at: at(0),
         })
