@@ -20,4 +20,5 @@ mod rules;
 mod sending;
 mod subscriptions;
 mod system;
+mod tokens;
 mod webhooks;
