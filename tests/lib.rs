@@ -665,6 +665,19 @@ pub async fn futures_join<F: std::future::Future>(
     outputs.into_iter().map(Option::unwrap).collect()
 }
 
+/// The Graph API answer `tests/fixtures/graph/{name}`, as Meta documents it.
+///
+/// # Panics
+///
+/// When the file is missing or not JSON.
+pub fn graph_fixture(name: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/graph")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A signed-to-be notification of one inbound text message `mid` to `account`, from the
 /// customer `555`.
 pub fn text_webhook(account: &str, mid: &str, text: &str) -> String {

@@ -138,9 +138,10 @@ async fn a_private_reply_goes_out_once_addressed_to_the_comment_within_metas_rul
     let graph = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/me/messages"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"recipient_id": "1234567890123456", "message_id": "mid.private.1"}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(insta_router_blackbox::graph_fixture("private-reply.json")),
+        )
         .mount(&graph)
         .await;
     let server = TestServer::builder()

@@ -16,6 +16,7 @@ mod keys;
 mod lifecycle;
 mod operations;
 mod outages;
+mod profile;
 mod rules;
 mod sending;
 mod subscriptions;

@@ -145,9 +145,10 @@ async fn doctor_names_a_refused_token_and_an_unreachable_crm() {
     Mock::given(method("GET"))
         .and(path("/me"))
         .and(header("authorization", "Bearer IGQVJ-good"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            serde_json::json!({"user_id": "17841400000000001", "username": "goodshop"}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(insta_router_blackbox::graph_fixture("me.json")),
+        )
         .mount(&graph)
         .await;
     Mock::given(method("GET"))

@@ -1,7 +1,7 @@
 //! Webhook subscriptions at Meta: made when an account is created (unless turned off), made
 //! again and read through the API, with Meta's refusals as 502.
 
-use insta_router_blackbox::TestServer;
+use insta_router_blackbox::{TestServer, graph_fixture};
 use reqwest::Method;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param};
@@ -15,15 +15,17 @@ async fn graph() -> MockServer {
         .and(path("/me/subscribed_apps"))
         .and(query_param("subscribed_fields", FIELDS))
         .and(header("authorization", "Bearer IGQVJ-good"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(graph_fixture("subscribed-apps-post.json")),
+        )
         .mount(&graph)
         .await;
     Mock::given(method("GET"))
         .and(path("/me/subscribed_apps"))
         .and(header("authorization", "Bearer IGQVJ-good"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "data": [{"subscribed_fields": FIELDS.split(',').collect::<Vec<_>>()}]
-        })))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(graph_fixture("subscribed-apps.json")),
+        )
         .mount(&graph)
         .await;
     Mock::given(method("POST"))

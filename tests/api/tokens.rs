@@ -1,7 +1,7 @@
 //! The access token's lifecycle: a long-lived token near its expiry is refreshed once and the
 //! next send uses the new one; a dead token is told to the CRM once, however many sends fail.
 
-use insta_router_blackbox::TestServer;
+use insta_router_blackbox::{TestServer, graph_fixture};
 use reqwest::Method;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
@@ -80,9 +80,9 @@ async fn a_token_near_its_expiry_is_refreshed_once_and_the_next_send_uses_the_ne
     Mock::given(method("GET"))
         .and(path("/refresh_access_token"))
         .and(header("authorization", "Bearer IGQVJ-old"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"access_token": "IGQVJ-new", "token_type": "bearer", "expires_in": 5_184_000}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(graph_fixture("refresh-access-token.json")),
+        )
         .mount(&graph)
         .await;
     Mock::given(method("POST"))

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use insta_router_ports::{HealthCheck, RepoError};
 
+pub use accounts::profile::{ProfileError, ProfileService};
 pub use accounts::subscription::{SUBSCRIBED_FIELDS, SubscriptionError, SubscriptionService};
 pub use accounts::tokens::{RefreshReport, TokenRefresher};
 pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE, ResealReport};
@@ -57,6 +58,8 @@ pub struct App {
     pub accounts: AccountService,
     /// Accounts' webhook subscriptions at Meta.
     pub subscriptions: SubscriptionService,
+    /// Accounts' ice breakers and persistent menu at Meta.
+    pub profiles: ProfileService,
     /// API keys: checking them on every request, making and revoking them.
     pub keys: ApiKeyService,
     /// Storing verified webhook requests.

@@ -50,6 +50,7 @@ pub mod id;
 mod job;
 mod message;
 mod outbound;
+mod profile;
 mod routing;
 pub mod rules;
 mod secret;
@@ -85,6 +86,7 @@ pub use outbound::{
     OutboundStatus, RawSendRequest, Recipient, STANDARD_WINDOW, SendError, SendRequest,
     is_token_error, messaging_type,
 };
+pub use profile::{IceBreaker, MAX_ICE_BREAKERS, MenuItem};
 pub use routing::{FollowUp, Route};
 pub use secret::{SealedSecret, Secret};
 pub use token::{LONG_LIVED_TOKEN, REFRESH_BEFORE_EXPIRY, REFRESH_MIN_AGE, TokenLife, TokenState};

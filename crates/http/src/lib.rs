@@ -17,6 +17,7 @@ mod limits;
 mod messages;
 mod pagination;
 mod problem;
+mod profile;
 mod rule_schema;
 mod rules;
 mod subscriptions;
@@ -122,6 +123,7 @@ pub fn app(
                 .configure(messages::routes)
                 .configure(comments::routes)
                 .configure(subscriptions::routes)
+                .configure(profile::routes)
                 .configure(inbox::routes)
                 .configure(deliveries::routes)
                 .configure(rules::routes)
@@ -156,6 +158,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 .configure(messages::routes)
                 .configure(comments::routes)
                 .configure(subscriptions::routes)
+                .configure(profile::routes)
                 .configure(inbox::routes)
                 .configure(deliveries::routes)
                 .configure(rules::routes)

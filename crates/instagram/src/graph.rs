@@ -13,8 +13,8 @@ use serde_json::json;
 /// Talks to `graph.instagram.com` (or whatever `INSTAGRAM_API_BASE_URL` names).
 #[derive(Debug, Clone)]
 pub struct GraphClient {
-    base_url: String,
-    http: reqwest::Client,
+    pub(crate) base_url: String,
+    pub(crate) http: reqwest::Client,
 }
 
 /// Why the client could not be built.
@@ -44,7 +44,7 @@ impl GraphClient {
 }
 
 #[derive(Deserialize)]
-struct ErrorBody {
+pub(crate) struct ErrorBody {
     error: MetaError,
 }
 
@@ -106,7 +106,7 @@ struct ProfileAnswer {
 /// Meta's error classes (`instagram.md` §4.15): rate limits and service hiccups retry, the
 /// rest do not. The message is Meta's text with `token` taken out wherever it is quoted: an
 /// error's text reaches log lines and the API.
-fn classify(status: u16, body: &str, token: &Secret) -> GraphError {
+pub(crate) fn classify(status: u16, body: &str, token: &Secret) -> GraphError {
     let meta = serde_json::from_str::<ErrorBody>(body)
         .ok()
         .map(|b| b.error);
@@ -142,7 +142,7 @@ fn redacted(text: String, token: &Secret) -> String {
 
 /// A failure of the request itself: before it was sent, trying again is safe; after, the
 /// outcome is unknown.
-fn request_failed(err: reqwest::Error) -> GraphError {
+pub(crate) fn request_failed(err: reqwest::Error) -> GraphError {
     let label = if err.is_timeout() {
         "timeout"
     } else if err.is_connect() {
@@ -162,7 +162,7 @@ fn request_failed(err: reqwest::Error) -> GraphError {
 }
 
 /// A request error's text without its URL, so no error text or log line carries a URL.
-fn without_url(err: reqwest::Error) -> String {
+pub(crate) fn without_url(err: reqwest::Error) -> String {
     let err = err.without_url();
     let mut text = err.to_string();
     let mut source = std::error::Error::source(&err);

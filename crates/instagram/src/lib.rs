@@ -11,6 +11,8 @@
 mod comments;
 #[cfg(feature = "graph")]
 mod graph;
+#[cfg(feature = "graph")]
+mod profile;
 mod signature;
 mod webhook;
 

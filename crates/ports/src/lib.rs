@@ -14,6 +14,7 @@ mod keys;
 mod messenger;
 mod outbound;
 mod page;
+mod profile;
 mod retention;
 mod rules;
 mod signature;
@@ -48,6 +49,9 @@ pub use outbound::{Accepted, ConversationSummary, Inbox, OutboundStore, Settleme
 #[cfg(any(test, feature = "mocks"))]
 pub use outbound::{MockInbox, MockOutboundStore};
 pub use page::{Page, PageRequest};
+#[cfg(any(test, feature = "mocks"))]
+pub use profile::MockMessengerProfile;
+pub use profile::{MessengerProfile, ProfileField};
 #[cfg(any(test, feature = "mocks"))]
 pub use retention::MockRetentionStore;
 pub use retention::{Prunable, RetentionStore};

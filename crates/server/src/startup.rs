@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use insta_router_app::{
     AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, InboxService,
-    JournalReplayer, Readiness, RuleService, SendPorts, SendService, SubscriptionService,
-    SystemClock, TokenRefresher, publish_job_counts,
+    JournalReplayer, ProfileService, Readiness, RuleService, SendPorts, SendService,
+    SubscriptionService, SystemClock, TokenRefresher, publish_job_counts,
 };
 use insta_router_domain::Secret;
 use insta_router_http::{HttpSettings, Limiters, MetricsRenderer, RateLimits};
@@ -175,7 +175,8 @@ impl Application {
             Arc::new(SystemClock),
             settings.auto_reply.fallback_name.clone(),
         ));
-        let graph: Arc<dyn Messenger> = Arc::new(crate::wiring::graph_client(&settings)?);
+        let graph_client = Arc::new(crate::wiring::graph_client(&settings)?);
+        let graph: Arc<dyn Messenger> = graph_client.clone();
         let auto_replies = Arc::new(AutoReplyService::new(
             AutoReplyPorts {
                 jobs: Arc::new(db.jobs()),
@@ -276,6 +277,7 @@ impl Application {
                 graph,
                 settings.meta.subscribe_on_create,
             ),
+            profiles: ProfileService::new(Arc::new(db.accounts()), cipher.clone(), graph_client),
             keys: api_keys(&db),
             ingest,
             replayer,

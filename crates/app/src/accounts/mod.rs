@@ -13,6 +13,7 @@ use insta_router_ports::{
 
 use crate::new_id_bits;
 
+pub(crate) mod profile;
 pub(crate) mod subscription;
 pub(crate) mod tokens;
 

@@ -68,6 +68,11 @@ fn wire(ports: Ports) -> (Arc<App>, HttpSettings) {
     ));
     let app = App {
         accounts: AccountService::new(accounts.clone(), cipher.clone(), clock.clone()),
+        profiles: insta_router_app::ProfileService::new(
+            accounts.clone(),
+            cipher.clone(),
+            Arc::new(insta_router_ports::MockMessengerProfile::new()),
+        ),
         subscriptions: insta_router_app::SubscriptionService::new(
             accounts.clone(),
             cipher.clone(),
