@@ -178,7 +178,12 @@ pub(crate) fn without_url(err: reqwest::Error) -> String {
 impl Messenger for GraphClient {
     async fn profile(&self, token: &Secret, user: &InstagramUserId) -> Result<Profile, GraphError> {
         let answer: ProfileAnswer = self
-            .get_json(token, user.as_str(), "name,username", "profile")
+            .get_json(
+                token,
+                user.as_str(),
+                &[("fields", "name,username")],
+                "profile",
+            )
             .await?;
         Ok(Profile {
             username: answer.username,
@@ -187,7 +192,9 @@ impl Messenger for GraphClient {
     }
 
     async fn me(&self, token: &Secret) -> Result<TokenOwner, GraphError> {
-        let answer: MeAnswer = self.get_json(token, "me", "user_id,username", "me").await?;
+        let answer: MeAnswer = self
+            .get_json(token, "me", &[("fields", "user_id,username")], "me")
+            .await?;
         Ok(TokenOwner {
             id: id_text(answer.user_id)
                 .or_else(|| id_text(answer.id))
@@ -268,21 +275,7 @@ impl Messenger for GraphClient {
             subcode: None,
             message: format!("bad Graph API URL: {e}"),
         })?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(request_failed)?;
-        let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| GraphError::Unknown(without_url(e)))?;
-        if !(200..300).contains(&status) {
-            return Err(classify(status, &body, token));
-        }
+        let body = self.exchange(self.http.get(url), token).await?;
         let answer: RefreshAnswer =
             serde_json::from_str(&body).map_err(|e| GraphError::Permanent {
                 code: None,
@@ -296,31 +289,11 @@ impl Messenger for GraphClient {
     }
 
     async fn subscribe(&self, token: &Secret, fields: &[String]) -> Result<(), GraphError> {
-        let url = url::Url::parse_with_params(
-            &format!("{}/me/subscribed_apps", self.base_url),
-            [("subscribed_fields", fields.join(","))],
-        )
-        .map_err(|e| GraphError::Permanent {
-            code: None,
-            subcode: None,
-            message: format!("bad Graph API URL: {e}"),
-        })?;
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(request_failed)?;
-        let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| GraphError::Unknown(without_url(e)))?;
-        if !(200..300).contains(&status) || serde_json::from_str::<ErrorBody>(&body).is_ok() {
-            return Err(classify(status, &body, token));
-        }
-        Ok(())
+        let url = self.url(
+            "me/subscribed_apps",
+            &[("subscribed_fields", &fields.join(","))],
+        )?;
+        self.exchange(self.http.post(url), token).await.map(drop)
     }
 
     async fn subscribed_fields(&self, token: &Secret) -> Result<Vec<String>, GraphError> {
@@ -328,7 +301,7 @@ impl Messenger for GraphClient {
             .get_json(
                 token,
                 "me/subscribed_apps",
-                "subscribed_fields",
+                &[("fields", "subscribed_fields")],
                 "subscribed_apps",
             )
             .await?;
@@ -353,61 +326,27 @@ impl Messenger for GraphClient {
 }
 
 impl GraphClient {
-    /// `GET /{node}?fields=...` with `token`, its 2xx answer parsed as `T` (`what` names it
-    /// in errors).
-    async fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        token: &Secret,
-        node: &str,
-        fields: &str,
-        what: &str,
-    ) -> Result<T, GraphError> {
-        // The token goes in the Authorization header, never in the URL: a URL ends up in
-        // error texts and log lines.
-        let url =
-            url::Url::parse_with_params(&format!("{}/{node}", self.base_url), [("fields", fields)])
-                .map_err(|e| GraphError::Permanent {
-                    code: None,
-                    subcode: None,
-                    message: format!("bad Graph API URL: {e}"),
-                })?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(|e| GraphError::Transient {
+    /// `{base}/{path}` with `params`.
+    pub(crate) fn url(&self, path: &str, params: &[(&str, &str)]) -> Result<url::Url, GraphError> {
+        url::Url::parse_with_params(&format!("{}/{path}", self.base_url), params).map_err(|e| {
+            GraphError::Permanent {
                 code: None,
-                message: without_url(e),
-            })?;
-        let status = response.status().as_u16();
-        let body = response.text().await.map_err(|e| GraphError::Transient {
-            code: None,
-            message: without_url(e),
-        })?;
-        if !(200..300).contains(&status) {
-            return Err(classify(status, &body, token));
-        }
-        serde_json::from_str(&body).map_err(|e| GraphError::Permanent {
-            code: None,
-            subcode: None,
-            message: format!("unexpected {what} answer: {e}"),
+                subcode: None,
+                message: format!("bad Graph API URL: {e}"),
+            }
         })
     }
 
-    /// POSTs to `/me/messages` and returns the body of a 2xx answer. A 200 whose body holds
-    /// an `error` member is a failure too.
-    async fn post_messages(
+    /// Sends `request` with `token` as a bearer token (never in a URL: a URL ends up in error
+    /// texts and log lines) and returns the body of a 2xx answer. An answer holding an `error`
+    /// member is a failure too, whatever its status.
+    pub(crate) async fn exchange(
         &self,
+        request: reqwest::RequestBuilder,
         token: &Secret,
-        body: &serde_json::Value,
     ) -> Result<String, GraphError> {
-        let response = self
-            .http
-            .post(format!("{}/me/messages", self.base_url))
+        let response = request
             .bearer_auth(token.expose())
-            .json(body)
             .send()
             .await
             .map_err(request_failed)?;
@@ -420,6 +359,34 @@ impl GraphClient {
             return Err(classify(status, &body, token));
         }
         Ok(body)
+    }
+
+    /// `GET /{node}?fields=...` with `token`, its answer parsed as `T` (`what` names it in
+    /// errors).
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &Secret,
+        node: &str,
+        params: &[(&str, &str)],
+        what: &str,
+    ) -> Result<T, GraphError> {
+        let url = self.url(node, params)?;
+        let body = self.exchange(self.http.get(url), token).await?;
+        serde_json::from_str(&body).map_err(|e| GraphError::Permanent {
+            code: None,
+            subcode: None,
+            message: format!("unexpected {what} answer: {e}"),
+        })
+    }
+
+    /// POSTs to `/me/messages` and returns the body of a 2xx answer.
+    async fn post_messages(
+        &self,
+        token: &Secret,
+        body: &serde_json::Value,
+    ) -> Result<String, GraphError> {
+        let url = self.url("me/messages", &[])?;
+        self.exchange(self.http.post(url).json(body), token).await
     }
 }
 

@@ -7,7 +7,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::GraphClient;
-use crate::graph::{ErrorBody, classify, request_failed, without_url};
 
 #[derive(Deserialize)]
 struct ProfileAnswer {
@@ -39,58 +38,20 @@ impl GraphClient {
         method: reqwest::Method,
         body: &Value,
     ) -> Result<(), GraphError> {
-        let response = self
-            .http
-            .request(
-                method,
-                format!("{}/me/messenger_profile?platform=instagram", self.base_url),
-            )
-            .bearer_auth(token.expose())
-            .json(body)
-            .send()
+        let url = self.url("me/messenger_profile", &[("platform", "instagram")])?;
+        self.exchange(self.http.request(method, url).json(body), token)
             .await
-            .map_err(request_failed)?;
-        let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| GraphError::Unknown(without_url(e)))?;
-        if !(200..300).contains(&status) || serde_json::from_str::<ErrorBody>(&body).is_ok() {
-            return Err(classify(status, &body, token));
-        }
-        Ok(())
+            .map(drop)
     }
 
     async fn profile_read(&self, token: &Secret, field: &str) -> Result<ProfileAnswer, GraphError> {
-        let url = url::Url::parse_with_params(
-            &format!("{}/me/messenger_profile", self.base_url),
-            [("fields", field), ("platform", "instagram")],
+        self.get_json(
+            token,
+            "me/messenger_profile",
+            &[("fields", field), ("platform", "instagram")],
+            "messenger_profile",
         )
-        .map_err(|e| GraphError::Permanent {
-            code: None,
-            subcode: None,
-            message: format!("bad Graph API URL: {e}"),
-        })?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(request_failed)?;
-        let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| GraphError::Unknown(without_url(e)))?;
-        if !(200..300).contains(&status) {
-            return Err(classify(status, &body, token));
-        }
-        serde_json::from_str(&body).map_err(|e| GraphError::Permanent {
-            code: None,
-            subcode: None,
-            message: format!("unexpected messenger_profile answer: {e}"),
-        })
+        .await
     }
 }
 
