@@ -252,3 +252,96 @@ async fn a_private_reply_goes_out_once_addressed_to_the_comment_within_metas_rul
         "{conversations}"
     );
 }
+
+#[tokio::test]
+async fn comment_rules_are_validated_and_the_dry_run_tries_them_on_a_comment() {
+    let server = TestServer::start().await;
+    let account: Value = server
+        .api(Method::POST, "/api/v1/accounts")
+        .json(
+            &json!({"instagram_account_id": "17841400000000001", "username": "myshop",
+            "access_token": "IGQVJ-token"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let account_id = account["account_id"].as_str().unwrap();
+    let rules = format!("/api/v1/accounts/{account_id}/rules");
+    let create = async |rule: Value| {
+        server
+            .api(Method::POST, &rules)
+            .json(&rule)
+            .send()
+            .await
+            .unwrap()
+    };
+    let created = create(json!({
+        "name": "price on the winter reel",
+        "conditions": [
+            {"type": "comment", "media_ids": ["17800000000000055"]},
+            {"type": "keywords", "any_of": ["price"]},
+        ],
+        "reply": {"text": "Hi {username}, here is the link: https://shop.example/p/42",
+                  "public_reply": "Sent you a DM, {username}!"},
+    }))
+    .await;
+    assert_eq!(created.status(), 201);
+    let rule: Value = created.json().await.unwrap();
+    assert_eq!(
+        rule["reply"]["public_reply"], "Sent you a DM, {username}!",
+        "{rule}"
+    );
+    for (bad, field) in [
+        (
+            json!({"name": "x", "conditions": [{"type": "comment"}, {"type": "story_mention"}],
+                   "reply": {"text": "hi"}}),
+            "conditions[1]",
+        ),
+        (
+            json!({"name": "x", "conditions": [{"type": "first_comment"}], "reply": {"text": "hi"}}),
+            "conditions[0]",
+        ),
+        (
+            json!({"name": "x", "conditions": [{"type": "keywords", "any_of": ["a"]}],
+                   "reply": {"text": "hi", "public_reply": "hello"}}),
+            "reply.public_reply",
+        ),
+    ] {
+        let refused = create(bad).await;
+        assert_eq!(refused.status(), 422);
+        let problem: Value = refused.json().await.unwrap();
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+
+    let test = async |body: Value| {
+        let mut body = body;
+        body["account_id"] = json!(account_id);
+        let response = server
+            .api(Method::POST, "/api/v1/rules/test")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+    let on_reel = test(json!({"message_type": "comment", "text": "PRICE?",
+        "media_id": "17800000000000055"}))
+    .await;
+    assert_eq!(on_reel["matched"], true, "{on_reel}");
+    assert!(rule["rule_id"].is_string(), "{rule}");
+    assert_eq!(on_reel["rule"]["rule_id"], rule["rule_id"]);
+    let elsewhere =
+        test(json!({"message_type": "comment", "text": "price?", "media_id": "1"})).await;
+    assert_eq!(elsewhere["matched"], false, "{elsewhere}");
+    assert_eq!(
+        elsewhere["skipped"][0]["reason"],
+        "condition 0 does not match"
+    );
+    // A DM saying the same is not a comment: the comment rule never answers it.
+    let dm = test(json!({"text": "price?"})).await;
+    assert_eq!(dm["matched"], false, "{dm}");
+}

@@ -28,6 +28,7 @@ fn rule(n: u128, conditions: Vec<Condition>) -> Rule {
         reply: Reply {
             text: "Hi {first_name}!".to_owned(),
             quick_replies: Vec::new(),
+            public_reply: None,
         },
         cooldown: Duration::from_secs(3600),
         created_at: now,

@@ -42,6 +42,7 @@
 
 mod account;
 mod api_key;
+mod comment_rules;
 mod conversation;
 mod delivery;
 mod error;
@@ -61,6 +62,9 @@ pub use account::{
 };
 pub use api_key::{
     ApiKey, KEY_PREFIX, KEY_RANDOM_CHARS, KeyName, KeyScope, looks_like_key, new_key_text,
+};
+pub use comment_rules::{
+    LIVE_BROADCAST_LIMIT, PRIVATE_REPLY_WINDOW, evaluate_comment, private_reply_open,
 };
 pub use conversation::Conversation;
 pub use delivery::{

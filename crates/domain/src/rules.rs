@@ -76,6 +76,11 @@ impl Pattern {
     pub fn as_str(&self) -> &str {
         &self.source
     }
+
+    /// Whether `text` matches.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
 }
 
 impl fmt::Debug for Pattern {
@@ -141,6 +146,9 @@ pub enum KindCondition {
     QuickReply(Option<String>),
     /// The conversation was opened from a link or ad (with this `ref`, when given).
     Referral(Option<String>),
+    /// A comment on the account's media (on one of these media ids, when any are given): the
+    /// rule answers comments, with a private reply, and never messages.
+    Comment(Vec<String>),
 }
 
 /// One condition of a rule; a rule fires when all of its conditions hold.
@@ -166,6 +174,8 @@ pub enum Condition {
     FirstMessage,
     /// The message arrives within (or outside) these hours.
     Schedule(Schedule),
+    /// The comment is its author's first on the account's media.
+    FirstComment,
 }
 
 /// A quick-reply button offered with a reply.
@@ -184,6 +194,9 @@ pub struct Reply {
     pub text: String,
     /// Buttons offered with it.
     pub quick_replies: Vec<QuickReply>,
+    /// For a comment rule: also answer the comment publicly with this text (the private
+    /// reply is [`Reply::text`]).
+    pub public_reply: Option<String>,
 }
 
 /// A stored rule.
@@ -262,6 +275,7 @@ impl RuleSpec {
             &self.reply.quick_replies,
             &mut errors,
         );
+        self.check_comment_parts(&mut errors);
         ValidationErrors::check(errors)?;
         Ok(Self {
             name: name.to_owned(),
@@ -269,6 +283,58 @@ impl RuleSpec {
         })
     }
 }
+
+impl RuleSpec {
+    /// Whether it answers comments (it has a `Comment` condition).
+    pub fn answers_comments(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|c| matches!(c, Condition::Kind(KindCondition::Comment(_))))
+    }
+
+    /// A comment rule has no message conditions; a public reply belongs to a comment rule and
+    /// fits an Instagram comment.
+    fn check_comment_parts(&self, errors: &mut Vec<FieldError>) {
+        let comments = self.answers_comments();
+        for (i, c) in self.conditions.iter().enumerate() {
+            let for_messages = matches!(c, Condition::FirstMessage)
+                || matches!(c, Condition::Kind(k) if !matches!(k, KindCondition::Comment(_)));
+            if comments && for_messages {
+                errors.push(FieldError::new(
+                    format!("conditions[{i}]"),
+                    "is about messages; a comment rule (with a comment condition) never sees one",
+                ));
+            }
+            if !comments && matches!(c, Condition::FirstComment) {
+                errors.push(FieldError::new(
+                    format!("conditions[{i}]"),
+                    "needs a comment condition in the same rule",
+                ));
+            }
+        }
+        if let Some(public) = &self.reply.public_reply {
+            if !comments {
+                errors.push(FieldError::new(
+                    "reply.public_reply",
+                    "is for comment rules only (add a comment condition)",
+                ));
+            }
+            if public.trim().is_empty() || public.chars().count() > MAX_PUBLIC_REPLY_CHARS {
+                errors.push(FieldError::new(
+                    "reply.public_reply",
+                    format!("must be 1 to {MAX_PUBLIC_REPLY_CHARS} characters"),
+                ));
+            }
+            if let Err(mut e) = check_placeholders(public) {
+                e.field = "reply.public_reply".into();
+                errors.push(e);
+            }
+        }
+    }
+}
+
+/// Longest public reply to a comment, in characters (Instagram's comment limit).
+pub const MAX_PUBLIC_REPLY_CHARS: usize = 2200;
 
 /// Checks quick replies against Meta's limits (at most 13; titles of 1 to 20 characters;
 /// payloads of 1 to 1,000 bytes), naming each fault under `field`.
@@ -514,6 +580,20 @@ pub fn evaluate(
     if facts.auto_replies_last_hour >= safety.hourly_cap {
         return blocked(Reason::HourlyCap);
     }
+    let text = message.text.as_deref().map(normalize);
+    select(rules, facts, now, |c| {
+        holds(c, message, text.as_deref(), facts, now)
+    })
+}
+
+/// Picks the first rule, by priority then age, whose conditions all hold (by `holds`) and
+/// that is not in its cooldown; says why each one before it was passed over.
+pub(crate) fn select(
+    rules: &[Rule],
+    facts: &ConversationFacts,
+    now: DateTime<Utc>,
+    holds: impl Fn(&Condition) -> bool,
+) -> Evaluation {
     let mut ordered: Vec<&Rule> = rules.iter().collect();
     ordered.sort_by(|a, b| {
         b.priority
@@ -521,18 +601,13 @@ pub fn evaluate(
             .then(a.created_at.cmp(&b.created_at))
             .then(a.id.as_str().cmp(b.id.as_str()))
     });
-    let text = message.text.as_deref().map(normalize);
     let mut skipped = Vec::new();
     for rule in ordered {
         if !rule.enabled {
             skipped.push((rule.id.clone(), Reason::Disabled));
             continue;
         }
-        if let Some(n) = rule
-            .conditions
-            .iter()
-            .position(|c| !holds(c, message, text.as_deref(), facts, now))
-        {
+        if let Some(n) = rule.conditions.iter().position(|c| !holds(c)) {
             skipped.push((rule.id.clone(), Reason::NoMatch(n)));
             continue;
         }
@@ -557,7 +632,7 @@ pub fn evaluate(
     }
 }
 
-fn since(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+pub(crate) fn since(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (now - at).to_std().unwrap_or(Duration::ZERO)
 }
 
@@ -589,10 +664,12 @@ fn holds(
         Condition::Kind(kind) => kind_holds(kind, message),
         Condition::FirstMessage => facts.first_message,
         Condition::Schedule(schedule) => schedule.covers(now),
+        // Comment conditions never hold for a message.
+        Condition::FirstComment => false,
     }
 }
 
-fn has_word(text: &str, word: &str) -> bool {
+pub(crate) fn has_word(text: &str, word: &str) -> bool {
     text.match_indices(word).any(|(start, _)| {
         let before = text[..start].chars().next_back();
         let after = text[start + word.len()..].chars().next();
@@ -625,6 +702,7 @@ fn kind_holds(kind: &KindCondition, message: &Message) -> bool {
                 .as_deref()
                 .is_none_or(|w| r.ref_param.as_deref() == Some(w))
         }),
+        KindCondition::Comment(_) => false,
     }
 }
 
@@ -689,6 +767,7 @@ mod tests {
             reply: Reply {
                 text: "Order 66 confirmed, {username}!".to_owned(),
                 quick_replies: Vec::new(),
+                public_reply: None,
             },
             cooldown: Duration::from_secs(3600),
             created_at: now() + TimeDelta::seconds(i64::try_from(n).unwrap()),
@@ -1140,6 +1219,7 @@ mod tests {
                     title: "Track".into(),
                     payload: "TRACK".into(),
                 }],
+                public_reply: None,
             },
             cooldown: Duration::from_secs(60),
         };
@@ -1153,6 +1233,7 @@ mod tests {
                     title: "x".repeat(21),
                     payload: String::new(),
                 }],
+                public_reply: None,
             },
             ..good
         };

@@ -71,6 +71,15 @@ pub(crate) enum ConditionDocumentSchema {
     },
     /// The message opens the conversation.
     FirstMessage,
+    /// A comment on the account's media (on one of `media_ids`, when any are given): the rule
+    /// answers comments, with a private reply, and never messages.
+    Comment {
+        /// The media ids; any media when empty.
+        #[serde(default)]
+        media_ids: Vec<String>,
+    },
+    /// The comment is its author's first on the account's media.
+    FirstComment,
     /// The message arrives within (or, with `outside`, outside) these hours.
     Schedule {
         /// An IANA time zone name (`Europe/Berlin`).
@@ -111,6 +120,10 @@ pub(crate) struct ReplyDocumentSchema {
     /// Buttons offered with it (at most 13).
     #[serde(default)]
     pub quick_replies: Vec<QuickReplyDocumentSchema>,
+    /// Comment rules only: also answer the comment publicly with this text (placeholders as
+    /// in `text`; at most 2,200 characters).
+    #[serde(default)]
+    pub public_reply: Option<String>,
 }
 
 /// A rule, as JSON: what the API takes and returns, the rules file holds, and the database

@@ -223,16 +223,20 @@ pub(crate) struct TestRequest {
     /// The message text.
     #[schema(example = "Hi ORDER66 please")]
     text: Option<String>,
-    /// `text` (default), `story_mention`, `story_reply`, `image`, `postback`, `quick_reply`, ...
+    /// `text` (default), `story_mention`, `story_reply`, `image`, `postback`, `quick_reply`,
+    /// ..., or `comment` to try the comment rules.
     message_type: Option<String>,
     /// A postback or quick-reply payload.
     payload: Option<String>,
     /// The `ref` of the link or ad that opened the conversation.
     #[serde(rename = "ref")]
     referral: Option<String>,
-    /// Whether the message opens the conversation.
+    /// Whether the message opens the conversation (for `comment`: whether it is its
+    /// author's first comment).
     #[serde(default)]
     first_message: bool,
+    /// For `message_type: comment`: the media commented on.
+    media_id: Option<String>,
     /// When it arrives (RFC 3339; now by default), for schedules.
     at: Option<String>,
 }
@@ -303,6 +307,7 @@ async fn test_rules(
                 payload: body.payload,
                 referral: body.referral,
                 first_message: body.first_message,
+                media_id: body.media_id,
                 at,
             },
         )

@@ -60,6 +60,15 @@ pub enum ConditionDocument {
     },
     /// The message opens the conversation.
     FirstMessage,
+    /// A comment on the account's media (on one of `media_ids`, when any are given): the rule
+    /// answers comments, with a private reply, and never messages.
+    Comment {
+        /// The media ids; any media when empty.
+        #[serde(default)]
+        media_ids: Vec<String>,
+    },
+    /// The comment is its author's first on the account's media.
+    FirstComment,
     /// The message arrives within (or, with `outside`, outside) these hours.
     Schedule {
         /// An IANA time zone name (`Europe/Berlin`).
@@ -96,6 +105,10 @@ pub struct ReplyDocument {
     /// Buttons offered with it (at most 13).
     #[serde(default)]
     pub quick_replies: Vec<QuickReplyDocument>,
+    /// Comment rules only: also answer the comment publicly with this text (placeholders as
+    /// in `text`; at most 2,200 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_reply: Option<String>,
 }
 
 /// A rule, as JSON: what the API takes and returns, the rules file holds, and the database
@@ -166,6 +179,7 @@ impl RuleDocument {
                         payload: q.payload.clone(),
                     })
                     .collect(),
+                public_reply: self.reply.public_reply.clone(),
             },
             cooldown: Duration::from_secs(self.cooldown_seconds),
         };
@@ -229,6 +243,16 @@ fn condition(i: usize, c: &ConditionDocument) -> Result<Condition, FieldError> {
             Condition::Kind(KindCondition::Referral(ref_param.clone()))
         }
         ConditionDocument::FirstMessage => Condition::FirstMessage,
+        ConditionDocument::Comment { media_ids } => {
+            if media_ids.iter().any(|m| m.trim().is_empty()) {
+                return Err(FieldError::new(
+                    field("media_ids"),
+                    "must not hold a blank id",
+                ));
+            }
+            Condition::Kind(KindCondition::Comment(media_ids.clone()))
+        }
+        ConditionDocument::FirstComment => Condition::FirstComment,
         ConditionDocument::Schedule {
             time_zone,
             days,

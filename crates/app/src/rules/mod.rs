@@ -26,7 +26,7 @@ mod document;
 mod stored;
 
 pub use document::{ConditionDocument, QuickReplyDocument, ReplyDocument, RuleDocument};
-use stored::{encode, sample_message, valid_rules, view};
+use stored::{encode, sample_comment, sample_message, valid_rules, view};
 
 /// Most rules one account may have.
 pub const MAX_RULES_PER_ACCOUNT: usize = 200;
@@ -74,8 +74,10 @@ pub struct TrialMessage {
     pub payload: Option<String>,
     /// The `ref` of a link or ad that opened the conversation.
     pub referral: Option<String>,
-    /// Whether it opens the conversation.
+    /// Whether it opens the conversation (a comment: its author's first).
     pub first_message: bool,
+    /// For a comment (`message_type: comment`): the media commented on.
+    pub media_id: Option<String>,
     /// When it arrives (now when absent).
     pub at: Option<DateTime<Utc>>,
 }
@@ -257,12 +259,24 @@ impl RuleService {
         let stored = self.rules.list_by_account(account).await?;
         let rules = valid_rules(&stored);
         let now = trial.at.unwrap_or_else(|| self.clock.now());
-        let message = sample_message(&trial, now).map_err(|e| RuleError::Invalid(e.into()))?;
         let facts = ConversationFacts {
             first_message: trial.first_message,
             ..ConversationFacts::default()
         };
-        let evaluation = rules::evaluate(&rules, &message, &facts, &Safety::default(), now);
+        let evaluation = if trial.message_type.as_deref() == Some("comment") {
+            let comment = sample_comment(&trial).map_err(|e| RuleError::Invalid(e.into()))?;
+            insta_router_domain::evaluate_comment(
+                &rules,
+                &comment,
+                now,
+                &facts,
+                &Safety::default(),
+                now,
+            )
+        } else {
+            let message = sample_message(&trial, now).map_err(|e| RuleError::Invalid(e.into()))?;
+            rules::evaluate(&rules, &message, &facts, &Safety::default(), now)
+        };
         let fired = evaluation
             .fired
             .as_ref()

@@ -63,6 +63,27 @@ pub(crate) fn rule(stored: &StoredRule) -> Result<Rule, String> {
     })
 }
 
+/// A comment like the trial describes, by a customer on the account's media.
+pub(super) fn sample_comment(
+    trial: &TrialMessage,
+) -> Result<insta_router_domain::ReceivedComment, FieldError> {
+    Ok(insta_router_domain::ReceivedComment {
+        parties: insta_router_domain::Parties {
+            account: InstagramAccountId::parse("account", "1")?,
+            customer: InstagramUserId::parse("customer", "2")?,
+        },
+        comment_id: insta_router_domain::InstagramCommentId::parse("comment", "1")?,
+        username: Some("customer".to_owned()),
+        text: trial.text.clone(),
+        media_id: trial.media_id.clone(),
+        media_product_type: None,
+        parent_id: None,
+        live: false,
+        ad_id: None,
+        ad_title: None,
+    })
+}
+
 pub(super) fn sample_message(
     trial: &TrialMessage,
     now: DateTime<Utc>,

@@ -20,7 +20,7 @@ use insta_router_domain::{
     Account, AccountId, ClaimedJob, Conversation, ConversationId, Direction, InstagramAccountId,
     InstagramCommentId, InstagramUserId, JobId, JobKind, JobWork, Message, MessageContext,
     MessageId, MessageKind, NewJob, OutboundContent, OutboundMessage, OutboundStatus, SendError,
-    SendRequest, is_token_error, messaging_type,
+    SendRequest, is_token_error, messaging_type, private_reply_open,
 };
 use insta_router_ports::{
     Accepted, AccountRepository, Clock, CommentStore, ConversationRepository, CredentialCipher,
@@ -96,14 +96,6 @@ pub struct SendPorts {
     /// Stored comments, for private replies.
     pub comments: Arc<dyn CommentStore>,
 }
-
-/// How long after a comment Meta accepts a private reply to it.
-pub(crate) const PRIVATE_REPLY_WINDOW: TimeDelta = TimeDelta::days(7);
-
-/// The longest an Instagram live broadcast lasts: a live comment older than this was made on
-/// a broadcast that has ended, and Meta takes private replies to live comments only while
-/// the broadcast lasts.
-pub(crate) const LIVE_BROADCAST_LIMIT: TimeDelta = TimeDelta::hours(4);
 
 /// Why a send request was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -289,13 +281,7 @@ impl SendService {
             ))
             .into());
         }
-        let age = self.ports.clock.now() - stored.at;
-        let limit = if stored.live {
-            LIVE_BROADCAST_LIMIT
-        } else {
-            PRIVATE_REPLY_WINDOW
-        };
-        if age > limit {
+        if !private_reply_open(stored.live, stored.at, self.ports.clock.now()) {
             return Err(SendFailure::PrivateReplyClosed(if stored.live {
                 format!(
                     "comment {comment} was made on a live broadcast over 4 hours ago: Meta takes \

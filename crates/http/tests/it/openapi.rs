@@ -18,6 +18,8 @@ fn conditions() -> Vec<Value> {
         json!({"type": "quick_reply", "payload": "RED"}),
         json!({"type": "referral", "ref": "ad"}),
         json!({"type": "first_message"}),
+        json!({"type": "comment", "media_ids": ["17800000000000055"]}),
+        json!({"type": "first_comment"}),
         json!({"type": "schedule", "time_zone": "Europe/Berlin", "days": ["mon"], "from": "18:00", "to": "09:00", "outside": true}),
     ]
 }
@@ -56,7 +58,8 @@ fn the_rule_schemas_match_the_documents() {
     let document: RuleDocument = serde_json::from_value(json!({
         "name": "all", "priority": 1, "enabled": true, "cooldown_seconds": 60,
         "conditions": conditions(),
-        "reply": {"text": "Hi {name}", "quick_replies": [{"title": "Yes", "payload": "YES"}]},
+        "reply": {"text": "Hi {name}", "quick_replies": [{"title": "Yes", "payload": "YES"}],
+                  "public_reply": "Sent you a DM"},
     }))
     .unwrap();
     let document = serde_json::to_value(&document).unwrap();
