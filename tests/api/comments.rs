@@ -345,3 +345,130 @@ async fn comment_rules_are_validated_and_the_dry_run_tries_them_on_a_comment() {
     let dm = test(json!({"text": "price?"})).await;
     assert_eq!(dm["matched"], false, "{dm}");
 }
+
+#[tokio::test]
+async fn a_comment_rule_answers_once_privately_and_publicly_and_the_api_cannot_reply_again() {
+    use wiremock::matchers::path;
+
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/me/messages"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(insta_router_blackbox::graph_fixture("private-reply.json")),
+        )
+        .mount(&graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/17900000000000401/replies"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "17900000000000402"})))
+        .mount(&graph)
+        .await;
+    let crm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&crm)
+        .await;
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", "comment-secret")
+        .env("INSTAGRAM_API_BASE_URL", &graph.uri())
+        .env("CRM_ALLOW_PRIVATE_NETWORKS", "true")
+        .env("SUBSCRIBE_ON_CREATE", "false")
+        .secret("IGQVJ-token")
+        .secret(CRM_SECRET)
+        .start()
+        .await;
+    let account: Value = server
+        .api(Method::POST, "/api/v1/accounts")
+        .json(
+            &json!({"instagram_account_id": "17841400000000001", "username": "myshop",
+            "access_token": "IGQVJ-token", "crm_webhook_url": format!("{}/crm", crm.uri()),
+            "webhook_secret": CRM_SECRET}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let account_id = account["account_id"].as_str().unwrap().to_owned();
+    let created = server
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{account_id}/rules"),
+        )
+        .json(&json!({
+            "name": "price",
+            "conditions": [{"type": "comment"}, {"type": "keywords", "any_of": ["price"]}],
+            "reply": {"text": "Hi {username}! The link: https://shop.example/p/42",
+                      "public_reply": "Sent you a DM!"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    // The comment, and Meta's retry of it.
+    let webhook = comment_webhook(
+        "17900000000000401",
+        "1234567890123456",
+        std::time::Duration::from_secs(60),
+        false,
+    );
+    server.deliver_webhook(&webhook).await;
+    server.deliver_webhook(&webhook).await;
+    let answered = server
+        .eventually("comment.auto_reply at the CRM", async || {
+            let bodies: Vec<Value> = crm
+                .received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+                .collect();
+            let sent = bodies.iter().any(|b| b["type"] == "message.sent");
+            let answered: Vec<Value> = bodies
+                .into_iter()
+                .filter(|b| b["type"] == "comment.auto_reply")
+                .collect();
+            (sent && !answered.is_empty()).then_some(answered)
+        })
+        .await;
+    server.settled().await;
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0]["data"]["comment_id"], "17900000000000401");
+    assert_eq!(answered[0]["data"]["public_reply_id"], "17900000000000402");
+
+    let sends = insta_router_blackbox::graph_sends(&graph).await;
+    assert_eq!(sends.len(), 1, "exactly one private reply: {sends:?}");
+    assert_eq!(
+        sends[0]["recipient"],
+        json!({"comment_id": "17900000000000401"})
+    );
+    assert_eq!(
+        sends[0]["message"]["text"],
+        "Hi @jane! The link: https://shop.example/p/42"
+    );
+    let public: Vec<Value> = graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/17900000000000401/replies")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(public, [json!({"message": "Sent you a DM!"})]);
+
+    // The CRM's own private reply to the same comment is refused without calling Meta.
+    let again = server
+        .api(
+            Method::POST,
+            "/api/v1/comments/17900000000000401/private-reply",
+        )
+        .json(&json!({"account_id": account_id, "text": "hello", "idempotency_key": "crm-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    assert_eq!(insta_router_blackbox::graph_sends(&graph).await.len(), 1);
+}

@@ -52,6 +52,11 @@ impl FollowUp {
                     (Direction::Inbound, _) => "message.received",
                 }),
             },
+            // A customer's comment is evaluated against the comment rules.
+            InboundEventKind::Comment(c) => Self {
+                auto_reply: !c.by_account() && !event.standby,
+                crm_event: Some("comment.created"),
+            },
             kind => Self {
                 auto_reply: false,
                 crm_event: match kind {
@@ -60,8 +65,9 @@ impl FollowUp {
                     InboundEventKind::Read { .. } => Some("message.read"),
                     InboundEventKind::Postback { .. } => Some("message.postback"),
                     InboundEventKind::Referral { .. } => Some("message.referral"),
-                    InboundEventKind::Comment(_) => Some("comment.created"),
-                    InboundEventKind::Message(_) | InboundEventKind::Unrecognized { .. } => None,
+                    InboundEventKind::Message(_)
+                    | InboundEventKind::Comment(_)
+                    | InboundEventKind::Unrecognized { .. } => None,
                 },
             },
         }

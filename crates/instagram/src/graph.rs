@@ -288,6 +288,21 @@ impl Messenger for GraphClient {
         })
     }
 
+    async fn reply_to_comment(
+        &self,
+        token: &Secret,
+        comment: &insta_router_domain::InstagramCommentId,
+        text: &str,
+    ) -> Result<String, GraphError> {
+        let url = self.url(&format!("{}/replies", comment.as_str()), &[])?;
+        let body = self
+            .exchange(self.http.post(url).json(&json!({ "message": text })), token)
+            .await?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| GraphError::Unknown(e.to_string()))?;
+        Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+    }
+
     async fn subscribe(&self, token: &Secret, fields: &[String]) -> Result<(), GraphError> {
         let url = self.url(
             "me/subscribed_apps",

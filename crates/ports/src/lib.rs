@@ -23,7 +23,7 @@ mod system;
 
 #[cfg(any(test, feature = "mocks"))]
 pub use comments::MockCommentStore;
-pub use comments::{CommentStore, StoredComment};
+pub use comments::{CommentEvent, CommentStore, StoredComment};
 pub use delivery::{
     CrmRequest, CrmResponse, CrmSender, DeliveryAttempt, DeliveryFilter, DeliveryResolution,
     DeliveryStore, RetryNow,

@@ -109,6 +109,19 @@ pub trait Messenger: Send + Sync {
     /// [`GraphError`]: a dead token is [`GraphError::Permanent`] with code 190.
     async fn refresh_token(&self, token: &Secret) -> Result<RefreshedToken, GraphError>;
 
+    /// Answers comment `comment` publicly (`POST /{comment-id}/replies`); returns the new
+    /// comment's id.
+    ///
+    /// # Errors
+    ///
+    /// [`GraphError`].
+    async fn reply_to_comment(
+        &self,
+        token: &Secret,
+        comment: &insta_router_domain::InstagramCommentId,
+        text: &str,
+    ) -> Result<String, GraphError>;
+
     /// Subscribes the token's account to the app's webhook `fields`
     /// (`POST /me/subscribed_apps?subscribed_fields=...`): until then Meta sends it nothing.
     ///

@@ -186,6 +186,7 @@ impl Application {
                 messenger: graph.clone(),
                 cipher: cipher.clone(),
                 clock: Arc::new(SystemClock),
+                comments: Arc::new(db.comments()),
             },
             rules.clone(),
             settings.auto_reply(),
@@ -224,6 +225,7 @@ impl Application {
             settings.sending(),
             crm_wake,
         ));
+        auto_replies.answer_comments_with(sending.clone());
         if settings.sending.workers > 0 {
             let group = sending.start(stopped.clone());
             supervise(&mut workers, &readiness, "send", group);

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::{RuleService, crm_payload, new_id_bits, workers};
 
+mod comment;
 mod reply;
 mod worker;
 
@@ -77,6 +78,8 @@ pub struct AutoReplyPorts {
     pub cipher: Arc<dyn CredentialCipher>,
     /// Now.
     pub clock: Arc<dyn Clock>,
+    /// Stored comments.
+    pub comments: Arc<dyn insta_router_ports::CommentStore>,
 }
 
 type ProfileKey = (InstagramAccountId, InstagramUserId);
@@ -87,6 +90,7 @@ pub struct AutoReplyService {
     rules: Arc<RuleService>,
     settings: AutoReplySettings,
     profiles: Mutex<HashMap<ProfileKey, (Profile, DateTime<Utc>)>>,
+    private_replies: comment::PrivateReplies,
 }
 
 /// What became of one job.
@@ -112,7 +116,14 @@ impl AutoReplyService {
             rules,
             settings,
             profiles: Mutex::new(HashMap::new()),
+            private_replies: comment::PrivateReplies::new(),
         }
+    }
+
+    /// Lets comment rules answer: their private replies go through `sending`. Without it,
+    /// comments are not answered.
+    pub fn answer_comments_with(&self, sending: Arc<crate::SendService>) {
+        let _ = self.private_replies.set(sending);
     }
 
     /// Starts the workers; they wake on `commits`, poll otherwise, and stop when `stop`

@@ -103,6 +103,7 @@ fn build(mocks: Mocks, text: &str) -> AutoReplyService {
             messenger: Arc::new(mocks.messenger),
             cipher: Arc::new(PlaintextCipher),
             clock: clock(),
+            comments: Arc::new(insta_router_ports::MockCommentStore::new()),
         },
         rules,
         AutoReplySettings::default(),

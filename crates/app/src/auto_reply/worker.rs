@@ -30,7 +30,10 @@ impl AutoReplyService {
         let ClaimedJob { job, lease } = claimed;
         let outcome = match MessageId::parse("subject", &job.subject) {
             Ok(id) => self.answer(&id, job.attempts).await,
-            Err(_) => Outcome::Dead(format!("not a message id: {}", job.subject)),
+            Err(_) => match insta_router_domain::EventId::parse("subject", &job.subject) {
+                Ok(event) => self.answer_comment(&event, job.attempts).await,
+                Err(_) => Outcome::Dead(format!("not a message or event id: {}", job.subject)),
+            },
         };
         let now = self.ports.clock.now();
         let result = match &outcome {
