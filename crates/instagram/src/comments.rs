@@ -15,7 +15,7 @@ use insta_router_domain::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::webhook::{Lenient, clean};
+use crate::raw::{Lenient, clean};
 
 /// The comment in `value`, made on `account`'s media; `live` for `live_comments`.
 ///

@@ -13,6 +13,7 @@ mod comments;
 mod graph;
 #[cfg(feature = "graph")]
 mod profile;
+mod raw;
 mod signature;
 mod webhook;
 

@@ -18,6 +18,8 @@ use insta_router_domain::{
     ReceivedMessage, Referral, ReplyTo,
 };
 use serde::Deserialize;
+
+use crate::raw::{Lenient, clean};
 use serde_json::value::RawValue;
 
 /// Why a signed body is not a usable notification. The body is still kept (journaled); Meta
@@ -381,15 +383,6 @@ fn to_time(raw: &str) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(millis).single()
 }
 
-/// Free text without NUL characters, which PostgreSQL cannot store.
-pub(crate) fn clean(text: &str) -> String {
-    if text.contains('\0') {
-        text.replace('\0', "")
-    } else {
-        text.to_owned()
-    }
-}
-
 /// A kind name as Meta spells it, with `reel` folded into `ig_reel`; unknown names are cut to
 /// a short lower-case identifier so they fit the kind columns.
 fn kind_name(raw: &str) -> String {
@@ -410,38 +403,6 @@ fn short_name(raw: &str) -> String {
         "unknown".to_owned()
     } else {
         name
-    }
-}
-
-/// An id or a time that Meta may send as a string or a number; any other JSON value is
-/// accepted and treated as absent, so one odd field does not cost the whole item.
-#[derive(Debug)]
-pub(crate) struct Lenient(Option<String>);
-
-impl<'de> Deserialize<'de> for Lenient {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Text(String),
-            Int(i64),
-            Uint(u64),
-            Float(f64),
-            Other(serde::de::IgnoredAny),
-        }
-        Ok(Self(match Either::deserialize(d)? {
-            Either::Text(s) => Some(s),
-            Either::Int(n) => Some(n.to_string()),
-            Either::Uint(n) => Some(n.to_string()),
-            Either::Float(f) => Some(f.to_string()),
-            Either::Other(_) => None,
-        }))
-    }
-}
-
-impl Lenient {
-    pub(crate) fn get(this: Option<&Self>) -> Option<&str> {
-        this.and_then(|l| l.0.as_deref())
     }
 }
 

@@ -154,22 +154,7 @@ pub fn run() -> ExitCode {
 /// Prints `err` once, on stderr (not also as a log line: both end up in the same journal).
 #[allow(clippy::print_stderr)]
 fn report(err: &anyhow::Error) {
-    eprintln!("error: {}", root_cause(err));
-}
-
-/// `err` and its causes joined by `: `, each said once: a cause whose text an outer one
-/// already holds (drivers repeat themselves: "pool timed out ...: pool timed out ...") is
-/// left out.
-pub fn root_cause(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
-            continue;
-        }
-        parts.push(text);
-    }
-    parts.join(": ")
+    eprintln!("error: {}", crate::telemetry::root_cause(err));
 }
 
 async fn execute(command: Command, mut settings: Settings) -> anyhow::Result<ExitCode> {

@@ -1,4 +1,4 @@
-//! Structured logging with tracing.
+//! Structured logging with tracing, and errors said once by their causes.
 
 use std::io::IsTerminal;
 
@@ -43,4 +43,19 @@ pub fn init(level: &str, json: bool, stderr: bool) {
     };
     // A second call (tests) keeps the first subscriber.
     drop(result);
+}
+
+/// `err` and its causes joined by `: `, each said once: a cause whose text an outer one
+/// already holds (drivers repeat themselves: "pool timed out ...: pool timed out ...") is
+/// left out.
+pub fn root_cause(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
 }

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 
-use crate::connect::SQLITE_BUSY_TIMEOUT;
-
 /// WAL frames (pages) past which the checkpointer restarts the WAL: 64 MiB of 4 KiB pages.
 const WAL_RESTART_FRAMES: i64 = 16_384;
+
+/// How long a SQLite connection waits for another one's write lock (the pool's and the
+/// writer thread's; a RESTART checkpoint restores it after its own short wait).
+pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a RESTART checkpoint waits for readers (and so holds writers).
 const RESTART_WAIT_MS: u64 = 100;
@@ -93,8 +95,8 @@ impl Drop for Checkpointer {
 mod tests {
     use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, Statement};
 
+    use super::SQLITE_BUSY_TIMEOUT;
     use super::restart_sql;
-    use crate::connect::SQLITE_BUSY_TIMEOUT;
 
     #[tokio::test]
     async fn the_restart_runs_on_one_connection_and_restores_its_busy_timeout() {

@@ -12,7 +12,7 @@ use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynch
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnection};
 
 use crate::backend::Backend;
-use crate::checkpoint::{Checkpointer, WAL_SIZE_LIMIT};
+use crate::checkpoint::{Checkpointer, SQLITE_BUSY_TIMEOUT, WAL_SIZE_LIMIT};
 use crate::error::unavailable;
 use crate::inbound::{SqliteWriter, WriterOptions};
 use crate::url::DatabaseUrl;
@@ -54,9 +54,6 @@ pub struct Database {
     backend: Backend,
     checkpointer: Option<Arc<Checkpointer>>,
 }
-
-/// How long a SQLite connection waits for another one's write lock.
-pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Page cache per SQLite connection, in KiB.
 const SQLITE_CACHE_KIB: u32 = 4096;
