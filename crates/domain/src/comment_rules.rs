@@ -11,8 +11,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::ReceivedComment;
 use crate::rules::{
-    Condition, ConversationFacts, Evaluation, KindCondition, Reason, Rule, Safety, has_word,
-    normalize, select,
+    Condition, ConversationFacts, Evaluation, KindCondition, Reason, Rule, Safety, normalize,
+    select, text_holds,
 };
 
 /// How long after a comment Meta takes a private reply to it.
@@ -76,21 +76,10 @@ fn holds(
     facts: &ConversationFacts,
     now: DateTime<Utc>,
 ) -> bool {
+    if let Some(holds) = text_holds(condition, comment.text.as_deref(), text) {
+        return holds;
+    }
     match condition {
-        Condition::Keywords { any_of, whole_word } => text.is_some_and(|t| {
-            any_of.iter().any(|k| {
-                if *whole_word {
-                    has_word(t, k)
-                } else {
-                    t.contains(k.as_str())
-                }
-            })
-        }),
-        Condition::Exact(expected) => text.is_some_and(|t| t.trim() == normalize(expected.trim())),
-        Condition::StartsWith(prefix) => {
-            text.is_some_and(|t| t.trim_start().starts_with(&normalize(prefix)))
-        }
-        Condition::Regex(pattern) => comment.text.as_deref().is_some_and(|t| pattern.is_match(t)),
         Condition::Kind(KindCondition::Comment(media)) => {
             media.is_empty()
                 || comment
@@ -101,7 +90,12 @@ fn holds(
         Condition::FirstComment => facts.first_message,
         Condition::Schedule(schedule) => schedule.covers(now),
         // Message conditions never hold for a comment.
-        Condition::Kind(_) | Condition::FirstMessage => false,
+        Condition::Kind(_)
+        | Condition::FirstMessage
+        | Condition::Keywords { .. }
+        | Condition::Exact(_)
+        | Condition::StartsWith(_)
+        | Condition::Regex(_) => false,
     }
 }
 

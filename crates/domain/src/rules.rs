@@ -76,11 +76,6 @@ impl Pattern {
     pub fn as_str(&self) -> &str {
         &self.source
     }
-
-    /// Whether `text` matches.
-    pub fn is_match(&self, text: &str) -> bool {
-        self.regex.is_match(text)
-    }
 }
 
 impl fmt::Debug for Pattern {
@@ -643,24 +638,14 @@ fn holds(
     facts: &ConversationFacts,
     now: DateTime<Utc>,
 ) -> bool {
+    if let Some(holds) = text_holds(condition, message.text.as_deref(), text) {
+        return holds;
+    }
     match condition {
-        Condition::Keywords { any_of, whole_word } => text.is_some_and(|t| {
-            any_of.iter().any(|k| {
-                if *whole_word {
-                    has_word(t, k)
-                } else {
-                    t.contains(k.as_str())
-                }
-            })
-        }),
-        Condition::Exact(expected) => text.is_some_and(|t| t.trim() == normalize(expected.trim())),
-        Condition::StartsWith(prefix) => {
-            text.is_some_and(|t| t.trim_start().starts_with(&normalize(prefix)))
-        }
-        Condition::Regex(pattern) => message
-            .text
-            .as_deref()
-            .is_some_and(|t| pattern.regex.is_match(t)),
+        Condition::Keywords { .. }
+        | Condition::Exact(_)
+        | Condition::StartsWith(_)
+        | Condition::Regex(_) => false,
         Condition::Kind(kind) => kind_holds(kind, message),
         Condition::FirstMessage => facts.first_message,
         Condition::Schedule(schedule) => schedule.covers(now),
@@ -669,7 +654,35 @@ fn holds(
     }
 }
 
-pub(crate) fn has_word(text: &str, word: &str) -> bool {
+/// Whether a text condition holds for `raw` (as written) and `normalized` (see [`normalize`]);
+/// `None` for conditions that are not about the text.
+pub(crate) fn text_holds(
+    condition: &Condition,
+    raw: Option<&str>,
+    normalized: Option<&str>,
+) -> Option<bool> {
+    Some(match condition {
+        Condition::Keywords { any_of, whole_word } => normalized.is_some_and(|t| {
+            any_of.iter().any(|k| {
+                if *whole_word {
+                    has_word(t, k)
+                } else {
+                    t.contains(k.as_str())
+                }
+            })
+        }),
+        Condition::Exact(expected) => {
+            normalized.is_some_and(|t| t.trim() == normalize(expected.trim()))
+        }
+        Condition::StartsWith(prefix) => {
+            normalized.is_some_and(|t| t.trim_start().starts_with(&normalize(prefix)))
+        }
+        Condition::Regex(pattern) => raw.is_some_and(|t| pattern.regex.is_match(t)),
+        _ => return None,
+    })
+}
+
+fn has_word(text: &str, word: &str) -> bool {
     text.match_indices(word).any(|(start, _)| {
         let before = text[..start].chars().next_back();
         let after = text[start + word.len()..].chars().next();

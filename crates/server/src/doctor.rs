@@ -42,7 +42,10 @@ async fn examine(settings: &Settings) -> Vec<Finding> {
     let db = match open_database(settings).await {
         Ok(db) => db,
         Err(err) => {
-            findings.push(Finding::fail("database", crate::telemetry::root_cause(&err)));
+            findings.push(Finding::fail(
+                "database",
+                crate::telemetry::root_cause(&err),
+            ));
             return findings;
         }
     };

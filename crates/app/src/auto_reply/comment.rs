@@ -70,12 +70,7 @@ impl AutoReplyService {
             &self.settings.safety,
             now,
         );
-        let outcome = match (&evaluation.fired, &evaluation.blocked) {
-            (Some(_), _) => "fired",
-            (None, Some(reason)) => reason.code(),
-            (None, None) => "no_rule_matched",
-        };
-        metrics::counter!("insta_router_rule_evaluations_total", "outcome" => outcome).increment(1);
+        count_evaluation(&evaluation);
         let Some(rule) = evaluation
             .fired
             .as_ref()

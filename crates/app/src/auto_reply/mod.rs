@@ -93,6 +93,17 @@ pub struct AutoReplyService {
     private_replies: comment::PrivateReplies,
 }
 
+/// Counts an evaluation by its outcome: `fired`, `no_rule_matched`, or the safety limit that
+/// stopped every rule.
+fn count_evaluation(evaluation: &rules::Evaluation) {
+    let outcome = match (&evaluation.fired, &evaluation.blocked) {
+        (Some(_), _) => "fired",
+        (None, Some(reason)) => reason.code(),
+        (None, None) => "no_rule_matched",
+    };
+    metrics::counter!("insta_router_rule_evaluations_total", "outcome" => outcome).increment(1);
+}
+
 /// What became of one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {

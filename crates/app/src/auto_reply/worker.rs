@@ -81,12 +81,7 @@ impl AutoReplyService {
             Err(error) => return retry(error.to_string()),
         };
         let evaluation = rules::evaluate(&rules, &message, &facts, &self.settings.safety, now);
-        let outcome = match (&evaluation.fired, &evaluation.blocked) {
-            (Some(_), _) => "fired",
-            (None, Some(reason)) => reason.code(),
-            (None, None) => "no_rule_matched",
-        };
-        metrics::counter!("insta_router_rule_evaluations_total", "outcome" => outcome).increment(1);
+        count_evaluation(&evaluation);
         let Some(rule) = evaluation
             .fired
             .as_ref()
