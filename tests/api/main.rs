@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod analytics;
 mod auto_reply;
 mod comments;
 mod contract;

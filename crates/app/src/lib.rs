@@ -5,6 +5,7 @@
 //! This crate never names sea-orm, reqwest or actix.
 
 mod accounts;
+mod analytics;
 mod auto_reply;
 mod cipher;
 mod crm_payload;
@@ -30,6 +31,7 @@ pub use accounts::profile::{ProfileError, ProfileService};
 pub use accounts::subscription::{SUBSCRIBED_FIELDS, SubscriptionError, SubscriptionService};
 pub use accounts::tokens::{RefreshReport, TokenRefresher};
 pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE, ResealReport};
+pub use analytics::{AnalyticsError, AnalyticsService, MessageVolumes, VolumeBucket};
 pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
 pub use cipher::{KEY_LEN, Keyring};
 pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySettings};
@@ -60,6 +62,8 @@ pub struct App {
     pub subscriptions: SubscriptionService,
     /// Accounts' ice breakers and persistent menu at Meta.
     pub profiles: ProfileService,
+    /// Analytics over the stored rows.
+    pub analytics: AnalyticsService,
     /// API keys: checking them on every request, making and revoking them.
     pub keys: ApiKeyService,
     /// Storing verified webhook requests.

@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod account;
+mod analytics;
 mod api_key;
 mod comment_rules;
 mod conversation;
@@ -60,6 +61,7 @@ mod token;
 pub use account::{
     Account, AccountDraft, AccountPatch, CrmDeliveryState, CrmWebhookUrl, TokenFailure, Username,
 };
+pub use analytics::{Bucket, MAX_BUCKETS, TimeRange};
 pub use api_key::{
     ApiKey, KEY_PREFIX, KEY_RANDOM_CHARS, KeyName, KeyScope, looks_like_key, new_key_text,
 };

@@ -6,6 +6,7 @@
 //! utoipa-actix-web, so the OpenAPI document cannot miss one.
 
 mod accounts;
+mod analytics;
 mod auth;
 mod comments;
 mod deliveries;
@@ -124,6 +125,7 @@ pub fn app(
                 .configure(comments::routes)
                 .configure(subscriptions::routes)
                 .configure(profile::routes)
+                .configure(analytics::routes)
                 .configure(inbox::routes)
                 .configure(deliveries::routes)
                 .configure(rules::routes)
@@ -159,6 +161,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 .configure(comments::routes)
                 .configure(subscriptions::routes)
                 .configure(profile::routes)
+                .configure(analytics::routes)
                 .configure(inbox::routes)
                 .configure(deliveries::routes)
                 .configure(rules::routes)

@@ -6,6 +6,7 @@
 //!
 //! With the `mocks` feature every trait has a mockall double (`MockAccountRepository`, ...).
 
+mod analytics;
 mod comments;
 mod delivery;
 mod error;
@@ -21,6 +22,9 @@ mod signature;
 mod store;
 mod system;
 
+#[cfg(any(test, feature = "mocks"))]
+pub use analytics::MockAnalyticsStore;
+pub use analytics::{AnalyticsStore, MessageVolume, VolumeCount};
 #[cfg(any(test, feature = "mocks"))]
 pub use comments::MockCommentStore;
 pub use comments::{CommentEvent, CommentStore, StoredComment};

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use insta_router_app::{
-    AccountService, App, AutoReplyPorts, AutoReplyService, DeliveryService, InboxService,
-    JournalReplayer, ProfileService, Readiness, RuleService, SendPorts, SendService,
+    AccountService, AnalyticsService, App, AutoReplyPorts, AutoReplyService, DeliveryService,
+    InboxService, JournalReplayer, ProfileService, Readiness, RuleService, SendPorts, SendService,
     SubscriptionService, SystemClock, TokenRefresher, publish_job_counts,
 };
 use insta_router_domain::Secret;
@@ -280,6 +280,7 @@ impl Application {
                 settings.meta.subscribe_on_create,
             ),
             profiles: ProfileService::new(Arc::new(db.accounts()), cipher.clone(), graph_client),
+            analytics: AnalyticsService::new(Arc::new(db.analytics()), Arc::new(db.accounts())),
             keys: api_keys(&db),
             ingest,
             replayer,

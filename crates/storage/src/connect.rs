@@ -280,6 +280,11 @@ impl Database {
         SeaConversationRepository::new(self.conn.clone(), self.backend)
     }
 
+    /// Analytics over the stored rows.
+    pub fn analytics(&self) -> crate::SeaAnalyticsStore {
+        crate::SeaAnalyticsStore::new(self.conn.clone())
+    }
+
     /// Stored comments, for private replies.
     pub fn comments(&self) -> crate::SeaCommentStore {
         crate::SeaCommentStore::new(self.conn.clone())

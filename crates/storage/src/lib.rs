@@ -5,6 +5,7 @@
 //! [`RepoError`](insta_router_ports::RepoError), rows become domain values.
 
 mod accounts;
+mod analytics;
 mod auto_replies;
 mod backend;
 mod backup;
@@ -35,6 +36,7 @@ mod time;
 mod url;
 
 pub use accounts::SeaAccountRepository;
+pub use analytics::SeaAnalyticsStore;
 pub use auto_replies::SeaAutoReplyStore;
 pub use backend::Backend;
 pub use backup::{BackupError, BackupReport, backup_sqlite};

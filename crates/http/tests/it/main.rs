@@ -68,6 +68,10 @@ fn wire(ports: Ports) -> (Arc<App>, HttpSettings) {
     ));
     let app = App {
         accounts: AccountService::new(accounts.clone(), cipher.clone(), clock.clone()),
+        analytics: insta_router_app::AnalyticsService::new(
+            Arc::new(insta_router_ports::MockAnalyticsStore::new()),
+            accounts.clone(),
+        ),
         profiles: insta_router_app::ProfileService::new(
             accounts.clone(),
             cipher.clone(),

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod analytics;
 mod auto_replies;
 mod backup;
 mod conversations;

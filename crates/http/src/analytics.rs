@@ -1,0 +1,166 @@
+//! `GET /api/v1/analytics/messages`: message volumes per hour or day, for one account or all.
+
+use std::collections::BTreeMap;
+
+use actix_web::web::{Data, Query};
+use actix_web::{HttpResponse, get};
+use chrono::{DateTime, TimeDelta, Utc};
+use insta_router_app::{AnalyticsError, MessageVolumes};
+use insta_router_domain::{Bucket, FieldError, TimeRange};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::accounts::{account_id, not_found, rfc3339};
+use crate::auth::Caller;
+use crate::problem::Problem;
+use crate::{ApiError, State};
+
+pub(crate) fn routes(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(messages);
+}
+
+/// Which rows: an account (an account key's own by default; every account for an admin key
+/// without one), a range and a bucket.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RangeQuery {
+    /// The account (`acc_...`).
+    account_id: Option<String>,
+    /// RFC 3339; by default 7 days (with `bucket=hour`, 24 hours) before `to`.
+    from: Option<String>,
+    /// RFC 3339, exclusive; now by default.
+    to: Option<String>,
+    /// `hour` or `day` (default), in UTC.
+    bucket: Option<String>,
+}
+
+/// One bucket.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct VolumeBucketBody {
+    start: String,
+    /// Customers' messages by kind (`text`, `image`, `story_mention`, `postback`, ...).
+    inbound: BTreeMap<String, u64>,
+    /// The business's messages (API sends, auto-replies, what it wrote in Instagram) by kind.
+    outbound: BTreeMap<String, u64>,
+}
+
+/// Totals over the range.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct VolumeTotals {
+    inbound: u64,
+    outbound: u64,
+    /// Customers who wrote.
+    unique_customers: u64,
+    /// Conversations that began.
+    new_conversations: u64,
+    /// Comments on the account's media.
+    comments: u64,
+}
+
+/// Message volumes.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MessageVolumesBody {
+    /// The account, or `null` for every account.
+    account_id: Option<String>,
+    /// The range, widened to whole buckets.
+    from: String,
+    to: String,
+    #[schema(example = "day")]
+    bucket: String,
+    totals: VolumeTotals,
+    /// Every bucket of the range, empty ones included, oldest first.
+    buckets: Vec<VolumeBucketBody>,
+}
+
+fn time(field: &'static str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    raw.map(|raw| {
+        DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                ApiError::Invalid(FieldError::new(field, "must be an RFC 3339 time").into())
+            })
+    })
+    .transpose()
+}
+
+/// Message volumes per bucket.
+///
+/// Counts of stored messages in and out by kind, unique customers, new conversations and
+/// comments, computed from the stored rows. An account key sees its own account only.
+#[utoipa::path(
+    tag = "analytics",
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The volumes", body = MessageVolumesBody),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad time, bucket, or a range of more than 2,000 buckets", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+#[get("/analytics/messages")]
+async fn messages(
+    state: Data<State>,
+    caller: Caller,
+    query: Query<RangeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let account = match (&query.account_id, caller.scope.account()) {
+        (Some(raw), _) => {
+            let id = account_id(raw)?;
+            caller.require(&id, || not_found(&id))?;
+            Some(id)
+        }
+        (None, own) => own.cloned(),
+    };
+    let bucket = Bucket::parse(query.bucket.as_deref().unwrap_or("day"))
+        .map_err(|e| ApiError::Invalid(e.into()))?;
+    let to = time("to", query.to.as_deref())?.unwrap_or_else(Utc::now);
+    let span = match bucket {
+        Bucket::Hour => TimeDelta::hours(24),
+        Bucket::Day => TimeDelta::days(7),
+    };
+    let from = time("from", query.from.as_deref())?.unwrap_or(to - span);
+    let range = TimeRange::new(from, to, bucket).map_err(ApiError::Invalid)?;
+    let volumes = state
+        .app
+        .analytics
+        .messages(account.as_ref(), range)
+        .await?;
+    Ok(HttpResponse::Ok().json(body(account.map(|a| a.to_string()), volumes)))
+}
+
+fn body(account_id: Option<String>, v: MessageVolumes) -> MessageVolumesBody {
+    MessageVolumesBody {
+        account_id,
+        from: rfc3339(v.range.from),
+        to: rfc3339(v.range.to),
+        bucket: v.range.bucket.as_str().to_owned(),
+        totals: VolumeTotals {
+            inbound: v.inbound,
+            outbound: v.outbound,
+            unique_customers: v.unique_customers,
+            new_conversations: v.new_conversations,
+            comments: v.comments,
+        },
+        buckets: v
+            .buckets
+            .into_iter()
+            .map(|b| VolumeBucketBody {
+                start: rfc3339(b.start),
+                inbound: b.inbound,
+                outbound: b.outbound,
+            })
+            .collect(),
+    }
+}
+
+impl From<AnalyticsError> for ApiError {
+    fn from(err: AnalyticsError) -> Self {
+        match err {
+            AnalyticsError::AccountNotFound(id) => not_found(&id),
+            AnalyticsError::Storage(source) => source.into(),
+        }
+    }
+}

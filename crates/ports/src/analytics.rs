@@ -1,0 +1,49 @@
+//! Analytics computed from the stored rows.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use insta_router_domain::{Direction, InstagramAccountId, TimeRange};
+
+use crate::RepoError;
+
+/// Messages of one kind and direction in one bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeCount {
+    /// The bucket's start.
+    pub bucket: DateTime<Utc>,
+    /// Inbound (customers) or outbound (the business: echoes, sends, auto-replies).
+    pub direction: Direction,
+    /// The message kind (`text`, `image`, `story_mention`, `postback`, ...).
+    pub kind: String,
+    /// How many.
+    pub messages: u64,
+}
+
+/// Message volumes over a range, for one account or all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageVolume {
+    /// Counts per bucket, direction and kind (buckets without messages are absent).
+    pub counts: Vec<VolumeCount>,
+    /// Customers who wrote in the range.
+    pub unique_customers: u64,
+    /// Conversations that began in the range.
+    pub new_conversations: u64,
+    /// Comments received in the range.
+    pub comments: u64,
+}
+
+/// Reads analytics from the stored rows.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AnalyticsStore: Send + Sync {
+    /// Message volumes in `range`, for `account` (all accounts when `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError`] when the store fails.
+    async fn message_volume(
+        &self,
+        account: Option<InstagramAccountId>,
+        range: &TimeRange,
+    ) -> Result<MessageVolume, RepoError>;
+}

@@ -1,0 +1,83 @@
+//! Analytics over stored rows, the same on every backend: message volumes per bucket,
+//! direction and kind, unique customers, new conversations, comments.
+
+use insta_router_domain::{Bucket, Direction, InstagramAccountId, MessageKind, TimeRange};
+use insta_router_ports::{AnalyticsStore, InboundBatch, InboundStore};
+
+use crate::inbound::message;
+use crate::{at, migrated};
+
+#[tokio::test]
+async fn volumes_are_counted_per_bucket_direction_and_kind_for_one_account_or_all() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let account = InstagramAccountId::parse("a", "17841400000000001").unwrap();
+        let mut echo = message(3, "mid.3", 20);
+        echo.direction = Direction::Outbound;
+        echo.kind = MessageKind::Image;
+        std::mem::swap(&mut echo.sender_id, &mut echo.recipient_id);
+        let mut other = message(4, "mid.4", 0);
+        other.instagram_account_id = InstagramAccountId::parse("a", "17841400000000002").unwrap();
+        db.inbound()
+            .store(InboundBatch {
+                messages: vec![
+                    message(1, "mid.1", 0),
+                    message(2, "mid.2", 10),
+                    echo,
+                    message(5, "mid.5", 3_600),
+                    other,
+                ],
+                ..InboundBatch::default()
+            })
+            .await
+            .unwrap();
+        let range = TimeRange::new(at(-1_000), at(7_200), Bucket::Hour).unwrap();
+        let analytics = db.analytics();
+        let one = analytics
+            .message_volume(Some(account.clone()), &range)
+            .await
+            .unwrap();
+        let first = Bucket::Hour.start_of(at(0));
+        let second = Bucket::Hour.start_of(at(3_600));
+        let mut counts: Vec<(i64, &str, &str, u64)> = one
+            .counts
+            .iter()
+            .map(|c| {
+                (
+                    (c.bucket - first).num_hours(),
+                    c.direction.as_str(),
+                    c.kind.as_str(),
+                    c.messages,
+                )
+            })
+            .collect();
+        counts.sort();
+        assert_eq!(
+            counts,
+            [
+                (0, "inbound", "text", 2),
+                (0, "outbound", "image", 1),
+                (1, "inbound", "text", 1)
+            ],
+            "{backend:?}"
+        );
+        assert_eq!(one.counts.last().unwrap().bucket, second, "{backend:?}");
+        assert_eq!(one.unique_customers, 1, "{backend:?}");
+        let all = analytics.message_volume(None, &range).await.unwrap();
+        assert_eq!(
+            all.counts.iter().map(|c| c.messages).sum::<u64>(),
+            5,
+            "{backend:?}"
+        );
+        // A range that holds none of them.
+        let before = TimeRange::new(at(-300_000), at(-200_000), Bucket::Day).unwrap();
+        let none = analytics
+            .message_volume(Some(account.clone()), &before)
+            .await
+            .unwrap();
+        assert!(
+            none.counts.is_empty() && none.unique_customers == 0,
+            "{backend:?}"
+        );
+    }
+}

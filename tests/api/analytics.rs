@@ -1,0 +1,123 @@
+//! Analytics through the API: message volumes per bucket from what was received, scoped like
+//! every other route.
+
+use insta_router_blackbox::TestServer;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const A: &str = "17841400000000001";
+const B: &str = "17841400000000002";
+
+/// A notification of a text from `customer` to `account`, sent now.
+fn dm(account: &str, customer: &str, mid: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    json!({"object": "instagram", "entry": [{"id": account, "time": now, "messaging": [{
+        "sender": {"id": customer}, "recipient": {"id": account}, "timestamp": now,
+        "message": {"mid": mid, "text": "hi"}}]}]})
+    .to_string()
+}
+
+async fn create(server: &TestServer, ig: &str) -> String {
+    let body: Value = server
+        .api(Method::POST, "/api/v1/accounts")
+        .json(&json!({"instagram_account_id": ig, "username": "shop", "access_token": "IGQVJ-t"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["account_id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn message_volumes_count_what_was_received_per_account_and_bucket() {
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", "analytics-secret")
+        .env("SUBSCRIBE_ON_CREATE", "false")
+        .start()
+        .await;
+    let a = create(&server, A).await;
+    let b = create(&server, B).await;
+    for (account, customer, mid) in [
+        (A, "1001", "mid.a.1"),
+        (A, "1001", "mid.a.2"),
+        (A, "1002", "mid.a.3"),
+        (B, "2001", "mid.b.1"),
+    ] {
+        server.deliver_webhook(&dm(account, customer, mid)).await;
+    }
+    // Meta's retry counts once.
+    server.deliver_webhook(&dm(A, "1001", "mid.a.1")).await;
+
+    let all = server
+        .api_json(Method::GET, "/api/v1/analytics/messages?bucket=hour")
+        .await;
+    assert_eq!(all["account_id"], Value::Null);
+    assert_eq!(all["totals"]["inbound"], 4, "{all}");
+    // The last 24 hours, widened to whole hours: 25 buckets (24 on the hour exactly).
+    let buckets = all["buckets"].as_array().unwrap().len();
+    assert!((24..=25).contains(&buckets), "{all}");
+
+    let one = server
+        .api_json(
+            Method::GET,
+            &format!("/api/v1/analytics/messages?bucket=hour&account_id={a}"),
+        )
+        .await;
+    assert_eq!(one["totals"]["inbound"], 3, "{one}");
+    assert_eq!(one["totals"]["outbound"], 0, "{one}");
+    assert_eq!(one["totals"]["unique_customers"], 2, "{one}");
+    assert_eq!(one["totals"]["new_conversations"], 2, "{one}");
+    let last = one["buckets"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["inbound"], json!({"text": 3}), "{one}");
+
+    // An account key sees its own account by default, and no other.
+    let key: Value = server
+        .api(Method::POST, "/api/v1/api-keys")
+        .json(&json!({"name": "crm-b", "account_id": b}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["api_key"].as_str().unwrap().to_owned();
+    let own: Value = server
+        .api_as(&key, Method::GET, "/api/v1/analytics/messages")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(own["account_id"], b.as_str());
+    assert_eq!(own["totals"]["inbound"], 1, "{own}");
+    let other = server
+        .api_as(
+            &key,
+            Method::GET,
+            &format!("/api/v1/analytics/messages?account_id={a}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+
+    for bad in [
+        "bucket=week",
+        "from=yesterday",
+        "bucket=hour&from=2020-01-01T00:00:00Z",
+        "from=2026-12-01T00:00:00Z&to=2026-11-01T00:00:00Z",
+    ] {
+        let response = server
+            .api(Method::GET, &format!("/api/v1/analytics/messages?{bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{bad}");
+    }
+}
