@@ -121,3 +121,73 @@ async fn message_volumes_count_what_was_received_per_account_and_bucket() {
         assert_eq!(response.status(), 422, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn sends_are_counted_by_where_they_stand_and_failures_by_code() {
+    use wiremock::matchers::{body_partial_json, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/me/messages"))
+        .and(body_partial_json(json!({"recipient": {"id": "1002"}})))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": {"message": "This person isn't available right now.", "code": 551}
+        })))
+        .with_priority(1)
+        .mount(&graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/me/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"message_id": "mid.ok"})))
+        .mount(&graph)
+        .await;
+    let server = TestServer::builder()
+        .env("INSTAGRAM_API_BASE_URL", &graph.uri())
+        .env("SUBSCRIBE_ON_CREATE", "false")
+        .start()
+        .await;
+    let a = create(&server, A).await;
+    let b = create(&server, B).await;
+    let mut ids = Vec::new();
+    for (account, recipient) in [(&a, "1001"), (&a, "1002"), (&b, "1001")] {
+        let body: Value = server
+            .api(Method::POST, "/api/v1/messages/send")
+            .json(
+                &json!({"account_id": account, "recipient_id": recipient, "message": "hi",
+                "idempotency_key": format!("k-{account}-{recipient}")}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(body["message_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        server
+            .eventually("the send to settle", async || {
+                let status = server
+                    .api_json(Method::GET, &format!("/api/v1/messages/{id}/status"))
+                    .await;
+                (status["status"] != "pending").then_some(())
+            })
+            .await;
+    }
+    let one = server
+        .api_json(
+            Method::GET,
+            &format!("/api/v1/analytics/sends?bucket=hour&account_id={a}"),
+        )
+        .await;
+    assert_eq!(one["accepted"], 2, "{one}");
+    assert_eq!(one["by_status"], json!({"failed": 1, "sent": 1}), "{one}");
+    assert_eq!(one["by_code"], json!({"551": 1}), "{one}");
+    let last = one["buckets"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["by_status"], json!({"failed": 1, "sent": 1}), "{one}");
+    let all = server
+        .api_json(Method::GET, "/api/v1/analytics/sends")
+        .await;
+    assert_eq!(all["accepted"], 3, "{all}");
+}

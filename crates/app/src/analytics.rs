@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use insta_router_domain::{AccountId, Direction, TimeRange};
+use insta_router_domain::{AccountId, Direction, OutboundStatus, TimeRange};
 use insta_router_ports::{AccountRepository, AnalyticsStore, RepoError};
 
 /// Why analytics could not be computed.
@@ -49,6 +49,30 @@ pub struct MessageVolumes {
     pub comments: u64,
 }
 
+/// One bucket of sends, by where they stand now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendBucket {
+    /// Its start (by when the sends were accepted).
+    pub start: DateTime<Utc>,
+    /// Sends by status (`pending`, `sent`, `failed`, `unknown`).
+    pub by_status: BTreeMap<String, u64>,
+}
+
+/// Sends accepted over a range: every bucket, totals, and failures by code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendVolumes {
+    /// The range, widened to whole buckets.
+    pub range: TimeRange,
+    /// Every bucket of the range, in order.
+    pub buckets: Vec<SendBucket>,
+    /// Sends accepted in all.
+    pub accepted: u64,
+    /// Sends by status, in all.
+    pub by_status: BTreeMap<String, u64>,
+    /// Failed and unknown sends by error code (Meta's, or ours: `outside_window`, ...).
+    pub by_code: BTreeMap<String, u64>,
+}
+
 /// Computes analytics.
 pub struct AnalyticsService {
     store: Arc<dyn AnalyticsStore>,
@@ -59,6 +83,66 @@ impl AnalyticsService {
     /// A service over these ports.
     pub fn new(store: Arc<dyn AnalyticsStore>, accounts: Arc<dyn AccountRepository>) -> Self {
         Self { store, accounts }
+    }
+
+    async fn check(&self, account: Option<&AccountId>) -> Result<(), AnalyticsError> {
+        if let Some(id) = account
+            && self.accounts.get(id).await?.is_none()
+        {
+            return Err(AnalyticsError::AccountNotFound(id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Sends accepted in `range`, for `account` (every account when `None`), by where they
+    /// stand now.
+    ///
+    /// # Errors
+    ///
+    /// [`AnalyticsError`].
+    pub async fn sends(
+        &self,
+        account: Option<&AccountId>,
+        range: TimeRange,
+    ) -> Result<SendVolumes, AnalyticsError> {
+        self.check(account).await?;
+        let counts = self.store.send_counts(account.cloned(), &range).await?;
+        let mut buckets: Vec<SendBucket> = range
+            .starts()
+            .into_iter()
+            .map(|start| SendBucket {
+                start,
+                by_status: BTreeMap::new(),
+            })
+            .collect();
+        let mut volumes = SendVolumes {
+            range,
+            buckets: Vec::new(),
+            accepted: 0,
+            by_status: BTreeMap::new(),
+            by_code: BTreeMap::new(),
+        };
+        for count in counts {
+            // As the status API names it: a send being handed to Meta is still `pending`.
+            let status = OutboundStatus::parse(&count.status)
+                .map_or(count.status.as_str(), |s| s.public_name())
+                .to_owned();
+            if let Some(bucket) = buckets.iter_mut().find(|b| b.start == count.bucket) {
+                *bucket.by_status.entry(status.clone()).or_default() += count.sends;
+            }
+            volumes.accepted += count.sends;
+            *volumes.by_status.entry(status.clone()).or_default() += count.sends;
+            // A send reconciled from `unknown` to `sent` keeps its old note; only sends that
+            // stand failed or unknown count by code.
+            if let Some(code) = count
+                .code
+                .filter(|_| matches!(status.as_str(), "failed" | "unknown"))
+            {
+                *volumes.by_code.entry(code).or_default() += count.sends;
+            }
+        }
+        volumes.buckets = buckets;
+        Ok(volumes)
     }
 
     /// Message volumes in `range`, for `account` (every account when `None`).

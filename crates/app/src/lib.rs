@@ -31,7 +31,9 @@ pub use accounts::profile::{ProfileError, ProfileService};
 pub use accounts::subscription::{SUBSCRIBED_FIELDS, SubscriptionError, SubscriptionService};
 pub use accounts::tokens::{RefreshReport, TokenRefresher};
 pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE, ResealReport};
-pub use analytics::{AnalyticsError, AnalyticsService, MessageVolumes, VolumeBucket};
+pub use analytics::{
+    AnalyticsError, AnalyticsService, MessageVolumes, SendBucket, SendVolumes, VolumeBucket,
+};
 pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
 pub use cipher::{KEY_LEN, Keyring};
 pub use deliveries::{DeliveryDetail, DeliveryError, DeliveryService, DeliverySettings};

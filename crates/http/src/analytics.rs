@@ -17,7 +17,7 @@ use crate::problem::Problem;
 use crate::{ApiError, State};
 
 pub(crate) fn routes(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(messages);
+    cfg.service(messages).service(sends);
 }
 
 /// Which rows: an account (an account key's own by default; every account for an admin key
@@ -105,7 +105,20 @@ async fn messages(
     caller: Caller,
     query: Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
+    let (account, range) = resolve(&caller, query.into_inner())?;
+    let volumes = state
+        .app
+        .analytics
+        .messages(account.as_ref(), range)
+        .await?;
+    Ok(HttpResponse::Ok().json(body(account.map(|a| a.to_string()), volumes)))
+}
+
+/// The account a request may see, and its range.
+fn resolve(
+    caller: &Caller,
+    query: RangeQuery,
+) -> Result<(Option<insta_router_domain::AccountId>, TimeRange), ApiError> {
     let account = match (&query.account_id, caller.scope.account()) {
         (Some(raw), _) => {
             let id = account_id(raw)?;
@@ -123,12 +136,75 @@ async fn messages(
     };
     let from = time("from", query.from.as_deref())?.unwrap_or(to - span);
     let range = TimeRange::new(from, to, bucket).map_err(ApiError::Invalid)?;
-    let volumes = state
-        .app
-        .analytics
-        .messages(account.as_ref(), range)
-        .await?;
-    Ok(HttpResponse::Ok().json(body(account.map(|a| a.to_string()), volumes)))
+    Ok((account, range))
+}
+
+/// One bucket of sends.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SendBucketBody {
+    start: String,
+    /// Sends accepted in the bucket, by where they stand now (`pending`, `sent`, `failed`,
+    /// `unknown`).
+    by_status: BTreeMap<String, u64>,
+}
+
+/// Sends accepted over a range.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SendVolumesBody {
+    account_id: Option<String>,
+    from: String,
+    to: String,
+    bucket: String,
+    /// Sends accepted (API sends and private replies, rule-made ones included).
+    accepted: u64,
+    /// By where they stand now.
+    by_status: BTreeMap<String, u64>,
+    /// Failed and unknown sends by error code: Meta's (`"10"`, `"190"`, `"551"`) or ours
+    /// (`outside_window`, `token_invalid`, `temporary_failure`, `outcome_unknown`).
+    by_code: BTreeMap<String, u64>,
+    buckets: Vec<SendBucketBody>,
+}
+
+/// Sends per bucket.
+///
+/// Sends accepted in each bucket by where they stand now, with failures by error code,
+/// computed from the stored sends. An account key sees its own account only.
+#[utoipa::path(
+    tag = "analytics",
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The sends", body = SendVolumesBody),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad time, bucket, or a range of more than 2,000 buckets", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+#[get("/analytics/sends")]
+async fn sends(
+    state: Data<State>,
+    caller: Caller,
+    query: Query<RangeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (account, range) = resolve(&caller, query.into_inner())?;
+    let v = state.app.analytics.sends(account.as_ref(), range).await?;
+    Ok(HttpResponse::Ok().json(SendVolumesBody {
+        account_id: account.map(|a| a.to_string()),
+        from: rfc3339(v.range.from),
+        to: rfc3339(v.range.to),
+        bucket: v.range.bucket.as_str().to_owned(),
+        accepted: v.accepted,
+        by_status: v.by_status,
+        by_code: v.by_code,
+        buckets: v
+            .buckets
+            .into_iter()
+            .map(|b| SendBucketBody {
+                start: rfc3339(b.start),
+                by_status: b.by_status,
+            })
+            .collect(),
+    }))
 }
 
 fn body(account_id: Option<String>, v: MessageVolumes) -> MessageVolumesBody {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use insta_router_domain::{Direction, InstagramAccountId, TimeRange};
+use insta_router_domain::{AccountId, Direction, InstagramAccountId, TimeRange};
 
 use crate::RepoError;
 
@@ -32,6 +32,19 @@ pub struct MessageVolume {
     pub comments: u64,
 }
 
+/// Sends accepted in one bucket with one status (and error code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendCount {
+    /// The bucket's start (by when the send was accepted).
+    pub bucket: DateTime<Utc>,
+    /// `pending`, `sending`, `sent`, `failed` or `unknown`, as stored.
+    pub status: String,
+    /// The error code of a failed or unknown send (Meta's code, or ours).
+    pub code: Option<String>,
+    /// How many.
+    pub sends: u64,
+}
+
 /// Reads analytics from the stored rows.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -46,4 +59,16 @@ pub trait AnalyticsStore: Send + Sync {
         account: Option<InstagramAccountId>,
         range: &TimeRange,
     ) -> Result<MessageVolume, RepoError>;
+
+    /// Sends (API sends and private replies) accepted in `range`, by bucket, status and error
+    /// code, for `account` (all accounts when `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError`] when the store fails.
+    async fn send_counts(
+        &self,
+        account: Option<AccountId>,
+        range: &TimeRange,
+    ) -> Result<Vec<SendCount>, RepoError>;
 }

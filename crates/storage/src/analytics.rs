@@ -3,8 +3,8 @@
 //! bucket is `timestamp - timestamp % length`).
 
 use async_trait::async_trait;
-use insta_router_domain::{Direction, InstagramAccountId, TimeRange};
-use insta_router_ports::{AnalyticsStore, MessageVolume, RepoError, VolumeCount};
+use insta_router_domain::{AccountId, Direction, InstagramAccountId, TimeRange};
+use insta_router_ports::{AnalyticsStore, MessageVolume, RepoError, SendCount, VolumeCount};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
 
 use crate::error::unavailable;
@@ -55,11 +55,26 @@ fn scope(
     account: Option<&InstagramAccountId>,
     range: &TimeRange,
 ) -> (String, Vec<Value>) {
+    scoped(
+        time_column,
+        "instagram_account_id",
+        account.map(InstagramAccountId::as_str),
+        range,
+    )
+}
+
+/// The range condition on `time_column`, and `account_column = account` when given.
+fn scoped(
+    time_column: &str,
+    account_column: &str,
+    account: Option<&str>,
+    range: &TimeRange,
+) -> (String, Vec<Value>) {
     let mut values: Vec<Value> = vec![to_micros(range.from).into(), to_micros(range.to).into()];
     let mut filter = format!("{time_column} >= ? AND {time_column} < ?");
     if let Some(account) = account {
-        filter.push_str(" AND instagram_account_id = ?");
-        values.push(account.as_str().into());
+        filter.push_str(&format!(" AND {account_column} = ?"));
+        values.push(account.into());
     }
     (filter, values)
 }
@@ -136,5 +151,43 @@ impl AnalyticsStore for SeaAnalyticsStore {
             new_conversations,
             comments,
         })
+    }
+
+    async fn send_counts(
+        &self,
+        account: Option<AccountId>,
+        range: &TimeRange,
+    ) -> Result<Vec<SendCount>, RepoError> {
+        let (filter, scoped_values) = scoped(
+            "created_at",
+            "account_id",
+            account.as_ref().map(AccountId::as_str),
+            range,
+        );
+        let mut values: Vec<Value> = vec![range.bucket.micros().into()];
+        values.extend(scoped_values);
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                self.db.get_database_backend(),
+                &format!(
+                    "SELECT created_at - (created_at % ?) AS bucket, status, error_code, \
+                     count(*) AS n FROM outbound_messages WHERE {filter} \
+                     GROUP BY 1, status, error_code ORDER BY 1"
+                ),
+                values,
+            ))
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SendCount {
+                    bucket: from_micros(int_at(row, 0).unwrap_or(0))?,
+                    status: row.try_get("", "status").map_err(unavailable)?,
+                    code: row.try_get("", "error_code").map_err(unavailable)?,
+                    sends: u64::try_from(int_at(row, 3).unwrap_or(0)).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 }
