@@ -191,3 +191,68 @@ async fn sends_are_counted_by_where_they_stand_and_failures_by_code() {
         .await;
     assert_eq!(all["accepted"], 3, "{all}");
 }
+
+#[tokio::test]
+async fn deliveries_say_how_many_reached_the_crm_at_the_first_attempt_and_how_fast() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let crm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&crm)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&crm)
+        .await;
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", "analytics-secret")
+        .env("SUBSCRIBE_ON_CREATE", "false")
+        .env("CRM_ALLOW_PRIVATE_NETWORKS", "true")
+        .env("CRM_RETRY_SCHEDULE", "0s, 100ms, 100ms")
+        .secret("crm-secret")
+        .start()
+        .await;
+    let body: Value = server
+        .api(Method::POST, "/api/v1/accounts")
+        .json(
+            &json!({"instagram_account_id": A, "username": "shop", "access_token": "IGQVJ-t",
+            "crm_webhook_url": format!("{}/crm", crm.uri()), "webhook_secret": "crm-secret"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let account = body["account_id"].as_str().unwrap().to_owned();
+    for n in 0..3 {
+        server
+            .deliver_webhook(&dm(A, "1001", &format!("mid.d.{n}")))
+            .await;
+    }
+    let query = format!("/api/v1/analytics/deliveries?bucket=hour&account_id={account}");
+    let stats = server
+        .eventually("every delivery delivered", async || {
+            let stats = server.api_json(Method::GET, &query).await;
+            (stats["delivered"] == 3).then_some(stats)
+        })
+        .await;
+    assert_eq!(stats["total"], 3, "{stats}");
+    assert_eq!(stats["dead"], 0, "{stats}");
+    assert_eq!(stats["pending"], 0, "{stats}");
+    assert_eq!(stats["success_rate"], 1.0, "{stats}");
+    let first = stats["first_attempt_rate"].as_f64().unwrap();
+    assert!(
+        (first - 2.0 / 3.0).abs() < 1e-9,
+        "one needed a second attempt: {stats}"
+    );
+    let (p50, p99) = (
+        stats["latency_p50_ms"].as_u64().unwrap(),
+        stats["latency_p99_ms"].as_u64().unwrap(),
+    );
+    assert!(p50 <= p99, "{stats}");
+}

@@ -73,6 +73,25 @@ pub struct SendVolumes {
     pub by_code: BTreeMap<String, u64>,
 }
 
+/// CRM deliveries of the events that arrived over a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySummary {
+    /// The range, widened to whole buckets.
+    pub range: TimeRange,
+    /// Deliveries queued for the events.
+    pub total: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Given up (dead letters).
+    pub dead: u64,
+    /// Still to deliver (queued or being retried).
+    pub pending: u64,
+    /// Delivered at the first attempt.
+    pub first_attempt: u64,
+    /// Arrival to delivery, in milliseconds: median and 99th percentile.
+    pub latency_ms: Option<(u64, u64)>,
+}
+
 /// Computes analytics.
 pub struct AnalyticsService {
     store: Arc<dyn AnalyticsStore>,
@@ -143,6 +162,38 @@ impl AnalyticsService {
         }
         volumes.buckets = buckets;
         Ok(volumes)
+    }
+
+    /// CRM deliveries of the events that arrived in `range`, for `account` (every account
+    /// when `None`). Delivered deliveries are pruned after `RETENTION_DELIVERIES` (30 days).
+    ///
+    /// # Errors
+    ///
+    /// [`AnalyticsError`].
+    pub async fn deliveries(
+        &self,
+        account: Option<&AccountId>,
+        range: TimeRange,
+    ) -> Result<DeliverySummary, AnalyticsError> {
+        self.check(account).await?;
+        let stats = self.store.delivery_stats(account.cloned(), &range).await?;
+        let count = |wanted: &[&str]| {
+            stats
+                .by_status
+                .iter()
+                .filter(|(status, _)| wanted.contains(&status.as_str()))
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
+        Ok(DeliverySummary {
+            range,
+            total: count(&["queued", "running", "done", "dead"]),
+            delivered: count(&["done"]),
+            dead: count(&["dead"]),
+            pending: count(&["queued", "running"]),
+            first_attempt: stats.first_attempt,
+            latency_ms: stats.latency_ms,
+        })
     }
 
     /// Message volumes in `range`, for `account` (every account when `None`).

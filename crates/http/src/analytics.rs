@@ -17,7 +17,7 @@ use crate::problem::Problem;
 use crate::{ApiError, State};
 
 pub(crate) fn routes(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(messages).service(sends);
+    cfg.service(messages).service(sends).service(deliveries);
 }
 
 /// Which rows: an account (an account key's own by default; every account for an admin key
@@ -204,6 +204,75 @@ async fn sends(
                 by_status: b.by_status,
             })
             .collect(),
+    }))
+}
+
+/// CRM deliveries of the events that arrived in a range.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeliveriesBody {
+    account_id: Option<String>,
+    from: String,
+    to: String,
+    /// Deliveries queued for the events.
+    total: u64,
+    delivered: u64,
+    /// Given up: dead letters, to be replayed.
+    dead: u64,
+    /// Still to deliver.
+    pending: u64,
+    /// Delivered over delivered and dead, 0 to 1; `null` when none finished.
+    success_rate: Option<f64>,
+    /// Delivered at the first attempt, over delivered and dead.
+    first_attempt_rate: Option<f64>,
+    /// From the event's arrival to the CRM's 2xx, in milliseconds.
+    latency_p50_ms: Option<u64>,
+    latency_p99_ms: Option<u64>,
+}
+
+/// CRM deliveries.
+///
+/// Of the events that arrived in the range: how many reached the CRM, at the first attempt,
+/// how fast, and how many were given up. Delivered deliveries are pruned after
+/// `RETENTION_DELIVERIES` (30 days), so older ranges count fewer. An account key sees its own
+/// account only.
+#[utoipa::path(
+    tag = "analytics",
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The deliveries", body = DeliveriesBody),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad time or bucket", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+#[get("/analytics/deliveries")]
+async fn deliveries(
+    state: Data<State>,
+    caller: Caller,
+    query: Query<RangeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (account, range) = resolve(&caller, query.into_inner())?;
+    let d = state
+        .app
+        .analytics
+        .deliveries(account.as_ref(), range)
+        .await?;
+    let finished = d.delivered + d.dead;
+    #[allow(clippy::cast_precision_loss, reason = "a rate shown to people")]
+    let rate = |n: u64| (finished > 0).then(|| n as f64 / finished as f64);
+    Ok(HttpResponse::Ok().json(DeliveriesBody {
+        account_id: account.map(|a| a.to_string()),
+        from: rfc3339(d.range.from),
+        to: rfc3339(d.range.to),
+        total: d.total,
+        delivered: d.delivered,
+        dead: d.dead,
+        pending: d.pending,
+        success_rate: rate(d.delivered),
+        first_attempt_rate: rate(d.first_attempt),
+        latency_p50_ms: d.latency_ms.map(|l| l.0),
+        latency_p99_ms: d.latency_ms.map(|l| l.1),
     }))
 }
 

@@ -45,6 +45,18 @@ pub struct SendCount {
     pub sends: u64,
 }
 
+/// CRM deliveries of events that arrived in a range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryStats {
+    /// Deliveries by job status (`queued`, `running`, `done`, `dead`).
+    pub by_status: Vec<(String, u64)>,
+    /// Deliveries done at the first attempt.
+    pub first_attempt: u64,
+    /// From the event's arrival to the CRM's accepting answer, in milliseconds: the median
+    /// and the 99th percentile of delivered ones.
+    pub latency_ms: Option<(u64, u64)>,
+}
+
 /// Reads analytics from the stored rows.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -71,4 +83,16 @@ pub trait AnalyticsStore: Send + Sync {
         account: Option<AccountId>,
         range: &TimeRange,
     ) -> Result<Vec<SendCount>, RepoError>;
+
+    /// CRM deliveries of the events that arrived in `range`, for `account` (all accounts when
+    /// `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError`] when the store fails.
+    async fn delivery_stats(
+        &self,
+        account: Option<AccountId>,
+        range: &TimeRange,
+    ) -> Result<DeliveryStats, RepoError>;
 }

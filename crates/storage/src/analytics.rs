@@ -4,7 +4,9 @@
 
 use async_trait::async_trait;
 use insta_router_domain::{AccountId, Direction, InstagramAccountId, TimeRange};
-use insta_router_ports::{AnalyticsStore, MessageVolume, RepoError, SendCount, VolumeCount};
+use insta_router_ports::{
+    AnalyticsStore, DeliveryStats, MessageVolume, RepoError, SendCount, VolumeCount,
+};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
 
 use crate::error::unavailable;
@@ -189,5 +191,80 @@ impl AnalyticsStore for SeaAnalyticsStore {
                 })
             })
             .collect()
+    }
+
+    async fn delivery_stats(
+        &self,
+        account: Option<AccountId>,
+        range: &TimeRange,
+    ) -> Result<DeliveryStats, RepoError> {
+        let backend = self.db.get_database_backend();
+        let (filter, values) = scoped(
+            "j.created_at",
+            "j.account_id",
+            account.as_ref().map(AccountId::as_str),
+            range,
+        );
+        let jobs = format!("jobs j WHERE j.kind = 'crm_delivery' AND {filter}");
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                backend,
+                &format!(
+                    "SELECT j.status, count(*) AS n, \
+                     count(CASE WHEN j.status = 'done' AND j.attempts = 1 THEN 1 END) AS first \
+                     FROM {jobs} GROUP BY j.status ORDER BY j.status"
+                ),
+                values.clone(),
+            ))
+            .await
+            .map_err(unavailable)?;
+        let mut stats = DeliveryStats::default();
+        for row in &rows {
+            let status: String = row.try_get("", "status").map_err(unavailable)?;
+            let n = u64::try_from(int_at(row, 1).unwrap_or(0)).unwrap_or(0);
+            stats.first_attempt += u64::try_from(int_at(row, 2).unwrap_or(0)).unwrap_or(0);
+            stats.by_status.push((status, n));
+        }
+        // Percentiles by offset into the sorted latencies: the same statement everywhere.
+        let delivered = format!(
+            "FROM delivery_attempts a, {jobs} AND a.job_id = j.id AND a.outcome = 'delivered'"
+        );
+        let latency = "(a.started_at + a.duration_ms * 1000) - j.created_at";
+        let n = self
+            .db
+            .query_one_raw(statement(
+                backend,
+                &format!("SELECT count(*) {delivered}"),
+                values.clone(),
+            ))
+            .await
+            .map_err(unavailable)?
+            .and_then(|r| int_at(&r, 0))
+            .unwrap_or(0);
+        if n > 0 {
+            let mut at = Vec::new();
+            for share in [50, 99] {
+                let offset = (n - 1) * share / 100;
+                let mut with_offset = values.clone();
+                with_offset.push(offset.into());
+                let micros = self
+                    .db
+                    .query_one_raw(statement(
+                        backend,
+                        &format!(
+                            "SELECT {latency} AS latency {delivered} ORDER BY latency LIMIT 1 OFFSET ?"
+                        ),
+                        with_offset,
+                    ))
+                    .await
+                    .map_err(unavailable)?
+                    .and_then(|r| int_at(&r, 0))
+                    .unwrap_or(0);
+                at.push(u64::try_from(micros / 1000).unwrap_or(0));
+            }
+            stats.latency_ms = Some((at[0], at[1]));
+        }
+        Ok(stats)
     }
 }
