@@ -256,3 +256,90 @@ async fn deliveries_say_how_many_reached_the_crm_at_the_first_attempt_and_how_fa
     );
     assert!(p50 <= p99, "{stats}");
 }
+
+/// The business's own message to `customer`, as Meta echoes it, `later_ms` after now.
+fn echo(account: &str, customer: &str, mid: &str, later_ms: u128) -> String {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + later_ms;
+    json!({"object": "instagram", "entry": [{"id": account, "time": at, "messaging": [{
+        "sender": {"id": account}, "recipient": {"id": customer}, "timestamp": at,
+        "message": {"mid": mid, "text": "on it", "is_echo": true}}]}]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn response_times_say_how_fast_and_by_whom_each_turn_was_answered() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/me/messages"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"message_id": "mid.api.answer"})),
+        )
+        .mount(&graph)
+        .await;
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", "analytics-secret")
+        .env("INSTAGRAM_API_BASE_URL", &graph.uri())
+        .env("SUBSCRIBE_ON_CREATE", "false")
+        .start()
+        .await;
+    let a = create(&server, A).await;
+    for (customer, mid) in [
+        ("1001", "mid.t.1"),
+        ("1002", "mid.t.2"),
+        ("1003", "mid.t.3"),
+    ] {
+        server.deliver_webhook(&dm(A, customer, mid)).await;
+    }
+    // 1001 is answered through the API, 1002 by a person in Instagram, 1003 not at all.
+    let sent: Value = server
+        .api(Method::POST, "/api/v1/messages/send")
+        .json(
+            &json!({"account_id": a, "recipient_id": "1001", "message": "Hello!",
+            "idempotency_key": "answer-1001"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sent["message_id"].as_str().unwrap().to_owned();
+    server
+        .eventually("the API answer to be sent", async || {
+            let status = server
+                .api_json(Method::GET, &format!("/api/v1/messages/{id}/status"))
+                .await;
+            (status["status"] == "sent").then_some(())
+        })
+        .await;
+    server
+        .deliver_webhook(&echo(A, "1002", "mid.t.echo", 1_000))
+        .await;
+
+    let times = server
+        .api_json(
+            Method::GET,
+            &format!("/api/v1/analytics/response-times?bucket=hour&account_id={a}"),
+        )
+        .await;
+    assert_eq!(times["turns"], 3, "{times}");
+    assert_eq!(times["unanswered"], 1, "{times}");
+    assert_eq!(times["overall"]["answered"], 2, "{times}");
+    assert_eq!(times["by_responder"]["api"]["answered"], 1, "{times}");
+    assert_eq!(times["by_responder"]["human"]["answered"], 1, "{times}");
+    assert!(times["by_responder"].get("auto_reply").is_none(), "{times}");
+    // Both answers came within minutes: two of the three turns.
+    let within = times["overall"]["within_5m"].as_f64().unwrap();
+    assert!((within - 2.0 / 3.0).abs() < 1e-9, "{times}");
+    assert!(
+        times["overall"]["p50_seconds"].as_f64().unwrap() < 300.0,
+        "{times}"
+    );
+}

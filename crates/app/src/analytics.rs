@@ -92,6 +92,54 @@ pub struct DeliverySummary {
     pub latency_ms: Option<(u64, u64)>,
 }
 
+/// How fast turns were answered: percentiles and the shares answered within 5 minutes, an
+/// hour and a day (of all turns, answered or not).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Answering {
+    /// Turns answered.
+    pub answered: u64,
+    /// Median time to answer, in seconds.
+    pub p50_seconds: Option<f64>,
+    /// 90th percentile, in seconds.
+    pub p90_seconds: Option<f64>,
+    /// Share of turns answered within 5 minutes, 1 hour, 24 hours.
+    pub within: [f64; 3],
+}
+
+/// Response times over a range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseTimes {
+    /// The range, widened to whole buckets.
+    pub range: TimeRange,
+    /// Customer turns that began in it.
+    pub turns: u64,
+    /// Turns not answered (yet, or within a day after the range).
+    pub unanswered: u64,
+    /// Every answer.
+    pub overall: Answering,
+    /// By who answered: `human`, `api`, `auto_reply`.
+    pub by_responder: BTreeMap<&'static str, Answering>,
+}
+
+/// Percentiles and shares of `seconds` (sorted), over `turns` turns in all.
+fn answering(seconds: &[f64], turns: u64) -> Answering {
+    #[allow(clippy::cast_precision_loss, reason = "shares shown to people")]
+    let share = |limit: f64| {
+        if turns == 0 {
+            0.0
+        } else {
+            seconds.iter().filter(|s| **s <= limit).count() as f64 / turns as f64
+        }
+    };
+    let at = |p: usize| (!seconds.is_empty()).then(|| seconds[(seconds.len() - 1) * p / 100]);
+    Answering {
+        answered: seconds.len() as u64,
+        p50_seconds: at(50),
+        p90_seconds: at(90),
+        within: [share(300.0), share(3_600.0), share(86_400.0)],
+    }
+}
+
 /// Computes analytics.
 pub struct AnalyticsService {
     store: Arc<dyn AnalyticsStore>,
@@ -193,6 +241,57 @@ impl AnalyticsService {
             pending: count(&["queued", "running"]),
             first_attempt: stats.first_attempt,
             latency_ms: stats.latency_ms,
+        })
+    }
+
+    /// How fast customers' turns that began in `range` were answered, and by whom, for
+    /// `account` (every account when `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`AnalyticsError`].
+    pub async fn response_times(
+        &self,
+        account: Option<&AccountId>,
+        range: TimeRange,
+    ) -> Result<ResponseTimes, AnalyticsError> {
+        let instagram = match account {
+            Some(id) => Some(
+                self.accounts
+                    .get(id)
+                    .await?
+                    .ok_or_else(|| AnalyticsError::AccountNotFound(id.clone()))?
+                    .instagram_account_id,
+            ),
+            None => None,
+        };
+        let turns = self.store.turns(instagram, &range).await?;
+        let total = turns.len() as u64;
+        let mut all = Vec::new();
+        let mut by: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+        for turn in &turns {
+            if let Some((at, who)) = turn.answered {
+                #[allow(clippy::cast_precision_loss, reason = "seconds shown to people")]
+                let seconds = (at - turn.asked).num_milliseconds().max(0) as f64 / 1000.0;
+                all.push(seconds);
+                by.entry(who.as_str()).or_default().push(seconds);
+            }
+        }
+        all.sort_by(f64::total_cmp);
+        let overall = answering(&all, total);
+        let by_responder = by
+            .into_iter()
+            .map(|(who, mut seconds)| {
+                seconds.sort_by(f64::total_cmp);
+                (who, answering(&seconds, total))
+            })
+            .collect();
+        Ok(ResponseTimes {
+            range,
+            turns: total,
+            unanswered: total - overall.answered,
+            overall,
+            by_responder,
         })
     }
 

@@ -32,8 +32,8 @@ pub use accounts::subscription::{SUBSCRIBED_FIELDS, SubscriptionError, Subscript
 pub use accounts::tokens::{RefreshReport, TokenRefresher};
 pub use accounts::{AccountError, AccountService, DEFAULT_SECRET_GRACE, ResealReport};
 pub use analytics::{
-    AnalyticsError, AnalyticsService, DeliverySummary, MessageVolumes, SendBucket, SendVolumes,
-    VolumeBucket,
+    AnalyticsError, AnalyticsService, Answering, DeliverySummary, MessageVolumes, ResponseTimes,
+    SendBucket, SendVolumes, VolumeBucket,
 };
 pub use auto_reply::{AutoReplyPorts, AutoReplyService, AutoReplySettings};
 pub use cipher::{KEY_LEN, Keyring};

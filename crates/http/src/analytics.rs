@@ -17,7 +17,10 @@ use crate::problem::Problem;
 use crate::{ApiError, State};
 
 pub(crate) fn routes(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(messages).service(sends).service(deliveries);
+    cfg.service(messages)
+        .service(sends)
+        .service(deliveries)
+        .service(response_times);
 }
 
 /// Which rows: an account (an account key's own by default; every account for an admin key
@@ -273,6 +276,95 @@ async fn deliveries(
         first_attempt_rate: rate(d.first_attempt),
         latency_p50_ms: d.latency_ms.map(|l| l.0),
         latency_p99_ms: d.latency_ms.map(|l| l.1),
+    }))
+}
+
+/// How fast turns were answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AnsweringBody {
+    answered: u64,
+    /// Median time to the first answer, in seconds.
+    p50_seconds: Option<f64>,
+    /// 90th percentile, in seconds.
+    p90_seconds: Option<f64>,
+    /// Share of all turns answered within 5 minutes.
+    within_5m: f64,
+    /// Within an hour.
+    within_1h: f64,
+    /// Within a day.
+    within_24h: f64,
+}
+
+impl From<insta_router_app::Answering> for AnsweringBody {
+    fn from(a: insta_router_app::Answering) -> Self {
+        Self {
+            answered: a.answered,
+            p50_seconds: a.p50_seconds,
+            p90_seconds: a.p90_seconds,
+            within_5m: a.within[0],
+            within_1h: a.within[1],
+            within_24h: a.within[2],
+        }
+    }
+}
+
+/// Response times over a range.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ResponseTimesBody {
+    account_id: Option<String>,
+    from: String,
+    to: String,
+    /// Customer turns (the customer's messages since the business last wrote) that began in
+    /// the range.
+    turns: u64,
+    /// Not answered (within a day after the range).
+    unanswered: u64,
+    overall: AnsweringBody,
+    /// By who answered first: `human` (in Instagram), `api`, `auto_reply`.
+    by_responder: BTreeMap<String, AnsweringBody>,
+}
+
+/// Response times.
+///
+/// For each customer turn that began in the range (the customer's messages since the
+/// business last wrote), the time to the business's first answer: percentiles, shares
+/// answered within 5 minutes, an hour and a day, overall and by who answered (a person in
+/// Instagram, an API send, an auto-reply). An account key sees its own account only.
+#[utoipa::path(
+    tag = "analytics",
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The response times", body = ResponseTimesBody),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad time or bucket", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+#[get("/analytics/response-times")]
+async fn response_times(
+    state: Data<State>,
+    caller: Caller,
+    query: Query<RangeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (account, range) = resolve(&caller, query.into_inner())?;
+    let r = state
+        .app
+        .analytics
+        .response_times(account.as_ref(), range)
+        .await?;
+    Ok(HttpResponse::Ok().json(ResponseTimesBody {
+        account_id: account.map(|a| a.to_string()),
+        from: rfc3339(r.range.from),
+        to: rfc3339(r.range.to),
+        turns: r.turns,
+        unanswered: r.unanswered,
+        overall: r.overall.into(),
+        by_responder: r
+            .by_responder
+            .into_iter()
+            .map(|(who, a)| (who.to_owned(), a.into()))
+            .collect(),
     }))
 }
 

@@ -57,6 +57,38 @@ pub struct DeliveryStats {
     pub latency_ms: Option<(u64, u64)>,
 }
 
+/// Who answered a customer's turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Responder {
+    /// A person, in Instagram (an echo of what the business wrote there).
+    Human,
+    /// A send through the API (or a private reply).
+    Api,
+    /// An auto-reply rule.
+    AutoReply,
+}
+
+impl Responder {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Human => "human",
+            Self::Api => "api",
+            Self::AutoReply => "auto_reply",
+        }
+    }
+}
+
+/// One customer turn: when the customer first wrote after the business's last message, and
+/// when and by whom it was answered (if it was).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    /// The customer's first message of the turn.
+    pub asked: DateTime<Utc>,
+    /// The business's first message after it, and who wrote it.
+    pub answered: Option<(DateTime<Utc>, Responder)>,
+}
+
 /// Reads analytics from the stored rows.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -95,4 +127,16 @@ pub trait AnalyticsStore: Send + Sync {
         account: Option<AccountId>,
         range: &TimeRange,
     ) -> Result<DeliveryStats, RepoError>;
+
+    /// The customer turns that began in `range` (answers up to a day later count), for
+    /// `account` (all accounts when `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError`] when the store fails.
+    async fn turns(
+        &self,
+        account: Option<InstagramAccountId>,
+        range: &TimeRange,
+    ) -> Result<Vec<Turn>, RepoError>;
 }

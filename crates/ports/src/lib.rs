@@ -24,7 +24,9 @@ mod system;
 
 #[cfg(any(test, feature = "mocks"))]
 pub use analytics::MockAnalyticsStore;
-pub use analytics::{AnalyticsStore, DeliveryStats, MessageVolume, SendCount, VolumeCount};
+pub use analytics::{
+    AnalyticsStore, DeliveryStats, MessageVolume, Responder, SendCount, Turn, VolumeCount,
+};
 #[cfg(any(test, feature = "mocks"))]
 pub use comments::MockCommentStore;
 pub use comments::{CommentEvent, CommentStore, StoredComment};

@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 use insta_router_domain::{AccountId, Direction, InstagramAccountId, TimeRange};
 use insta_router_ports::{
-    AnalyticsStore, DeliveryStats, MessageVolume, RepoError, SendCount, VolumeCount,
+    AnalyticsStore, DeliveryStats, MessageVolume, RepoError, Responder, SendCount, Turn,
+    VolumeCount,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
 
@@ -266,5 +267,69 @@ impl AnalyticsStore for SeaAnalyticsStore {
             stats.latency_ms = Some((at[0], at[1]));
         }
         Ok(stats)
+    }
+
+    async fn turns(
+        &self,
+        account: Option<InstagramAccountId>,
+        range: &TimeRange,
+    ) -> Result<Vec<Turn>, RepoError> {
+        // Messages from the range's start to a day past its end: answers may come later.
+        let window = TimeRange {
+            to: range.to + chrono::TimeDelta::days(1),
+            ..*range
+        };
+        let (filter, mut values) = scope("timestamp", account.as_ref(), &window);
+        values.push(to_micros(range.to).into());
+        // Each message numbered by the business messages before it in its conversation: a
+        // turn is the customer's messages with one number, answered by the business message
+        // with the same number.
+        let sql = format!(
+            "WITH numbered AS (\
+               SELECT id, conversation_id, direction, timestamp, \
+                 count(CASE WHEN direction = 'outbound' THEN 1 END) OVER (\
+                   PARTITION BY conversation_id ORDER BY timestamp, id \
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS outs_before \
+               FROM messages WHERE {filter}), \
+             turns AS (\
+               SELECT conversation_id, outs_before, min(timestamp) AS asked FROM numbered \
+               WHERE direction = 'inbound' GROUP BY conversation_id, outs_before), \
+             answers AS (\
+               SELECT conversation_id, outs_before, timestamp AS answered, id FROM numbered \
+               WHERE direction = 'outbound') \
+             SELECT t.asked, a.answered, \
+               CASE WHEN a.id IS NULL THEN NULL \
+                    WHEN EXISTS (SELECT 1 FROM auto_replies r WHERE r.reply_message_id = a.id) \
+                      THEN 'auto_reply' \
+                    WHEN EXISTS (SELECT 1 FROM outbound_messages o WHERE o.id = a.id) THEN 'api' \
+                    ELSE 'human' END AS responder \
+             FROM turns t LEFT JOIN answers a \
+               ON a.conversation_id = t.conversation_id AND a.outs_before = t.outs_before \
+             WHERE t.asked < ?"
+        );
+        let rows = self
+            .db
+            .query_all_raw(statement(self.db.get_database_backend(), &sql, values))
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let asked = from_micros(int_at(row, 0).unwrap_or(0))?;
+                let responder: Option<String> =
+                    row.try_get("", "responder").map_err(unavailable)?;
+                let answered = match (int_at(row, 1), responder.as_deref()) {
+                    (Some(at), Some(who)) => Some((
+                        from_micros(at)?,
+                        match who {
+                            "auto_reply" => Responder::AutoReply,
+                            "api" => Responder::Api,
+                            _ => Responder::Human,
+                        },
+                    )),
+                    _ => None,
+                };
+                Ok(Turn { asked, answered })
+            })
+            .collect()
     }
 }

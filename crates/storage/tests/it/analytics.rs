@@ -81,3 +81,40 @@ async fn volumes_are_counted_per_bucket_direction_and_kind_for_one_account_or_al
         );
     }
 }
+
+#[tokio::test]
+async fn a_turn_runs_from_the_customers_first_message_to_the_businesss_next() {
+    use insta_router_ports::Responder;
+
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let account = InstagramAccountId::parse("a", "17841400000000001").unwrap();
+        let mut answer = message(3, "mid.3", 60);
+        answer.direction = Direction::Outbound;
+        std::mem::swap(&mut answer.sender_id, &mut answer.recipient_id);
+        db.inbound()
+            .store(InboundBatch {
+                messages: vec![
+                    message(1, "mid.1", 0),
+                    message(2, "mid.2", 10),
+                    answer,
+                    message(4, "mid.4", 100),
+                ],
+                ..InboundBatch::default()
+            })
+            .await
+            .unwrap();
+        let range = TimeRange::new(at(-1_000), at(7_200), Bucket::Hour).unwrap();
+        let mut turns = db.analytics().turns(Some(account), &range).await.unwrap();
+        turns.sort_by_key(|t| t.asked);
+        assert_eq!(turns.len(), 2, "{backend:?}: {turns:?}");
+        assert_eq!(turns[0].asked, at(0), "{backend:?}");
+        assert_eq!(
+            turns[0].answered,
+            Some((at(60), Responder::Human)),
+            "{backend:?}"
+        );
+        assert_eq!(turns[1].asked, at(100), "{backend:?}");
+        assert_eq!(turns[1].answered, None, "{backend:?}");
+    }
+}
