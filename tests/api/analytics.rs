@@ -343,3 +343,55 @@ async fn response_times_say_how_fast_and_by_whom_each_turn_was_answered() {
         "{times}"
     );
 }
+
+#[tokio::test]
+async fn auto_replies_are_counted_per_rule_by_status() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/me/messages"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"message_id": "mid.auto.reply"})),
+        )
+        .mount(&graph)
+        .await;
+    let server = TestServer::builder()
+        .env("INSTAGRAM_APP_SECRET", "analytics-secret")
+        .env("INSTAGRAM_API_BASE_URL", &graph.uri())
+        .env("SUBSCRIBE_ON_CREATE", "false")
+        .start()
+        .await;
+    let a = create(&server, A).await;
+    let rule: Value = server
+        .api(Method::POST, &format!("/api/v1/accounts/{a}/rules"))
+        .json(
+            &json!({"name": "order66", "conditions": [{"type": "keywords", "any_of": ["order66"]}],
+            "reply": {"text": "Order 66 confirmed!"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (customer, mid) in [("1001", "mid.r.1"), ("1002", "mid.r.2")] {
+        let body = dm(A, customer, mid).replace("\"hi\"", "\"order66 please\"");
+        server.deliver_webhook(&body).await;
+    }
+    let stats = server
+        .eventually("both auto-replies sent", async || {
+            let stats = server
+                .api_json(
+                    Method::GET,
+                    &format!("/api/v1/analytics/auto-replies?bucket=hour&account_id={a}"),
+                )
+                .await;
+            (stats["rules"][0]["by_status"]["sent"] == 2).then_some(stats)
+        })
+        .await;
+    assert_eq!(stats["total"], 2, "{stats}");
+    assert_eq!(stats["rules"][0]["rule_id"], rule["rule_id"], "{stats}");
+    assert_eq!(stats["rules"][0]["name"], "order66", "{stats}");
+}

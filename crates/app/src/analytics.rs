@@ -295,6 +295,21 @@ impl AnalyticsService {
         })
     }
 
+    /// The auto-replies each rule made in `range`, by status, for `account` (every account
+    /// when `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`AnalyticsError`].
+    pub async fn rule_hits(
+        &self,
+        account: Option<&AccountId>,
+        range: &TimeRange,
+    ) -> Result<Vec<insta_router_ports::RuleHits>, AnalyticsError> {
+        self.check(account).await?;
+        Ok(self.store.rule_hits(account.cloned(), range).await?)
+    }
+
     /// Message volumes in `range`, for `account` (every account when `None`).
     ///
     /// # Errors

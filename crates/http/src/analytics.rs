@@ -20,7 +20,8 @@ pub(crate) fn routes(cfg: &mut ServiceConfig<'_>) {
     cfg.service(messages)
         .service(sends)
         .service(deliveries)
-        .service(response_times);
+        .service(response_times)
+        .service(auto_replies);
 }
 
 /// Which rows: an account (an account key's own by default; every account for an admin key
@@ -365,6 +366,77 @@ async fn response_times(
             .into_iter()
             .map(|(who, a)| (who.to_owned(), a.into()))
             .collect(),
+    }))
+}
+
+/// One rule's auto-replies.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RuleHitsBody {
+    rule_id: String,
+    /// `null` when the rule was deleted since.
+    name: Option<String>,
+    /// Replies made.
+    total: u64,
+    /// By status: `sent`, `queued` (a comment's private reply handed to the send path),
+    /// `failed`, `unknown`, `pending`.
+    by_status: BTreeMap<String, u64>,
+}
+
+/// Auto-replies over a range.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AutoRepliesBody {
+    account_id: Option<String>,
+    from: String,
+    to: String,
+    /// Replies made in all.
+    total: u64,
+    /// By rule, the busiest first.
+    rules: Vec<RuleHitsBody>,
+}
+
+/// Auto-replies per rule.
+///
+/// The replies each rule made in the range (to messages and to comments), by status. An
+/// account key sees its own account only.
+#[utoipa::path(
+    tag = "analytics",
+    params(RangeQuery),
+    responses(
+        (status = 200, description = "The auto-replies", body = AutoRepliesBody),
+        (status = 401, description = "No API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad time or bucket", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+#[get("/analytics/auto-replies")]
+async fn auto_replies(
+    state: Data<State>,
+    caller: Caller,
+    query: Query<RangeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (account, range) = resolve(&caller, query.into_inner())?;
+    let hits = state
+        .app
+        .analytics
+        .rule_hits(account.as_ref(), &range)
+        .await?;
+    let mut rules: Vec<RuleHitsBody> = hits
+        .into_iter()
+        .map(|h| RuleHitsBody {
+            total: h.by_status.iter().map(|(_, n)| n).sum(),
+            rule_id: h.rule_id,
+            name: h.name,
+            by_status: h.by_status.into_iter().collect(),
+        })
+        .collect();
+    rules.sort_by(|a, b| b.total.cmp(&a.total).then(a.rule_id.cmp(&b.rule_id)));
+    Ok(HttpResponse::Ok().json(AutoRepliesBody {
+        account_id: account.map(|a| a.to_string()),
+        from: rfc3339(range.from),
+        to: rfc3339(range.to),
+        total: rules.iter().map(|r| r.total).sum(),
+        rules,
     }))
 }
 

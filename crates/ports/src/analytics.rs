@@ -89,6 +89,18 @@ pub struct Turn {
     pub answered: Option<(DateTime<Utc>, Responder)>,
 }
 
+/// Auto-replies of one rule, by status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleHits {
+    /// The rule.
+    pub rule_id: String,
+    /// Its name, when the rule still exists.
+    pub name: Option<String>,
+    /// Replies by status (`sent`, `queued`: a private reply handed to the send path,
+    /// `failed`, `unknown`, `pending`).
+    pub by_status: Vec<(String, u64)>,
+}
+
 /// Reads analytics from the stored rows.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -139,4 +151,16 @@ pub trait AnalyticsStore: Send + Sync {
         account: Option<InstagramAccountId>,
         range: &TimeRange,
     ) -> Result<Vec<Turn>, RepoError>;
+
+    /// The auto-replies rules made in `range`, by rule and status, for `account` (all
+    /// accounts when `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError`] when the store fails.
+    async fn rule_hits(
+        &self,
+        account: Option<AccountId>,
+        range: &TimeRange,
+    ) -> Result<Vec<RuleHits>, RepoError>;
 }

@@ -25,7 +25,7 @@ mod system;
 #[cfg(any(test, feature = "mocks"))]
 pub use analytics::MockAnalyticsStore;
 pub use analytics::{
-    AnalyticsStore, DeliveryStats, MessageVolume, Responder, SendCount, Turn, VolumeCount,
+    AnalyticsStore, DeliveryStats, MessageVolume, Responder, RuleHits, SendCount, Turn, VolumeCount,
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use comments::MockCommentStore;

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use insta_router_domain::{AccountId, Direction, InstagramAccountId, TimeRange};
 use insta_router_ports::{
-    AnalyticsStore, DeliveryStats, MessageVolume, RepoError, Responder, SendCount, Turn,
+    AnalyticsStore, DeliveryStats, MessageVolume, RepoError, Responder, RuleHits, SendCount, Turn,
     VolumeCount,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
@@ -331,5 +331,50 @@ impl AnalyticsStore for SeaAnalyticsStore {
                 Ok(Turn { asked, answered })
             })
             .collect()
+    }
+
+    async fn rule_hits(
+        &self,
+        account: Option<AccountId>,
+        range: &TimeRange,
+    ) -> Result<Vec<RuleHits>, RepoError> {
+        let (filter, values) = scoped(
+            "h.created_at",
+            "r.account_id",
+            account.as_ref().map(AccountId::as_str),
+            range,
+        );
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                self.db.get_database_backend(),
+                &format!(
+                    "SELECT h.rule_id, h.status, count(*) AS n, max(r.definition) AS definition \
+                     FROM auto_replies h LEFT JOIN rules r ON r.id = h.rule_id \
+                     WHERE {filter} GROUP BY h.rule_id, h.status ORDER BY h.rule_id, h.status"
+                ),
+                values,
+            ))
+            .await
+            .map_err(unavailable)?;
+        let mut hits: Vec<RuleHits> = Vec::new();
+        for row in &rows {
+            let rule_id: String = row.try_get("", "rule_id").map_err(unavailable)?;
+            let status: String = row.try_get("", "status").map_err(unavailable)?;
+            let n = u64::try_from(int_at(row, 2).unwrap_or(0)).unwrap_or(0);
+            let definition: Option<String> = row.try_get("", "definition").map_err(unavailable)?;
+            let name = definition
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                .and_then(|d| d["name"].as_str().map(str::to_owned));
+            match hits.last_mut() {
+                Some(last) if last.rule_id == rule_id => last.by_status.push((status, n)),
+                _ => hits.push(RuleHits {
+                    rule_id,
+                    name,
+                    by_status: vec![(status, n)],
+                }),
+            }
+        }
+        Ok(hits)
     }
 }
