@@ -24,6 +24,7 @@ mod m20261130_000009_webhook_replay;
 mod m20261130_000010_api_keys;
 mod m20261201_000011_private_replies;
 mod m20261201_000012_token_life;
+mod m20261201_000013_rule_evaluations;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000010_api_keys::Migration),
             Box::new(m20261201_000011_private_replies::Migration),
             Box::new(m20261201_000012_token_life::Migration),
+            Box::new(m20261201_000013_rule_evaluations::Migration),
         ]
     }
 }

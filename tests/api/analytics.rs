@@ -380,6 +380,8 @@ async fn auto_replies_are_counted_per_rule_by_status() {
         let body = dm(A, customer, mid).replace("\"hi\"", "\"order66 please\"");
         server.deliver_webhook(&body).await;
     }
+    // One that no rule answers.
+    server.deliver_webhook(&dm(A, "1003", "mid.r.3")).await;
     let stats = server
         .eventually("both auto-replies sent", async || {
             let stats = server
@@ -394,4 +396,18 @@ async fn auto_replies_are_counted_per_rule_by_status() {
     assert_eq!(stats["total"], 2, "{stats}");
     assert_eq!(stats["rules"][0]["rule_id"], rule["rule_id"], "{stats}");
     assert_eq!(stats["rules"][0]["name"], "order66", "{stats}");
+    let evaluations = server
+        .eventually("three evaluations counted", async || {
+            let stats = server
+                .api_json(
+                    Method::GET,
+                    &format!("/api/v1/analytics/auto-replies?bucket=hour&account_id={a}"),
+                )
+                .await;
+            let e = stats["evaluations"].clone();
+            (e["fired"].as_u64().unwrap_or(0) + e["no_rule_matched"].as_u64().unwrap_or(0) == 3)
+                .then_some(e)
+        })
+        .await;
+    assert_eq!(evaluations, json!({"fired": 2, "no_rule_matched": 1}));
 }

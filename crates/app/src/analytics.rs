@@ -310,6 +310,26 @@ impl AnalyticsService {
         Ok(self.store.rule_hits(account.cloned(), range).await?)
     }
 
+    /// How the evaluations of rules in `range` ended, by outcome, for `account` (every
+    /// account when `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`AnalyticsError`].
+    pub async fn evaluations(
+        &self,
+        account: Option<&AccountId>,
+        range: &TimeRange,
+    ) -> Result<BTreeMap<String, u64>, AnalyticsError> {
+        self.check(account).await?;
+        Ok(self
+            .store
+            .evaluations(account.cloned(), range)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
     /// Message volumes in `range`, for `account` (every account when `None`).
     ///
     /// # Errors

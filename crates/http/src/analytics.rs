@@ -392,6 +392,10 @@ pub(crate) struct AutoRepliesBody {
     total: u64,
     /// By rule, the busiest first.
     rules: Vec<RuleHitsBody>,
+    /// How every evaluation of the rules ended (counted by the hour): `fired`,
+    /// `no_rule_matched`, or the safety limit that stopped every rule (`window_closed`,
+    /// `human_replied`, `hourly_cap`, `standby`, `not_inbound`, `deleted`).
+    evaluations: BTreeMap<String, u64>,
 }
 
 /// Auto-replies per rule.
@@ -421,6 +425,11 @@ async fn auto_replies(
         .analytics
         .rule_hits(account.as_ref(), &range)
         .await?;
+    let evaluations = state
+        .app
+        .analytics
+        .evaluations(account.as_ref(), &range)
+        .await?;
     let mut rules: Vec<RuleHitsBody> = hits
         .into_iter()
         .map(|h| RuleHitsBody {
@@ -437,6 +446,7 @@ async fn auto_replies(
         to: rfc3339(range.to),
         total: rules.iter().map(|r| r.total).sum(),
         rules,
+        evaluations,
     }))
 }
 

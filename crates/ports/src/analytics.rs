@@ -163,4 +163,17 @@ pub trait AnalyticsStore: Send + Sync {
         account: Option<AccountId>,
         range: &TimeRange,
     ) -> Result<Vec<RuleHits>, RepoError>;
+
+    /// How the evaluations of rules in `range` ended (`fired`, `no_rule_matched`, or the
+    /// safety limit's code), by outcome, for `account` (all accounts when `None`). Counted by
+    /// the hour.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError`] when the store fails.
+    async fn evaluations(
+        &self,
+        account: Option<AccountId>,
+        range: &TimeRange,
+    ) -> Result<Vec<(String, u64)>, RepoError>;
 }

@@ -137,4 +137,17 @@ pub trait AutoReplyStore: Send + Sync {
     ///
     /// [`RepoError::Unavailable`].
     async fn abandon(&self, trigger: &insta_router_domain::MessageId) -> Result<(), RepoError>;
+
+    /// Counts one evaluation of `account`'s rules that ended with `outcome` (`fired`,
+    /// `no_rule_matched`, or a safety limit's code) in the hour holding `at`.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn count_evaluation(
+        &self,
+        account: &insta_router_domain::AccountId,
+        at: DateTime<Utc>,
+        outcome: &str,
+    ) -> Result<(), RepoError>;
 }

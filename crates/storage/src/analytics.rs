@@ -377,4 +377,45 @@ impl AnalyticsStore for SeaAnalyticsStore {
         }
         Ok(hits)
     }
+
+    async fn evaluations(
+        &self,
+        account: Option<AccountId>,
+        range: &TimeRange,
+    ) -> Result<Vec<(String, u64)>, RepoError> {
+        let (filter, values) = scoped(
+            "hour",
+            "account_id",
+            account.as_ref().map(AccountId::as_str),
+            range,
+        );
+        let backend = self.db.get_database_backend();
+        // `sum` of integers is a decimal on PostgreSQL and MySQL: cast it back.
+        let total = match backend {
+            sea_orm::DatabaseBackend::Postgres => "CAST(sum(evaluations) AS BIGINT)",
+            sea_orm::DatabaseBackend::MySql => "CAST(sum(evaluations) AS SIGNED)",
+            _ => "sum(evaluations)",
+        };
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                backend,
+                &format!(
+                    "SELECT outcome, {total} AS n FROM rule_evaluations \
+                     WHERE {filter} GROUP BY outcome ORDER BY outcome"
+                ),
+                values,
+            ))
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let outcome: String = row.try_get("", "outcome").map_err(unavailable)?;
+                Ok((
+                    outcome,
+                    u64::try_from(int_at(row, 1).unwrap_or(0)).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
 }

@@ -207,4 +207,46 @@ impl AutoReplyStore for SeaAutoReplyStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn count_evaluation(
+        &self,
+        account: &insta_router_domain::AccountId,
+        at: DateTime<Utc>,
+        outcome: &str,
+    ) -> Result<(), RepoError> {
+        let micros = to_micros(at);
+        let hour = micros - micros.rem_euclid(3_600_000_000);
+        let mut insert = Query::insert();
+        insert
+            .into_table(col("rule_evaluations"))
+            .columns([
+                col("account_id"),
+                col("hour"),
+                col("outcome"),
+                col("evaluations"),
+            ])
+            .values([
+                account.as_str().into(),
+                hour.into(),
+                outcome.into(),
+                1_i64.into(),
+            ])
+            .map_err(|e| RepoError::Corrupt(format!("rule evaluation: {e}")))?
+            .on_conflict(
+                OnConflict::columns([col("account_id"), col("hour"), col("outcome")])
+                    .value(
+                        col("evaluations"),
+                        Expr::col((col("rule_evaluations"), col("evaluations"))).add(1),
+                    )
+                    .to_owned(),
+            );
+        crate::error::retry_deadlocks(|| async {
+            self.db
+                .execute_raw(self.db.get_database_backend().build(&insert))
+                .await
+                .map(drop)
+                .map_err(unavailable)
+        })
+        .await
+    }
 }

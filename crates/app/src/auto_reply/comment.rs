@@ -70,7 +70,7 @@ impl AutoReplyService {
             &self.settings.safety,
             now,
         );
-        count_evaluation(&evaluation);
+        self.count_evaluation(&account.id, &evaluation, now).await;
         let Some(rule) = evaluation
             .fired
             .as_ref()

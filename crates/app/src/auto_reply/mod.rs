@@ -93,15 +93,31 @@ pub struct AutoReplyService {
     private_replies: comment::PrivateReplies,
 }
 
-/// Counts an evaluation by its outcome: `fired`, `no_rule_matched`, or the safety limit that
-/// stopped every rule.
-fn count_evaluation(evaluation: &rules::Evaluation) {
-    let outcome = match (&evaluation.fired, &evaluation.blocked) {
-        (Some(_), _) => "fired",
-        (None, Some(reason)) => reason.code(),
-        (None, None) => "no_rule_matched",
-    };
-    metrics::counter!("insta_router_rule_evaluations_total", "outcome" => outcome).increment(1);
+impl AutoReplyService {
+    /// Counts an evaluation of `account`'s rules by its outcome (`fired`,
+    /// `no_rule_matched`, or the safety limit that stopped every rule): in the metrics, and
+    /// in the hourly record analytics read.
+    async fn count_evaluation(
+        &self,
+        account: &insta_router_domain::AccountId,
+        evaluation: &rules::Evaluation,
+        now: DateTime<Utc>,
+    ) {
+        let outcome = match (&evaluation.fired, &evaluation.blocked) {
+            (Some(_), _) => "fired",
+            (None, Some(reason)) => reason.code(),
+            (None, None) => "no_rule_matched",
+        };
+        metrics::counter!("insta_router_rule_evaluations_total", "outcome" => outcome).increment(1);
+        if let Err(error) = self
+            .ports
+            .replies
+            .count_evaluation(account, now, outcome)
+            .await
+        {
+            tracing::warn!(%error, "cannot count a rule evaluation");
+        }
+    }
 }
 
 /// What became of one job.

@@ -119,6 +119,12 @@ fn replies(begins: bool) -> MockAutoReplyStore {
         .expect_begin()
         .times(1)
         .returning(move |_| Ok(begins));
+    // Each evaluation is counted once, as fired.
+    replies
+        .expect_count_evaluation()
+        .times(1)
+        .withf(|_, _, outcome| outcome == "fired")
+        .returning(|_, _, _| Ok(()));
     replies
 }
 

@@ -81,7 +81,7 @@ impl AutoReplyService {
             Err(error) => return retry(error.to_string()),
         };
         let evaluation = rules::evaluate(&rules, &message, &facts, &self.settings.safety, now);
-        count_evaluation(&evaluation);
+        self.count_evaluation(&account.id, &evaluation, now).await;
         let Some(rule) = evaluation
             .fired
             .as_ref()
