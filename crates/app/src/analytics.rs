@@ -153,12 +153,24 @@ impl AnalyticsService {
     }
 
     async fn check(&self, account: Option<&AccountId>) -> Result<(), AnalyticsError> {
-        if let Some(id) = account
-            && self.accounts.get(id).await?.is_none()
-        {
-            return Err(AnalyticsError::AccountNotFound(id.clone()));
-        }
-        Ok(())
+        self.instagram_of(account).await.map(drop)
+    }
+
+    /// The Instagram id of `account` (rows of messages are keyed by it); `None` for every
+    /// account.
+    async fn instagram_of(
+        &self,
+        account: Option<&AccountId>,
+    ) -> Result<Option<insta_router_domain::InstagramAccountId>, AnalyticsError> {
+        let Some(id) = account else {
+            return Ok(None);
+        };
+        let account = self
+            .accounts
+            .get(id)
+            .await?
+            .ok_or_else(|| AnalyticsError::AccountNotFound(id.clone()))?;
+        Ok(Some(account.instagram_account_id))
     }
 
     /// Sends accepted in `range`, for `account` (every account when `None`), by where they
@@ -255,16 +267,7 @@ impl AnalyticsService {
         account: Option<&AccountId>,
         range: TimeRange,
     ) -> Result<ResponseTimes, AnalyticsError> {
-        let instagram = match account {
-            Some(id) => Some(
-                self.accounts
-                    .get(id)
-                    .await?
-                    .ok_or_else(|| AnalyticsError::AccountNotFound(id.clone()))?
-                    .instagram_account_id,
-            ),
-            None => None,
-        };
+        let instagram = self.instagram_of(account).await?;
         let turns = self.store.turns(instagram, &range).await?;
         let total = turns.len() as u64;
         let mut all = Vec::new();
@@ -340,16 +343,7 @@ impl AnalyticsService {
         account: Option<&AccountId>,
         range: TimeRange,
     ) -> Result<MessageVolumes, AnalyticsError> {
-        let instagram = match account {
-            Some(id) => Some(
-                self.accounts
-                    .get(id)
-                    .await?
-                    .ok_or_else(|| AnalyticsError::AccountNotFound(id.clone()))?
-                    .instagram_account_id,
-            ),
-            None => None,
-        };
+        let instagram = self.instagram_of(account).await?;
         let volume = self.store.message_volume(instagram, &range).await?;
         let mut buckets: Vec<VolumeBucket> = range
             .starts()

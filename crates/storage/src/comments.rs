@@ -24,6 +24,37 @@ impl SeaCommentStore {
     pub(crate) fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
+
+    /// The comment event found by `condition` on `inbound_events`, whole.
+    async fn read(
+        &self,
+        condition: &str,
+        values: Vec<sea_orm::Value>,
+    ) -> Result<Option<CommentEvent>, RepoError> {
+        let row = self
+            .db
+            .query_one_raw(statement(
+                self.db.get_database_backend(),
+                &format!(
+                    "SELECT id, occurred_at, detail FROM inbound_events \
+                     WHERE {condition} AND kind = 'comment'"
+                ),
+                values,
+            ))
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: String = row.try_get("", "id").map_err(unavailable)?;
+        let detail: String = row.try_get("", "detail").map_err(unavailable)?;
+        let comment = from_detail(&detail)
+            .map_err(|e| RepoError::Corrupt(format!("comment event {id}: {e}")))?;
+        Ok(Some(CommentEvent {
+            comment,
+            at: from_micros(row.try_get::<i64>("", "occurred_at").map_err(unavailable)?)?,
+        }))
+    }
 }
 
 #[async_trait]
@@ -33,55 +64,22 @@ impl CommentStore for SeaCommentStore {
         account: &InstagramAccountId,
         id: &InstagramCommentId,
     ) -> Result<Option<StoredComment>, RepoError> {
-        let row = self
-            .db
-            .query_one_raw(statement(
-                self.db.get_database_backend(),
-                "SELECT customer_id, occurred_at, detail FROM inbound_events \
-                 WHERE instagram_account_id = ? AND dedup_key = ? AND kind = 'comment'",
-                vec![
-                    account.as_str().into(),
-                    dedup_hash(&InboundEvent::comment_key(id)).into(),
-                ],
-            ))
-            .await
-            .map_err(unavailable)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let corrupt = |e: &dyn std::fmt::Display| RepoError::Corrupt(format!("comment {id}: {e}"));
-        let author: Option<String> = row.try_get("", "customer_id").map_err(unavailable)?;
-        let author = InstagramUserId::parse("customer_id", &author.unwrap_or_default())
-            .map_err(|e| corrupt(&e))?;
-        let detail: String = row.try_get("", "detail").map_err(unavailable)?;
-        let detail: serde_json::Value = serde_json::from_str(&detail).map_err(|e| corrupt(&e))?;
-        Ok(Some(StoredComment {
-            author,
-            at: from_micros(row.try_get::<i64>("", "occurred_at").map_err(unavailable)?)?,
-            live: detail["live"].as_bool().unwrap_or(false),
+        let key = dedup_hash(&InboundEvent::comment_key(id));
+        let found = self
+            .read(
+                "instagram_account_id = ? AND dedup_key = ?",
+                vec![account.as_str().into(), key.into()],
+            )
+            .await?;
+        Ok(found.map(|event| StoredComment {
+            author: event.comment.parties.customer,
+            at: event.at,
+            live: event.comment.live,
         }))
     }
 
     async fn by_event(&self, id: &EventId) -> Result<Option<CommentEvent>, RepoError> {
-        let row = self
-            .db
-            .query_one_raw(statement(
-                self.db.get_database_backend(),
-                "SELECT occurred_at, detail FROM inbound_events WHERE id = ? AND kind = 'comment'",
-                vec![id.as_str().into()],
-            ))
-            .await
-            .map_err(unavailable)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let detail: String = row.try_get("", "detail").map_err(unavailable)?;
-        let comment = from_detail(&detail)
-            .map_err(|e| RepoError::Corrupt(format!("comment event {id}: {e}")))?;
-        Ok(Some(CommentEvent {
-            comment,
-            at: from_micros(row.try_get::<i64>("", "occurred_at").map_err(unavailable)?)?,
-        }))
+        self.read("id = ?", vec![id.as_str().into()]).await
     }
 
     async fn count_by_author(

@@ -52,6 +52,30 @@ impl From<RepoError> for AccountError {
     }
 }
 
+/// Every account, read page by page (for passes over all of them: re-encryption, token
+/// refreshes, the doctor).
+///
+/// # Errors
+///
+/// [`RepoError`] when a page cannot be read.
+pub(crate) async fn all_accounts(repo: &dyn AccountRepository) -> Result<Vec<Account>, RepoError> {
+    let mut accounts = Vec::new();
+    let mut after = None;
+    loop {
+        let page = repo
+            .list(PageRequest {
+                after: after.take(),
+                limit: PageRequest::MAX_LIMIT,
+            })
+            .await?;
+        accounts.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(accounts),
+        }
+    }
+}
+
 /// What [`AccountService::reseal`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ResealReport {
@@ -287,35 +311,22 @@ impl AccountService {
     /// [`AccountError::Sealing`] or [`AccountError::Storage`].
     pub async fn reseal(&self, all: bool) -> Result<ResealReport, AccountError> {
         let mut report = ResealReport::default();
-        let mut after = None;
-        loop {
-            let page = self
-                .repo
-                .list(PageRequest {
-                    after: after.take(),
-                    limit: PageRequest::MAX_LIMIT,
-                })
-                .await?;
-            for mut account in page.items {
-                report.accounts += 1;
-                match self.reseal_account(&mut account, all) {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        account.updated_at = self.clock.now();
-                        if self.repo.update(&account).await? {
-                            report.credentials += n;
-                        }
+        for mut account in all_accounts(&*self.repo).await? {
+            report.accounts += 1;
+            match self.reseal_account(&mut account, all) {
+                Ok(0) => {}
+                Ok(n) => {
+                    account.updated_at = self.clock.now();
+                    if self.repo.update(&account).await? {
+                        report.credentials += n;
                     }
-                    Err(error) => report
-                        .unreadable
-                        .push((account.id.clone(), error.to_string())),
                 }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(report),
+                Err(error) => report
+                    .unreadable
+                    .push((account.id.clone(), error.to_string())),
             }
         }
+        Ok(report)
     }
 
     /// Reseals `account`'s credentials in place; how many changed.

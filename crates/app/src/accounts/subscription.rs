@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use insta_router_domain::{Account, AccountId};
+use insta_router_domain::{Account, AccountId, Secret};
 use insta_router_ports::{AccountRepository, CredentialCipher, GraphError, Messenger, RepoError};
 
 /// The fields every account is subscribed to: messages and their events, and comments.
@@ -65,9 +65,9 @@ impl SubscriptionService {
     ///
     /// [`SubscriptionError`].
     pub async fn subscribe(&self, id: &AccountId) -> Result<Vec<String>, SubscriptionError> {
-        let account = self.account(id).await?;
-        self.subscribe_account(&account).await?;
-        self.fields_of(&account).await
+        let token = self.token(&self.account(id).await?)?;
+        self.subscribe_with(&token).await?;
+        self.fields_with(&token).await
     }
 
     /// The fields account `id` is subscribed to, as Meta reports them.
@@ -76,8 +76,8 @@ impl SubscriptionService {
     ///
     /// [`SubscriptionError`].
     pub async fn current(&self, id: &AccountId) -> Result<Vec<String>, SubscriptionError> {
-        let account = self.account(id).await?;
-        self.fields_of(&account).await
+        let token = self.token(&self.account(id).await?)?;
+        self.fields_with(&token).await
     }
 
     /// Subscribes a newly created account when configured to; a failure is logged, not
@@ -86,7 +86,11 @@ impl SubscriptionService {
         if !self.on_create {
             return;
         }
-        match self.subscribe_account(account).await {
+        let subscribed = match self.token(account) {
+            Ok(token) => self.subscribe_with(&token).await,
+            Err(error) => Err(error),
+        };
+        match subscribed {
             Ok(()) => {
                 tracing::info!(account_id = %account.id, "account subscribed to the app's webhook fields")
             }
@@ -106,25 +110,23 @@ impl SubscriptionService {
             .ok_or_else(|| SubscriptionError::AccountNotFound(id.clone()))
     }
 
-    async fn subscribe_account(&self, account: &Account) -> Result<(), SubscriptionError> {
-        let token = self
-            .cipher
+    fn token(&self, account: &Account) -> Result<Secret, SubscriptionError> {
+        self.cipher
             .open(&account.access_token)
-            .map_err(|e| SubscriptionError::Token(e.to_string()))?;
+            .map_err(|e| SubscriptionError::Token(e.to_string()))
+    }
+
+    async fn subscribe_with(&self, token: &Secret) -> Result<(), SubscriptionError> {
         let fields: Vec<String> = SUBSCRIBED_FIELDS.iter().map(|f| (*f).to_owned()).collect();
         self.messenger
-            .subscribe(&token, &fields)
+            .subscribe(token, &fields)
             .await
             .map_err(SubscriptionError::Graph)
     }
 
-    async fn fields_of(&self, account: &Account) -> Result<Vec<String>, SubscriptionError> {
-        let token = self
-            .cipher
-            .open(&account.access_token)
-            .map_err(|e| SubscriptionError::Token(e.to_string()))?;
+    async fn fields_with(&self, token: &Secret) -> Result<Vec<String>, SubscriptionError> {
         self.messenger
-            .subscribed_fields(&token)
+            .subscribed_fields(token)
             .await
             .map_err(SubscriptionError::Graph)
     }

@@ -10,8 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use insta_router_domain::{Account, EventId, TokenFailure, TokenLife, is_token_error};
 use insta_router_ports::{
-    AccountRepository, Clock, CredentialCipher, GraphError, JobQueue, Messenger, PageRequest,
-    RepoError,
+    AccountRepository, Clock, CredentialCipher, GraphError, JobQueue, Messenger, RepoError,
 };
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -116,23 +115,10 @@ impl TokenRefresher {
     /// [`RepoError`] when the accounts cannot be read or a result cannot be stored.
     pub async fn refresh_due(&self) -> Result<RefreshReport, RepoError> {
         let mut report = RefreshReport::default();
-        let mut after = None;
-        loop {
-            let page = self
-                .accounts
-                .list(PageRequest {
-                    after: after.take(),
-                    limit: PageRequest::MAX_LIMIT,
-                })
-                .await?;
-            for account in &page.items {
-                self.refresh(account, &mut report).await?;
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(report),
-            }
+        for account in super::all_accounts(&*self.accounts).await? {
+            self.refresh(&account, &mut report).await?;
         }
+        Ok(report)
     }
 
     async fn refresh(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use insta_router_domain::{Account, AttemptOutcome, CrmWebhookUrl};
 use insta_router_ports::{
-    AccountRepository, CredentialCipher, CrmSender, GraphError, Messenger, PageRequest, RepoError,
+    AccountRepository, CredentialCipher, CrmSender, GraphError, Messenger, RepoError,
 };
 
 /// One check's result: what was checked, whether it passed, and what was found or what to
@@ -73,23 +73,9 @@ impl Doctor {
     /// When the accounts cannot be read.
     pub async fn check_accounts(&self) -> Result<Vec<Finding>, RepoError> {
         let mut findings = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .accounts
-                .list(PageRequest {
-                    after: after.take(),
-                    limit: PageRequest::MAX_LIMIT,
-                })
-                .await?;
-            for account in &page.items {
-                findings.push(self.check_token(account).await);
-                findings.push(self.check_crm(account).await);
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
+        for account in crate::accounts::all_accounts(&*self.accounts).await? {
+            findings.push(self.check_token(&account).await);
+            findings.push(self.check_crm(&account).await);
         }
         if findings.is_empty() {
             findings.push(Finding::pass(

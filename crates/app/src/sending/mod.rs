@@ -187,13 +187,18 @@ impl SendService {
     /// a different request; [`SendFailure::KeyInFlight`] while another request with the key
     /// is being stored; [`SendFailure::Storage`].
     pub async fn send(&self, request: SendRequest) -> Result<SendReceipt, SendFailure> {
-        let fingerprint = fingerprint(&request);
-        let key = request.idempotency_key.as_str().to_owned();
         match self.ports.accounts.get(&request.account_id).await {
             Ok(Some(_)) => {}
             Ok(None) => return Err(SendFailure::AccountNotFound(request.account_id)),
             Err(error) => return Err(SendFailure::Storage(error)),
         }
+        self.accept(request).await
+    }
+
+    /// Stores and queues a send of an account known to exist (see [`Self::send`]).
+    async fn accept(&self, request: SendRequest) -> Result<SendReceipt, SendFailure> {
+        let fingerprint = fingerprint(&request);
+        let key = request.idempotency_key.as_str().to_owned();
         let now = self.ports.clock.now();
         let id = MessageId::from_u128(new_id_bits());
         let message = OutboundMessage {
@@ -296,7 +301,8 @@ impl SendService {
             .into());
         }
         request.reply_to_comment = Some(comment.clone());
-        self.send(request).await.map_err(E::from)
+        // The account was read above.
+        self.accept(request).await.map_err(E::from)
     }
 
     /// The send with id `id`.
