@@ -97,6 +97,21 @@ impl InboxService {
             .map(|a| a.id))
     }
 
+    /// One conversation.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::NotFound`] or [`InboxError::Storage`].
+    pub async fn conversation(
+        &self,
+        id: &ConversationId,
+    ) -> Result<insta_router_domain::Conversation, InboxError> {
+        self.conversations
+            .get(id)
+            .await?
+            .ok_or_else(|| InboxError::NotFound(id.clone()))
+    }
+
     /// A conversation's messages, both directions, newest first.
     ///
     /// # Errors

@@ -333,6 +333,7 @@ impl Application {
         let shared = app.clone();
         let server = actix_web::HttpServer::new(move || {
             insta_router_http::app(shared.clone(), http.clone())
+                .configure(insta_router_console::configure(shared.clone()))
         })
         .workers(match settings.http.workers {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
