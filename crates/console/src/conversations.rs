@@ -152,6 +152,8 @@ fn message(m: &Message) -> Markup {
 struct ConversationQuery {
     fragment: Option<u8>,
     done: Option<String>,
+    /// The send a reply made.
+    message: Option<String>,
 }
 
 /// The conversation `raw` when the key sees its account, with that account's id.
@@ -201,16 +203,21 @@ async fn history(
     let window = conversation
         .last_inbound_at
         .map(|t| (t + STANDARD_WINDOW, t + HUMAN_AGENT_WINDOW));
-    let done = match query.done.as_deref() {
-        Some("sent") => Some(
-            "Reply queued: it goes out in a moment. Sending the same form again sends nothing more.",
-        ),
-        Some("read") => Some("Marked as read, here and on Instagram."),
+    // Only a real message id is shown back, not whatever text a link carried.
+    let sent = query
+        .message
+        .as_deref()
+        .and_then(|m| insta_router_domain::MessageId::parse("message", m).ok());
+    let done = match (query.done.as_deref(), sent) {
+        (Some("sent"), Some(message)) => Some(format!(
+            "Reply {message} queued: it goes out in a moment. Sending the same form again sends nothing more."
+        )),
+        (Some("read"), _) => Some("Marked as read, here and on Instagram.".to_owned()),
         _ => None,
     };
     let source = format!("{PREFIX}/conversations/{}?fragment=1", id.as_str());
     let body = html! {
-        (notice(done))
+        (notice(done.as_deref()))
         p { "Customer " strong { (conversation.customer_id.as_str()) } " · account " (account.as_str()) " · "
             a href={ (PREFIX) "/conversations?account=" (account.as_str()) } { "back to the inbox" } }
         (live("history", &source, history))
@@ -279,8 +286,9 @@ async fn reply(
     let receipt = state.app.sending.send(request).await?;
     tracing::info!(message_id = %receipt.message.id, replayed = receipt.replayed, "console: reply queued");
     Ok(see_other(&format!(
-        "{PREFIX}/conversations/{}?done=sent",
-        id.as_str()
+        "{PREFIX}/conversations/{}?done=sent&message={}",
+        id.as_str(),
+        receipt.message.id.as_str()
     )))
 }
 

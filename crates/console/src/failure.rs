@@ -76,6 +76,8 @@ impl ResponseError for Failure {
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
+                // No favicon request: the icon is empty.
+                link rel="icon" href="data:,";
                     title { "insta-router: " (status.canonical_reason().unwrap_or("error")) }
                     link rel="stylesheet" href=(crate::assets::url("console.css"));
                 }

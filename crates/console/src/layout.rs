@@ -42,6 +42,8 @@ pub(crate) fn page(session: &Session, nav: Nav, title: &str, body: Markup) -> Ht
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                // No favicon request: the icon is empty.
+                link rel="icon" href="data:,";
                 title { (title) " · insta-router" }
                 link rel="stylesheet" href=(url("console.css"));
                 link rel="stylesheet" href=(url("uPlot.min.css"));

@@ -161,30 +161,80 @@ async fn list(
     Ok(page(&session, Nav::Rules, "Rules", body))
 }
 
-fn rule_form(session: &Session, account: &AccountId, rule: Option<&RuleView>) -> Markup {
-    let doc = rule.map(|r| &r.document);
-    let conditions = doc.map_or_else(
-        || r#"[{"type": "keywords", "any_of": ["price", "cost"]}]"#.to_owned(),
-        |d| serde_json::to_string_pretty(&d.conditions).unwrap_or_default(),
-    );
+/// What the rule form shows: a stored rule, a new one, or what was posted and refused.
+struct Draft {
+    name: String,
+    priority: i32,
+    cooldown_seconds: u64,
+    reply: String,
+    conditions: String,
+    enabled: bool,
+}
+
+impl Draft {
+    fn new_rule() -> Self {
+        Self {
+            name: String::new(),
+            priority: 0,
+            cooldown_seconds: 3600,
+            reply: String::new(),
+            conditions: r#"[{"type": "keywords", "any_of": ["price", "cost"]}]"#.to_owned(),
+            enabled: true,
+        }
+    }
+
+    fn of(rule: &RuleView) -> Self {
+        let d = &rule.document;
+        Self {
+            name: d.name.clone(),
+            priority: d.priority,
+            cooldown_seconds: d.cooldown_seconds,
+            reply: d.reply.text.clone(),
+            conditions: serde_json::to_string_pretty(&d.conditions).unwrap_or_default(),
+            enabled: d.enabled,
+        }
+    }
+
+    fn posted(form: &RuleForm) -> Self {
+        Self {
+            name: form.name.clone(),
+            priority: form.priority,
+            cooldown_seconds: form.cooldown_seconds,
+            reply: form.reply.clone(),
+            conditions: form.conditions.clone(),
+            enabled: form.enabled.is_some(),
+        }
+    }
+}
+
+fn rule_form(
+    session: &Session,
+    account: &AccountId,
+    rule: Option<&RuleId>,
+    draft: &Draft,
+    error: Option<&str>,
+) -> Markup {
     let action = match rule {
-        Some(r) => format!("{PREFIX}/rules/{}", r.id.as_str()),
+        Some(id) => format!("{PREFIX}/rules/{}", id.as_str()),
         None => format!("{PREFIX}/rules"),
     };
     html! {
+        @if let Some(error) = error {
+            p class="error" role="alert" id="rule-error" { "Not saved: " (error) }
+        }
         form method="post" action=(action) class="rule-form" {
             input type="hidden" name="csrf" value=(session.csrf);
             input type="hidden" name="account" value=(account.as_str());
             label for="name" { "Name" }
-            input id="name" name="name" type="text" required maxlength="100" value=(doc.map_or("", |d| d.name.as_str()));
+            input id="name" name="name" type="text" required maxlength="100" value=(draft.name);
             label for="priority" { "Priority (higher is tried first)" }
-            input id="priority" name="priority" type="number" value=(doc.map_or(0, |d| d.priority));
+            input id="priority" name="priority" type="number" value=(draft.priority);
             label for="cooldown_seconds" { "Cooldown per customer, in seconds" }
-            input id="cooldown_seconds" name="cooldown_seconds" type="number" min="0" value=(doc.map_or(3600, |d| d.cooldown_seconds));
-            label for="reply" { "Reply (" code { "{{username}}" } ", " code { "{{name}}" } " and " code { "{{text}}" } " are filled in)" }
-            textarea id="reply" name="reply" rows="3" required { (doc.map_or("", |d| d.reply.text.as_str())) }
+            input id="cooldown_seconds" name="cooldown_seconds" type="number" min="0" value=(draft.cooldown_seconds);
+            label for="reply" { "Reply (" code { "{username}" } ", " code { "{name}" } ", " code { "{first_name}" } " and " code { "{text}" } " are filled in)" }
+            textarea id="reply" name="reply" rows="3" required { (draft.reply) }
             label for="conditions" { "Conditions (JSON, all must match)" }
-            textarea id="conditions" name="conditions" rows="6" required aria-describedby="conditions-help" { (conditions) }
+            textarea id="conditions" name="conditions" rows="6" required aria-describedby="conditions-help" { (draft.conditions) }
             p id="conditions-help" class="help" {
                 "Types: " code { "keywords" } " (" code { "any_of" } ", " code { "whole_word" } "), " code { "exact" } ", "
                 code { "starts_with" } ", " code { "regex" } ", " code { "story_mention" } ", " code { "story_reply" } ", "
@@ -192,19 +242,41 @@ fn rule_form(session: &Session, account: &AccountId, rule: Option<&RuleView>) ->
                 code { "first_message" } ", " code { "comment" } ", " code { "first_comment" } ", " code { "schedule" } ". See API.md."
             }
             div class="check" {
-                input id="enabled" name="enabled" type="checkbox" value="on" checked[doc.is_none_or(|d| d.enabled)];
+                input id="enabled" name="enabled" type="checkbox" value="on" checked[draft.enabled];
                 label for="enabled" { "On" }
             }
             button type="submit" { "Save" }
         }
-        @if let Some(r) = rule {
-            form method="post" action={ (PREFIX) "/rules/" (r.id.as_str()) "/delete" } {
+        @if let Some(id) = rule {
+            form method="post" action={ (PREFIX) "/rules/" (id.as_str()) "/delete" } {
                 input type="hidden" name="csrf" value=(session.csrf);
                 input type="hidden" name="account" value=(account.as_str());
                 button type="submit" class="danger" { "Delete this rule" }
             }
         }
     }
+}
+
+/// The form again with what was posted and why it was refused (422), or the failure.
+fn refused(
+    session: &Session,
+    account: &AccountId,
+    rule: Option<&RuleId>,
+    form: &RuleForm,
+    failure: Failure,
+) -> Result<HttpResponse, Failure> {
+    let Failure::Invalid(reason) = failure else {
+        return Err(failure);
+    };
+    let title = if rule.is_some() {
+        "Edit rule"
+    } else {
+        "New rule"
+    };
+    let markup = rule_form(session, account, rule, &Draft::posted(form), Some(&reason));
+    let mut response = page(session, Nav::Rules, title, markup);
+    *response.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -215,7 +287,7 @@ struct AccountQuery {
 #[get("/rules/new")]
 async fn new_rule(session: Session, query: Query<AccountQuery>) -> Result<HttpResponse, Failure> {
     let account = parse_account(&query.account, &session)?;
-    let form = rule_form(&session, &account, None);
+    let form = rule_form(&session, &account, None, &Draft::new_rule(), None);
     Ok(page(&session, Nav::Rules, "New rule", form))
 }
 
@@ -232,7 +304,7 @@ async fn edit_rule(
 ) -> Result<HttpResponse, Failure> {
     let account = parse_account(&query.account, &session)?;
     let rule = state.app.rules.get(&account, &rule_id(&path)?).await?;
-    let form = rule_form(&session, &account, Some(&rule));
+    let form = rule_form(&session, &account, Some(&rule.id), &Draft::of(&rule), None);
     Ok(page(&session, Nav::Rules, "Edit rule", form))
 }
 
@@ -286,12 +358,19 @@ async fn create(
 ) -> Result<HttpResponse, Failure> {
     session.check(&req, &form.csrf)?;
     let account = parse_account(&form.account, &session)?;
-    state
-        .app
-        .rules
-        .create(&account, form.document(None)?)
-        .await?;
-    Ok(back(&account, "saved"))
+    let saved = match form.document(None) {
+        Ok(document) => state
+            .app
+            .rules
+            .create(&account, document)
+            .await
+            .map_err(Failure::from),
+        Err(failure) => Err(failure),
+    };
+    match saved {
+        Ok(_) => Ok(back(&account, "saved")),
+        Err(failure) => refused(&session, &account, None, &form, failure),
+    }
 }
 
 #[post("/rules/{id}")]
@@ -306,9 +385,19 @@ async fn replace(
     let account = parse_account(&form.account, &session)?;
     let id = rule_id(&path)?;
     let before = state.app.rules.get(&account, &id).await?;
-    let document = form.document(Some(&before.document))?;
-    state.app.rules.replace(&account, &id, document).await?;
-    Ok(back(&account, "saved"))
+    let saved = match form.document(Some(&before.document)) {
+        Ok(document) => state
+            .app
+            .rules
+            .replace(&account, &id, document)
+            .await
+            .map_err(Failure::from),
+        Err(failure) => Err(failure),
+    };
+    match saved {
+        Ok(_) => Ok(back(&account, "saved")),
+        Err(failure) => refused(&session, &account, Some(&id), &form, failure),
+    }
 }
 
 #[derive(Deserialize)]

@@ -155,7 +155,13 @@ fn same_origin(req: &HttpRequest) -> Result<(), Failure> {
     {
         return Err(Failure::Forged);
     }
-    if let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) {
+    // With `Referrer-Policy: no-referrer` (set on every response) a browser sends `Origin:
+    // null` on its own forms: only a real origin can be compared.
+    if let Some(origin) = headers
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| *o != "null")
+    {
         let host = origin.split_once("://").map_or(origin, |(_, host)| host);
         if host != req.connection_info().host() {
             return Err(Failure::Forged);
@@ -213,6 +219,8 @@ fn login_form(token: &str, error: Option<&str>) -> maud::Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                // No favicon request: the icon is empty.
+                link rel="icon" href="data:,";
                 title { "Sign in · insta-router" }
                 link rel="stylesheet" href=(crate::assets::url("console.css"));
             }
