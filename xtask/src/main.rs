@@ -4,6 +4,7 @@
 //!   and that the binary alone and the workspace tests build crates.io packages alike.
 //! - `bench ingest [--db sqlite|postgres]`: the webhook ingest benchmark (see
 //!   `docs/PERFORMANCE.md`).
+//! - `browser`: the console's browser tests in headless Chromium (`tests/browser/`).
 //! - `ci`: what `.ci/run` runs, for local use.
 //!
 //! Kept to the standard library on purpose: it builds in seconds.
@@ -11,6 +12,7 @@
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod browser;
 mod tidy;
 
 /// (package, crate it must not depend on) pairs: the architecture's dependency bans.
@@ -27,6 +29,9 @@ const BANS: &[(&str, &str)] = &[
     ("insta-router-app", "reqwest"),
     ("insta-router-app", "actix-web"),
     ("insta-router-http", "sea-orm"),
+    ("insta-router-console", "sea-orm"),
+    ("insta-router-console", "reqwest"),
+    ("insta-router-console", "insta-router-http"),
     ("insta-router-http", "reqwest"),
     ("insta-router-storage", "actix-web"),
     ("insta-router-storage", "reqwest"),
@@ -41,8 +46,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("deps") => deps(),
         Some("bench") => bench::run(&args[1..]),
+        Some("browser") => browser::run(),
         Some("ci") => ci(),
-        _ => Err("usage: cargo xtask <deps|bench|ci>".to_owned()),
+        _ => Err("usage: cargo xtask <deps|bench|browser|ci>".to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
