@@ -7,6 +7,7 @@ mod accounts;
 mod analytics;
 mod auto_reply;
 mod comments;
+mod console;
 mod contract;
 mod deliveries;
 mod docs;
