@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 const SECRET: &str = "bench-app-secret";
 const ACCOUNT: &str = "17841400000000001";
 
-struct Options {
-    db: String,
+pub(crate) struct Options {
+    pub(crate) db: String,
     connections: usize,
     requests: usize,
     graph_delay_ms: usize,
@@ -34,7 +34,7 @@ struct Options {
     server: Option<PathBuf>,
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
+pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
         db: "sqlite".into(),
         connections: 64,
@@ -76,6 +76,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("ingest") => ingest(&parse(&args[1..])?),
+        Some("analytics") => crate::bench_analytics::run(&args[1..]),
         Some("send") => {
             let mut options = parse(&args[1..])?;
             if !args.iter().any(|a| a == "--requests") {
@@ -83,12 +84,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             }
             send(&options)
         }
-        _ => Err("usage: cargo xtask bench ingest|send [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--env KEY=VALUE (a server setting)]... [--server PATH (another build's binary)]".into()),
+        _ => Err("usage: cargo xtask bench ingest|send|analytics [--messages 1000000 (analytics)] [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--env KEY=VALUE (a server setting)]... [--server PATH (another build's binary)]".into()),
     }
 }
 
 /// The release binaries: the server (this tree's, or `--server`) and the load generator.
-fn build(options: &Options) -> Result<(PathBuf, PathBuf), String> {
+pub(crate) fn build(options: &Options) -> Result<(PathBuf, PathBuf), String> {
     say("building release binaries (insta-router, loadgen)");
     let status = Command::new(env!("CARGO"))
         .args([
@@ -115,7 +116,7 @@ fn build(options: &Options) -> Result<(PathBuf, PathBuf), String> {
 
 /// Starts the server on `database` with `env`, logging to `dir/server.log`; returns it and
 /// its address.
-fn start_server(
+pub(crate) fn start_server(
     server_bin: &Path,
     database: &Database,
     dir: &Path,
@@ -146,7 +147,7 @@ fn start_server(
 
 /// An admin key for the bench, made with the server's own command once it has migrated the
 /// database. Builds from before API keys (measured with `--server`) accept any token.
-fn admin_key(server_bin: &Path, database: &Database, dir: &Path) -> String {
+pub(crate) fn admin_key(server_bin: &Path, database: &Database, dir: &Path) -> String {
     let output = Command::new(server_bin)
         .env_clear()
         .current_dir(dir)
@@ -170,7 +171,7 @@ fn admin_key(server_bin: &Path, database: &Database, dir: &Path) -> String {
         .unwrap_or_else(|| "bench-key".to_owned())
 }
 
-fn temp_dir() -> Result<PathBuf, String> {
+pub(crate) fn temp_dir() -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("insta-router-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("temp dir: {e}"))?;
     Ok(dir)
@@ -566,13 +567,13 @@ fn json_number(json: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-struct Database {
-    url: String,
-    postgres_name: Option<String>,
+pub(crate) struct Database {
+    pub(crate) url: String,
+    pub(crate) postgres_name: Option<String>,
 }
 
 impl Database {
-    fn create(kind: &str, dir: &Path) -> Result<Self, String> {
+    pub(crate) fn create(kind: &str, dir: &Path) -> Result<Self, String> {
         if kind == "sqlite" {
             return Ok(Self {
                 url: format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
@@ -587,14 +588,14 @@ impl Database {
         })
     }
 
-    fn remove(&self) {
+    pub(crate) fn remove(&self) {
         if let Some(name) = &self.postgres_name {
             let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
 }
 
-fn psql(sql: &str) -> Result<(), String> {
+pub(crate) fn psql(sql: &str) -> Result<(), String> {
     let status = Command::new("psql")
         .args([
             "-h",
@@ -632,7 +633,7 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-fn wait_ready(addr: &str) -> Result<(), String> {
+pub(crate) fn wait_ready(addr: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok((200, _)) = http(addr, "GET", "/health", None) {
@@ -649,7 +650,7 @@ fn http(addr: &str, method: &str, path: &str, json: Option<&str>) -> Result<(u16
 }
 
 /// [`http`] with `Authorization: Bearer <key>` when `key` is not empty.
-fn http_as(
+pub(crate) fn http_as(
     addr: &str,
     key: &str,
     method: &str,
@@ -703,7 +704,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// User and system CPU ticks of `pid` from `/proc/<pid>/stat`, with `children` those of its
 /// exited and reaped children too.
-fn cpu_ticks(pid: u32, children: bool) -> Option<u64> {
+pub(crate) fn cpu_ticks(pid: u32, children: bool) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -737,6 +738,6 @@ fn postgres_cpu_ticks() -> Option<u64> {
 }
 
 #[allow(clippy::print_stderr)]
-fn say(message: &str) {
+pub(crate) fn say(message: &str) {
     eprintln!("bench: {message}");
 }

@@ -4,6 +4,8 @@
 //!   and that the binary alone and the workspace tests build crates.io packages alike.
 //! - `bench ingest [--db sqlite|postgres]`: the webhook ingest benchmark (see
 //!   `docs/PERFORMANCE.md`).
+//! - `bench analytics [--db sqlite|postgres] [--messages N]`: the analytics queries over a
+//!   million stored messages.
 //! - `browser`: the console's browser tests in headless Chromium (`tests/browser/`).
 //! - `ci`: what `.ci/run` runs, for local use.
 //!
@@ -12,6 +14,7 @@
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod bench_analytics;
 mod browser;
 mod tidy;
 
