@@ -25,6 +25,7 @@ mod m20261130_000010_api_keys;
 mod m20261201_000011_private_replies;
 mod m20261201_000012_token_life;
 mod m20261201_000013_rule_evaluations;
+mod m20261202_000014_analytics_indexes;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_private_replies::Migration),
             Box::new(m20261201_000012_token_life::Migration),
             Box::new(m20261201_000013_rule_evaluations::Migration),
+            Box::new(m20261202_000014_analytics_indexes::Migration),
         ]
     }
 }

@@ -84,7 +84,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 fn seed_sql(postgres: bool, n: u64, account: &str, now_micros: i64) -> String {
     let numbers = |count: u64| {
         if postgres {
-            format!("(SELECT generate_series(0, {}) AS i) AS n", count - 1)
+            format!(
+                "(SELECT generate_series(CAST(0 AS BIGINT), {}) AS i) AS n",
+                count - 1
+            )
         } else {
             format!(
                 "(WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < {}) SELECT i FROM s) AS n",

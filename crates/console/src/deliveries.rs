@@ -38,14 +38,19 @@ struct ListQuery {
     done: Option<String>,
 }
 
-fn endpoint(account: &Account) -> Markup {
+fn endpoint(state: &State, account: &Account) -> Markup {
+    let paused = account
+        .crm_webhook_url
+        .as_ref()
+        .and_then(|url| state.app.deliveries.endpoint_paused_until(url.as_str()));
     html! {
         p class="endpoint" id="endpoint" {
             "CRM endpoint of @" (account.username.as_str()) ": "
-            @match (&account.crm_webhook_url, account.delivery.disabled_at) {
-                (None, _) => { span class="tag closed" { "none set" } " (events are stored, not delivered; set a URL on the Accounts page)" }
-                (Some(_), Some(at)) => { span class="tag closed" { "disabled" } " since " (time(at)) " (the CRM answered 410 Gone; saving its URL again on the Accounts page enables it)" }
-                (Some(url), None) => { span class="tag open" { "enabled" } " · " code { (url.as_str().split('?').next().unwrap_or_default()) } }
+            @match (&account.crm_webhook_url, account.delivery.disabled_at, paused) {
+                (None, _, _) => { span class="tag closed" { "none set" } " (events are stored, not delivered; set a URL on the Accounts page)" }
+                (Some(_), Some(at), _) => { span class="tag closed" { "disabled" } " since " (time(at)) " (the CRM answered 410 Gone; saving its URL again on the Accounts page enables it)" }
+                (Some(_), None, Some(until)) => { span class="tag queued" { "paused" } " until " (time(until)) " after failures in a row (this instance; deliveries wait, nothing is lost)" }
+                (Some(url), None, None) => { span class="tag open" { "enabled" } " · " code { (url.as_str().split('?').next().unwrap_or_default()) } }
             }
         }
     }
@@ -147,7 +152,7 @@ async fn list(
     let body = html! {
         (notice(done.as_deref()))
         (account_picker("/deliveries", &accounts, Some(account), false))
-        (endpoint(account))
+        (endpoint(&state, account))
         nav aria-label="Delivery states" class="tabs" {
             @for (name, label, _) in TABS {
                 a href={ (PREFIX) "/deliveries?account=" (account.id.as_str()) "&status=" (name) }

@@ -17,6 +17,12 @@ impl DeliveryService {
             .clone()
     }
 
+    /// Until when this instance holds deliveries to `url` back after a streak of failures
+    /// (`CRM_PAUSE_AFTER_FAILURES`); `None` when it is not paused. Each instance keeps its own.
+    pub fn endpoint_paused_until(&self, url: &str) -> Option<DateTime<Utc>> {
+        self.paused_until(url, self.clock.now())
+    }
+
     pub(super) fn paused_until(&self, url: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
         endpoints
