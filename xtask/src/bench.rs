@@ -76,7 +76,6 @@ pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("ingest") => ingest(&parse(&args[1..])?),
-        Some("analytics") => crate::bench_analytics::run(&args[1..]),
         Some("send") => {
             let mut options = parse(&args[1..])?;
             if !args.iter().any(|a| a == "--requests") {

@@ -48,6 +48,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("deps") => deps(),
+        // The analytics bench uses the ingest bench's helpers, so it is dispatched here.
+        Some("bench") if args.get(1).is_some_and(|a| a == "analytics") => {
+            bench_analytics::run(&args[2..])
+        }
         Some("bench") => bench::run(&args[1..]),
         Some("browser") => browser::run(),
         Some("ci") => ci(),
