@@ -26,6 +26,7 @@ mod m20261201_000011_private_replies;
 mod m20261201_000012_token_life;
 mod m20261201_000013_rule_evaluations;
 mod m20261202_000014_analytics_indexes;
+mod m20261202_000015_analytics_rollup;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_token_life::Migration),
             Box::new(m20261201_000013_rule_evaluations::Migration),
             Box::new(m20261202_000014_analytics_indexes::Migration),
+            Box::new(m20261202_000015_analytics_rollup::Migration),
         ]
     }
 }

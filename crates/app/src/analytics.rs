@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use insta_router_domain::{AccountId, Direction, OutboundStatus, TimeRange};
-use insta_router_ports::{AccountRepository, AnalyticsStore, RepoError};
+use insta_router_ports::{AccountRepository, AnalyticsStore, RESPONSE_BOUNDS_SECONDS, RepoError};
 
 /// Why analytics could not be computed.
 #[derive(Debug, thiserror::Error)]
@@ -122,21 +122,52 @@ pub struct ResponseTimes {
 }
 
 /// Percentiles and shares of `seconds` (sorted), over `turns` turns in all.
-fn answering(seconds: &[f64], turns: u64) -> Answering {
+/// The answers of a histogram (`within` seconds, `None` past the last bound, and how many),
+/// against `turns` in all. A percentile is the bound of the bucket that holds its rank (an
+/// upper estimate); the shares within 5 minutes, 1 hour and 24 hours are exact.
+fn answering(histogram: &BTreeMap<Option<u64>, u64>, turns: u64) -> Answering {
+    let answered: u64 = histogram.values().sum();
+    let last = RESPONSE_BOUNDS_SECONDS[RESPONSE_BOUNDS_SECONDS.len() - 1];
+    // Past the last bound sorts last.
+    let ordered: Vec<(u64, u64)> = histogram
+        .iter()
+        .map(|(bound, n)| (bound.unwrap_or(u64::MAX), *n))
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "seconds and shares shown to people"
+    )]
+    let at = |share: u64| {
+        let rank = (answered * share).div_ceil(100).max(1);
+        let mut seen = 0;
+        ordered
+            .iter()
+            .find(|(_, n)| {
+                seen += n;
+                seen >= rank
+            })
+            .map(|(bound, _)| (*bound).min(last) as f64)
+    };
     #[allow(clippy::cast_precision_loss, reason = "shares shown to people")]
-    let share = |limit: f64| {
+    let share = |limit: u64| {
         if turns == 0 {
             0.0
         } else {
-            seconds.iter().filter(|s| **s <= limit).count() as f64 / turns as f64
+            ordered
+                .iter()
+                .filter(|(bound, _)| *bound <= limit)
+                .map(|(_, n)| n)
+                .sum::<u64>() as f64
+                / turns as f64
         }
     };
-    let at = |p: usize| (!seconds.is_empty()).then(|| seconds[(seconds.len() - 1) * p / 100]);
     Answering {
-        answered: seconds.len() as u64,
-        p50_seconds: at(50),
-        p90_seconds: at(90),
-        within: [share(300.0), share(3_600.0), share(86_400.0)],
+        answered,
+        p50_seconds: (answered > 0).then(|| at(50)).flatten(),
+        p90_seconds: (answered > 0).then(|| at(90)).flatten(),
+        within: [share(300), share(3_600), share(86_400)],
     }
 }
 
@@ -268,26 +299,23 @@ impl AnalyticsService {
         range: TimeRange,
     ) -> Result<ResponseTimes, AnalyticsError> {
         let instagram = self.instagram_of(account).await?;
-        let turns = self.store.turns(instagram, &range).await?;
-        let total = turns.len() as u64;
-        let mut all = Vec::new();
-        let mut by: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-        for turn in &turns {
-            if let Some((at, who)) = turn.answered {
-                #[allow(clippy::cast_precision_loss, reason = "seconds shown to people")]
-                let seconds = (at - turn.asked).num_milliseconds().max(0) as f64 / 1000.0;
-                all.push(seconds);
-                by.entry(who.as_str()).or_default().push(seconds);
+        let buckets = self.store.turn_buckets(instagram, &range).await?;
+        let total: u64 = buckets.iter().map(|b| b.turns).sum();
+        let mut all: BTreeMap<Option<u64>, u64> = BTreeMap::new();
+        let mut by: BTreeMap<&'static str, BTreeMap<Option<u64>, u64>> = BTreeMap::new();
+        for bucket in &buckets {
+            if let Some(who) = bucket.responder {
+                *all.entry(bucket.within_seconds).or_default() += bucket.turns;
+                *by.entry(who.as_str())
+                    .or_default()
+                    .entry(bucket.within_seconds)
+                    .or_default() += bucket.turns;
             }
         }
-        all.sort_by(f64::total_cmp);
         let overall = answering(&all, total);
         let by_responder = by
             .into_iter()
-            .map(|(who, mut seconds)| {
-                seconds.sort_by(f64::total_cmp);
-                (who, answering(&seconds, total))
-            })
+            .map(|(who, histogram)| (who, answering(&histogram, total)))
             .collect();
         Ok(ResponseTimes {
             range,

@@ -18,6 +18,7 @@ mod keys;
 mod readiness;
 mod replay;
 mod retention;
+mod rollup;
 mod rules;
 mod sending;
 mod system;
@@ -50,6 +51,7 @@ pub use keys::{ApiKeyService, AuthError, KeyError, NewKey, key_hash};
 pub use readiness::{Readiness, ReadyReport, WorkerWatch};
 pub use replay::{JournalReplayer, ReplayError, ReplayOutcome, ReplayPorts, ReplaySettings};
 pub use retention::{RetentionPolicy, RetentionService};
+pub use rollup::{AnalyticsRollup, RollupSettings};
 pub use rules::{
     ConditionDocument, MAX_RULES_PER_ACCOUNT, QuickReplyDocument, ReplyDocument, RuleDocument,
     RuleError, RuleService, RuleView, TrialMessage, TrialOutcome,

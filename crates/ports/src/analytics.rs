@@ -79,14 +79,59 @@ impl Responder {
     }
 }
 
-/// One customer turn: when the customer first wrote after the business's last message, and
-/// when and by whom it was answered (if it was).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Turn {
-    /// The customer's first message of the turn.
-    pub asked: DateTime<Utc>,
-    /// The business's first message after it, and who wrote it.
-    pub answered: Option<(DateTime<Utc>, Responder)>,
+/// Customer turns (a customer's messages after the business's last one) of one kind: answered
+/// by whom and how soon, or unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnBucket {
+    /// Who answered first; `None`: nobody yet.
+    pub responder: Option<Responder>,
+    /// Answered within this many seconds (and after the bound below it, in
+    /// [`RESPONSE_BOUNDS_SECONDS`]); `None`: later than the last bound, or unanswered.
+    pub within_seconds: Option<u64>,
+    /// How many.
+    pub turns: u64,
+}
+
+/// The bounds of the response-time histogram, in seconds: 5 minutes, 1 hour and 24 hours are
+/// among them, so the shares answered within those are exact.
+pub const RESPONSE_BOUNDS_SECONDS: [u64; 16] = [
+    10, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 14_400, 28_800, 43_200, 86_400, 172_800,
+    604_800,
+];
+
+/// The bounds of the delivery-latency histogram (arrival to delivery), in milliseconds.
+pub const LATENCY_BOUNDS_MS: [u64; 20] = [
+    50,
+    100,
+    200,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    30_000,
+    60_000,
+    300_000,
+    900_000,
+    1_800_000,
+    3_600_000,
+    7_200_000,
+    21_600_000,
+    43_200_000,
+    86_400_000,
+    172_800_000,
+    345_600_000,
+];
+
+/// What one pass of the rollup did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollupReport {
+    /// Hours rebuilt.
+    pub hours: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Another instance held the rollup's lease: nothing was done.
+    pub busy: bool,
 }
 
 /// Auto-replies of one rule, by status.
@@ -146,11 +191,21 @@ pub trait AnalyticsStore: Send + Sync {
     /// # Errors
     ///
     /// [`RepoError`] when the store fails.
-    async fn turns(
+    async fn turn_buckets(
         &self,
         account: Option<InstagramAccountId>,
         range: &TimeRange,
-    ) -> Result<Vec<Turn>, RepoError>;
+    ) -> Result<Vec<TurnBucket>, RepoError>;
+
+    /// Rebuilds the hourly rollup: every hour since the last pass, and the `recent_hours`
+    /// before `now`'s hour (which may still change: late messages, retried deliveries,
+    /// settled sends); the first pass takes every hour that has rows. Only one instance at a
+    /// time does it; the others report `busy`.
+    async fn refresh_rollup(
+        &self,
+        now: DateTime<Utc>,
+        recent_hours: u32,
+    ) -> Result<RollupReport, RepoError>;
 
     /// The auto-replies rules made in `range`, by rule and status, for `account` (all
     /// accounts when `None`).

@@ -25,7 +25,8 @@ mod system;
 #[cfg(any(test, feature = "mocks"))]
 pub use analytics::MockAnalyticsStore;
 pub use analytics::{
-    AnalyticsStore, DeliveryStats, MessageVolume, Responder, RuleHits, SendCount, Turn, VolumeCount,
+    AnalyticsStore, DeliveryStats, LATENCY_BOUNDS_MS, MessageVolume, RESPONSE_BOUNDS_SECONDS,
+    Responder, RollupReport, RuleHits, SendCount, TurnBucket, VolumeCount,
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use comments::MockCommentStore;

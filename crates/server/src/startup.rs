@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use insta_router_app::{
-    AccountService, AnalyticsService, App, AutoReplyPorts, AutoReplyService, DeliveryService,
-    InboxService, JournalReplayer, ProfileService, Readiness, RuleService, SendPorts, SendService,
-    SubscriptionService, SystemClock, TokenRefresher, publish_job_counts,
+    AccountService, AnalyticsRollup, AnalyticsService, App, AutoReplyPorts, AutoReplyService,
+    DeliveryService, InboxService, JournalReplayer, ProfileService, Readiness, RuleService,
+    SendPorts, SendService, SubscriptionService, SystemClock, TokenRefresher, publish_job_counts,
 };
 use insta_router_domain::Secret;
 use insta_router_http::{HttpSettings, Limiters, MetricsRenderer, RateLimits};
@@ -206,6 +206,17 @@ impl Application {
             &readiness,
             "retention",
             crate::wiring::retention(&db, &settings).start(stopped.clone()),
+        );
+        supervise(
+            &mut workers,
+            &readiness,
+            "analytics-rollup",
+            Arc::new(AnalyticsRollup::new(
+                Arc::new(db.analytics()),
+                Arc::new(SystemClock),
+                settings.rollup(),
+            ))
+            .start(stopped.clone()),
         );
         let crm_wake = {
             let deliveries = deliveries.clone();

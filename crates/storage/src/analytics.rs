@@ -2,15 +2,19 @@
 //! `inbound_events`, the same statements on every backend (times are microseconds, so a
 //! bucket is `timestamp - timestamp % length`).
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use insta_router_domain::{AccountId, Direction, InstagramAccountId, TimeRange};
+
 use insta_router_ports::{
-    AnalyticsStore, DeliveryStats, MessageVolume, RepoError, Responder, RuleHits, SendCount, Turn,
-    VolumeCount,
+    AnalyticsStore, DeliveryStats, LATENCY_BOUNDS_MS, MessageVolume, RepoError, Responder,
+    RollupReport, RuleHits, SendCount, TurnBucket, VolumeCount,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
 
 use crate::error::unavailable;
+use crate::rollup::{self, Family};
 use crate::sql::{int_at, statement};
 use crate::time::{from_micros, to_micros};
 
@@ -90,36 +94,60 @@ impl AnalyticsStore for SeaAnalyticsStore {
         range: &TimeRange,
     ) -> Result<MessageVolume, RepoError> {
         let account = account.as_ref();
-        let (filter, scoped) = scope("timestamp", account, range);
-        let mut values: Vec<Value> = vec![range.bucket.micros().into()];
-        values.extend(scoped);
-        let rows = self
-            .db
-            .query_all_raw(statement(
-                self.db.get_database_backend(),
-                &format!(
-                    "SELECT timestamp - (timestamp % ?) AS bucket, direction, kind, count(*) AS n \
-                     FROM messages WHERE {filter} GROUP BY 1, direction, kind ORDER BY 1"
-                ),
-                values,
-            ))
-            .await
-            .map_err(unavailable)?;
-        let mut counts = Vec::with_capacity(rows.len());
-        for row in rows {
-            let direction: String = row.try_get("", "direction").map_err(unavailable)?;
-            let Some(direction) = Direction::parse(&direction) else {
-                return Err(RepoError::Corrupt(format!("message direction {direction}")));
-            };
-            counts.push(VolumeCount {
-                bucket: from_micros(int_at(&row, 0).unwrap_or(0))?,
-                direction,
-                kind: row.try_get("", "kind").map_err(unavailable)?,
-                messages: u64::try_from(int_at(&row, 3).unwrap_or(0)).unwrap_or(0),
-            });
+        let hours = rollup::hourly(
+            &self.db,
+            Family::Messages,
+            account.map(InstagramAccountId::as_str),
+            to_micros(range.from),
+            to_micros(range.to),
+        )
+        .await?;
+        // (bucket, inbound, kind)
+        let mut folded: BTreeMap<(i64, bool, String), u64> = BTreeMap::new();
+        let mut comments = 0;
+        for (hour, metric, n) in hours {
+            let bucket = hour - hour.rem_euclid(range.bucket.micros());
+            match metric.split_once(':') {
+                Some(("in", kind)) => {
+                    *folded.entry((bucket, true, kind.to_owned())).or_default() += n;
+                }
+                Some(("out", kind)) => {
+                    *folded.entry((bucket, false, kind.to_owned())).or_default() += n;
+                }
+                _ if metric == "comment" => comments += n,
+                _ => return Err(RepoError::Corrupt(format!("message metric {metric}"))),
+            }
         }
-        let unique_customers = self
-            .count(
+        let counts = folded
+            .into_iter()
+            .map(|((bucket, inbound, kind), messages)| {
+                Ok(VolumeCount {
+                    bucket: from_micros(bucket)?,
+                    direction: if inbound {
+                        Direction::Inbound
+                    } else {
+                        Direction::Outbound
+                    },
+                    kind,
+                    messages,
+                })
+            })
+            .collect::<Result<Vec<_>, RepoError>>()?;
+        // Customers who wrote in a range that runs to now are the conversations whose last
+        // customer message is in it (one conversation per customer and account): a count
+        // over conversations instead of a distinct count over every message.
+        let unique_customers = if range.to >= chrono::Utc::now() {
+            self.count(
+                "count(*)",
+                "conversations",
+                "last_inbound_at",
+                "",
+                account,
+                range,
+            )
+            .await?
+        } else {
+            self.count(
                 "count(DISTINCT sender_id)",
                 "messages",
                 "timestamp",
@@ -127,23 +155,14 @@ impl AnalyticsStore for SeaAnalyticsStore {
                 account,
                 range,
             )
-            .await?;
+            .await?
+        };
         let new_conversations = self
             .count(
                 "count(*)",
                 "conversations",
                 "started_at",
                 "",
-                account,
-                range,
-            )
-            .await?;
-        let comments = self
-            .count(
-                "count(*)",
-                "inbound_events",
-                "occurred_at",
-                " AND kind = 'comment'",
                 account,
                 range,
             )
@@ -199,138 +218,92 @@ impl AnalyticsStore for SeaAnalyticsStore {
         account: Option<AccountId>,
         range: &TimeRange,
     ) -> Result<DeliveryStats, RepoError> {
-        let backend = self.db.get_database_backend();
-        let (filter, values) = scoped(
-            "j.created_at",
-            "j.account_id",
+        let hours = rollup::hourly(
+            &self.db,
+            Family::Deliveries,
             account.as_ref().map(AccountId::as_str),
-            range,
-        );
-        let jobs = format!("jobs j WHERE j.kind = 'crm_delivery' AND {filter}");
-        let rows = self
-            .db
-            .query_all_raw(statement(
-                backend,
-                &format!(
-                    "SELECT j.status, count(*) AS n, \
-                     count(CASE WHEN j.status = 'done' AND j.attempts = 1 THEN 1 END) AS first \
-                     FROM {jobs} GROUP BY j.status ORDER BY j.status"
-                ),
-                values.clone(),
-            ))
-            .await
-            .map_err(unavailable)?;
+            to_micros(range.from),
+            to_micros(range.to),
+        )
+        .await?;
+        let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+        let mut latency: BTreeMap<u64, u64> = BTreeMap::new();
         let mut stats = DeliveryStats::default();
-        for row in &rows {
-            let status: String = row.try_get("", "status").map_err(unavailable)?;
-            let n = u64::try_from(int_at(row, 1).unwrap_or(0)).unwrap_or(0);
-            stats.first_attempt += u64::try_from(int_at(row, 2).unwrap_or(0)).unwrap_or(0);
-            stats.by_status.push((status, n));
-        }
-        // Percentiles by offset into the sorted latencies: the same statement everywhere.
-        let delivered = format!(
-            "FROM delivery_attempts a, {jobs} AND a.job_id = j.id AND a.outcome = 'delivered'"
-        );
-        let latency = "(a.started_at + a.duration_ms * 1000) - j.created_at";
-        let n = self
-            .db
-            .query_one_raw(statement(
-                backend,
-                &format!("SELECT count(*) {delivered}"),
-                values.clone(),
-            ))
-            .await
-            .map_err(unavailable)?
-            .and_then(|r| int_at(&r, 0))
-            .unwrap_or(0);
-        if n > 0 {
-            let mut at = Vec::new();
-            for share in [50, 99] {
-                let offset = (n - 1) * share / 100;
-                let mut with_offset = values.clone();
-                with_offset.push(offset.into());
-                let micros = self
-                    .db
-                    .query_one_raw(statement(
-                        backend,
-                        &format!(
-                            "SELECT {latency} AS latency {delivered} ORDER BY latency LIMIT 1 OFFSET ?"
-                        ),
-                        with_offset,
-                    ))
-                    .await
-                    .map_err(unavailable)?
-                    .and_then(|r| int_at(&r, 0))
-                    .unwrap_or(0);
-                at.push(u64::try_from(micros / 1000).unwrap_or(0));
+        for (_, metric, n) in hours {
+            match metric.split_once(':') {
+                Some(("status", status)) => *by_status.entry(status.to_owned()).or_default() += n,
+                // Past the last bound: counted at it.
+                Some(("latency", bound)) => {
+                    let bound = bound
+                        .parse()
+                        .unwrap_or(LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 1]);
+                    *latency.entry(bound).or_default() += n;
+                }
+                _ if metric == "first" => stats.first_attempt += n,
+                _ => return Err(RepoError::Corrupt(format!("delivery metric {metric}"))),
             }
-            stats.latency_ms = Some((at[0], at[1]));
+        }
+        stats.by_status = by_status.into_iter().collect();
+        let delivered: u64 = latency.values().sum();
+        if delivered > 0 {
+            // The bound of the bucket that holds the rank: an upper estimate.
+            let at = |share: u64| {
+                let rank = (delivered * share).div_ceil(100).max(1);
+                let mut seen = 0;
+                latency
+                    .iter()
+                    .find(|(_, n)| {
+                        seen += **n;
+                        seen >= rank
+                    })
+                    .map_or(0, |(bound, _)| *bound)
+            };
+            stats.latency_ms = Some((at(50), at(99)));
         }
         Ok(stats)
     }
 
-    async fn turns(
+    async fn turn_buckets(
         &self,
         account: Option<InstagramAccountId>,
         range: &TimeRange,
-    ) -> Result<Vec<Turn>, RepoError> {
-        // Messages from the range's start to a day past its end: answers may come later.
-        let window = TimeRange {
-            to: range.to + chrono::TimeDelta::days(1),
-            ..*range
-        };
-        let (filter, mut values) = scope("timestamp", account.as_ref(), &window);
-        values.push(to_micros(range.to).into());
-        // Each message numbered by the business messages before it in its conversation: a
-        // turn is the customer's messages with one number, answered by the business message
-        // with the same number.
-        let sql = format!(
-            "WITH numbered AS (\
-               SELECT id, conversation_id, direction, timestamp, \
-                 count(CASE WHEN direction = 'outbound' THEN 1 END) OVER (\
-                   PARTITION BY conversation_id ORDER BY timestamp, id \
-                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS outs_before \
-               FROM messages WHERE {filter}), \
-             turns AS (\
-               SELECT conversation_id, outs_before, min(timestamp) AS asked FROM numbered \
-               WHERE direction = 'inbound' GROUP BY conversation_id, outs_before), \
-             answers AS (\
-               SELECT conversation_id, outs_before, timestamp AS answered, id FROM numbered \
-               WHERE direction = 'outbound') \
-             SELECT t.asked, a.answered, \
-               CASE WHEN a.id IS NULL THEN NULL \
-                    WHEN EXISTS (SELECT 1 FROM auto_replies r WHERE r.reply_message_id = a.id) \
-                      THEN 'auto_reply' \
-                    WHEN EXISTS (SELECT 1 FROM outbound_messages o WHERE o.id = a.id) THEN 'api' \
-                    ELSE 'human' END AS responder \
-             FROM turns t LEFT JOIN answers a \
-               ON a.conversation_id = t.conversation_id AND a.outs_before = t.outs_before \
-             WHERE t.asked < ?"
-        );
-        let rows = self
-            .db
-            .query_all_raw(statement(self.db.get_database_backend(), &sql, values))
-            .await
-            .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let asked = from_micros(int_at(row, 0).unwrap_or(0))?;
-                let responder: Option<String> =
-                    row.try_get("", "responder").map_err(unavailable)?;
-                let answered = match (int_at(row, 1), responder.as_deref()) {
-                    (Some(at), Some(who)) => Some((
-                        from_micros(at)?,
-                        match who {
-                            "auto_reply" => Responder::AutoReply,
-                            "api" => Responder::Api,
-                            _ => Responder::Human,
-                        },
-                    )),
-                    _ => None,
-                };
-                Ok(Turn { asked, answered })
+    ) -> Result<Vec<TurnBucket>, RepoError> {
+        let hours = rollup::hourly(
+            &self.db,
+            Family::Turns,
+            account.as_ref().map(InstagramAccountId::as_str),
+            to_micros(range.from),
+            to_micros(range.to),
+        )
+        .await?;
+        let mut buckets: BTreeMap<(Option<Responder>, Option<u64>), u64> = BTreeMap::new();
+        for (_, metric, n) in hours {
+            let (who, within) = metric.split_once(':').unwrap_or((metric.as_str(), ""));
+            let responder = match who {
+                "none" => None,
+                "auto_reply" => Some(Responder::AutoReply),
+                "api" => Some(Responder::Api),
+                "human" => Some(Responder::Human),
+                _ => return Err(RepoError::Corrupt(format!("turn metric {metric}"))),
+            };
+            *buckets.entry((responder, within.parse().ok())).or_default() += n;
+        }
+        Ok(buckets
+            .into_iter()
+            .map(|((responder, within_seconds), turns)| TurnBucket {
+                responder,
+                within_seconds,
+                turns,
             })
-            .collect()
+            .collect())
+    }
+
+    async fn refresh_rollup(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        recent_hours: u32,
+    ) -> Result<RollupReport, RepoError> {
+        rollup::refresh(&self.db, to_micros(now), recent_hours).await
     }
 
     async fn rule_hits(

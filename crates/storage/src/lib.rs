@@ -27,6 +27,7 @@ mod nodelay;
 mod outbound;
 mod page;
 mod retention;
+mod rollup;
 mod rules;
 mod spool;
 mod sql;

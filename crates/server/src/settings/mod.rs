@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use config::{Config, File, FileFormat};
 use insta_router_app::{
-    AutoReplySettings, DeliverySettings, ReplaySettings, RetentionPolicy, SendSettings,
+    AutoReplySettings, DeliverySettings, ReplaySettings, RetentionPolicy, RollupSettings,
+    SendSettings,
 };
 use insta_router_domain::RetrySchedule;
 use insta_router_domain::rules::Safety;
@@ -283,6 +284,14 @@ impl Settings {
             messages: keep(self.retention.messages),
             interval: self.retention.interval.0.max(Duration::from_secs(1)),
             ..RetentionPolicy::default()
+        }
+    }
+
+    /// How the analytics rollup is rebuilt.
+    pub fn rollup(&self) -> RollupSettings {
+        RollupSettings {
+            interval: self.analytics.rollup_interval.0.max(Duration::from_secs(1)),
+            recent_hours: self.analytics.rollup_recent_hours,
         }
     }
 

@@ -213,4 +213,15 @@ super::settings! {
         /// Time between two pruning passes.
         RETENTION_INTERVAL interval: Delay = "1h";
     }
+
+    /// Analytics read hourly counts rebuilt in the background (the hours since the last
+    /// rebuild are counted from the stored rows), so a month of a busy account answers fast.
+    analytics: Analytics {
+        /// Time between two rebuilds of the analytics rollup (at least a second).
+        ANALYTICS_ROLLUP_INTERVAL rollup_interval: Delay = "5m";
+        /// Hours before the current one that every rebuild counts again, for what still
+        /// changes them: Meta's late retries (up to 36 hours), the CRM retry schedule,
+        /// reconciled sends.
+        ANALYTICS_ROLLUP_RECENT_HOURS rollup_recent_hours: u32 = "96";
+    }
 }
