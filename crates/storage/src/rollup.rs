@@ -127,39 +127,46 @@ fn source(family: Family, from: i64, to: i64, account: Option<&str>) -> (String,
             (sql, values)
         }
         Family::Turns => {
-            // Each message numbered by the business messages before it in its conversation:
-            // a turn is the customer's messages with one number, answered by the business
-            // message with the same number. Answers up to a day after the range count.
-            let within = bucket_case("a.answered - t.asked", &RESPONSE_BOUNDS_SECONDS, 1_000_000);
+            // A turn begins with a customer message whose previous message in the
+            // conversation is the business's (or none); it is answered by the business's
+            // next message. Each business message carries `timestamp * 4 + who` (1 an
+            // auto-reply, 2 an API send, 3 a person), so the smallest of those after a turn's
+            // first message is its answer and who wrote it: window functions over each
+            // conversation, no join (a join of turns to answers was planned as a nested loop
+            // on PostgreSQL). Answers up to a day after the range count.
+            let within = bucket_case(
+                "next_answer - (next_answer % 4) - timestamp * 4",
+                &RESPONSE_BOUNDS_SECONDS,
+                4_000_000,
+            );
             let sql = format!(
-                "WITH numbered AS (\
-                   SELECT id, instagram_account_id, conversation_id, direction, timestamp, \
-                     count(CASE WHEN direction = 'outbound' THEN 1 END) OVER (\
-                       PARTITION BY conversation_id ORDER BY timestamp, id \
-                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS outs_before \
+                "WITH classified AS (\
+                   SELECT instagram_account_id, conversation_id, direction, timestamp, id, \
+                     CASE WHEN direction = 'outbound' THEN timestamp * 4 + \
+                       CASE WHEN EXISTS (SELECT 1 FROM auto_replies r WHERE r.reply_message_id = messages.id) THEN 1 \
+                            WHEN EXISTS (SELECT 1 FROM outbound_messages o WHERE o.id = messages.id) THEN 2 \
+                            ELSE 3 END \
+                     END AS answer_key \
                    FROM messages WHERE timestamp >= ? AND timestamp < ?{only}), \
-                 turns AS (\
-                   SELECT instagram_account_id, conversation_id, outs_before, min(timestamp) AS asked \
-                   FROM numbered WHERE direction = 'inbound' \
-                   GROUP BY instagram_account_id, conversation_id, outs_before), \
-                 answers AS (\
-                   SELECT conversation_id, outs_before, timestamp AS answered, id FROM numbered \
-                   WHERE direction = 'outbound'), \
+                 flagged AS (\
+                   SELECT instagram_account_id, direction, timestamp, \
+                     LAG(direction) OVER (PARTITION BY conversation_id ORDER BY timestamp, id) AS previous, \
+                     min(answer_key) OVER (PARTITION BY conversation_id ORDER BY timestamp, id \
+                       ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS next_answer \
+                   FROM classified), \
                  marked AS (\
-                   SELECT t.instagram_account_id AS account, {h} AS hour, \
-                     CASE WHEN a.id IS NULL THEN 'none' \
-                          WHEN EXISTS (SELECT 1 FROM auto_replies r WHERE r.reply_message_id = a.id) \
-                            THEN 'auto_reply' \
-                          WHEN EXISTS (SELECT 1 FROM outbound_messages o WHERE o.id = a.id) THEN 'api' \
-                          ELSE 'human' END AS m1, \
-                     CASE WHEN a.id IS NULL THEN '' ELSE {within} END AS m2 \
-                   FROM turns t LEFT JOIN answers a \
-                     ON a.conversation_id = t.conversation_id AND a.outs_before = t.outs_before \
-                   WHERE t.asked >= ? AND t.asked < ?) \
+                   SELECT instagram_account_id AS account, {h} AS hour, \
+                     CASE WHEN next_answer IS NULL THEN 'none' \
+                          WHEN next_answer % 4 = 1 THEN 'auto_reply' \
+                          WHEN next_answer % 4 = 2 THEN 'api' ELSE 'human' END AS m1, \
+                     CASE WHEN next_answer IS NULL THEN '' ELSE {within} END AS m2 \
+                   FROM flagged WHERE direction = 'inbound' \
+                     AND (previous IS NULL OR previous = 'outbound') \
+                     AND timestamp >= ? AND timestamp < ?) \
                  SELECT account, hour, m1, m2, count(*) AS n FROM marked \
                  GROUP BY account, hour, m1, m2",
                 only = only("instagram_account_id"),
-                h = hour("t.asked"),
+                h = hour("timestamp"),
             );
             let mut values = range(86_400_000_000);
             values.extend([from.into(), to.into()]);
