@@ -1,6 +1,8 @@
-//! An index for the response-time analytics: which business messages were auto-replies is
-//! asked per answer (`auto_replies.reply_message_id`), a full scan of `auto_replies` each
-//! time without it (measured by `cargo xtask bench analytics`).
+//! Indexes for the analytics (measured by `cargo xtask bench analytics`):
+//! - which business messages were auto-replies is asked per answer
+//!   (`auto_replies.reply_message_id`), a full scan of `auto_replies` each time without it;
+//! - deliveries of every account in a range of time (`jobs (kind, created_at)`), a full scan
+//!   of the jobs without it.
 
 use sea_orm_migration::prelude::*;
 
@@ -8,6 +10,7 @@ use sea_orm_migration::prelude::*;
 pub(crate) struct Migration;
 
 const NAME: &str = "idx_auto_replies_reply";
+const JOBS: &str = "idx_jobs_kind_created";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -18,6 +21,16 @@ impl MigrationTrait for Migration {
                     .name(NAME)
                     .table(AutoReplies::Table)
                     .col(AutoReplies::ReplyMessageId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name(JOBS)
+                    .table(Jobs::Table)
+                    .col(Jobs::Kind)
+                    .col(Jobs::CreatedAt)
                     .to_owned(),
             )
             .await
@@ -39,4 +52,11 @@ impl MigrationTrait for Migration {
 enum AutoReplies {
     Table,
     ReplyMessageId,
+}
+
+#[derive(DeriveIden)]
+enum Jobs {
+    Table,
+    Kind,
+    CreatedAt,
 }

@@ -283,8 +283,14 @@ pub(crate) async fn hourly(
             parts = vec![(from, start, false), (start, end, true), (end, to, false)];
         }
     }
+    let covered_from = parts.get(1).map(|(start, _, _)| *start);
     let mut counts = Counts::new();
     for (start, end, from_rollup) in parts.into_iter().filter(|(s, e, _)| s < e) {
+        // Before the rollup there are rows only when they came late: look before counting
+        // (counting turns reads a day past the part's end).
+        if !from_rollup && Some(end) == covered_from && !any_rows(db, family, start, end).await? {
+            continue;
+        }
         if from_rollup {
             counts.extend(rolled(db, family, account, start, end).await?);
         } else {
@@ -297,6 +303,33 @@ pub(crate) async fn hourly(
         }
     }
     Ok(counts)
+}
+
+/// Whether `family` has any row in `[from, to)`.
+async fn any_rows(
+    db: &DatabaseConnection,
+    family: Family,
+    from: i64,
+    to: i64,
+) -> Result<bool, RepoError> {
+    let (sql, values): (&str, Vec<Value>) = match family {
+        Family::Messages | Family::Turns => (
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM messages WHERE timestamp >= ? AND timestamp < ?) \
+               OR EXISTS (SELECT 1 FROM inbound_events WHERE kind = 'comment' \
+                 AND occurred_at >= ? AND occurred_at < ?) THEN 1 ELSE 0 END",
+            vec![from.into(), to.into(), from.into(), to.into()],
+        ),
+        Family::Deliveries => (
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE kind = 'crm_delivery' \
+               AND created_at >= ? AND created_at < ?) THEN 1 ELSE 0 END",
+            vec![from.into(), to.into()],
+        ),
+    };
+    let row = db
+        .query_one_raw(statement(db.get_database_backend(), sql, values))
+        .await
+        .map_err(unavailable)?;
+    Ok(row.and_then(|r| int_at(&r, 0)) == Some(1))
 }
 
 /// The earliest hour any family has rows in, if any.
@@ -370,6 +403,13 @@ async fn rebuild(
     let mut at = start;
     while at < until {
         let end = (at + CHUNK_HOURS * HOUR).min(until);
+        // Counted before the write transaction, so writers wait only for the writes (on
+        // SQLite there is one writer at a time); what lands in between is counted at the
+        // next pass.
+        let mut counted = Vec::with_capacity(Family::ALL.len());
+        for family in Family::ALL {
+            counted.push((family, live(db, family, None, at, end).await?));
+        }
         let txn = db.begin().await.map_err(unavailable)?;
         txn.execute_raw(statement(
             backend_of(db),
@@ -378,8 +418,7 @@ async fn rebuild(
         ))
         .await
         .map_err(unavailable)?;
-        for family in Family::ALL {
-            let rows = live(&txn, family, None, at, end).await?;
+        for (family, rows) in counted {
             report.rows += rows.len() as u64;
             for chunk in rows.chunks(200) {
                 let marks = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
