@@ -217,3 +217,44 @@ async fn the_rollup_answers_as_the_stored_rows_do_and_the_rows_after_it_are_read
         assert_eq!(inbound(&all), inbound(&rebuilt), "{backend:?}");
     }
 }
+
+#[tokio::test]
+async fn one_instance_at_a_time_rebuilds_the_rollup() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        db.inbound()
+            .store(InboundBatch {
+                messages: vec![message(1, "mid.1", 0)],
+                ..InboundBatch::default()
+            })
+            .await
+            .unwrap();
+        let analytics = db.analytics();
+        // Another instance holds the lease.
+        insta_router_storage::testing::execute(
+            &db,
+            "UPDATE analytics_rollup SET lease_until = 9000000000000000000 WHERE id = 1",
+        )
+        .await;
+        let busy = analytics.refresh_rollup(at(3 * 3_600), 96).await.unwrap();
+        assert!(busy.busy && busy.hours == 0, "{backend:?}: {busy:?}");
+        let rows =
+            insta_router_storage::testing::rows(&db, "SELECT metric FROM analytics_hourly").await;
+        assert!(rows.is_empty(), "nothing written: {backend:?} {rows:?}");
+        // Its lease ran out.
+        insta_router_storage::testing::execute(
+            &db,
+            "UPDATE analytics_rollup SET lease_until = 1 WHERE id = 1",
+        )
+        .await;
+        let done = analytics.refresh_rollup(at(3 * 3_600), 96).await.unwrap();
+        assert!(!done.busy && done.rows > 0, "{backend:?}: {done:?}");
+        let lease =
+            insta_router_storage::testing::rows(&db, "SELECT lease_until FROM analytics_rollup")
+                .await;
+        assert!(
+            lease[0]["lease_until"].is_null(),
+            "released: {backend:?} {lease:?}"
+        );
+    }
+}
