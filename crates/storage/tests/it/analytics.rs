@@ -82,6 +82,20 @@ async fn volumes_are_counted_per_bucket_direction_and_kind_for_one_account_or_al
     }
 }
 
+/// A customer's two messages at 0 and 10 s, a person's answer at 60 s, and the customer's
+/// next message at `later` seconds.
+fn answered_then_asked(later: i64) -> Vec<insta_router_domain::Message> {
+    let mut answer = message(3, "mid.3", 60);
+    answer.direction = Direction::Outbound;
+    std::mem::swap(&mut answer.sender_id, &mut answer.recipient_id);
+    vec![
+        message(1, "mid.1", 0),
+        message(2, "mid.2", 10),
+        answer,
+        message(4, "mid.4", later),
+    ]
+}
+
 #[tokio::test]
 async fn a_turn_runs_from_the_customers_first_message_to_the_businesss_next() {
     use insta_router_ports::{Responder, TurnBucket};
@@ -89,17 +103,9 @@ async fn a_turn_runs_from_the_customers_first_message_to_the_businesss_next() {
     for (test_db, db) in migrated().await {
         let backend = test_db.backend();
         let account = InstagramAccountId::parse("a", "17841400000000001").unwrap();
-        let mut answer = message(3, "mid.3", 60);
-        answer.direction = Direction::Outbound;
-        std::mem::swap(&mut answer.sender_id, &mut answer.recipient_id);
         db.inbound()
             .store(InboundBatch {
-                messages: vec![
-                    message(1, "mid.1", 0),
-                    message(2, "mid.2", 10),
-                    answer,
-                    message(4, "mid.4", 100),
-                ],
+                messages: answered_then_asked(100),
                 ..InboundBatch::default()
             })
             .await
@@ -136,17 +142,9 @@ async fn the_rollup_answers_as_the_stored_rows_do_and_the_rows_after_it_are_read
     for (test_db, db) in migrated().await {
         let backend = test_db.backend();
         let account = InstagramAccountId::parse("a", "17841400000000001").unwrap();
-        let mut answer = message(3, "mid.3", 60);
-        answer.direction = Direction::Outbound;
-        std::mem::swap(&mut answer.sender_id, &mut answer.recipient_id);
         db.inbound()
             .store(InboundBatch {
-                messages: vec![
-                    message(1, "mid.1", 0),
-                    message(2, "mid.2", 10),
-                    answer,
-                    message(4, "mid.4", 3_700),
-                ],
+                messages: answered_then_asked(3_700),
                 ..InboundBatch::default()
             })
             .await
