@@ -57,6 +57,8 @@ async function eventually(what, check, ms = 10_000) {
 
 let graph, crm, server, base, adminKey, accountKey, browser, accountA, accountB, dir;
 let crmStatus = 500;
+let subscribed = false;
+const SUBSCRIBED_APPS = new URL("../fixtures/graph/subscribed-apps.json", import.meta.url);
 let output = "";
 const serverOutput = () => output.split("\n").slice(-30).join("\n");
 // Every request any page made, to check that none left the server.
@@ -127,6 +129,14 @@ before(async () => {
   graph = await fakePeer((req) => {
     if (req.method === "POST" && isSend(req.url)) {
       return [200, { recipient_id: CUSTOMER_A, message_id: `m_${crypto.randomUUID()}` }];
+    }
+    // Until the console subscribes the account, Meta reports no subscribed fields.
+    if (new URL(req.url, "http://graph").pathname.endsWith("/subscribed_apps")) {
+      if (req.method === "POST") {
+        subscribed = true;
+        return [200, { success: true }];
+      }
+      return [200, { data: subscribed ? JSON.parse(fs.readFileSync(SUBSCRIBED_APPS, "utf8")).data : [] }];
     }
     return [200, { success: true }];
   });
@@ -340,6 +350,24 @@ test("an account key sees only its own account", async () => {
   await page.getByRole("heading", { name: "@shop_a" }).waitFor();
   assert.equal(await page.getByText("@shop_b").count(), 0);
   assert.equal(await page.getByText("Connect an account").count(), 0, "no account creation for an account key");
+  await page.context().close();
+});
+
+test("the accounts page checks and makes the webhook subscription at Meta", async () => {
+  const page = await newPage();
+  await signIn(page, adminKey);
+  await page.goto(`${base}/console/accounts`);
+  const card = page.locator(`#account-${accountA}`);
+  await card.getByText("not checked").waitFor();
+  await card.getByRole("link", { name: "Check now" }).click();
+  await card.getByText(/missing messages/).waitFor();
+  await card.getByRole("button", { name: "Subscribe" }).click();
+  await page.getByText("Subscribed at Meta.").waitFor();
+  await card.getByText("subscribed", { exact: true }).waitFor();
+  const posts = graph.requests.filter((r) => r.method === "POST" && r.path.includes("subscribed_apps"));
+  assert.equal(posts.length, 1, "one subscription request");
+  // Only the account asked about was checked at Meta.
+  assert.equal(await page.locator(`#account-${accountB}`).getByText("not checked").count(), 1);
   await page.context().close();
 });
 

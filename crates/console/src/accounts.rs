@@ -4,6 +4,7 @@
 use actix_web::web::{Data, Form, Path, Query};
 use actix_web::{HttpRequest, HttpResponse, get, post};
 use chrono::Utc;
+use insta_router_app::SUBSCRIBED_FIELDS;
 use insta_router_domain::{Account, AccountDraft, AccountId, AccountPatch, Secret};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -13,15 +14,49 @@ use crate::session::Session;
 use crate::{Failure, PREFIX, State};
 
 pub(crate) fn routes(cfg: &mut actix_web::web::ServiceConfig) {
-    cfg.service(list).service(create).service(update);
+    cfg.service(list)
+        .service(create)
+        .service(subscribe)
+        .service(update);
 }
 
 #[derive(Deserialize)]
 struct ListQuery {
     done: Option<String>,
+    /// An account whose webhook subscription at Meta to read.
+    check: Option<String>,
 }
 
-fn card(session: &Session, account: &Account) -> Markup {
+/// What Meta says an account is subscribed to, or why it could not be read.
+type Subscription = Result<Vec<String>, String>;
+
+fn subscription(session: &Session, account: &Account, checked: Option<&Subscription>) -> Markup {
+    let id = account.id.as_str();
+    html! {
+        div class="subscription" id={ "subscription-" (id) } {
+            strong { "Webhooks at Meta: " }
+            @match checked {
+                None => { "not checked. " }
+                Some(Ok(fields)) => {
+                    @let missing: Vec<&str> = SUBSCRIBED_FIELDS.iter().copied().filter(|f| !fields.iter().any(|g| g == f)).collect();
+                    @if missing.is_empty() {
+                        span class="tag open" { "subscribed" } " to " (fields.join(", ")) ". "
+                    } @else {
+                        span class="tag closed" { "missing " (missing.join(", ")) } " (subscribed: " (if fields.is_empty() { "nothing".to_owned() } else { fields.join(", ") }) "). "
+                    }
+                }
+                Some(Err(why)) => { span class="tag closed" { "cannot tell" } " " (why) ". " }
+            }
+            a href={ (PREFIX) "/accounts?check=" (id) "#account-" (id) } { "Check now" }
+            form method="post" action={ (PREFIX) "/accounts/" (id) "/subscribe" } class="inline" {
+                input type="hidden" name="csrf" value=(session.csrf);
+                button type="submit" class="secondary" { "Subscribe" }
+            }
+        }
+    }
+}
+
+fn card(session: &Session, account: &Account, checked: Option<&Subscription>) -> Markup {
     let now = Utc::now();
     let token = account
         .token_life
@@ -49,6 +84,7 @@ fn card(session: &Session, account: &Account) -> Markup {
                 dt { "Signing secret" } dd { @if account.webhook_secret.is_some() { "set" } @else { "not set" } }
                 dt { "Connected" } dd { (time(account.created_at)) }
             }
+            (subscription(session, account, checked))
             details {
                 summary { "Change the CRM URL or rotate secrets" }
                 form method="post" action={ (PREFIX) "/accounts/" (id) } {
@@ -61,7 +97,7 @@ fn card(session: &Session, account: &Account) -> Markup {
                     label for={ "token-" (id) } { "New access token (empty: keep the current one)" }
                     input id={ "token-" (id) } name="access_token" type="password" autocomplete="off";
                     p class="help" { "Secrets are written here and never shown again. After a rotation the CRM should accept both signatures for a while: the previous secret keeps signing alongside the new one." }
-                    button type="submit" { "Save" }
+                    p { button type="submit" { "Save" } }
                 }
             }
         }
@@ -84,7 +120,7 @@ fn new_account_form(session: &Session) -> Markup {
                 input id="crm_webhook_url" name="crm_webhook_url" type="url";
                 label for="webhook_secret" { "Signing secret (needed with a CRM URL)" }
                 input id="webhook_secret" name="webhook_secret" type="password" autocomplete="new-password";
-                button type="submit" { "Connect" }
+                p { button type="submit" { "Connect" } }
             }
         }
     }
@@ -102,12 +138,31 @@ async fn list(
             "Account connected. Its webhooks are subscribed at Meta when SUBSCRIBE_ON_CREATE is on.",
         ),
         Some("saved") => Some("Account saved."),
+        Some("subscribed") => Some("Subscribed at Meta."),
         _ => None,
+    };
+    // Meta is asked only when someone asks, for one account.
+    let checked = match accounts
+        .iter()
+        .find(|a| Some(a.id.as_str()) == query.check.as_deref())
+    {
+        Some(account) => Some((
+            account.id.clone(),
+            state
+                .app
+                .subscriptions
+                .current(&account.id)
+                .await
+                .map_err(|e| Failure::from(e).to_string()),
+        )),
+        None => None,
     };
     let body = html! {
         (notice(done))
         @if accounts.is_empty() { (no_account(&session)) }
-        @for account in &accounts { (card(&session, account)) }
+        @for account in &accounts {
+            (card(&session, account, checked.as_ref().filter(|(id, _)| *id == account.id).map(|(_, s)| s)))
+        }
         @if session.scope.is_admin() { (new_account_form(&session)) }
     };
     Ok(page(&session, Nav::Accounts, "Accounts", body))
@@ -150,6 +205,26 @@ async fn create(
     let account = state.app.accounts.create(draft).await?;
     state.app.subscriptions.account_created(&account).await;
     Ok(see_other(&format!("{PREFIX}/accounts?done=created")))
+}
+
+#[post("/accounts/{id}/subscribe")]
+async fn subscribe(
+    req: HttpRequest,
+    state: Data<State>,
+    session: Session,
+    path: Path<String>,
+    form: Form<crate::session::CsrfForm>,
+) -> Result<HttpResponse, Failure> {
+    session.check(&req, &form.csrf)?;
+    let id = AccountId::parse("account_id", &path)
+        .map_err(|_| Failure::NotFound(format!("no account {path}")))?;
+    session.require(&id)?;
+    state.app.subscriptions.subscribe(&id).await?;
+    Ok(see_other(&format!(
+        "{PREFIX}/accounts?done=subscribed&check={}#account-{}",
+        id.as_str(),
+        id.as_str()
+    )))
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@ use actix_web::http::header::{CONTENT_TYPE, LOCATION};
 use actix_web::{HttpResponse, ResponseError};
 use insta_router_app::{
     AccountError, AnalyticsError, DeliveryError, InboxError, RuleError, SendFailure,
+    SubscriptionError,
 };
 use insta_router_ports::RepoError;
 use maud::html;
@@ -166,6 +167,17 @@ impl From<SendFailure> for Failure {
             | SendFailure::CommentNotFound(_) => Self::NotFound(error.to_string()),
             SendFailure::KeyReused(_) => Self::Invalid(error.to_string()),
             other => Self::Conflict(other.to_string()),
+        }
+    }
+}
+
+impl From<SubscriptionError> for Failure {
+    fn from(error: SubscriptionError) -> Self {
+        match error {
+            SubscriptionError::Storage(e) => e.into(),
+            SubscriptionError::AccountNotFound(_) => Self::NotFound(error.to_string()),
+            SubscriptionError::Token(_) => Self::Conflict(error.to_string()),
+            SubscriptionError::Graph(e) => Self::Conflict(format!("Instagram refused: {e}")),
         }
     }
 }
