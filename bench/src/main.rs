@@ -14,7 +14,9 @@
 //! a full client library would compete with the server for the same two cores.
 //!
 //! Output: one `key=value` per line (requests, ok, non_2xx, errors, seconds, per_second,
-//! p50_ms, p99_ms, max_ms), for `cargo xtask bench` to read.
+//! p50_ms, p90_ms, p99_ms, p999_ms, max_ms), for `cargo xtask bench` to read; with
+//! `--window-seconds N`, also one `window=start_s,count,p50,p90,p99,p999,max` line per N
+//! seconds of the run (by when each response arrived), so a stall shows in its window.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +35,7 @@ struct Options {
     key: String,
     run_id: String,
     delay_ms: u64,
+    window_seconds: u64,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -52,6 +55,7 @@ fn parse_args() -> Result<Options, String> {
                 .unwrap_or(0)
         ),
         delay_ms: 0,
+        window_seconds: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -75,6 +79,7 @@ fn parse_args() -> Result<Options, String> {
             "--key" => options.key = value.clone(),
             "--run-id" => options.run_id = value.clone(),
             "--delay-ms" => options.delay_ms = number()? as u64,
+            "--window-seconds" => options.window_seconds = number()? as u64,
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -132,7 +137,8 @@ fn prepare(options: &Options) -> Vec<Vec<u8>> {
 }
 
 struct Outcome {
-    latencies_us: Vec<u32>,
+    /// (milliseconds since the run began when the response arrived, latency in µs).
+    latencies_us: Vec<(u32, u32)>,
     ok: usize,
     non_2xx: usize,
     errors: usize,
@@ -148,7 +154,12 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
         .unwrap_or(0))
 }
 
-async fn connection(addr: String, requests: Arc<Vec<Vec<u8>>>, next: Arc<AtomicUsize>) -> Outcome {
+async fn connection(
+    addr: String,
+    requests: Arc<Vec<Vec<u8>>>,
+    next: Arc<AtomicUsize>,
+    origin: Instant,
+) -> Outcome {
     let mut outcome = Outcome {
         latencies_us: Vec::new(),
         ok: 0,
@@ -184,9 +195,11 @@ async fn connection(addr: String, requests: Arc<Vec<Vec<u8>>>, next: Arc<AtomicU
         match result {
             Ok(status) => {
                 let micros = started.elapsed().as_micros();
-                outcome
-                    .latencies_us
-                    .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                let at = origin.elapsed().as_millis();
+                outcome.latencies_us.push((
+                    u32::try_from(at).unwrap_or(u32::MAX),
+                    u32::try_from(micros).unwrap_or(u32::MAX),
+                ));
                 if (200..300).contains(&status) {
                     outcome.ok += 1;
                 } else {
@@ -234,6 +247,7 @@ async fn main() -> std::process::ExitCode {
                 options.addr.clone(),
                 requests.clone(),
                 next.clone(),
+                started,
             ))
         })
         .collect();
@@ -251,6 +265,13 @@ async fn main() -> std::process::ExitCode {
         .elapsed()
         .as_secs_f64()
         .max(Duration::from_micros(1).as_secs_f64());
+    let mut windows: std::collections::BTreeMap<u64, Vec<u32>> = std::collections::BTreeMap::new();
+    for (at, latency) in &latencies {
+        if let Some(window) = (u64::from(*at) / 1000).checked_div(options.window_seconds) {
+            windows.entry(window).or_default().push(*latency);
+        }
+    }
+    let mut latencies: Vec<u32> = latencies.into_iter().map(|(_, l)| l).collect();
     latencies.sort_unstable();
     #[allow(clippy::print_stdout)]
     {
@@ -261,8 +282,23 @@ async fn main() -> std::process::ExitCode {
         println!("seconds={seconds:.3}");
         println!("per_second={:.0}", ok as f64 / seconds);
         println!("p50_ms={:.2}", percentile(&latencies, 50.0));
+        println!("p90_ms={:.2}", percentile(&latencies, 90.0));
         println!("p99_ms={:.2}", percentile(&latencies, 99.0));
+        println!("p999_ms={:.2}", percentile(&latencies, 99.9));
         println!("max_ms={:.2}", percentile(&latencies, 100.0));
+        for (window, mut values) in windows {
+            values.sort_unstable();
+            println!(
+                "window={},{},{:.2},{:.2},{:.2},{:.2},{:.2}",
+                window * options.window_seconds,
+                values.len(),
+                percentile(&values, 50.0),
+                percentile(&values, 90.0),
+                percentile(&values, 99.0),
+                percentile(&values, 99.9),
+                percentile(&values, 100.0),
+            );
+        }
     }
     std::process::ExitCode::SUCCESS
 }

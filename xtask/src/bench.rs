@@ -1,5 +1,7 @@
 //! `cargo xtask bench ingest [--db sqlite|postgres] [--connections N] [--requests N]` and
 //! `cargo xtask bench send [--db ...] [--connections N] [--requests N] [--graph-delay-ms N]`.
+//! `--sustained` makes the ingest run long (1,000,000 requests by default) and reports it per
+//! 10-second window (p50/p90/p99/p99.9/max), with the database's file sizes at the end.
 //!
 //! `send` starts a fake Graph API (`loadgen --mode fake-graph`), points the server at it,
 //! measures `GET /` and then unique send requests, and reports requests accepted per second
@@ -32,6 +34,9 @@ pub(crate) struct Options {
     /// A server binary to measure instead of this tree's (`--server PATH`), for A/B runs
     /// against an earlier build.
     server: Option<PathBuf>,
+    /// `--sustained`: a long ingest run (1,000,000 requests unless `--requests`), reported
+    /// per 10-second window, with the database's files measured at the end.
+    sustained: bool,
 }
 
 pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
@@ -42,9 +47,18 @@ pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
         graph_delay_ms: 0,
         env: Vec::new(),
         server: None,
+        sustained: false,
     };
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--sustained" {
+            options.sustained = true;
+            if !args.iter().any(|a| a == "--requests") {
+                options.requests = 1_000_000;
+            }
+            i += 1;
+            continue;
+        }
         let value = args
             .get(i + 1)
             .ok_or(format!("{} needs a value", args[i]))?;
@@ -259,7 +273,23 @@ fn loadgen_run(
     account: &str,
     key: &str,
 ) -> Result<Report, String> {
+    loadgen_windows(loadgen, addr, mode, connections, requests, account, key, 0)
+}
+
+/// [`loadgen_run`], reporting every `window_seconds` of the run too (0: not).
+#[allow(clippy::too_many_arguments)]
+fn loadgen_windows(
+    loadgen: &Path,
+    addr: &str,
+    mode: &str,
+    connections: usize,
+    requests: usize,
+    account: &str,
+    key: &str,
+    window_seconds: u64,
+) -> Result<Report, String> {
     let output = Command::new(loadgen)
+        .args(["--window-seconds", &window_seconds.to_string()])
         .args([
             "--addr",
             addr,
@@ -423,7 +453,16 @@ fn measure(
         .then(postgres_cpu_ticks)
         .flatten();
     let server_cpu_before = cpu_ticks(server.id(), false);
-    let ingest = run("ingest", options.requests)?;
+    let ingest = loadgen_windows(
+        loadgen,
+        addr,
+        "ingest",
+        options.connections,
+        options.requests,
+        ACCOUNT,
+        &key,
+        if options.sustained { 10 } else { 0 },
+    )?;
     let server_cpu = cpu_ticks(server.id(), false).zip(server_cpu_before);
     let peak_rss_kib = peak_rss_kib(server.id());
 
@@ -490,6 +529,10 @@ fn measure(
             );
         }
         println!("durability: {durability}");
+        if options.sustained {
+            print_windows(&ingest);
+            println!("{}", files(options, database, dir));
+        }
     }
     if messages != ingest.ok as u64 || ingest.ok != options.requests {
         return Err("rows stored differ from requests sent".into());
@@ -523,14 +566,78 @@ fn print_against_ceiling(column: &str, name: &str, ceiling: &Report, measured: &
     );
 }
 
+/// The sustained run, window by window, and the windows whose p99 is 25 ms or more.
+#[allow(clippy::print_stdout)]
+fn print_windows(report: &Report) {
+    println!();
+    println!("| from s | acknowledged | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut over = Vec::new();
+    for window in &report.windows {
+        let cells: Vec<&str> = window.split(',').collect();
+        println!("| {} |", cells.join(" | "));
+        if cells
+            .get(4)
+            .and_then(|p| p.parse::<f64>().ok())
+            .is_some_and(|p99| p99 >= 25.0)
+        {
+            over.push(cells[0].to_owned());
+        }
+    }
+    println!(
+        "overall: p50 {:.2} ms, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}; windows with p99 >= 25 ms: {}",
+        report.p50_ms,
+        report.p90_ms,
+        report.p99_ms,
+        report.p999_ms,
+        report.max_ms,
+        if over.is_empty() {
+            "none".to_owned()
+        } else {
+            over.join(", ")
+        }
+    );
+}
+
+/// The sizes of the database's files after the run.
+fn files(options: &Options, database: &Database, dir: &Path) -> String {
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    if options.db == "sqlite" {
+        let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+        format!(
+            "files: database {:.1} MiB, WAL {:.1} MiB",
+            mib(size("bench.db")),
+            mib(size("bench.db-wal"))
+        )
+    } else {
+        let name = database.postgres_name.clone().unwrap_or_default();
+        let output = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc"])
+            .arg(format!("SELECT pg_database_size('{name}')"))
+            .output();
+        let bytes = output
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0);
+        format!(
+            "files: database {:.1} MiB (pg_database_size; WAL is shared by the server)",
+            mib(bytes)
+        )
+    }
+}
+
 struct Report {
     ok: usize,
     non_2xx: usize,
     errors: usize,
     per_second: f64,
     p50_ms: f64,
+    p90_ms: f64,
     p99_ms: f64,
+    p999_ms: f64,
     max_ms: f64,
+    /// `start_s,count,p50,p90,p99,p999,max` per window, when asked for.
+    windows: Vec<String>,
 }
 
 impl Report {
@@ -547,8 +654,15 @@ impl Report {
             errors: get("errors") as usize,
             per_second: get("per_second"),
             p50_ms: get("p50_ms"),
+            p90_ms: get("p90_ms"),
             p99_ms: get("p99_ms"),
+            p999_ms: get("p999_ms"),
             max_ms: get("max_ms"),
+            windows: text
+                .lines()
+                .filter_map(|l| l.strip_prefix("window="))
+                .map(str::to_owned)
+                .collect(),
         }
     }
 }
