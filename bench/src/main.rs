@@ -15,7 +15,8 @@
 //!
 //! Output: one `key=value` per line (requests, ok, non_2xx, errors, seconds, per_second,
 //! p50_ms, p90_ms, p99_ms, p999_ms, max_ms), for `cargo xtask bench` to read; with
-//! `--window-seconds N`, also one `window=start_s,count,p50,p90,p99,p999,max` line per N
+//! `--rate R`, requests go out on a fixed schedule of R per second and each latency counts
+//! from its request's due time (open loop); with `--window-seconds N`, also one `window=start_s,count,p50,p90,p99,p999,max` line per N
 //! seconds of the run (by when each response arrived), so a stall shows in its window.
 
 use std::sync::Arc;
@@ -36,6 +37,9 @@ struct Options {
     run_id: String,
     delay_ms: u64,
     window_seconds: u64,
+    /// Requests per second on a fixed schedule (open loop); 0: each connection sends its
+    /// next request as soon as the last is answered (closed loop).
+    rate: u64,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -56,6 +60,7 @@ fn parse_args() -> Result<Options, String> {
         ),
         delay_ms: 0,
         window_seconds: 0,
+        rate: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -80,6 +85,7 @@ fn parse_args() -> Result<Options, String> {
             "--run-id" => options.run_id = value.clone(),
             "--delay-ms" => options.delay_ms = number()? as u64,
             "--window-seconds" => options.window_seconds = number()? as u64,
+            "--rate" => options.rate = number()? as u64,
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -159,6 +165,7 @@ async fn connection(
     requests: Arc<Vec<Vec<u8>>>,
     next: Arc<AtomicUsize>,
     origin: Instant,
+    rate: u64,
 ) -> Outcome {
     let mut outcome = Outcome {
         latencies_us: Vec::new(),
@@ -173,7 +180,16 @@ async fn connection(
         let Some(request) = requests.get(n) else {
             break;
         };
-        let started = Instant::now();
+        // Open loop: request n is due at n / rate seconds, and its latency counts from then,
+        // so a stall shows as the latency of every request that waited, not as fewer requests.
+        let started = match (n as u64 * 1_000_000).checked_div(rate) {
+            Some(due) => {
+                let due = origin + Duration::from_micros(due);
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
         if stream.is_none() {
             match TcpStream::connect(&addr).await {
                 Ok(s) => {
@@ -248,6 +264,7 @@ async fn main() -> std::process::ExitCode {
                 requests.clone(),
                 next.clone(),
                 started,
+                options.rate,
             ))
         })
         .collect();

@@ -1,5 +1,6 @@
 //! `cargo xtask bench ingest [--db sqlite|postgres] [--connections N] [--requests N]` and
 //! `cargo xtask bench send [--db ...] [--connections N] [--requests N] [--graph-delay-ms N]`.
+//! `--rate R` sends the ingest run's webhooks on a fixed schedule (open loop, 60 s by default).
 //! `--sustained` makes the ingest run long (1,000,000 requests by default) and reports it per
 //! 10-second window (p50/p90/p99/p99.9/max), with the database's file sizes at the end.
 //!
@@ -37,6 +38,9 @@ pub(crate) struct Options {
     /// `--sustained`: a long ingest run (1,000,000 requests unless `--requests`), reported
     /// per 10-second window, with the database's files measured at the end.
     sustained: bool,
+    /// `--rate R`: the ingest run sends R webhooks per second on a fixed schedule (open
+    /// loop; 60 seconds' worth unless `--requests`), reported per 10-second window.
+    rate: usize,
 }
 
 pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
@@ -48,6 +52,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
         env: Vec::new(),
         server: None,
         sustained: false,
+        rate: 0,
     };
     let mut i = 0;
     while i < args.len() {
@@ -72,6 +77,12 @@ pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
             "--connections" => options.connections = number()?,
             "--requests" => options.requests = number()?,
             "--graph-delay-ms" => options.graph_delay_ms = number()?,
+            "--rate" => {
+                options.rate = number()?;
+                if !args.iter().any(|a| a == "--requests") {
+                    options.requests = options.rate * 60;
+                }
+            }
             "--server" => options.server = Some(PathBuf::from(value)),
             "--env" => {
                 let (key, value) = value.split_once('=').ok_or("--env takes KEY=VALUE")?;
@@ -97,7 +108,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             }
             send(&options)
         }
-        _ => Err("usage: cargo xtask bench ingest|send|analytics [--messages 1000000 (analytics)] [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--env KEY=VALUE (a server setting)]... [--server PATH (another build's binary)]".into()),
+        _ => Err("usage: cargo xtask bench ingest|send|analytics [--messages 1000000 (analytics)] [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--sustained (ingest)] [--rate R (ingest, open loop)] [--env KEY=VALUE (a server setting)]... [--server PATH (another build's binary)]".into()),
     }
 }
 
@@ -273,7 +284,17 @@ fn loadgen_run(
     account: &str,
     key: &str,
 ) -> Result<Report, String> {
-    loadgen_windows(loadgen, addr, mode, connections, requests, account, key, 0)
+    loadgen_windows(
+        loadgen,
+        addr,
+        mode,
+        connections,
+        requests,
+        account,
+        key,
+        0,
+        0,
+    )
 }
 
 /// [`loadgen_run`], reporting every `window_seconds` of the run too (0: not).
@@ -287,9 +308,11 @@ fn loadgen_windows(
     account: &str,
     key: &str,
     window_seconds: u64,
+    rate: usize,
 ) -> Result<Report, String> {
     let output = Command::new(loadgen)
         .args(["--window-seconds", &window_seconds.to_string()])
+        .args(["--rate", &rate.to_string()])
         .args([
             "--addr",
             addr,
@@ -461,7 +484,12 @@ fn measure(
         options.requests,
         ACCOUNT,
         &key,
-        if options.sustained { 10 } else { 0 },
+        if options.sustained || options.rate > 0 {
+            10
+        } else {
+            0
+        },
+        options.rate,
     )?;
     let server_cpu = cpu_ticks(server.id(), false).zip(server_cpu_before);
     let peak_rss_kib = peak_rss_kib(server.id());
@@ -529,7 +557,13 @@ fn measure(
             );
         }
         println!("durability: {durability}");
-        if options.sustained {
+        if options.rate > 0 {
+            println!(
+                "open loop: {} webhooks/s scheduled; latencies count from each request's due time",
+                options.rate
+            );
+        }
+        if options.sustained || options.rate > 0 {
             print_windows(&ingest);
             println!("{}", files(options, database, dir));
         }
