@@ -5,7 +5,7 @@ use actix_web::web::{Data, Form, Path, Query};
 use actix_web::{HttpRequest, HttpResponse, get, post};
 use chrono::Utc;
 use insta_router_app::SUBSCRIBED_FIELDS;
-use insta_router_domain::{Account, AccountDraft, AccountId, AccountPatch, Secret};
+use insta_router_domain::{Account, AccountDraft, AccountPatch, Secret};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -216,9 +216,7 @@ async fn subscribe(
     form: Form<crate::session::CsrfForm>,
 ) -> Result<HttpResponse, Failure> {
     session.check(&req, &form.csrf)?;
-    let id = AccountId::parse("account_id", &path)
-        .map_err(|_| Failure::NotFound(format!("no account {path}")))?;
-    session.require(&id)?;
+    let id = session.account(&path)?;
     state.app.subscriptions.subscribe(&id).await?;
     Ok(see_other(&format!(
         "{PREFIX}/accounts?done=subscribed&check={}#account-{}",
@@ -247,9 +245,7 @@ async fn update(
     form: Form<UpdateForm>,
 ) -> Result<HttpResponse, Failure> {
     session.check(&req, &form.csrf)?;
-    let id = AccountId::parse("account_id", &path)
-        .map_err(|_| Failure::NotFound(format!("no account {path}")))?;
-    session.require(&id)?;
+    let id = session.account(&path)?;
     let before = state.app.accounts.get(&id).await?;
     let url = given(&form.crm_webhook_url);
     // Only a changed URL is sent, so saving the form as it is changes nothing — except that

@@ -285,9 +285,7 @@ async fn replay(
     form: Form<ReplayForm>,
 ) -> Result<HttpResponse, Failure> {
     session.check(&req, &form.csrf)?;
-    let account = AccountId::parse("account", &form.account)
-        .map_err(|_| Failure::NotFound(format!("no account {}", form.account)))?;
-    session.require(&account)?;
+    let account = session.account(&form.account)?;
     let replayed = state.app.deliveries.replay(&account, None, None).await?;
     Ok(see_other(&format!(
         "{PREFIX}/deliveries?account={}&status=dead&done=replayed-{replayed}",

@@ -45,13 +45,6 @@ fn condition(c: &ConditionDocument) -> String {
     }
 }
 
-fn parse_account(raw: &str, session: &Session) -> Result<AccountId, Failure> {
-    let id = AccountId::parse("account", raw)
-        .map_err(|_| Failure::NotFound(format!("no account {raw}")))?;
-    session.require(&id)?;
-    Ok(id)
-}
-
 #[get("/rules")]
 async fn list(
     state: Data<State>,
@@ -257,16 +250,19 @@ fn rule_form(
     }
 }
 
-/// The form again with what was posted and why it was refused (422), or the failure.
-fn refused(
+/// After a save: back to the list; for a refused rule, the form again with what was posted
+/// and why (422); any other failure as it is.
+fn answer(
+    saved: Result<RuleView, Failure>,
     session: &Session,
     account: &AccountId,
     rule: Option<&RuleId>,
     form: &RuleForm,
-    failure: Failure,
 ) -> Result<HttpResponse, Failure> {
-    let Failure::Invalid(reason) = failure else {
-        return Err(failure);
+    let reason = match saved {
+        Ok(_) => return Ok(back(account, "saved")),
+        Err(Failure::Invalid(reason)) => reason,
+        Err(failure) => return Err(failure),
     };
     let title = if rule.is_some() {
         "Edit rule"
@@ -286,7 +282,7 @@ struct AccountQuery {
 
 #[get("/rules/new")]
 async fn new_rule(session: Session, query: Query<AccountQuery>) -> Result<HttpResponse, Failure> {
-    let account = parse_account(&query.account, &session)?;
+    let account = session.account(&query.account)?;
     let form = rule_form(&session, &account, None, &Draft::new_rule(), None);
     Ok(page(&session, Nav::Rules, "New rule", form))
 }
@@ -302,7 +298,7 @@ async fn edit_rule(
     path: Path<String>,
     query: Query<AccountQuery>,
 ) -> Result<HttpResponse, Failure> {
-    let account = parse_account(&query.account, &session)?;
+    let account = session.account(&query.account)?;
     let rule = state.app.rules.get(&account, &rule_id(&path)?).await?;
     let form = rule_form(&session, &account, Some(&rule.id), &Draft::of(&rule), None);
     Ok(page(&session, Nav::Rules, "Edit rule", form))
@@ -357,20 +353,13 @@ async fn create(
     form: Form<RuleForm>,
 ) -> Result<HttpResponse, Failure> {
     session.check(&req, &form.csrf)?;
-    let account = parse_account(&form.account, &session)?;
-    let saved = match form.document(None) {
-        Ok(document) => state
-            .app
-            .rules
-            .create(&account, document)
-            .await
-            .map_err(Failure::from),
-        Err(failure) => Err(failure),
-    };
-    match saved {
-        Ok(_) => Ok(back(&account, "saved")),
-        Err(failure) => refused(&session, &account, None, &form, failure),
+    let account = session.account(&form.account)?;
+    let saved = async {
+        let document = form.document(None)?;
+        Ok(state.app.rules.create(&account, document).await?)
     }
+    .await;
+    answer(saved, &session, &account, None, &form)
 }
 
 #[post("/rules/{id}")]
@@ -382,22 +371,15 @@ async fn replace(
     form: Form<RuleForm>,
 ) -> Result<HttpResponse, Failure> {
     session.check(&req, &form.csrf)?;
-    let account = parse_account(&form.account, &session)?;
+    let account = session.account(&form.account)?;
     let id = rule_id(&path)?;
     let before = state.app.rules.get(&account, &id).await?;
-    let saved = match form.document(Some(&before.document)) {
-        Ok(document) => state
-            .app
-            .rules
-            .replace(&account, &id, document)
-            .await
-            .map_err(Failure::from),
-        Err(failure) => Err(failure),
-    };
-    match saved {
-        Ok(_) => Ok(back(&account, "saved")),
-        Err(failure) => refused(&session, &account, Some(&id), &form, failure),
+    let saved = async {
+        let document = form.document(Some(&before.document))?;
+        Ok(state.app.rules.replace(&account, &id, document).await?)
     }
+    .await;
+    answer(saved, &session, &account, Some(&id), &form)
 }
 
 #[derive(Deserialize)]
@@ -415,7 +397,7 @@ async fn toggle(
     form: Form<RuleAction>,
 ) -> Result<HttpResponse, Failure> {
     session.check(&req, &form.csrf)?;
-    let account = parse_account(&form.account, &session)?;
+    let account = session.account(&form.account)?;
     let id = rule_id(&path)?;
     let mut document = state.app.rules.get(&account, &id).await?.document;
     document.enabled = !document.enabled;
@@ -432,7 +414,7 @@ async fn delete(
     form: Form<RuleAction>,
 ) -> Result<HttpResponse, Failure> {
     session.check(&req, &form.csrf)?;
-    let account = parse_account(&form.account, &session)?;
+    let account = session.account(&form.account)?;
     state.app.rules.delete(&account, &rule_id(&path)?).await?;
     Ok(back(&account, "deleted"))
 }

@@ -73,6 +73,15 @@ impl Session {
         }
     }
 
+    /// The account `raw` names, when the key sees it; otherwise (or when `raw` is no account
+    /// id) "not found".
+    pub(crate) fn account(&self, raw: &str) -> Result<AccountId, Failure> {
+        let id = AccountId::parse("account", raw)
+            .map_err(|_| Failure::NotFound(format!("no account {raw}")))?;
+        self.require(&id)?;
+        Ok(id)
+    }
+
     /// The accounts this key sees, oldest first.
     pub(crate) async fn accounts(&self, state: &State) -> Result<Vec<Account>, Failure> {
         match self.scope.account() {

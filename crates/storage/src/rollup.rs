@@ -385,6 +385,7 @@ async fn rebuild(
     now: i64,
     recent_hours: u32,
 ) -> Result<RollupReport, RepoError> {
+    let backend = db.get_database_backend();
     let until = now - now.rem_euclid(HOUR);
     let recent = until - i64::from(recent_hours) * HOUR;
     let (mut covered_from, covered_to) = match coverage(db).await? {
@@ -412,7 +413,7 @@ async fn rebuild(
         }
         let txn = db.begin().await.map_err(unavailable)?;
         txn.execute_raw(statement(
-            backend_of(db),
+            backend,
             "DELETE FROM analytics_hourly WHERE hour >= ? AND hour < ?",
             vec![at.into(), end.into()],
         ))
@@ -433,7 +434,7 @@ async fn rebuild(
                     ]);
                 }
                 txn.execute_raw(statement(
-                    backend_of(db),
+                    backend,
                     &format!(
                         "INSERT INTO analytics_hourly (family, account, hour, metric, value) VALUES {marks}"
                     ),
@@ -444,7 +445,7 @@ async fn rebuild(
             }
         }
         txn.execute_raw(statement(
-            backend_of(db),
+            backend,
             "UPDATE analytics_rollup SET covered_from = ?, covered_to = ? WHERE id = 1",
             vec![covered_from.into(), end.max(covered_to).into()],
         ))
@@ -457,7 +458,7 @@ async fn rebuild(
     if start >= until {
         // Nothing to rebuild, but the coverage is known from now on.
         db.execute_raw(statement(
-            backend_of(db),
+            backend,
             "UPDATE analytics_rollup SET covered_from = ?, covered_to = ? WHERE id = 1",
             vec![covered_from.into(), covered_to.into()],
         ))
@@ -465,8 +466,4 @@ async fn rebuild(
         .map_err(unavailable)?;
     }
     Ok(report)
-}
-
-fn backend_of(db: &DatabaseConnection) -> sea_orm::DatabaseBackend {
-    db.get_database_backend()
 }
