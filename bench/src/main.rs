@@ -4,6 +4,7 @@
 //! loadgen --addr 127.0.0.1:8000 --mode ingest|send|root --connections 64 --requests 100000 \
 //!         [--secret S] [--account ID] [--key API_KEY] [--run-id R]
 //! loadgen --addr 127.0.0.1:9000 --mode fake-graph [--delay-ms 0]
+//! loadgen --addr 127.0.0.1:8000 --mode e2e --sink-addr 127.0.0.1:9100 [--rate R] ...
 //! ```
 //!
 //! `ingest` posts unique single-message webhooks (mid `mid.bench.{run}.{n}`), signed like
@@ -18,6 +19,13 @@
 //! `--rate R`, requests go out on a fixed schedule of R per second and each latency counts
 //! from its request's due time (open loop); with `--window-seconds N`, also one `window=start_s,count,p50,p90,p99,p999,max` line per N
 //! seconds of the run (by when each response arrived), so a stall shows in its window.
+//!
+//! `e2e` sends `ingest`'s webhooks and is also the CRM (`--sink-addr`, see [`sink`]): it
+//! waits until every acknowledged webhook was delivered (or none arrived for
+//! `--drain-seconds`, 60 by default) and adds `delivered`, `duplicates`, `strangers`,
+//! `ingest_seconds`, `delivered_during_ingest`, `last_delivery_seconds` and the
+//! arrival-to-CRM latencies as `e2e_p50_ms`... and `e2e_window=` lines (by arrival at the CRM),
+//! each counted from its webhook's send (or due) time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +33,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod sink;
+
+use sink::Sink;
 
 struct Options {
     addr: String,
@@ -40,6 +52,10 @@ struct Options {
     /// Requests per second on a fixed schedule (open loop); 0: each connection sends its
     /// next request as soon as the last is answered (closed loop).
     rate: u64,
+    /// `e2e`: where the CRM sink listens.
+    sink_addr: String,
+    /// `e2e`: how long to wait for the next delivery before giving up on the rest.
+    drain_seconds: u64,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -61,6 +77,8 @@ fn parse_args() -> Result<Options, String> {
         delay_ms: 0,
         window_seconds: 0,
         rate: 0,
+        sink_addr: "127.0.0.1:9100".into(),
+        drain_seconds: 60,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -86,15 +104,17 @@ fn parse_args() -> Result<Options, String> {
             "--delay-ms" => options.delay_ms = number()? as u64,
             "--window-seconds" => options.window_seconds = number()? as u64,
             "--rate" => options.rate = number()? as u64,
+            "--sink-addr" => options.sink_addr = value.clone(),
+            "--drain-seconds" => options.drain_seconds = number()? as u64,
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
     }
     if !matches!(
         options.mode.as_str(),
-        "ingest" | "send" | "root" | "fake-graph"
+        "ingest" | "send" | "root" | "fake-graph" | "e2e"
     ) {
-        return Err("--mode must be ingest, send, root or fake-graph".into());
+        return Err("--mode must be ingest, send, root, fake-graph or e2e".into());
     }
     Ok(options)
 }
@@ -166,6 +186,7 @@ async fn connection(
     next: Arc<AtomicUsize>,
     origin: Instant,
     rate: u64,
+    sink: Option<Arc<Sink>>,
 ) -> Outcome {
     let mut outcome = Outcome {
         latencies_us: Vec::new(),
@@ -190,6 +211,9 @@ async fn connection(
             }
             None => Instant::now(),
         };
+        if let Some(sink) = &sink {
+            sink.sent(n, started);
+        }
         if stream.is_none() {
             match TcpStream::connect(&addr).await {
                 Ok(s) => {
@@ -257,6 +281,23 @@ async fn main() -> std::process::ExitCode {
     let requests = Arc::new(prepare(&options));
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let sink = if options.mode == "e2e" {
+        let listener = match tokio::net::TcpListener::bind(&options.sink_addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("loadgen: cannot listen on {}: {e}", options.sink_addr);
+                }
+                return std::process::ExitCode::from(1);
+            }
+        };
+        let sink = Arc::new(Sink::new(started, &options.run_id, options.requests));
+        tokio::spawn(sink.clone().serve(listener));
+        Some(sink)
+    } else {
+        None
+    };
     let tasks: Vec<_> = (0..options.connections)
         .map(|_| {
             tokio::spawn(connection(
@@ -265,6 +306,7 @@ async fn main() -> std::process::ExitCode {
                 next.clone(),
                 started,
                 options.rate,
+                sink.clone(),
             ))
         })
         .collect();
@@ -282,14 +324,6 @@ async fn main() -> std::process::ExitCode {
         .elapsed()
         .as_secs_f64()
         .max(Duration::from_micros(1).as_secs_f64());
-    let mut windows: std::collections::BTreeMap<u64, Vec<u32>> = std::collections::BTreeMap::new();
-    for (at, latency) in &latencies {
-        if let Some(window) = (u64::from(*at) / 1000).checked_div(options.window_seconds) {
-            windows.entry(window).or_default().push(*latency);
-        }
-    }
-    let mut latencies: Vec<u32> = latencies.into_iter().map(|(_, l)| l).collect();
-    latencies.sort_unstable();
     #[allow(clippy::print_stdout)]
     {
         println!("requests={}", options.requests);
@@ -298,16 +332,67 @@ async fn main() -> std::process::ExitCode {
         println!("errors={errors}");
         println!("seconds={seconds:.3}");
         println!("per_second={:.0}", ok as f64 / seconds);
-        println!("p50_ms={:.2}", percentile(&latencies, 50.0));
-        println!("p90_ms={:.2}", percentile(&latencies, 90.0));
-        println!("p99_ms={:.2}", percentile(&latencies, 99.0));
-        println!("p999_ms={:.2}", percentile(&latencies, 99.9));
-        println!("max_ms={:.2}", percentile(&latencies, 100.0));
+    }
+    summarize("", latencies, options.window_seconds);
+    if let Some(sink) = sink {
+        drain(&sink, ok, Duration::from_secs(options.drain_seconds)).await;
+        let latencies = sink.latencies();
+        let last_ms = latencies.iter().map(|(at, _)| *at).max().unwrap_or(0);
+        let during = latencies
+            .iter()
+            .filter(|(at, _)| f64::from(*at) <= seconds * 1000.0)
+            .count();
+        #[allow(clippy::print_stdout)]
+        {
+            println!("delivered={}", sink.delivered.load(Ordering::Relaxed));
+            println!("duplicates={}", sink.duplicates.load(Ordering::Relaxed));
+            println!("strangers={}", sink.strangers.load(Ordering::Relaxed));
+            println!("ingest_seconds={seconds:.3}");
+            println!("delivered_during_ingest={during}");
+            println!("last_delivery_seconds={:.3}", f64::from(last_ms) / 1000.0);
+        }
+        summarize("e2e_", latencies, options.window_seconds);
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// Waits until `expected` webhooks were delivered, or none arrived for `quiet`.
+async fn drain(sink: &Sink, expected: usize, quiet: Duration) {
+    let mut seen = sink.delivered.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    while seen < expected && since.elapsed() < quiet {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = sink.delivered.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            since = Instant::now();
+        }
+    }
+}
+
+/// Prints the percentiles of `latencies` ((ms since the origin, µs)) as `{prefix}p50_ms=`...,
+/// and per `window_seconds` (0: not) as `{prefix}window=` lines.
+fn summarize(prefix: &str, latencies: Vec<(u32, u32)>, window_seconds: u64) {
+    let mut windows: std::collections::BTreeMap<u64, Vec<u32>> = std::collections::BTreeMap::new();
+    for (at, latency) in &latencies {
+        if let Some(window) = (u64::from(*at) / 1000).checked_div(window_seconds) {
+            windows.entry(window).or_default().push(*latency);
+        }
+    }
+    let mut latencies: Vec<u32> = latencies.into_iter().map(|(_, l)| l).collect();
+    latencies.sort_unstable();
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{prefix}p50_ms={:.2}", percentile(&latencies, 50.0));
+        println!("{prefix}p90_ms={:.2}", percentile(&latencies, 90.0));
+        println!("{prefix}p99_ms={:.2}", percentile(&latencies, 99.0));
+        println!("{prefix}p999_ms={:.2}", percentile(&latencies, 99.9));
+        println!("{prefix}max_ms={:.2}", percentile(&latencies, 100.0));
         for (window, mut values) in windows {
             values.sort_unstable();
             println!(
-                "window={},{},{:.2},{:.2},{:.2},{:.2},{:.2}",
-                window * options.window_seconds,
+                "{prefix}window={},{},{:.2},{:.2},{:.2},{:.2},{:.2}",
+                window * window_seconds,
                 values.len(),
                 percentile(&values, 50.0),
                 percentile(&values, 90.0),
@@ -317,7 +402,6 @@ async fn main() -> std::process::ExitCode {
             );
         }
     }
-    std::process::ExitCode::SUCCESS
 }
 
 /// A Graph API that accepts every send after `delay` (Meta's own latency):

@@ -22,25 +22,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "bench-app-secret";
-const ACCOUNT: &str = "17841400000000001";
+pub(crate) const SECRET: &str = "bench-app-secret";
+pub(crate) const ACCOUNT: &str = "17841400000000001";
 
 pub(crate) struct Options {
     pub(crate) db: String,
-    connections: usize,
-    requests: usize,
+    pub(crate) connections: usize,
+    pub(crate) requests: usize,
     graph_delay_ms: usize,
     /// Extra server settings (`--env KEY=VALUE`), for experiments.
-    env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// A server binary to measure instead of this tree's (`--server PATH`), for A/B runs
     /// against an earlier build.
     server: Option<PathBuf>,
     /// `--sustained`: a long ingest run (1,000,000 requests unless `--requests`), reported
     /// per 10-second window, with the database's files measured at the end.
-    sustained: bool,
+    pub(crate) sustained: bool,
     /// `--rate R`: the ingest run sends R webhooks per second on a fixed schedule (open
     /// loop; 60 seconds' worth unless `--requests`), reported per 10-second window.
-    rate: usize,
+    pub(crate) rate: usize,
 }
 
 pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
@@ -108,7 +108,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             }
             send(&options)
         }
-        _ => Err("usage: cargo xtask bench ingest|send|analytics [--messages 1000000 (analytics)] [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--sustained (ingest)] [--rate R (ingest, open loop)] [--env KEY=VALUE (a server setting)]... [--server PATH (another build's binary)]".into()),
+        _ => Err("usage: cargo xtask bench ingest|send|e2e|analytics [--messages 1000000 (analytics)] [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--sustained (ingest)] [--rate R (ingest, e2e: open loop)] [--env KEY=VALUE (a server setting)]... [--server PATH (another build's binary)]".into()),
     }
 }
 
@@ -564,7 +564,7 @@ fn measure(
             );
         }
         if options.sustained || options.rate > 0 {
-            print_windows(&ingest);
+            print_windows(&ingest, 25.0);
             println!("{}", files(options, database, dir));
         }
     }
@@ -576,7 +576,7 @@ fn measure(
 
 /// The table of `measured` beside the `GET /` ceiling of the same run, and their ratio.
 #[allow(clippy::print_stdout)]
-fn print_against_ceiling(column: &str, name: &str, ceiling: &Report, measured: &Report) {
+pub(crate) fn print_against_ceiling(column: &str, name: &str, ceiling: &Report, measured: &Report) {
     println!();
     println!("| measure | GET / (ceiling) | {column} |");
     println!("|---|---|---|");
@@ -602,7 +602,7 @@ fn print_against_ceiling(column: &str, name: &str, ceiling: &Report, measured: &
 
 /// The sustained run, window by window, and the windows whose p99 is 25 ms or more.
 #[allow(clippy::print_stdout)]
-fn print_windows(report: &Report) {
+pub(crate) fn print_windows(report: &Report, limit_ms: f64) {
     println!();
     println!("| from s | acknowledged | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |");
     println!("|---|---|---|---|---|---|---|");
@@ -613,13 +613,13 @@ fn print_windows(report: &Report) {
         if cells
             .get(4)
             .and_then(|p| p.parse::<f64>().ok())
-            .is_some_and(|p99| p99 >= 25.0)
+            .is_some_and(|p99| p99 >= limit_ms)
         {
             over.push(cells[0].to_owned());
         }
     }
     println!(
-        "overall: p50 {:.2} ms, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}; windows with p99 >= 25 ms: {}",
+        "overall: p50 {:.2} ms, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}; windows with p99 >= {limit_ms} ms: {}",
         report.p50_ms,
         report.p90_ms,
         report.p99_ms,
@@ -634,7 +634,7 @@ fn print_windows(report: &Report) {
 }
 
 /// The sizes of the database's files after the run.
-fn files(options: &Options, database: &Database, dir: &Path) -> String {
+pub(crate) fn files(options: &Options, database: &Database, dir: &Path) -> String {
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     if options.db == "sqlite" {
         let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
@@ -660,28 +660,42 @@ fn files(options: &Options, database: &Database, dir: &Path) -> String {
     }
 }
 
-struct Report {
-    ok: usize,
-    non_2xx: usize,
-    errors: usize,
-    per_second: f64,
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
-    p999_ms: f64,
-    max_ms: f64,
+pub(crate) struct Report {
+    pub(crate) ok: usize,
+    pub(crate) non_2xx: usize,
+    pub(crate) errors: usize,
+    pub(crate) per_second: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p90_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) p999_ms: f64,
+    pub(crate) max_ms: f64,
     /// `start_s,count,p50,p90,p99,p999,max` per window, when asked for.
-    windows: Vec<String>,
+    pub(crate) windows: Vec<String>,
 }
 
 impl Report {
     fn parse(text: &str) -> Self {
-        let get = |key: &str| -> f64 {
+        Self::parse_prefixed(text, "")
+    }
+
+    /// The figures of loadgen's lines that start with `prefix` (`e2e_`: the CRM's side);
+    /// `ok`, `non_2xx`, `errors` and `per_second` are read unprefixed.
+    pub(crate) fn parse_prefixed(text: &str, prefix: &str) -> Self {
+        let value = |key: &str| -> f64 {
             text.lines()
                 .find_map(|l| l.strip_prefix(&format!("{key}=")))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0.0)
         };
+        let get = |key: &str| -> f64 {
+            if matches!(key, "ok" | "non_2xx" | "errors" | "per_second") {
+                value(key)
+            } else {
+                value(&format!("{prefix}{key}"))
+            }
+        };
+        let window_key = format!("{prefix}window=");
         Self {
             ok: get("ok") as usize,
             non_2xx: get("non_2xx") as usize,
@@ -694,7 +708,7 @@ impl Report {
             max_ms: get("max_ms"),
             windows: text
                 .lines()
-                .filter_map(|l| l.strip_prefix("window="))
+                .filter_map(|l| l.strip_prefix(window_key.as_str()))
                 .map(str::to_owned)
                 .collect(),
         }
@@ -702,7 +716,7 @@ impl Report {
 }
 
 /// The number after `"key":` in a flat JSON object.
-fn json_number(json: &str, key: &str) -> u64 {
+pub(crate) fn json_number(json: &str, key: &str) -> u64 {
     json.split(&format!("\"{key}\":"))
         .nth(1)
         .map(|rest| {
@@ -772,7 +786,7 @@ pub(crate) fn target_dir() -> PathBuf {
     )
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     listener
         .local_addr()
@@ -792,7 +806,12 @@ pub(crate) fn wait_ready(addr: &str) -> Result<(), String> {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns status and body.
-fn http(addr: &str, method: &str, path: &str, json: Option<&str>) -> Result<(u16, String), String> {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<(u16, String), String> {
     http_as(addr, "", method, path, json)
 }
 
@@ -835,7 +854,7 @@ pub(crate) fn http_as(
 }
 
 /// The process's peak resident set (`VmHWM`), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
+pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -847,7 +866,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 /// Linux reports CPU times in `USER_HZ` ticks, 100 per second on every architecture.
-const TICKS_PER_SECOND: f64 = 100.0;
+pub(crate) const TICKS_PER_SECOND: f64 = 100.0;
 
 /// User and system CPU ticks of `pid` from `/proc/<pid>/stat`, with `children` those of its
 /// exited and reaped children too.
@@ -866,7 +885,7 @@ pub(crate) fn cpu_ticks(pid: u32, children: bool) -> Option<u64> {
 
 /// CPU ticks of the local PostgreSQL server's main process and its exited children (the
 /// backends of closed connections), when it runs on this machine.
-fn postgres_cpu_ticks() -> Option<u64> {
+pub(crate) fn postgres_cpu_ticks() -> Option<u64> {
     let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
     let postmaster = std::fs::read_dir("/proc").ok()?.find_map(|entry| {
         let name = entry.ok()?.file_name().into_string().ok()?;

@@ -4,6 +4,8 @@
 //!   and that the binary alone and the workspace tests build crates.io packages alike.
 //! - `bench ingest [--db sqlite|postgres]`: the webhook ingest benchmark (see
 //!   `docs/PERFORMANCE.md`).
+//! - `bench e2e [--db sqlite|postgres] [--rate R]`: webhooks in and CRM deliveries out, with
+//!   the arrival-to-CRM latency (closed loop: the delivery throughput).
 //! - `bench analytics [--db sqlite|postgres] [--messages N]`: the analytics queries over a
 //!   million stored messages.
 //! - `browser`: the console's browser tests in headless Chromium (`tests/browser/`).
@@ -15,6 +17,7 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod bench_analytics;
+mod bench_e2e;
 mod browser;
 mod tidy;
 
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Some("bench") if args.get(1).is_some_and(|a| a == "analytics") => {
             bench_analytics::run(&args[2..])
         }
+        Some("bench") if args.get(1).is_some_and(|a| a == "e2e") => bench_e2e::run(&args[2..]),
         Some("bench") => bench::run(&args[1..]),
         Some("browser") => browser::run(),
         Some("ci") => ci(),
