@@ -67,6 +67,17 @@ pub struct DeliveryAttempt {
     pub error: Option<String>,
 }
 
+/// An attempt to record, with what it decided, under the lease it was made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The lease the attempt was made under.
+    pub lease: JobLease,
+    /// The attempt.
+    pub attempt: DeliveryAttempt,
+    /// What happens to the delivery now.
+    pub resolution: DeliveryResolution,
+}
+
 /// What happens to a delivery after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryResolution {
@@ -110,20 +121,20 @@ pub enum RetryNow {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
-    /// In one transaction, and only while `lease` is the job's current lease: records the
-    /// attempt and resolves the job. Returns false, with nothing written, when the lease was
-    /// lost (a slower worker must not overwrite a newer result).
+    /// In one transaction, for each of `records` whose lease is still its job's current
+    /// lease: records the attempt and resolves the job. Answers, in order, whether each was
+    /// recorded; one whose lease was lost writes nothing (a slower worker must not overwrite
+    /// a newer result). Several records share a transaction so that a worker's batch costs
+    /// one commit, not one per delivery.
     ///
     /// # Errors
     ///
-    /// [`RepoError::Unavailable`].
+    /// [`RepoError::Unavailable`]; then nothing was written.
     async fn record(
         &self,
-        lease: &JobLease,
-        attempt: &DeliveryAttempt,
-        resolution: &DeliveryResolution,
+        records: &[AttemptRecord],
         now: DateTime<Utc>,
-    ) -> Result<bool, RepoError>;
+    ) -> Result<Vec<bool>, RepoError>;
 
     /// Deliveries matching `filter`, newest first.
     ///

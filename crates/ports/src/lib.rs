@@ -32,8 +32,8 @@ pub use analytics::{
 pub use comments::MockCommentStore;
 pub use comments::{CommentEvent, CommentStore, StoredComment};
 pub use delivery::{
-    CrmRequest, CrmResponse, CrmSender, DeliveryAttempt, DeliveryFilter, DeliveryResolution,
-    DeliveryStore, RetryNow,
+    AttemptRecord, CrmRequest, CrmResponse, CrmSender, DeliveryAttempt, DeliveryFilter,
+    DeliveryResolution, DeliveryStore, RetryNow,
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use delivery::{MockCrmSender, MockDeliveryStore};

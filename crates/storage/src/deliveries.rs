@@ -3,20 +3,22 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use insta_router_domain::{AccountId, Job, JobId, JobKind, JobLease, JobStatus};
+use insta_router_domain::{AccountId, Job, JobId, JobKind, JobStatus};
 use insta_router_ports::{
-    DeliveryAttempt, DeliveryFilter, DeliveryResolution, DeliveryStore, Page, PageRequest,
-    RepoError, RetryNow,
+    AttemptRecord, DeliveryAttempt, DeliveryFilter, DeliveryStore, Page, PageRequest, RepoError,
+    RetryNow,
 };
 use sea_orm::sea_query::{
     Alias, Cond, Expr, ExprTrait, Order, Query, SelectStatement, UpdateStatement,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult};
 
 use crate::error::{retry_deadlocks, unavailable};
 use crate::jobs::{SELECT_COLUMNS, job_from_row};
 use crate::page::{into_page, time_cursor};
 use crate::time::{from_micros, to_micros};
+
+mod record;
 
 /// Longest response body kept per attempt, in bytes.
 pub const MAX_RESPONSE_BODY: usize = 2048;
@@ -71,109 +73,6 @@ impl SeaDeliveryStore {
             .transpose()
     }
 
-    async fn record_once(
-        &self,
-        lease: &JobLease,
-        attempt: &DeliveryAttempt,
-        resolution: &DeliveryResolution,
-        now: DateTime<Utc>,
-    ) -> Result<bool, RepoError> {
-        let txn = self.db.begin().await.map_err(unavailable)?;
-        let backend = txn.get_database_backend();
-        // Written first, so that SQLite takes its write lock at once, and fenced on the lease.
-        let mut update = Query::update();
-        update
-            .table(col("jobs"))
-            .value(col("lease_token"), Option::<String>::None)
-            .value(col("updated_at"), to_micros(now))
-            .and_where(Expr::col(col("id")).eq(lease.job_id.as_str()))
-            .and_where(Expr::col(col("status")).eq(JobStatus::Running.as_str()))
-            .and_where(Expr::col(col("lease_token")).eq(lease.token.as_str()));
-        let error = attempt.error.clone().or_else(|| {
-            attempt
-                .status_code
-                .map(|code| format!("HTTP {code} ({})", attempt.outcome))
-        });
-        match resolution {
-            DeliveryResolution::Done => {
-                update.value(col("status"), JobStatus::Done.as_str());
-            }
-            DeliveryResolution::RetryAt(at) => {
-                update
-                    .value(col("status"), JobStatus::Queued.as_str())
-                    .value(col("run_at"), to_micros(*at))
-                    .value(col("last_error"), error);
-            }
-            DeliveryResolution::Dead | DeliveryResolution::DeadAndDisable(_) => {
-                update
-                    .value(col("status"), JobStatus::Dead.as_str())
-                    .value(col("last_error"), error);
-            }
-        }
-        let changed = txn
-            .execute_raw(backend.build(&update))
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-        if changed != 1 {
-            txn.rollback().await.map_err(unavailable)?;
-            return Ok(false);
-        }
-        // Numbered after the job's earlier attempts; the job row is locked (or, on SQLite,
-        // the database), so no other attempt of it can be numbered concurrently.
-        let mut next_number = Query::select();
-        next_number
-            .expr(Expr::cust("coalesce(max(attempt), 0) + 1"))
-            .from(col("delivery_attempts"))
-            .and_where(Expr::col(col("job_id")).eq(lease.job_id.as_str()));
-        let number: i64 = txn
-            .query_one_raw(backend.build(&next_number))
-            .await
-            .map_err(unavailable)?
-            .map(|row| {
-                // An INT plus one is BIGINT on MySQL and stays INT on PostgreSQL.
-                row.try_get_by_index::<i64>(0)
-                    .or_else(|_| row.try_get_by_index::<i32>(0).map(i64::from))
-            })
-            .transpose()
-            .map_err(unavailable)?
-            .unwrap_or(1);
-        let body = attempt.response_body.as_deref().map(truncate);
-        let mut insert = Query::insert();
-        insert
-            .into_table(col("delivery_attempts"))
-            .columns(std::iter::once("job_id").chain(ATTEMPT_COLUMNS).map(col))
-            .values([
-                lease.job_id.as_str().into(),
-                number.into(),
-                to_micros(attempt.started_at).into(),
-                i64::try_from(attempt.duration_ms)
-                    .unwrap_or(i64::MAX)
-                    .into(),
-                attempt.outcome.as_str().into(),
-                attempt.status_code.map(i32::from).into(),
-                body.into(),
-                attempt.error.as_deref().map(truncate).into(),
-            ])
-            .map_err(|e| RepoError::Corrupt(format!("delivery attempt row: {e}")))?;
-        txn.execute_raw(backend.build(&insert))
-            .await
-            .map_err(unavailable)?;
-        if let DeliveryResolution::DeadAndDisable(account) = resolution {
-            let mut disable = Query::update();
-            disable
-                .table(col("accounts"))
-                .value(col("crm_disabled_at"), to_micros(now))
-                .and_where(Expr::col(col("id")).eq(account.as_str()))
-                .and_where(Expr::col(col("crm_disabled_at")).is_null());
-            txn.execute_raw(backend.build(&disable))
-                .await
-                .map_err(unavailable)?;
-        }
-        txn.commit().await.map_err(unavailable)?;
-        Ok(true)
-    }
-
     /// Sets `status = 'queued', run_at = now` on the rows `update` selects, and `attempts = 0`
     /// when `fresh_attempts` (each column is assigned once: PostgreSQL refuses a second).
     fn requeue(update: &mut UpdateStatement, now: DateTime<Utc>, fresh_attempts: bool) {
@@ -205,12 +104,10 @@ fn truncate(text: &str) -> String {
 impl DeliveryStore for SeaDeliveryStore {
     async fn record(
         &self,
-        lease: &JobLease,
-        attempt: &DeliveryAttempt,
-        resolution: &DeliveryResolution,
+        records: &[AttemptRecord],
         now: DateTime<Utc>,
-    ) -> Result<bool, RepoError> {
-        retry_deadlocks(|| self.record_once(lease, attempt, resolution, now)).await
+    ) -> Result<Vec<bool>, RepoError> {
+        retry_deadlocks(|| record::record(&self.db, records, now)).await
     }
 
     async fn list(

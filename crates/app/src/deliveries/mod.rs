@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use insta_router_domain::{
-    Account, AccountId, AttemptOutcome, ClaimedJob, Job, JobId, JobKind, JobStatus, JobWork,
-    NextStep, RetrySchedule, Secret, next_step,
+    Account, AccountId, AttemptOutcome, ClaimedJob, Job, JobId, JobKind, JobLease, JobStatus,
+    JobWork, NextStep, RetrySchedule, Secret, next_step,
 };
 use insta_router_ports::{
-    AccountRepository, Clock, CredentialCipher, CrmRequest, CrmResponse, CrmSender,
+    AccountRepository, AttemptRecord, Clock, CredentialCipher, CrmRequest, CrmResponse, CrmSender,
     DeliveryAttempt, DeliveryFilter, DeliveryResolution, DeliveryStore, JobQueue, Page,
     PageRequest, RepoError, RetryNow,
 };
@@ -63,7 +63,7 @@ impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
             workers: 4,
-            batch: 8,
+            batch: 32,
             lease: Duration::from_secs(60),
             attempt_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),

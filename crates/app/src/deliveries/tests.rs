@@ -128,16 +128,17 @@ async fn outcomes_map_to_resolutions_on_the_schedule() {
         .store
         .expect_record()
         .times(3)
-        .returning(move |_, attempt, resolution, _| {
-            log.lock()
-                .unwrap()
-                .push((attempt.outcome.clone(), resolution.clone()));
-            Ok(true)
+        .returning(move |records, _| {
+            let mut log = log.lock().unwrap();
+            for r in records {
+                log.push((r.attempt.outcome.clone(), r.resolution.clone()));
+            }
+            Ok(vec![true; records.len()])
         });
-    let service = mocks.service(DeliverySettings::default());
-    service.deliver(claimed(1, 1)).await;
-    service.deliver(claimed(2, 1)).await;
-    service.deliver(claimed(3, 1)).await;
+    let service = Arc::new(mocks.service(DeliverySettings::default()));
+    service.work(vec![claimed(1, 1)]).await;
+    service.work(vec![claimed(2, 1)]).await;
+    service.work(vec![claimed(3, 1)]).await;
     let recorded = recorded.lock().unwrap().clone();
     assert_eq!(
         recorded[0],
@@ -173,20 +174,20 @@ async fn a_failure_streak_pauses_the_endpoint_without_using_attempts() {
         .store
         .expect_record()
         .times(2)
-        .returning(|_, _, _, _| Ok(true));
+        .returning(|records, _| Ok(vec![true; records.len()]));
     mocks
         .jobs
         .expect_release()
         .times(1)
         .withf(|lease, at, _, _| lease.token == "lease_3" && *at == now() + TimeDelta::seconds(60))
         .returning(|_, _, _, _| Ok(true));
-    let service = mocks.service(DeliverySettings {
+    let service = Arc::new(mocks.service(DeliverySettings {
         pause_after_failures: 2,
         pause_for: Duration::from_secs(60),
         ..DeliverySettings::default()
-    });
+    }));
     for n in 1..=3 {
-        service.deliver(claimed(n, 1)).await;
+        service.work(vec![claimed(n, 1)]).await;
     }
 }
 
@@ -202,9 +203,8 @@ async fn a_lease_too_short_for_an_attempt_is_released_unsent() {
     let mut job = claimed(1, 1);
     // The lease ends in 5 s; an attempt may take 10.
     job.job.lease_until = Some(now() + TimeDelta::seconds(5));
-    mocks
-        .service(DeliverySettings::default())
-        .deliver(job)
+    Arc::new(mocks.service(DeliverySettings::default()))
+        .work(vec![job])
         .await;
 }
 
@@ -224,10 +224,9 @@ async fn a_secret_in_its_grace_period_signs_too() {
         .store
         .expect_record()
         .times(1)
-        .returning(|_, _, _, _| Ok(true));
-    mocks
-        .service(DeliverySettings::default())
-        .deliver(claimed(1, 1))
+        .returning(|records, _| Ok(vec![true; records.len()]));
+    Arc::new(mocks.service(DeliverySettings::default()))
+        .work(vec![claimed(1, 1)])
         .await;
 }
 
@@ -247,15 +246,52 @@ async fn nothing_is_sent_for_a_disabled_endpoint_or_a_deleted_account() {
             .store
             .expect_record()
             .times(1)
-            .withf(move |_, attempt, resolution, _| {
-                attempt.outcome == reason
-                    && attempt.status_code.is_none()
-                    && *resolution == DeliveryResolution::Dead
+            .withf(move |records, _| {
+                records.len() == 1
+                    && records[0].attempt.outcome == reason
+                    && records[0].attempt.status_code.is_none()
+                    && records[0].resolution == DeliveryResolution::Dead
             })
-            .returning(|_, _, _, _| Ok(true));
-        mocks
-            .service(DeliverySettings::default())
-            .deliver(claimed(1, 1))
+            .returning(|records, _| Ok(vec![true; records.len()]));
+        Arc::new(mocks.service(DeliverySettings::default()))
+            .work(vec![claimed(1, 1)])
             .await;
     }
+}
+
+#[tokio::test]
+async fn a_batch_reads_its_account_once_and_records_every_attempt_in_one_call() {
+    let mut mocks = Mocks::new(None);
+    let shop = account(CrmDeliveryState::default());
+    mocks.accounts = MockAccountRepository::new();
+    mocks
+        .accounts
+        .expect_get()
+        .times(1)
+        .returning(move |_| Ok(Some(shop.clone())));
+    mocks
+        .sender
+        .expect_send()
+        .times(3)
+        .returning(|_| answered(200));
+    mocks
+        .store
+        .expect_record()
+        .times(1)
+        .withf(|records, _| {
+            let mut ids: Vec<&str> = records.iter().map(|r| r.lease.job_id.as_str()).collect();
+            ids.sort_unstable();
+            ids == [
+                JobId::from_u128(1).as_str(),
+                JobId::from_u128(2).as_str(),
+                JobId::from_u128(3).as_str(),
+            ] && records
+                .iter()
+                .all(|r| r.resolution == DeliveryResolution::Done && r.attempt.attempt == 1)
+        })
+        // One lease lost meanwhile: logged, not retried here.
+        .returning(|records, _| Ok((0..records.len()).map(|i| i != 1).collect()));
+    Arc::new(mocks.service(DeliverySettings::default()))
+        .work((1..=3).map(|n| claimed(n, 1)).collect())
+        .await;
 }

@@ -17,20 +17,48 @@ impl DeliveryService {
         if claimed.is_empty() {
             return false;
         }
-        let mut sends = JoinSet::new();
-        for job in claimed {
-            let service = self.clone();
-            sends.spawn(async move { service.deliver(job).await });
-        }
-        while sends.join_next().await.is_some() {}
+        self.work(claimed).await;
         true
     }
 
-    /// One attempt at one claimed delivery.
-    pub(super) async fn deliver(&self, claimed: ClaimedJob) {
+    /// Sends `claimed` concurrently, then records every attempt in one transaction. Each
+    /// account is read once per batch.
+    pub(super) async fn work(self: &Arc<Self>, claimed: Vec<ClaimedJob>) {
+        let mut accounts: HashMap<Option<AccountId>, Arc<Result<Account, &'static str>>> =
+            HashMap::new();
+        let mut sends = JoinSet::new();
+        for job in claimed {
+            let account = match accounts.get(&job.job.account_id) {
+                Some(account) => account.clone(),
+                None => {
+                    let account = Arc::new(self.account_of(&job.job).await);
+                    accounts.insert(job.job.account_id.clone(), account.clone());
+                    account
+                }
+            };
+            let service = self.clone();
+            sends.spawn(async move { service.deliver(job, &account).await });
+        }
+        let mut records = Vec::new();
+        while let Some(done) = sends.join_next().await {
+            if let Ok(Some(record)) = done {
+                records.push(record);
+            }
+        }
+        self.record(&records).await;
+    }
+
+    /// One attempt at one claimed delivery: what to record, or nothing when the delivery was
+    /// released unsent (its account could not be read, its endpoint is paused, or its lease
+    /// ran short).
+    async fn deliver(
+        &self,
+        claimed: ClaimedJob,
+        account: &Result<Account, &'static str>,
+    ) -> Option<AttemptRecord> {
         let ClaimedJob { job, lease } = claimed;
         let started_at = self.clock.now();
-        let account = match self.account_of(&job).await {
+        let account = match account {
             Ok(account) => account,
             Err(ACCOUNT_UNAVAILABLE) => {
                 let later = started_at + TimeDelta::seconds(30);
@@ -41,19 +69,17 @@ impl DeliveryService {
                 {
                     tracing::warn!(%error, job_id = %job.id, "cannot release a delivery");
                 }
-                return;
+                return None;
             }
             Err(reason) => {
                 // Nothing can be sent; kept dead, to be replayed once the account is fixed.
-                self.finish(
-                    &job,
-                    &lease,
+                return Some(self.finish(
+                    job,
+                    lease,
                     started_at,
                     skipped(reason),
                     DeliveryResolution::Dead,
-                )
-                .await;
-                return;
+                ));
             }
         };
         let Some(url) = account
@@ -61,26 +87,22 @@ impl DeliveryService {
             .as_ref()
             .map(|u| u.as_str().to_owned())
         else {
-            self.finish(
-                &job,
-                &lease,
+            return Some(self.finish(
+                job,
+                lease,
                 started_at,
                 skipped("no_crm_url"),
                 DeliveryResolution::Dead,
-            )
-            .await;
-            return;
+            ));
         };
         if account.delivery.disabled_at.is_some() {
-            self.finish(
-                &job,
-                &lease,
+            return Some(self.finish(
+                job,
+                lease,
                 started_at,
                 skipped("endpoint_disabled"),
                 DeliveryResolution::Dead,
-            )
-            .await;
-            return;
+            ));
         }
         if let Some(until) = self.paused_until(&url, started_at) {
             if let Err(error) = self
@@ -95,9 +117,9 @@ impl DeliveryService {
             {
                 tracing::warn!(%error, job_id = %job.id, "cannot release a delivery");
             }
-            return;
+            return None;
         }
-        let secrets = match self.secrets(&account, started_at) {
+        let secrets = match self.secrets(account, started_at) {
             Ok(secrets) => secrets,
             Err(reason) => {
                 let response = CrmResponse {
@@ -107,14 +129,12 @@ impl DeliveryService {
                     error: Some(reason),
                 };
                 let resolution = self.resolve(&job, &account.id, &response.outcome, started_at);
-                self.finish(&job, &lease, started_at, response, resolution)
-                    .await;
-                return;
+                return Some(self.finish(job, lease, started_at, response, resolution));
             }
         };
         let slots = self.slots(&url);
         let Ok(_slot) = slots.acquire().await else {
-            return;
+            return None;
         };
         let now = self.clock.now();
         let latest_start = job.lease_until.and_then(|until| {
@@ -135,7 +155,7 @@ impl DeliveryService {
             {
                 tracing::warn!(%error, job_id = %job.id, "cannot release a delivery");
             }
-            return;
+            return None;
         }
         let response = self
             .sender
@@ -161,8 +181,7 @@ impl DeliveryService {
                     .record(latency.as_secs_f64() + response.duration.as_secs_f64());
             }
         }
-        self.finish(&job, &lease, started_at, response, resolution)
-            .await;
+        Some(self.finish(job, lease, started_at, response, resolution))
     }
 
     pub(super) async fn account_of(&self, job: &Job) -> Result<Account, &'static str> {
@@ -222,14 +241,15 @@ impl DeliveryService {
         }
     }
 
-    pub(super) async fn finish(
+    /// The record of an attempt, counted in the metrics and logged when it failed.
+    fn finish(
         &self,
-        job: &Job,
-        lease: &insta_router_domain::JobLease,
+        job: Job,
+        lease: JobLease,
         started_at: DateTime<Utc>,
         response: CrmResponse,
         resolution: DeliveryResolution,
-    ) {
+    ) -> AttemptRecord {
         // A skipped attempt is recorded under its reason (`endpoint_disabled`, ...).
         let outcome = response
             .error
@@ -267,18 +287,27 @@ impl DeliveryService {
         if let DeliveryResolution::DeadAndDisable(account) = &resolution {
             tracing::warn!(account_id = %account, "the CRM answered 410 Gone; its endpoint is disabled until its URL or secret is set again");
         }
-        match self
-            .store
-            .record(lease, &attempt, &resolution, self.clock.now())
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(job_id = %job.id, "the delivery's lease ran out before its result was recorded; another worker has it");
+        AttemptRecord {
+            lease,
+            attempt,
+            resolution,
+        }
+    }
+
+    /// Records a batch's attempts; a failure leaves them to be tried again when their leases
+    /// run out (at least once).
+    async fn record(&self, records: &[AttemptRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        match self.store.record(records, self.clock.now()).await {
+            Ok(recorded) => {
+                for (record, _) in records.iter().zip(recorded).filter(|(_, yes)| !yes) {
+                    tracing::warn!(job_id = %record.lease.job_id, "the delivery's lease ran out before its result was recorded; another worker has it");
+                }
             }
             Err(error) => {
-                // The lease runs out and the delivery is tried again: at least once.
-                tracing::error!(%error, job_id = %job.id, "cannot record a delivery attempt");
+                tracing::error!(%error, deliveries = records.len(), "cannot record delivery attempts");
             }
         }
     }

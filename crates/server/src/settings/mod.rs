@@ -258,6 +258,7 @@ impl Settings {
     pub fn delivery(&self) -> DeliverySettings {
         DeliverySettings {
             workers: self.delivery.workers,
+            batch: self.delivery.batch.get(),
             lease: self.delivery.lease.0,
             attempt_timeout: self.crm.webhook_timeout.0,
             poll_interval: self.poll_interval(),
@@ -269,7 +270,6 @@ impl Settings {
             per_endpoint_concurrency: self.crm.max_concurrency.get(),
             pause_after_failures: self.crm.pause_after_failures,
             pause_for: self.crm.pause_seconds.0,
-            ..DeliverySettings::default()
         }
     }
 

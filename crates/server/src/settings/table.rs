@@ -158,6 +158,9 @@ super::settings! {
         /// Seconds a worker holds a claimed delivery, send or webhook replay; longer than
         /// `CRM_WEBHOOK_TIMEOUT` (for sends at least `GRAPH_API_TIMEOUT` + 5 s).
         DELIVERY_LEASE lease: Seconds = "60";
+        /// Most deliveries one worker claims at once; they are sent concurrently (within
+        /// `CRM_MAX_CONCURRENCY` per URL) and their attempts recorded in one transaction.
+        DELIVERY_BATCH batch: NonZeroU32 = "32";
         /// Milliseconds between an idle worker's looks for due work.
         DELIVERY_POLL_INTERVAL_MS poll_interval: Millis = "1000";
     }

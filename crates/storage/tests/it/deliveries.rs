@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use insta_router_domain::{AccountId, JobId, JobKind, JobLease, JobStatus, JobWork, NewJob};
 use insta_router_ports::{
-    AccountRepository, DeliveryAttempt, DeliveryFilter, DeliveryResolution, DeliveryStore,
-    JobQueue, PageRequest, RetryNow,
+    AccountRepository, AttemptRecord, DeliveryAttempt, DeliveryFilter, DeliveryResolution,
+    DeliveryStore, JobQueue, PageRequest, RetryNow,
 };
 use insta_router_storage::Database;
 
@@ -43,6 +43,24 @@ fn attempt(job: &JobId, status: Option<u16>, body: &str) -> DeliveryAttempt {
     }
 }
 
+/// Records one attempt through the batch API; whether it was recorded.
+async fn record_one(
+    store: &impl DeliveryStore,
+    lease: &JobLease,
+    attempt: &DeliveryAttempt,
+    resolution: &DeliveryResolution,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let record = AttemptRecord {
+        lease: lease.clone(),
+        attempt: attempt.clone(),
+        resolution: resolution.clone(),
+    };
+    let recorded = store.record(&[record], now).await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    recorded[0]
+}
+
 async fn claim_one(db: &Database, secs: i64) -> JobLease {
     db.jobs()
         .claim(&[JobKind::CrmDelivery], 1, LEASE, at(secs))
@@ -65,26 +83,29 @@ async fn attempts_are_recorded_with_the_resolution_and_only_by_the_lease_holder(
             token: "lease_not_mine".to_owned(),
         };
         let retry = DeliveryResolution::RetryAt(at(60));
-        assert!(
-            !store
-                .record(&stale, &attempt(&id, Some(500), "x"), &retry, at(1))
-                .await
-                .unwrap()
-        );
+        assert!(!record_one(&store, &stale, &attempt(&id, Some(500), "x"), &retry, at(1)).await);
         assert!(store.attempts(&id).await.unwrap().is_empty(), "{backend:?}");
         let long = "e".repeat(10_000);
         assert!(
-            store
-                .record(&lease, &attempt(&id, Some(503), &long), &retry, at(1))
-                .await
-                .unwrap()
+            record_one(
+                &store,
+                &lease,
+                &attempt(&id, Some(503), &long),
+                &retry,
+                at(1)
+            )
+            .await
         );
         // The lease is spent: the same holder cannot record twice.
         assert!(
-            !store
-                .record(&lease, &attempt(&id, Some(503), "again"), &retry, at(1))
-                .await
-                .unwrap()
+            !record_one(
+                &store,
+                &lease,
+                &attempt(&id, Some(503), "again"),
+                &retry,
+                at(1)
+            )
+            .await
         );
         let job = db.jobs().get(&id).await.unwrap().unwrap();
         assert_eq!((job.status, job.run_at), (JobStatus::Queued, at(60)));
@@ -102,15 +123,14 @@ async fn attempts_are_recorded_with_the_resolution_and_only_by_the_lease_holder(
 
         let lease = claim_one(&db, 60).await;
         assert!(
-            store
-                .record(
-                    &lease,
-                    &attempt(&id, Some(200), "ok"),
-                    &DeliveryResolution::Done,
-                    at(61)
-                )
-                .await
-                .unwrap()
+            record_one(
+                &store,
+                &lease,
+                &attempt(&id, Some(200), "ok"),
+                &DeliveryResolution::Done,
+                at(61)
+            )
+            .await
         );
         assert_eq!(
             db.jobs().get(&id).await.unwrap().unwrap().status,
@@ -154,15 +174,14 @@ async fn gone_disables_the_endpoint_and_dead_letters_replay() {
                 DeliveryResolution::Dead
             };
             assert!(
-                store
-                    .record(
-                        &lease,
-                        &attempt(&lease.job_id, Some(410), ""),
-                        &resolution,
-                        at(20)
-                    )
-                    .await
-                    .unwrap()
+                record_one(
+                    &store,
+                    &lease,
+                    &attempt(&lease.job_id, Some(410), ""),
+                    &resolution,
+                    at(20)
+                )
+                .await
             );
         }
         let account = db
@@ -279,4 +298,122 @@ async fn deliveries_list_newest_first_filtered_and_in_pages() {
                 .is_err()
         );
     }
+}
+
+#[tokio::test]
+async fn a_batch_is_recorded_in_one_call_each_record_fenced_on_its_lease() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        add_account(&db, 1, "17841400000000001", true).await;
+        let jobs: Vec<NewJob> = (1..=5).map(|n| delivery(n, 1, n as i64)).collect();
+        db.jobs().enqueue(&jobs).await.unwrap();
+        let store = db.deliveries();
+        let claimed = db
+            .jobs()
+            .claim(&[JobKind::CrmDelivery], 4, LEASE, at(10))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 4, "{backend:?}");
+        let record =
+            |lease: &JobLease, status: u16, resolution: DeliveryResolution| AttemptRecord {
+                lease: lease.clone(),
+                attempt: attempt(&lease.job_id, Some(status), "answer"),
+                resolution,
+            };
+        let lease_of = |n: u128| {
+            claimed
+                .iter()
+                .find(|c| c.job.id == JobId::from_u128(n))
+                .unwrap()
+                .lease
+                .clone()
+        };
+        let stale = JobLease {
+            job_id: JobId::from_u128(5),
+            token: "lease_not_mine".to_owned(),
+        };
+        let first = [
+            record(&lease_of(1), 503, DeliveryResolution::RetryAt(at(15))),
+            record(&lease_of(2), 200, DeliveryResolution::Done),
+            record(&stale, 200, DeliveryResolution::Done),
+            record(&lease_of(3), 200, DeliveryResolution::Done),
+            record(
+                &lease_of(4),
+                410,
+                DeliveryResolution::DeadAndDisable(AccountId::from_u128(1)),
+            ),
+        ];
+        assert_eq!(
+            store.record(&first, at(11)).await.unwrap(),
+            [true, true, false, true, true],
+            "{backend:?}"
+        );
+        assert_eq!(
+            state(&db, 1).await,
+            (JobStatus::Queued, vec![(1, Some(503))]),
+            "{backend:?}"
+        );
+        assert_eq!(state(&db, 2).await, (JobStatus::Done, vec![(1, Some(200))]));
+        assert_eq!(state(&db, 3).await, (JobStatus::Done, vec![(1, Some(200))]));
+        assert_eq!(state(&db, 4).await, (JobStatus::Dead, vec![(1, Some(410))]));
+        assert_eq!(
+            state(&db, 5).await,
+            (JobStatus::Queued, vec![]),
+            "{backend:?}"
+        );
+        let account = db
+            .accounts()
+            .get(&AccountId::from_u128(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(account.delivery.disabled_at, Some(at(11)), "{backend:?}");
+
+        // The retry and the untouched job come due together; a spent lease records nothing.
+        let claimed = db
+            .jobs()
+            .claim(&[JobKind::CrmDelivery], 10, LEASE, at(15))
+            .await
+            .unwrap();
+        let mut due: Vec<JobId> = claimed.iter().map(|c| c.job.id.clone()).collect();
+        due.sort();
+        assert_eq!(
+            due,
+            [JobId::from_u128(1), JobId::from_u128(5)],
+            "{backend:?}"
+        );
+        let second: Vec<AttemptRecord> = claimed
+            .iter()
+            .map(|c| record(&c.lease, 200, DeliveryResolution::Done))
+            .chain([record(&lease_of(2), 200, DeliveryResolution::Done)])
+            .collect();
+        assert_eq!(
+            store.record(&second, at(16)).await.unwrap(),
+            [true, true, false],
+            "{backend:?}"
+        );
+        assert_eq!(
+            state(&db, 1).await,
+            (JobStatus::Done, vec![(1, Some(503)), (2, Some(200))]),
+            "{backend:?}"
+        );
+        assert_eq!(state(&db, 2).await, (JobStatus::Done, vec![(1, Some(200))]));
+        assert_eq!(state(&db, 5).await, (JobStatus::Done, vec![(1, Some(200))]));
+        assert_eq!(store.record(&[], at(17)).await.unwrap(), Vec::<bool>::new());
+    }
+}
+
+/// Job `n`'s status and the (number, status) of its attempts.
+async fn state(db: &Database, n: u128) -> (JobStatus, Vec<(u32, Option<u16>)>) {
+    let id = JobId::from_u128(n);
+    let job = db.jobs().get(&id).await.unwrap().unwrap();
+    let attempts = db
+        .deliveries()
+        .attempts(&id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| (a.attempt, a.status_code))
+        .collect();
+    (job.status, attempts)
 }
