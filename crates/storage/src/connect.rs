@@ -110,7 +110,6 @@ impl Database {
                 SqliteWriter::start(WriterOptions {
                     path,
                     synchronous_full: options.sqlite_synchronous_full,
-                    busy_timeout: SQLITE_BUSY_TIMEOUT,
                     cache_kib: SQLITE_CACHE_KIB,
                     wal_size_limit: WAL_SIZE_LIMIT,
                 })

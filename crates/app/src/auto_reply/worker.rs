@@ -4,25 +4,24 @@
 use super::*;
 
 impl AutoReplyService {
-    /// Claims a batch and answers it, one message after the other; false when nothing was
-    /// due.
+    /// Claims a batch and answers it, one message after the other; whether the batch was full
+    /// (more may be due).
     pub(super) async fn round(self: Arc<Self>) -> bool {
+        const BATCH: u32 = 8;
         let now = self.ports.clock.now();
         let claimed = workers::claim(
             self.ports.jobs.as_ref(),
             JobKind::AutoReply,
-            8,
+            BATCH,
             self.settings.lease,
             now,
         )
         .await;
-        if claimed.is_empty() {
-            return false;
-        }
+        let full = claimed.len() >= BATCH as usize;
         for job in claimed {
             self.run(job).await;
         }
-        true
+        full
     }
 
     /// Works one claimed job and records its outcome.

@@ -4,12 +4,14 @@
 use super::*;
 
 impl DeliveryService {
-    /// Claims a batch and sends it, concurrently; false when nothing was due.
+    /// Claims a batch and sends it, concurrently; whether the batch was full (more may be
+    /// due).
     pub(super) async fn round(self: Arc<Self>) -> bool {
+        let limit = self.settings.batch.max(1);
         let claimed = workers::claim(
             self.jobs.as_ref(),
             JobKind::CrmDelivery,
-            self.settings.batch.max(1),
+            limit,
             self.settings.lease,
             self.clock.now(),
         )
@@ -17,8 +19,9 @@ impl DeliveryService {
         if claimed.is_empty() {
             return false;
         }
+        let full = claimed.len() >= limit as usize;
         self.work(claimed).await;
-        true
+        full
     }
 
     /// Sends `claimed` concurrently, then records every attempt in one transaction. Each

@@ -6,7 +6,7 @@ use super::*;
 impl SendService {
     /// Claims a batch and works it: one recipient's sends one after the other, in the order
     /// they were queued, different recipients at the same time (a Graph API call takes tens
-    /// to hundreds of milliseconds); false when nothing was due.
+    /// to hundreds of milliseconds); whether the batch was full (more may be due).
     pub(super) async fn round(self: Arc<Self>) -> bool {
         let now = self.ports.clock.now();
         let claimed = workers::claim(
@@ -20,6 +20,7 @@ impl SendService {
         if claimed.is_empty() {
             return false;
         }
+        let full = claimed.len() >= CLAIM_BATCH as usize;
         let mut by_recipient: Vec<(Option<InstagramUserId>, Vec<ClaimedJob>)> = Vec::new();
         for job in claimed {
             let recipient = match &job.job.work {
@@ -41,7 +42,7 @@ impl SendService {
             });
         }
         while tasks.join_next().await.is_some() {}
-        true
+        full
     }
 
     pub(super) async fn run(&self, claimed: ClaimedJob) {
