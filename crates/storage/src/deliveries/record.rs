@@ -30,6 +30,15 @@ pub(super) async fn record(
         return Ok(Vec::new());
     }
     let txn = db.begin().await.map_err(unavailable)?;
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        // `delivery_attempts` grows from empty, and a plan PostgreSQL cached for the
+        // attempt-number query while it was small scans it whole (measured: 2,192 scans
+        // reading 13.5 million rows in 20 s at 1,000 deliveries/s). Planned afresh, the
+        // queries of this transaction use the primary key.
+        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+            .await
+            .map_err(unavailable)?;
+    }
     // Jobs are resolved first, so that SQLite takes its write lock at once, and in id order,
     // so that concurrent batches lock shared rows in the same order.
     let mut recorded = vec![false; records.len()];
