@@ -406,7 +406,7 @@ fn summarize(prefix: &str, latencies: Vec<(u32, u32)>, window_seconds: u64) {
 
 /// A Graph API that accepts every send after `delay` (Meta's own latency):
 /// `200 {"recipient_id", "message_id"}` with a fresh id; `GET /count` answers how many sends
-/// it took.
+/// (`POST .../messages`) it took.
 async fn fake_graph(addr: &str, delay: Duration) -> std::process::ExitCode {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -428,11 +428,20 @@ async fn fake_graph(addr: &str, delay: Duration) -> std::process::ExitCode {
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(4096);
             while let Ok(head) = read_message(&mut stream, &mut buf).await {
-                let body = if head.starts_with("GET /count") {
+                let request_line = head.lines().next().unwrap_or_default();
+                let body = if request_line.starts_with("GET /count") {
                     format!("{{\"count\":{}}}", sends.load(Ordering::Relaxed))
                 } else {
                     tokio::time::sleep(delay).await;
-                    let n = sends.fetch_add(1, Ordering::Relaxed);
+                    // Only sends are counted: connecting the account also subscribes it to
+                    // Meta's webhooks (`POST /me/subscribed_apps`).
+                    let n = if request_line.starts_with("POST ")
+                        && request_line.contains("/messages")
+                    {
+                        sends.fetch_add(1, Ordering::Relaxed)
+                    } else {
+                        0
+                    };
                     format!(r#"{{"recipient_id":"1","message_id":"mid.fake.{n}"}}"#)
                 };
                 let response = format!(
