@@ -565,7 +565,7 @@ fn measure(
         }
         if options.sustained || options.rate > 0 {
             print_windows(&ingest, 25.0);
-            println!("{}", files(options, database, dir));
+            println!("{}", files(options, database, dir, messages));
         }
     }
     if messages != ingest.ok as u64 || ingest.ok != options.requests {
@@ -633,15 +633,19 @@ pub(crate) fn print_windows(report: &Report, limit_ms: f64) {
     );
 }
 
-/// The sizes of the database's files after the run.
-pub(crate) fn files(options: &Options, database: &Database, dir: &Path) -> String {
+/// The sizes of the database's files after the run, and the bytes on disk per stored event
+/// (`events`).
+pub(crate) fn files(options: &Options, database: &Database, dir: &Path, events: u64) -> String {
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let per_event = |bytes: u64| bytes as f64 / events.max(1) as f64;
     if options.db == "sqlite" {
         let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+        let (db, wal) = (size("bench.db"), size("bench.db-wal"));
         format!(
-            "files: database {:.1} MiB, WAL {:.1} MiB",
-            mib(size("bench.db")),
-            mib(size("bench.db-wal"))
+            "files: database {:.1} MiB, WAL {:.1} MiB; {:.0} bytes per stored event",
+            mib(db),
+            mib(wal),
+            per_event(db + wal)
         )
     } else {
         let name = database.postgres_name.clone().unwrap_or_default();
@@ -654,8 +658,9 @@ pub(crate) fn files(options: &Options, database: &Database, dir: &Path) -> Strin
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
             .unwrap_or(0);
         format!(
-            "files: database {:.1} MiB (pg_database_size; WAL is shared by the server)",
-            mib(bytes)
+            "files: database {:.1} MiB (pg_database_size; WAL is shared by the server); {:.0} bytes per stored event",
+            mib(bytes),
+            per_event(bytes)
         )
     }
 }

@@ -202,7 +202,7 @@ fn measure(
         println!();
         println!("arrival at the CRM, from the webhook's send (or due) time:");
         print_windows(&e2e, 50.0);
-        println!("{}", files(options, database, dir));
+        println!("{}", files(options, database, dir, messages));
     }
     if messages != ingest.ok as u64 || ingest.ok != options.requests || delivered != ingest.ok {
         return Err("webhooks acknowledged, stored and delivered differ".into());
