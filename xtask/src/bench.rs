@@ -494,24 +494,10 @@ fn measure(
     let server_cpu = cpu_ticks(server.id(), false).zip(server_cpu_before);
     let peak_rss_kib = peak_rss_kib(server.id());
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.try_wait().map_err(|e| e.to_string())?.is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stop(server)?;
     // The server's connections have closed, so their backends' CPU is counted now.
     let database_cpu = postgres_cpu_ticks().zip(database_cpu_before);
-    let stats = Command::new(server_bin)
-        .env_clear()
-        .current_dir(dir)
-        .env("DATABASE_URL", &database.url)
-        .env("LOG_LEVEL", "warn")
-        .args(["stats", "--json"])
-        .output()
-        .map_err(|e| format!("cannot run insta-router stats: {e}"))?;
-    let stats = String::from_utf8_lossy(&stats.stdout).to_string();
+    let stats = stored(server_bin, database, dir)?;
     let messages = json_number(&stats, "messages");
     let journal = json_number(&stats, "webhook_journal");
     let jobs = json_number(&stats, "jobs");
@@ -572,6 +558,31 @@ fn measure(
         return Err("rows stored differ from requests sent".into());
     }
     Ok(())
+}
+
+/// Stops the server with SIGTERM, waiting up to 30 s for it to finish what it holds.
+pub(crate) fn stop(server: &mut Child) -> Result<(), String> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.try_wait().map_err(|e| e.to_string())?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// What the stopped server stored: `insta-router stats --json`.
+pub(crate) fn stored(server_bin: &Path, database: &Database, dir: &Path) -> Result<String, String> {
+    let stats = Command::new(server_bin)
+        .env_clear()
+        .current_dir(dir)
+        .env("DATABASE_URL", &database.url)
+        .env("LOG_LEVEL", "warn")
+        .args(["stats", "--json"])
+        .output()
+        .map_err(|e| format!("cannot run insta-router stats: {e}"))?;
+    Ok(String::from_utf8_lossy(&stats.stdout).to_string())
 }
 
 /// The table of `measured` beside the `GET /` ceiling of the same run, and their ratio.

@@ -13,12 +13,12 @@
 
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::bench::{
     ACCOUNT, Database, Options, Report, SECRET, TICKS_PER_SECOND, admin_key, build, cpu_ticks,
     files, free_port, http_as, json_number, parse, postgres_cpu_ticks, print_against_ceiling,
-    print_windows, say, start_server, temp_dir, wait_ready,
+    print_windows, say, start_server, stop, stored, temp_dir, wait_ready,
 };
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
@@ -134,23 +134,9 @@ fn measure(
     let ingest_seconds = value("ingest_seconds");
     let last_delivery = value("last_delivery_seconds");
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.try_wait().map_err(|e| e.to_string())?.is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stop(server)?;
     let database_cpu = postgres_cpu_ticks().zip(database_cpu_before);
-    let stats = Command::new(server_bin)
-        .env_clear()
-        .current_dir(dir)
-        .env("DATABASE_URL", &database.url)
-        .env("LOG_LEVEL", "warn")
-        .args(["stats", "--json"])
-        .output()
-        .map_err(|e| format!("cannot run insta-router stats: {e}"))?;
-    let stats = String::from_utf8_lossy(&stats.stdout).to_string();
+    let stats = stored(server_bin, database, dir)?;
     let messages = json_number(&stats, "messages");
 
     #[allow(clippy::print_stdout, clippy::cast_precision_loss)]
