@@ -88,17 +88,33 @@ impl Database {
         let parsed = url;
         let url = url.as_str();
         let opts = Self::options(url, backend, options);
-        let conn = match sea_orm::Database::connect(opts.clone()).await {
-            Ok(conn) => conn,
-            // The driver says "pool timed out" for a refused connection and "unable to open
-            // database file" for a missing directory: say the root cause when it is known.
-            Err(e) => {
-                return Err(StorageError::Connect(
-                    match crate::diagnose::diagnose(parsed).await {
-                        Some(cause) => cause.into(),
-                        None => e.into(),
-                    },
-                ));
+        let started = std::time::Instant::now();
+        let conn = loop {
+            match sea_orm::Database::connect(opts.clone()).await {
+                Ok(conn) => break conn,
+                // Two processes opening a new SQLite file at once (instances started
+                // together): switching it to WAL takes an exclusive lock, which SQLite refuses
+                // at once instead of waiting in the busy handler, so one of them is told
+                // "database is locked". It tries again, for as long as the busy timeout.
+                Err(e)
+                    if backend == Backend::Sqlite
+                        && e.to_string().contains("database is locked")
+                        && started.elapsed() < SQLITE_BUSY_TIMEOUT =>
+                {
+                    tracing::debug!(error = %e, "the SQLite file is locked; opening it again");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                // The driver says "pool timed out" for a refused connection and "unable to
+                // open database file" for a missing directory: say the root cause when it
+                // is known.
+                Err(e) => {
+                    return Err(StorageError::Connect(
+                        match crate::diagnose::diagnose(parsed).await {
+                            Some(cause) => cause.into(),
+                            None => e.into(),
+                        },
+                    ));
+                }
             }
         };
         let writer = if backend == Backend::Sqlite && !in_memory {
