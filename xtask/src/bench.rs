@@ -202,23 +202,45 @@ pub(crate) fn temp_dir() -> Result<PathBuf, String> {
 }
 
 fn ingest(options: &Options) -> Result<(), String> {
+    // The webhook path alone: workers would compete with it for the two cores (and the bench
+    // account's CRM URL leads nowhere).
+    on_fresh_server(
+        options,
+        &[("DELIVERY_WORKERS", "0"), ("AUTO_REPLY_WORKERS", "0")],
+        measure,
+    )
+}
+
+/// What a bench measures on a ready server: (options, its address, loadgen, the server, its
+/// binary, its database, the run's directory).
+pub(crate) type Measure =
+    fn(&Options, &str, &Path, &mut Child, &Path, &Database, &Path) -> Result<(), String>;
+
+/// Builds the release binaries, starts the server on a fresh database with `env` and the
+/// `--env` settings, runs `measure` once it is ready, and removes the server, the database
+/// and the run's directory whatever came of it.
+pub(crate) fn on_fresh_server(
+    options: &Options,
+    env: &[(&str, &str)],
+    measure: Measure,
+) -> Result<(), String> {
     let (server_bin, loadgen) = build(options)?;
     let dir = temp_dir()?;
     let database = Database::create(&options.db, &dir)?;
-    // The webhook path alone: workers would compete with it for the two cores (and the bench
-    // account's CRM URL leads nowhere).
-    let mut env = vec![("DELIVERY_WORKERS", "0"), ("AUTO_REPLY_WORKERS", "0")];
+    let mut env = env.to_vec();
     env.extend(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let (mut server, addr) = start_server(&server_bin, &database, &dir, &env)?;
-    let result = measure(
-        options,
-        &addr,
-        &loadgen,
-        &mut server,
-        &server_bin,
-        &database,
-        &dir,
-    );
+    let result = wait_ready(&addr).and_then(|()| {
+        measure(
+            options,
+            &addr,
+            &loadgen,
+            &mut server,
+            &server_bin,
+            &database,
+            &dir,
+        )
+    });
     let _ = server.kill();
     let _ = server.wait();
     database.remove();
@@ -441,7 +463,6 @@ fn measure(
     database: &Database,
     dir: &Path,
 ) -> Result<(), String> {
-    wait_ready(addr)?;
     let key = admin_key(server_bin, database, dir);
     let account = format!(
         r#"{{"instagram_account_id":"{ACCOUNT}","username":"bench.shop","access_token":"IGQVJ-bench","crm_webhook_url":"https://crm.example/hooks","webhook_secret":"bench-crm-secret"}}"#

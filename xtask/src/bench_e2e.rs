@@ -16,9 +16,9 @@ use std::process::{Child, Command};
 use std::time::Instant;
 
 use crate::bench::{
-    ACCOUNT, Database, Options, Report, SECRET, TICKS_PER_SECOND, admin_key, build, cpu_ticks,
-    files, free_port, http_as, json_number, parse, postgres_cpu_ticks, print_against_ceiling,
-    print_windows, say, start_server, stop, stored, temp_dir, wait_ready,
+    ACCOUNT, Database, Options, Report, SECRET, TICKS_PER_SECOND, admin_key, cpu_ticks, files,
+    free_port, http_as, json_number, on_fresh_server, parse, postgres_cpu_ticks,
+    print_against_ceiling, print_windows, say, stop, stored,
 };
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
@@ -26,29 +26,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if options.sustained {
         return Err("--sustained is for bench ingest".into());
     }
-    let (server_bin, loadgen) = build(&options)?;
-    let dir = temp_dir()?;
-    let database = Database::create(&options.db, &dir)?;
     // Every worker at its default; the sink is on loopback.
-    let mut env = vec![("CRM_ALLOW_PRIVATE_NETWORKS", "true")];
-    env.extend(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let (mut server, addr) = start_server(&server_bin, &database, &dir, &env)?;
-    let result = wait_ready(&addr).and_then(|()| {
-        measure(
-            &options,
-            &addr,
-            &loadgen,
-            &mut server,
-            &server_bin,
-            &database,
-            &dir,
-        )
-    });
-    let _ = server.kill();
-    let _ = server.wait();
-    database.remove();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    on_fresh_server(&options, &[("CRM_ALLOW_PRIVATE_NETWORKS", "true")], measure)
 }
 
 #[allow(clippy::too_many_lines)]

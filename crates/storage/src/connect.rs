@@ -13,7 +13,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseBackend, DatabaseConnecti
 
 use crate::backend::Backend;
 use crate::checkpoint::{Checkpointer, SQLITE_BUSY_TIMEOUT, WAL_SIZE_LIMIT};
-use crate::error::unavailable;
+use crate::error::{is_sqlite_busy, unavailable};
 use crate::inbound::{SqliteWriter, WriterOptions};
 use crate::url::DatabaseUrl;
 use crate::{
@@ -98,7 +98,7 @@ impl Database {
                 // "database is locked". It tries again, for as long as the busy timeout.
                 Err(e)
                     if backend == Backend::Sqlite
-                        && e.to_string().contains("database is locked")
+                        && is_sqlite_busy(&e)
                         && started.elapsed() < SQLITE_BUSY_TIMEOUT =>
                 {
                     tracing::debug!(error = %e, "the SQLite file is locked; opening it again");

@@ -67,16 +67,32 @@ fn is_deadlock(err: &RepoError) -> bool {
     let RepoError::Unavailable(source) = err else {
         return false;
     };
-    let Some(DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) =
-        source.downcast_ref::<DbErr>()
+    source
+        .downcast_ref::<DbErr>()
+        .and_then(database_code)
+        .is_some_and(|code| matches!(code.as_str(), "40001" | "40P01"))
+}
+
+/// Whether SQLite refused `err`'s statement or connection because another connection held
+/// the lock it needed (`SQLITE_BUSY`, "database is locked", or one of its extended codes).
+pub(crate) fn is_sqlite_busy(err: &DbErr) -> bool {
+    const SQLITE_BUSY: u32 = 5;
+    database_code(err)
+        .and_then(|code| code.parse::<u32>().ok())
+        .is_some_and(|code| code & 0xff == SQLITE_BUSY)
+}
+
+/// The code the database gave with `err`: a SQLSTATE, or SQLite's result code.
+fn database_code(err: &DbErr) -> Option<String> {
+    let (DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))) = err
     else {
-        return false;
+        return None;
     };
     match e.as_ref() {
-        sea_orm::sqlx::Error::Database(db) => {
-            matches!(db.code().as_deref(), Some("40001" | "40P01"))
-        }
-        _ => false,
+        sea_orm::sqlx::Error::Database(db) => db.code().map(std::borrow::Cow::into_owned),
+        _ => None,
     }
 }
 
@@ -146,6 +162,24 @@ mod tests {
             assert_eq!(count, DEADLOCK_ATTEMPTS, "{sqlstate}");
             assert!(is_deadlock(&outcome.unwrap_err()));
         }
+    }
+
+    #[test]
+    fn sqlite_busy_is_told_by_its_result_code_at_connect_and_on_statements() {
+        let error = |code: &'static str, conn: bool| {
+            let err = Arc::new(sea_orm::sqlx::Error::Database(Box::new(Sqlstate(code))));
+            if conn {
+                DbErr::Conn(RuntimeErr::SqlxError(err))
+            } else {
+                DbErr::Exec(RuntimeErr::SqlxError(err))
+            }
+        };
+        // 5: SQLITE_BUSY; 517: SQLITE_BUSY_SNAPSHOT; 6: SQLITE_LOCKED (another matter).
+        assert!(is_sqlite_busy(&error("5", true)));
+        assert!(is_sqlite_busy(&error("517", false)));
+        assert!(!is_sqlite_busy(&error("6", true)));
+        assert!(!is_sqlite_busy(&error("40001", true)));
+        assert!(!is_sqlite_busy(&DbErr::Custom("database is locked".into())));
     }
 
     #[tokio::test]

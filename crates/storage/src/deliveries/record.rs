@@ -31,10 +31,11 @@ pub(super) async fn record(
     }
     let txn = db.begin().await.map_err(unavailable)?;
     if txn.get_database_backend() == DatabaseBackend::Postgres {
-        // `delivery_attempts` grows from empty, and a plan PostgreSQL cached for the
-        // attempt-number query while it was small scans it whole (measured: 2,192 scans
-        // reading 13.5 million rows in 20 s at 1,000 deliveries/s). Planned afresh, the
-        // queries of this transaction use the primary key.
+        // `delivery_attempts` grows from empty, and a generic plan PostgreSQL caches for the
+        // attempt-number query while it is small scans it whole (2,192 scans reading 13.5
+        // million rows 20 s into a run at 1,000 deliveries/s; 842 with this). Planned
+        // afresh, the queries see the table's current size. No latency gain has been shown
+        // for it (docs/PERFORMANCE.md, "CRM delivery").
         txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
             .await
             .map_err(unavailable)?;
