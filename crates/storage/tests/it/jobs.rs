@@ -118,6 +118,54 @@ async fn concurrent_claimers_never_get_the_same_job() {
     }
 }
 
+/// A claim takes expired leases first, then the oldest queued jobs, and never more than its
+/// limit in all: each status is its own ordered range of the due index.
+#[tokio::test]
+async fn a_claim_fills_its_limit_from_expired_leases_then_the_oldest_queued_jobs() {
+    for (test_db, db) in migrated().await {
+        let queue = db.jobs();
+        let jobs: Vec<NewJob> = (1..=6)
+            .map(|n| job(n, JobKind::CrmDelivery, i64::try_from(n).unwrap()))
+            .collect();
+        queue.enqueue(&jobs).await.unwrap();
+        let first: HashSet<JobId> = queue
+            .claim(&[JobKind::CrmDelivery], 2, LEASE, at(10))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.job.id)
+            .collect();
+        assert_eq!(
+            first,
+            HashSet::from([JobId::from_u128(1), JobId::from_u128(2)]),
+            "{:?}",
+            test_db.backend()
+        );
+        // At 41 s both leases have expired: they come first, then queued job 3 fills the
+        // limit; jobs 4 to 6 wait.
+        let second = queue
+            .claim(&[JobKind::CrmDelivery], 3, LEASE, at(41))
+            .await
+            .unwrap();
+        let ids: HashSet<JobId> = second.iter().map(|c| c.job.id.clone()).collect();
+        assert_eq!(
+            ids,
+            HashSet::from([1, 2, 3].map(JobId::from_u128)),
+            "{:?}",
+            test_db.backend()
+        );
+        let attempts: Vec<u32> = second.iter().map(|c| c.job.attempts).collect();
+        assert_eq!(attempts, vec![2, 2, 1], "{:?}", test_db.backend());
+        // Three left, and a limit larger than that takes exactly them.
+        let rest = queue
+            .claim(&[JobKind::CrmDelivery], 10, LEASE, at(42))
+            .await
+            .unwrap();
+        let ids: HashSet<JobId> = rest.into_iter().map(|c| c.job.id).collect();
+        assert_eq!(ids, HashSet::from([4, 5, 6].map(JobId::from_u128)));
+    }
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_claimed_again_and_the_stale_holder_is_refused() {
     for (test_db, db) in migrated().await {
