@@ -54,7 +54,7 @@ async fn crm() -> MockServer {
     crm
 }
 
-/// Connects the account, delivering to `crm`.
+/// Connects the account, delivering to `crm`, with a rule.
 async fn connect(server: &TestServer, crm: &MockServer) {
     let response = server
         .api(Method::POST, "/api/v1/accounts")
@@ -64,6 +64,20 @@ async fn connect(server: &TestServer, crm: &MockServer) {
             "access_token": "IGQVJ-token",
             "crm_webhook_url": format!("{}/crm", crm.uri()),
             "webhook_secret": "crm-secret",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    // A rule that never fires, so that every message is offered to the rules.
+    let account: Value = response.json().await.unwrap();
+    let id = account["account_id"].as_str().unwrap();
+    let response = server
+        .api(Method::POST, &format!("/api/v1/accounts/{id}/rules"))
+        .json(&json!({
+            "name": "never",
+            "conditions": [{"type": "keywords", "any_of": ["zzz-never-said"]}],
+            "reply": {"text": "-"},
         }))
         .send()
         .await

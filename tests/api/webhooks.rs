@@ -208,6 +208,8 @@ async fn while_an_app_secret_is_rotated_the_new_and_the_old_one_both_sign() {
 async fn every_fixture_is_stored_as_its_kind() {
     let server = server().await;
     let db = server.db.connect().await;
+    // With rules, so that which events are offered to them shows.
+    configure(&server, ACCOUNT, false, true).await;
     let names = [
         "text.json",
         "attachment-image.json",
@@ -366,6 +368,9 @@ async fn every_fixture_is_stored_as_its_kind() {
 async fn duplicates_within_and_across_requests_are_stored_and_queued_once() {
     let server = server().await;
     let db = server.db.connect().await;
+    // Rules, so that each new inbound message is queued for them.
+    configure(&server, ACCOUNT, false, true).await;
+    configure(&server, "17841400000000002", false, true).await;
     let body = fixture("text.json");
     assert_eq!(deliver(&server, &body).await, 1);
     assert_eq!(deliver(&server, &body).await, 0, "Meta's retry is not new");
@@ -399,6 +404,7 @@ async fn duplicates_within_and_across_requests_are_stored_and_queued_once() {
 async fn concurrent_distinct_events_are_all_stored() {
     let server = server().await;
     let db = server.db.connect().await;
+    configure(&server, ACCOUNT, false, true).await;
     let template = fixture("text.json");
     let answers = insta_router_blackbox::futures_join((0..64).map(|i| {
         let body = template.replace("\"mid\": \"aWdf", &format!("\"mid\": \"c{i}.aWdf"));
@@ -412,28 +418,48 @@ async fn concurrent_distinct_events_are_all_stored() {
     assert_eq!(count(&db, "jobs").await, 64);
 }
 
-#[tokio::test]
-async fn configured_accounts_get_crm_deliveries_and_others_do_not() {
-    let server = server().await;
-    let db = server.db.connect().await;
-    for (ig, crm) in [(ACCOUNT, true), ("17841400000000002", false)] {
-        let mut account = json!({
-            "instagram_account_id": ig,
-            "username": format!("shop{}", &ig[ig.len() - 1..]),
-            "access_token": "IGQVJ-token",
-        });
-        if crm {
-            account["crm_webhook_url"] = json!("https://crm.example/hooks");
-            account["webhook_secret"] = json!("crm-secret-value");
-        }
+/// Configures Instagram account `ig`, with a CRM or not, and with an enabled rule (one that
+/// never fires) or not.
+async fn configure(server: &TestServer, ig: &str, crm: bool, rule: bool) {
+    let mut account = json!({
+        "instagram_account_id": ig,
+        "username": format!("shop{}", &ig[ig.len() - 1..]),
+        "access_token": "IGQVJ-token",
+    });
+    if crm {
+        account["crm_webhook_url"] = json!("https://crm.example/hooks");
+        account["webhook_secret"] = json!("crm-secret-value");
+    }
+    let response = server
+        .api(Method::POST, "/api/v1/accounts")
+        .json(&account)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    if rule {
+        let account: Value = response.json().await.unwrap();
+        let id = account["account_id"].as_str().unwrap();
         let response = server
-            .api(Method::POST, "/api/v1/accounts")
-            .json(&account)
+            .api(Method::POST, &format!("/api/v1/accounts/{id}/rules"))
+            .json(&json!({
+                "name": "never",
+                "conditions": [{"type": "keywords", "any_of": ["zzz-never-said"]}],
+                "reply": {"text": "-"},
+            }))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     }
+}
+
+#[tokio::test]
+async fn configured_accounts_get_crm_deliveries_and_others_do_not() {
+    let server = server().await;
+    let db = server.db.connect().await;
+    configure(&server, ACCOUNT, true, true).await;
+    configure(&server, "17841400000000002", false, false).await;
     deliver(&server, &fixture("text.json")).await;
     deliver(&server, &fixture("echo.json")).await;
     deliver(&server, &fixture("reaction-react.json")).await;
@@ -456,11 +482,10 @@ async fn configured_accounts_get_crm_deliveries_and_others_do_not() {
     assert_eq!(jobs.len(), 1);
     assert!(jobs[0].1.contains("message.reaction"));
 
-    // The second account has no CRM: its message is stored, auto-reply queued, not forwarded.
+    // The second account has no CRM and no rules: its message is stored, nothing queued.
     let other = message(&db, "mid.batch.B").await;
     let jobs = jobs_about(&db, other["id"].as_str().unwrap()).await;
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].0, "auto_reply");
+    assert!(jobs.is_empty(), "{jobs:?}");
 }
 
 #[tokio::test]

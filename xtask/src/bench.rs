@@ -41,6 +41,9 @@ pub(crate) struct Options {
     /// `--rate R`: the ingest run sends R webhooks per second on a fixed schedule (open
     /// loop; 60 seconds' worth unless `--requests`), reported per 10-second window.
     pub(crate) rate: usize,
+    /// `--rule`: the bench account gets an enabled rule that never fires, so every inbound
+    /// message is offered to the rules (an auto-reply job each), as for a shop with rules.
+    pub(crate) rule: bool,
 }
 
 pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
@@ -53,9 +56,15 @@ pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
         server: None,
         sustained: false,
         rate: 0,
+        rule: false,
     };
     let mut i = 0;
     while i < args.len() {
+        if args[i] == "--rule" {
+            options.rule = true;
+            i += 1;
+            continue;
+        }
         if args[i] == "--sustained" {
             options.sustained = true;
             if !args.iter().any(|a| a == "--requests") {
@@ -108,7 +117,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             }
             send(&options)
         }
-        _ => Err("usage: cargo xtask bench ingest|send|e2e|analytics [--messages 1000000 (analytics)] [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--sustained (ingest)] [--rate R (ingest, e2e: open loop)] [--env KEY=VALUE (a server setting)]... [--server PATH (another build's binary)]".into()),
+        _ => Err("usage: cargo xtask bench ingest|send|e2e|analytics [--messages 1000000 (analytics)] [--db sqlite|postgres] [--connections 64] [--requests 100000 (ingest), 20000 (send)] [--graph-delay-ms 0 (send)] [--sustained (ingest)] [--rate R (ingest, e2e: open loop)] [--rule (the account has a rule that never fires)] [--env KEY=VALUE (a server setting)]... [--server PATH (another build's binary)]".into()),
     }
 }
 
@@ -370,19 +379,7 @@ fn measure_send(
     loadgen: &Path,
     server: &Child,
 ) -> Result<(), String> {
-    let account = format!(
-        r#"{{"instagram_account_id":"{ACCOUNT}","username":"bench.shop","access_token":"IGQVJ-bench"}}"#
-    );
-    let (status, body) = http_as(addr, key, "POST", "/api/v1/accounts", Some(&account))?;
-    if status != 201 {
-        return Err(format!("creating the bench account: {status} {body}"));
-    }
-    let account_id = body
-        .split("\"account_id\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .ok_or("no account_id in the answer")?
-        .to_owned();
+    let account_id = create_account(options, addr, key, "")?;
     let run = |mode: &str, requests: usize| {
         loadgen_run(
             loadgen,
@@ -464,13 +461,7 @@ fn measure(
     dir: &Path,
 ) -> Result<(), String> {
     let key = admin_key(server_bin, database, dir);
-    let account = format!(
-        r#"{{"instagram_account_id":"{ACCOUNT}","username":"bench.shop","access_token":"IGQVJ-bench","crm_webhook_url":"https://crm.example/hooks","webhook_secret":"bench-crm-secret"}}"#
-    );
-    let (status, body) = http_as(addr, &key, "POST", "/api/v1/accounts", Some(&account))?;
-    if status != 201 {
-        return Err(format!("creating the bench account: {status} {body}"));
-    }
+    create_account(options, addr, &key, "https://crm.example/hooks")?;
     let run = |mode: &str, requests: usize| {
         loadgen_run(
             loadgen,
@@ -853,6 +844,43 @@ pub(crate) fn http(
 }
 
 /// [`http`] with `Authorization: Bearer <key>` when `key` is not empty.
+/// Creates the bench account, delivering to `crm` unless it is empty, with a rule that never
+/// fires when `--rule` asks for one; its id.
+pub(crate) fn create_account(
+    options: &Options,
+    addr: &str,
+    key: &str,
+    crm: &str,
+) -> Result<String, String> {
+    let crm = if crm.is_empty() {
+        String::new()
+    } else {
+        format!(r#","crm_webhook_url":"{crm}","webhook_secret":"bench-crm-secret""#)
+    };
+    let account = format!(
+        r#"{{"instagram_account_id":"{ACCOUNT}","username":"bench.shop","access_token":"IGQVJ-bench"{crm}}}"#
+    );
+    let (status, body) = http_as(addr, key, "POST", "/api/v1/accounts", Some(&account))?;
+    if status != 201 {
+        return Err(format!("creating the bench account: {status} {body}"));
+    }
+    let id = body
+        .split("\"account_id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .ok_or("no account_id in the answer")?
+        .to_owned();
+    if options.rule {
+        let rule = r#"{"name":"never","conditions":[{"type":"keywords","any_of":["zzz-never-said"]}],"reply":{"text":"-"}}"#;
+        let path = format!("/api/v1/accounts/{id}/rules");
+        let (status, body) = http_as(addr, key, "POST", &path, Some(rule))?;
+        if status != 201 {
+            return Err(format!("creating the bench rule: {status} {body}"));
+        }
+    }
+    Ok(id)
+}
+
 pub(crate) fn http_as(
     addr: &str,
     key: &str,

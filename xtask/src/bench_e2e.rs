@@ -16,8 +16,8 @@ use std::process::{Child, Command};
 use std::time::Instant;
 
 use crate::bench::{
-    ACCOUNT, Database, Options, Report, SECRET, TICKS_PER_SECOND, admin_key, cpu_ticks, files,
-    free_port, http_as, json_number, on_fresh_server, parse, postgres_cpu_ticks,
+    ACCOUNT, Database, Options, Report, SECRET, TICKS_PER_SECOND, admin_key, cpu_ticks,
+    create_account, files, free_port, json_number, on_fresh_server, parse, postgres_cpu_ticks,
     print_against_ceiling, print_windows, say, stop, stored,
 };
 
@@ -42,13 +42,7 @@ fn measure(
 ) -> Result<(), String> {
     let key = admin_key(server_bin, database, dir);
     let sink = format!("127.0.0.1:{}", free_port()?);
-    let account = format!(
-        r#"{{"instagram_account_id":"{ACCOUNT}","username":"bench.shop","access_token":"IGQVJ-bench","crm_webhook_url":"http://{sink}/hooks","webhook_secret":"bench-crm-secret"}}"#
-    );
-    let (status, body) = http_as(addr, &key, "POST", "/api/v1/accounts", Some(&account))?;
-    if status != 201 {
-        return Err(format!("creating the bench account: {status} {body}"));
-    }
+    create_account(options, addr, &key, &format!("http://{sink}/hooks"))?;
     let loadgen_run = |mode: &str, requests: usize, extra: &[&str]| -> Result<String, String> {
         let output = Command::new(loadgen)
             .args(["--addr", addr, "--mode", mode, "--secret", SECRET])

@@ -11,15 +11,16 @@ pub struct Route {
     pub account_id: AccountId,
     /// Whether it has a CRM URL: only then are its events delivered.
     pub forwards_to_crm: bool,
+    /// Whether it has an enabled auto-reply rule: only then are its messages and comments
+    /// evaluated. An account without rules costs no auto-reply job per message.
+    pub answers: bool,
 }
 
 impl Account {
-    /// Where this account's events go.
-    pub fn route(&self) -> Route {
-        Route {
-            account_id: self.id.clone(),
-            forwards_to_crm: self.crm_webhook_url.is_some(),
-        }
+    /// The account a CRM delivery of this account's events goes to: `Some` only when it has
+    /// a CRM.
+    pub fn crm(&self) -> Option<&AccountId> {
+        self.crm_webhook_url.is_some().then_some(&self.id)
     }
 }
 
@@ -27,6 +28,11 @@ impl Route {
     /// The account a CRM delivery goes to: `Some` only when the account has a CRM.
     pub fn crm(&self) -> Option<&AccountId> {
         self.forwards_to_crm.then_some(&self.account_id)
+    }
+
+    /// The account whose rules answer an event: `Some` only when it has enabled rules.
+    pub fn answering(&self) -> Option<&AccountId> {
+        self.answers.then_some(&self.account_id)
     }
 }
 
@@ -180,17 +186,21 @@ mod tests {
     }
 
     #[test]
-    fn only_a_route_with_a_crm_takes_deliveries() {
+    fn only_a_route_with_a_crm_takes_deliveries_and_only_one_with_rules_answers() {
         let id = AccountId::from_u128(1);
         let with = Route {
             account_id: id.clone(),
             forwards_to_crm: true,
+            answers: true,
         };
         let without = Route {
             forwards_to_crm: false,
+            answers: false,
             ..with.clone()
         };
         assert_eq!(with.crm(), Some(&id));
         assert_eq!(without.crm(), None);
+        assert_eq!(with.answering(), Some(&id));
+        assert_eq!(without.answering(), None);
     }
 }

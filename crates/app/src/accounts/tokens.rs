@@ -51,8 +51,7 @@ async fn forward(
     details: Map<String, Value>,
     now: DateTime<Utc>,
 ) -> Result<(), RepoError> {
-    let route = account.route();
-    let Some(account_id) = route.crm() else {
+    let Some(account_id) = account.crm() else {
         return Ok(());
     };
     let body = crm_payload::account_body(event_type, account, details, now);

@@ -224,8 +224,7 @@ impl AutoReplyService {
         public: Option<Result<String, String>>,
         now: DateTime<Utc>,
     ) {
-        let route = account.route();
-        let Some(account_id) = route.crm() else {
+        let Some(account_id) = account.crm() else {
             return;
         };
         let mut details = serde_json::Map::new();

@@ -109,8 +109,7 @@ impl AutoReplyService {
 
     /// Queues the reply for the account's CRM as `message.auto_reply`.
     pub(super) async fn forward(&self, account: &Account, reply: &Message, now: DateTime<Utc>) {
-        let route = account.route();
-        let Some(account_id) = route.crm() else {
+        let Some(account_id) = account.crm() else {
             return;
         };
         let body = crm_payload::message_body("message.auto_reply", reply, account_id);

@@ -402,16 +402,16 @@ async fn read_routes(
     Ok(routes)
 }
 
-/// The jobs `event` gets when it is new: an auto-reply evaluation (for its account, when one
-/// is configured) and a delivery to its account's CRM, when the account has one.
+/// The jobs `event` gets when it is new: an auto-reply evaluation, when its account has
+/// enabled rules, and a delivery to its account's CRM, when the account has one.
 fn jobs(event: &PreparedEvent, route: Option<&Route>, now: DateTime<Utc>) -> Vec<NewJob> {
     let subject = event.item.subject();
     let mut jobs = Vec::new();
-    if event.follow_up.auto_reply {
+    if let (true, Some(account)) = (event.follow_up.auto_reply, route.and_then(Route::answering)) {
         jobs.push(NewJob {
             id: JobId::from_u128(new_id_bits()),
             work: JobWork::AutoReply,
-            account_id: route.map(|r| r.account_id.clone()),
+            account_id: Some(account.clone()),
             subject: subject.to_owned(),
             run_at: now,
         });

@@ -338,8 +338,7 @@ impl SendService {
         send: &OutboundMessage,
         now: DateTime<Utc>,
     ) -> Option<NewJob> {
-        let route = account.route();
-        let account_id = route.crm()?;
+        let account_id = account.crm()?;
         let body = crm_payload::status_body(event_type, send, now);
         Some(crm_payload::delivery(
             account_id,

@@ -17,7 +17,6 @@
 use async_trait::async_trait;
 use insta_router_domain::{AccountId, InstagramAccountId, Route};
 use insta_router_ports::{BatchOutcome, InboundBatch, InboundStore, RepoError};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::backend::Backend;
@@ -101,24 +100,8 @@ async fn read_routes(
     let db = conn.get_database_backend();
     // One account (nearly every group): a statement whose text never changes, prepared once
     // per connection.
-    let statement = if let [account] = accounts {
-        crate::sql::statement(db, ROUTE_SQL, vec![account.as_str().into()])
-    } else {
-        db.build(
-            &Query::select()
-                .columns([
-                    Alias::new("instagram_account_id"),
-                    Alias::new("id"),
-                    Alias::new("crm_webhook_url"),
-                ])
-                .from(Alias::new("accounts"))
-                .and_where(
-                    Expr::col(Alias::new("instagram_account_id"))
-                        .is_in(accounts.iter().map(|a| a.as_str().to_owned())),
-                )
-                .to_owned(),
-        )
-    };
+    let values = accounts.iter().map(|a| a.as_str().into()).collect();
+    let statement = crate::sql::statement(db, &route_sql(accounts.len()), values);
     let rows = conn.query_all_raw(statement).await.map_err(unavailable)?;
     rows.iter()
         .map(|row| {
@@ -130,6 +113,7 @@ async fn read_routes(
                 get(0)?.unwrap_or_default(),
                 get(1)?.unwrap_or_default(),
                 get(2)?,
+                get(3)?.as_deref() == Some("y"),
             )
         })
         .collect()
@@ -153,15 +137,25 @@ fn routes_changed() -> BatchOutcome {
     }
 }
 
-/// The route of one Instagram account.
-const ROUTE_SQL: &str =
-    "SELECT instagram_account_id, id, crm_webhook_url FROM accounts WHERE instagram_account_id = ?";
+/// The routes of `accounts` Instagram accounts: each one's id, CRM URL, and `y` when it has
+/// an enabled rule (text, which every backend returns alike).
+fn route_sql(accounts: usize) -> String {
+    format!(
+        "SELECT a.instagram_account_id, a.id, a.crm_webhook_url, \
+         CASE WHEN EXISTS (SELECT 1 FROM rules r WHERE r.account_id = a.id AND r.enabled) \
+         THEN 'y' ELSE 'n' END \
+         FROM accounts a WHERE a.instagram_account_id IN ({})",
+        vec!["?"; accounts].join(", ")
+    )
+}
 
-/// A route from an `accounts` row: its Instagram account, its id, its CRM URL.
+/// A route from an `accounts` row: its Instagram account, its id, its CRM URL, whether it has
+/// an enabled rule.
 fn route(
     instagram_account_id: String,
     id: String,
     crm_webhook_url: Option<String>,
+    answers: bool,
 ) -> Result<(InstagramAccountId, Route), RepoError> {
     let corrupt = |e: insta_router_domain::FieldError| RepoError::Corrupt(format!("route: {e}"));
     Ok((
@@ -170,6 +164,7 @@ fn route(
         Route {
             account_id: AccountId::parse("id", &id).map_err(corrupt)?,
             forwards_to_crm: crm_webhook_url.is_some_and(|u| !u.is_empty()),
+            answers,
         },
     ))
 }

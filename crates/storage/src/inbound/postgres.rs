@@ -37,7 +37,7 @@ pub(crate) fn fits(batch: &InboundBatch) -> bool {
 
 /// The batch statement: `$1` journal entries, `$2` messages, `$3` events, `$4` jobs, `$5`
 /// the routes the jobs were planned for, each a JSON array. `g` checks the routes against
-/// the accounts table; when one differs, every insert selects nothing and the statement
+/// the accounts and rules tables; when one differs, every insert selects nothing and the statement
 /// answers one row `('r', '')`. The conversations of the new messages are merged per
 /// conversation first (a statement may not touch a row twice), then into the table. Jobs
 /// travel as the columns that vary ([`JOB_FIELDS`]); a new job's status, attempts and times
@@ -51,10 +51,12 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
     let upsert = JOURNAL_UPSERT;
     format!(
         "WITH g AS (SELECT NOT EXISTS (SELECT 1 \
-           FROM json_to_recordset($5::json) AS r(instagram_account_id text, account_id text, crm boolean) \
+           FROM json_to_recordset($5::json) AS r(instagram_account_id text, account_id text, crm boolean, answers boolean) \
            LEFT JOIN accounts a ON a.instagram_account_id = r.instagram_account_id \
            WHERE a.id IS DISTINCT FROM r.account_id \
-              OR (a.id IS NOT NULL AND (coalesce(a.crm_webhook_url, '') <> '') IS DISTINCT FROM r.crm)) AS ok), \
+              OR (a.id IS NOT NULL AND (coalesce(a.crm_webhook_url, '') <> '') IS DISTINCT FROM r.crm) \
+              OR (a.id IS NOT NULL AND EXISTS (SELECT 1 FROM rules u WHERE u.account_id = a.id AND u.enabled) \
+                  IS DISTINCT FROM r.answers)) AS ok), \
          j AS (INSERT INTO webhook_journal ({journal}) \
            SELECT {journal} FROM json_populate_recordset(NULL::webhook_journal, $1::json) \
            WHERE (SELECT ok FROM g){upsert}), \
@@ -83,7 +85,7 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
 const JOB_FIELDS: [&str; 6] = ["id", "kind", "account_id", "subject", "payload", "run_at"];
 
 /// The fields of a route in the batch statement's `$5`.
-const ROUTE_FIELDS: [&str; 3] = ["instagram_account_id", "account_id", "crm"];
+const ROUTE_FIELDS: [&str; 4] = ["instagram_account_id", "account_id", "crm", "answers"];
 
 /// Rows as a JSON array of objects keyed by `columns`, in the text forms PostgreSQL reads
 /// into the columns' types (`bytea` as `\x` and hex).
@@ -182,6 +184,7 @@ pub(crate) async fn store(
                     .map(|r| r.account_id.as_str().to_owned())
                     .into(),
                 route.as_ref().map(|r| r.forwards_to_crm).into(),
+                route.as_ref().map(|r| r.answers).into(),
             ])
         }),
     )?;

@@ -157,7 +157,9 @@ fn connected<'c>(
 }
 
 fn routes(conn: &Connection, accounts: &[InstagramAccountId]) -> Result<Routes, RepoError> {
-    let mut select = conn.prepare_cached(super::ROUTE_SQL).map_err(unavailable)?;
+    let mut select = conn
+        .prepare_cached(&super::route_sql(1))
+        .map_err(unavailable)?;
     let mut found = Vec::new();
     for account in accounts {
         let mut rows = select.query([account.as_str()]).map_err(unavailable)?;
@@ -166,6 +168,7 @@ fn routes(conn: &Connection, accounts: &[InstagramAccountId]) -> Result<Routes, 
                 row.get(0).map_err(unavailable)?,
                 row.get(1).map_err(unavailable)?,
                 row.get(2).map_err(unavailable)?,
+                row.get::<_, String>(3).map_err(unavailable)? == "y",
             )?);
         }
     }

@@ -9,7 +9,8 @@ use insta_router_domain::{
 };
 use insta_router_ports::{
     AccountRepository, BatchOutcome, ConversationRepository, Deletion, EventRecord, InboundBatch,
-    InboundStore, JobQueue, JournalEntry, JournalStatus, MessageRepository,
+    InboundStore, JobQueue, JournalEntry, JournalStatus, MessageRepository, RuleRepository,
+    StoredRule,
 };
 use insta_router_storage::Database;
 
@@ -101,6 +102,22 @@ pub(crate) async fn add_account(db: &Database, n: u128, instagram_id: &str, crm:
             delivery: Default::default(),
             token_failure: None,
             token_life: Default::default(),
+            created_at: at(0),
+            updated_at: at(0),
+        })
+        .await
+        .unwrap();
+}
+
+/// Gives account `n` a rule, on or off.
+async fn add_rule(db: &Database, n: u128, rule: u128, enabled: bool) {
+    db.rules()
+        .insert(&StoredRule {
+            id: insta_router_domain::RuleId::from_u128(rule),
+            account_id: AccountId::from_u128(n),
+            priority: 0,
+            enabled,
+            definition: "{}".into(),
             created_at: at(0),
             updated_at: at(0),
         })
@@ -342,6 +359,7 @@ async fn a_batch_planned_for_routes_that_no_longer_hold_writes_nothing() {
         let held = Route {
             account_id: AccountId::from_u128(1),
             forwards_to_crm: true,
+            answers: false,
         };
         let batch = |n: u128, assumed: Option<Route>, deletions: bool| {
             let m = message(n, &format!("mid.{n}"), 0);
@@ -379,10 +397,16 @@ async fn a_batch_planned_for_routes_that_no_longer_hold_writes_nothing() {
                 forwards_to_crm: false,
                 ..held.clone()
             }),
+            // Planned with rules, which are all off now.
+            Some(Route {
+                answers: true,
+                ..held.clone()
+            }),
         ];
         for (n, assumed) in (1_u128..).zip(stale) {
             if n == 2 {
                 add_account(&db, 1, ACCOUNT, true).await;
+                add_rule(&db, 1, 1, false).await;
             }
             for deletions in [false, true] {
                 let outcome = db
@@ -417,15 +441,50 @@ async fn a_batch_planned_for_routes_that_no_longer_hold_writes_nothing() {
             );
             assert!(!outcome.routes_changed, "{backend:?}");
         }
-        assert_eq!(count(&db, "jobs").await, 2, "{backend:?}");
+        // A rule switched on since: the plan without rules no longer holds, one with them does.
+        let mut rule = db
+            .rules()
+            .get(&insta_router_domain::RuleId::from_u128(1))
+            .await
+            .unwrap()
+            .unwrap();
+        rule.enabled = true;
+        assert!(db.rules().update(&rule).await.unwrap());
+        let answering = Route {
+            answers: true,
+            ..held.clone()
+        };
+        for (n, deletions) in [(10, false), (11, true)] {
+            let stale = db
+                .inbound()
+                .store(batch(n, Some(held.clone()), deletions))
+                .await
+                .unwrap();
+            assert!(stale.routes_changed, "{backend:?} deletions {deletions}");
+            let outcome = db
+                .inbound()
+                .store(batch(n, Some(answering.clone()), deletions))
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome.new_messages,
+                [MessageId::from_u128(n)],
+                "{backend:?}"
+            );
+        }
+        assert_eq!(count(&db, "jobs").await, 4, "{backend:?}");
     }
 }
 
 #[tokio::test]
-async fn routes_name_the_configured_accounts_and_whether_they_have_a_crm() {
+async fn routes_name_the_configured_accounts_whether_they_have_a_crm_and_enabled_rules() {
     for (test_db, db) in migrated().await {
         add_account(&db, 1, ACCOUNT, true).await;
         add_account(&db, 2, "17841400000000002", false).await;
+        // Account 1 has one rule on and one off; account 2 only one off.
+        add_rule(&db, 1, 1, true).await;
+        add_rule(&db, 1, 2, false).await;
+        add_rule(&db, 2, 3, false).await;
         let other = InstagramAccountId::parse("a", "17841400000000002").unwrap();
         let unknown = InstagramAccountId::parse("a", "999").unwrap();
         let mut routes = db
@@ -442,14 +501,16 @@ async fn routes_name_the_configured_accounts_and_whether_they_have_a_crm() {
                     account_id(),
                     Route {
                         account_id: AccountId::from_u128(1),
-                        forwards_to_crm: true
+                        forwards_to_crm: true,
+                        answers: true,
                     }
                 ),
                 (
                     other,
                     Route {
                         account_id: AccountId::from_u128(2),
-                        forwards_to_crm: false
+                        forwards_to_crm: false,
+                        answers: false,
                     }
                 ),
             ],

@@ -23,12 +23,13 @@ fn mocked(store: insta_router_ports::MockInboundStore) -> Ingestor {
     )
 }
 
-fn route(crm: bool) -> Vec<(InstagramAccountId, Route)> {
+fn route(crm: bool, answers: bool) -> Vec<(InstagramAccountId, Route)> {
     vec![(
         InstagramAccountId::parse("a", "1784").unwrap(),
         Route {
             account_id: insta_router_domain::AccountId::from_u128(7),
             forwards_to_crm: crm,
+            answers,
         },
     )]
 }
@@ -41,7 +42,7 @@ async fn a_group_is_one_batch_of_first_occurrences_routed_in_one_query() {
         .expect_routes()
         .times(1)
         .withf(|accounts| accounts.len() == 1 && accounts[0].as_str() == "1784")
-        .returning(|_| Ok(route(true)));
+        .returning(|_| Ok(route(true, true)));
     let seen = batches.clone();
     store.expect_store().times(1).returning(move |batch| {
         let outcome = BatchOutcome {
@@ -97,24 +98,31 @@ async fn a_group_is_one_batch_of_first_occurrences_routed_in_one_query() {
     }
 }
 
+/// An account gets an auto-reply job only when it has enabled rules and a delivery only
+/// when it has a CRM; an unknown Instagram account gets neither.
 #[tokio::test]
-async fn an_account_without_a_crm_gets_auto_replies_only_and_an_unknown_one_no_account() {
-    for (routes, account) in [
+async fn jobs_follow_the_route_an_auto_reply_only_with_rules_a_delivery_only_with_a_crm() {
+    let seven = Some(insta_router_domain::AccountId::from_u128(7));
+    for (routes, expected) in [
         (
-            route(false),
-            Some(insta_router_domain::AccountId::from_u128(7)),
+            route(false, true),
+            vec![insta_router_domain::JobKind::AutoReply],
         ),
-        (Vec::new(), None),
+        (
+            route(true, false),
+            vec![insta_router_domain::JobKind::CrmDelivery],
+        ),
+        (route(false, false), vec![]),
+        (Vec::new(), vec![]),
     ] {
         let mut store = insta_router_ports::MockInboundStore::new();
         store.expect_routes().returning(move |_| Ok(routes.clone()));
-        let account = account.clone();
+        let (expected, account) = (expected.clone(), seven.clone());
         store
             .expect_store()
             .withf(move |batch| {
-                batch.jobs.len() == 1
-                    && batch.jobs[0].work == JobWork::AutoReply
-                    && batch.jobs[0].account_id == account
+                batch.jobs.iter().map(NewJob::kind).collect::<Vec<_>>() == expected
+                    && batch.jobs.iter().all(|j| j.account_id == account)
             })
             .returning(|batch| {
                 Ok(BatchOutcome {
@@ -158,6 +166,7 @@ impl RoutedStore {
             current: Arc::new(StdMutex::new(Route {
                 account_id: insta_router_domain::AccountId::from_u128(account),
                 forwards_to_crm: true,
+                answers: true,
             })),
             reads: Arc::default(),
             written: Arc::default(),
@@ -217,7 +226,7 @@ async fn routes_are_read_once_per_account_and_then_checked_by_the_store() {
     for batch in written.iter() {
         assert_eq!(
             batch.routes,
-            route(true)
+            route(true, true)
                 .into_iter()
                 .map(|(a, r)| (a, Some(r)))
                 .collect::<Vec<_>>()
@@ -266,7 +275,7 @@ async fn routes_that_keep_changing_fail_the_write_after_a_few_plans() {
     store
         .expect_routes()
         .times(3)
-        .returning(|_| Ok(route(true)));
+        .returning(|_| Ok(route(true, true)));
     store.expect_store().times(3).returning(|_| {
         Ok(BatchOutcome {
             routes_changed: true,
