@@ -16,6 +16,7 @@ use crate::checkpoint::{Checkpointer, SQLITE_BUSY_TIMEOUT, WAL_SIZE_LIMIT};
 use crate::error::{is_sqlite_busy, unavailable};
 use crate::inbound::{SqliteWriter, WriterOptions};
 use crate::url::DatabaseUrl;
+use crate::vacuum::QueueVacuum;
 use crate::{
     SeaAccountRepository, SeaApiKeyStore, SeaAutoReplyStore, SeaConversationRepository,
     SeaDeliveryStore, SeaInboundStore, SeaJobQueue, SeaMessageRepository, SeaOutboundStore,
@@ -53,6 +54,8 @@ pub struct Database {
     writer: Option<SqliteWriter>,
     backend: Backend,
     checkpointer: Option<Arc<Checkpointer>>,
+    /// On PostgreSQL, the task vacuuming the job queue (see `vacuum`).
+    vacuum: Option<Arc<QueueVacuum>>,
 }
 
 /// Page cache per SQLite connection, in KiB.
@@ -138,11 +141,14 @@ impl Database {
         };
         let checkpointer =
             (backend == Backend::Sqlite).then(|| Arc::new(Checkpointer::start(conn.clone())));
+        let vacuum =
+            (backend == Backend::Postgres).then(|| Arc::new(QueueVacuum::start(conn.clone())));
         Ok(Self {
             conn,
             writer,
             backend,
             checkpointer,
+            vacuum,
         })
     }
 
@@ -361,8 +367,10 @@ impl Database {
             writer,
             backend,
             checkpointer,
+            vacuum,
         } = self;
         drop(checkpointer);
+        drop(vacuum);
         if let Some(writer) = writer {
             writer.close().await;
         }

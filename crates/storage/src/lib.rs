@@ -35,6 +35,7 @@ mod sql;
 pub mod testing;
 mod time;
 mod url;
+mod vacuum;
 
 pub use accounts::SeaAccountRepository;
 pub use analytics::SeaAnalyticsStore;

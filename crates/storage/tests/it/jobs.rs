@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use insta_router_domain::{InstagramUserId, JobId, JobKind, JobStatus, JobWork, NewJob};
 use insta_router_ports::JobQueue;
+use insta_router_storage::testing;
 
 use crate::{at, migrated};
 
@@ -352,5 +353,53 @@ async fn counts_give_the_open_jobs_by_kind_and_status() {
             ],
             "{backend:?}"
         );
+    }
+}
+
+/// On PostgreSQL the queue's dead rows do not wait for autovacuum (off on this machine): past
+/// 20,000 of them the store vacuums `jobs` itself.
+#[tokio::test]
+async fn postgres_vacuums_the_queue_once_dead_rows_pile_up() {
+    for (test_db, db) in migrated().await {
+        if test_db.backend() != insta_router_storage::Backend::Postgres {
+            continue;
+        }
+        let vacuums = async || {
+            testing::rows(
+                &db,
+                "SELECT vacuum_count + autovacuum_count AS n FROM pg_stat_user_tables \
+                 WHERE relid = 'jobs'::regclass",
+            )
+            .await[0]["n"]
+                .as_i64()
+                .unwrap()
+        };
+        let before = vacuums().await;
+        // 12,000 jobs, each written three times, as a claim and a resolution do: 24,000
+        // dead row versions.
+        testing::execute(
+            &db,
+            "INSERT INTO jobs (id, kind, account_id, subject, payload, status, attempts, run_at, \
+             lease_token, last_error, created_at, updated_at) \
+             SELECT 'job_' || lpad(g::text, 32, '0'), 'crm_delivery', NULL, 'msg_x', '{}', \
+             'queued', 0, g, NULL, NULL, g, g FROM generate_series(1, 12000) g",
+        )
+        .await;
+        testing::execute(&db, "UPDATE jobs SET status = 'running'").await;
+        testing::execute(&db, "UPDATE jobs SET status = 'done'").await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while vacuums().await == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "jobs was not vacuumed within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let dead = testing::rows(
+            &db,
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jobs'::regclass",
+        )
+        .await;
+        assert!(dead[0]["n_dead_tup"].as_i64().unwrap() < 20_000, "{dead:?}");
     }
 }
