@@ -678,6 +678,31 @@ pub fn graph_fixture(name: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Gives account `account_id` an enabled rule that never fires, so that each of its inbound
+/// messages is offered to the rules (an account without rules gets no auto-reply job).
+///
+/// # Panics
+///
+/// When the server does not answer 201.
+pub async fn add_quiet_rule(server: &TestServer, account_id: &str) {
+    let response = server
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/accounts/{account_id}/rules"),
+        )
+        .json(&serde_json::json!({
+            "name": "never",
+            "conditions": [{"type": "keywords", "any_of": ["zzz-never-said"]}],
+            "reply": {"text": "-"},
+        }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating the rule: {e}"));
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 201, "{body}");
+}
+
 /// A signed-to-be notification of one inbound text message `mid` to `account`, from the
 /// customer `555`.
 pub fn text_webhook(account: &str, mid: &str, text: &str) -> String {

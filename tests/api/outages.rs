@@ -72,17 +72,7 @@ async fn connect(server: &TestServer, crm: &MockServer) {
     // A rule that never fires, so that every message is offered to the rules.
     let account: Value = response.json().await.unwrap();
     let id = account["account_id"].as_str().unwrap();
-    let response = server
-        .api(Method::POST, &format!("/api/v1/accounts/{id}/rules"))
-        .json(&json!({
-            "name": "never",
-            "conditions": [{"type": "keywords", "any_of": ["zzz-never-said"]}],
-            "reply": {"text": "-"},
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    insta_router_blackbox::add_quiet_rule(server, id).await;
 }
 
 fn text_webhook(mid: &str) -> String {

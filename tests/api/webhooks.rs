@@ -440,17 +440,7 @@ async fn configure(server: &TestServer, ig: &str, crm: bool, rule: bool) {
     if rule {
         let account: Value = response.json().await.unwrap();
         let id = account["account_id"].as_str().unwrap();
-        let response = server
-            .api(Method::POST, &format!("/api/v1/accounts/{id}/rules"))
-            .json(&json!({
-                "name": "never",
-                "conditions": [{"type": "keywords", "any_of": ["zzz-never-said"]}],
-                "reply": {"text": "-"},
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        insta_router_blackbox::add_quiet_rule(server, id).await;
     }
 }
 
