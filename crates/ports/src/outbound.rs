@@ -40,15 +40,23 @@ pub struct Settlement {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait OutboundStore: Send + Sync {
-    /// Stores `message` (pending) and queues `job` in one transaction, unless the account
-    /// already has a send with the same idempotency key: then nothing is written and the
-    /// stored send is returned. Concurrent requests with one key store exactly one.
+    /// Stores each message (pending) and queues its job, all in one transaction (a group
+    /// commit of concurrent requests), except where the account already has a send with the
+    /// same idempotency key, an earlier one of `sends` included: then nothing is written for
+    /// it and the stored send is its answer. Concurrent requests with one key store exactly
+    /// one. One answer per send, in order.
+    ///
+    /// A send's answer is [`RepoError::Conflict`] when its key is taken but the send cannot
+    /// be read (a concurrent request has not committed yet), or `comment_id` when its comment
+    /// has a private reply under another key.
     ///
     /// # Errors
     ///
-    /// [`RepoError::Conflict`] when the key is taken but its send cannot be read (a
-    /// concurrent request has not committed yet); [`RepoError::Unavailable`].
-    async fn accept(&self, message: &OutboundMessage, job: &NewJob) -> Result<Accepted, RepoError>;
+    /// [`RepoError::Unavailable`] when the transaction fails: nothing was stored.
+    async fn accept_many(
+        &self,
+        sends: &[(OutboundMessage, NewJob)],
+    ) -> Result<Vec<Result<Accepted, RepoError>>, RepoError>;
 
     /// The send with id `id`.
     ///

@@ -97,6 +97,27 @@ impl SeaOutboundStore {
     }
 
     /// Inserts the send unless its key is taken; true when inserted.
+    /// The answer to `message` when its insert wrote nothing: the send stored under its key,
+    /// or why there is none to return.
+    async fn existing(&self, message: &OutboundMessage) -> Result<Accepted, RepoError> {
+        let r = &message.request;
+        if let Some(existing) = self.by_key(&r.account_id, &r.idempotency_key).await? {
+            return Ok(Accepted::Existing(Box::new(existing)));
+        }
+        // A private reply whose comment has one already, under another key.
+        if let Some(comment) = &r.reply_to_comment
+            && self.replied(&r.account_id, comment).await?
+        {
+            return Err(RepoError::Conflict {
+                field: "comment_id",
+            });
+        }
+        // Taken by a request that has not committed, or rolled back since.
+        Err(RepoError::Conflict {
+            field: "idempotency_key",
+        })
+    }
+
     async fn insert(
         &self,
         conn: &impl ConnectionTrait,
@@ -283,38 +304,47 @@ fn from_row(row: &QueryResult) -> Result<OutboundMessage, RepoError> {
 
 #[async_trait]
 impl OutboundStore for SeaOutboundStore {
-    #[tracing::instrument(skip_all, fields(message_id = %message.id))]
-    async fn accept(&self, message: &OutboundMessage, job: &NewJob) -> Result<Accepted, RepoError> {
+    #[tracing::instrument(skip_all, fields(sends = sends.len()))]
+    async fn accept_many(
+        &self,
+        sends: &[(OutboundMessage, NewJob)],
+    ) -> Result<Vec<Result<Accepted, RepoError>>, RepoError> {
+        // In key order, so that concurrent batches meet on shared keys in the same order.
+        let mut order: Vec<usize> = (0..sends.len()).collect();
+        order.sort_by_key(|&i| {
+            let r = &sends[i].0.request;
+            (r.account_id.as_str(), r.idempotency_key.as_str())
+        });
         let created = retry_deadlocks(|| async {
             let txn = self.db.begin().await.map_err(unavailable)?;
-            if !self.insert(&txn, message).await? {
-                txn.rollback().await.map_err(unavailable)?;
-                return Ok(false);
+            let mut created = vec![false; sends.len()];
+            for &i in &order {
+                created[i] = self.insert(&txn, &sends[i].0).await?;
             }
-            insert_jobs(&txn, std::slice::from_ref(job)).await?;
-            txn.commit().await.map_err(unavailable)?;
-            Ok(true)
+            let jobs: Vec<NewJob> = sends
+                .iter()
+                .zip(&created)
+                .filter(|(_, yes)| **yes)
+                .map(|((_, job), _)| job.clone())
+                .collect();
+            if jobs.is_empty() {
+                txn.rollback().await.map_err(unavailable)?;
+            } else {
+                insert_jobs(&txn, &jobs).await?;
+                txn.commit().await.map_err(unavailable)?;
+            }
+            Ok(created)
         })
         .await?;
-        if created {
-            return Ok(Accepted::Created);
-        }
-        let r = &message.request;
-        if let Some(existing) = self.by_key(&r.account_id, &r.idempotency_key).await? {
-            return Ok(Accepted::Existing(Box::new(existing)));
-        }
-        // A private reply whose comment has one already, under another key.
-        if let Some(comment) = &r.reply_to_comment
-            && self.replied(&r.account_id, comment).await?
-        {
-            return Err(RepoError::Conflict {
-                field: "comment_id",
+        let mut answers = Vec::with_capacity(sends.len());
+        for ((message, _), created) in sends.iter().zip(created) {
+            answers.push(if created {
+                Ok(Accepted::Created)
+            } else {
+                self.existing(message).await
             });
         }
-        // Taken by a request that has not committed, or rolled back since.
-        Err(RepoError::Conflict {
-            field: "idempotency_key",
-        })
+        Ok(answers)
     }
 
     async fn get(&self, id: &MessageId) -> Result<Option<OutboundMessage>, RepoError> {

@@ -34,6 +34,7 @@ use crate::{crm_payload, new_id_bits, workers};
 mod worker;
 
 use settlement::{count, fingerprint, own_error, sent_copy, unknown, unknown_error};
+mod accept;
 mod reconcile;
 mod settlement;
 
@@ -143,6 +144,8 @@ pub struct SendService {
     limiter: DefaultKeyedRateLimiter<AccountId>,
     private_limiter: DefaultKeyedRateLimiter<AccountId>,
     crm_wake: Arc<dyn Fn() + Send + Sync>,
+    /// Accepts waiting for the next group commit.
+    accepts: Arc<accept::AcceptQueue>,
 }
 
 /// Most send jobs one worker claims at a time.
@@ -176,6 +179,7 @@ impl SendService {
             limiter,
             private_limiter,
             crm_wake,
+            accepts: Arc::default(),
         }
     }
 
@@ -222,7 +226,11 @@ impl SendService {
             subject: id.to_string(),
             run_at: now,
         };
-        match self.ports.outbound.accept(&message, &job).await {
+        match self
+            .accepts
+            .accept(&self.ports.outbound, message.clone(), job)
+            .await
+        {
             Ok(Accepted::Created) => {
                 self.wakeups.send_modify(|n| *n = n.wrapping_add(1));
                 metrics::counter!("insta_router_sends_accepted_total").increment(1);

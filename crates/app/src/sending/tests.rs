@@ -108,9 +108,12 @@ fn the_fingerprint_covers_the_request_but_not_its_key() {
 #[tokio::test]
 async fn a_taken_key_replays_the_same_request_and_refuses_another() {
     let mut outbound = MockOutboundStore::new();
-    outbound
-        .expect_accept()
-        .returning(|_, _| Ok(Accepted::Existing(Box::new(stored(OutboundStatus::Sent)))));
+    outbound.expect_accept_many().returning(|sends| {
+        Ok(sends
+            .iter()
+            .map(|_| Ok(Accepted::Existing(Box::new(stored(OutboundStatus::Sent)))))
+            .collect())
+    });
     let service = service(outbound, MockMessenger::new());
     let replay = service.send(request("Hi", "k")).await.unwrap();
     assert!(replay.replayed);
@@ -124,10 +127,15 @@ async fn a_taken_key_replays_the_same_request_and_refuses_another() {
 #[tokio::test]
 async fn a_key_being_stored_by_another_request_is_in_flight() {
     let mut outbound = MockOutboundStore::new();
-    outbound.expect_accept().returning(|_, _| {
-        Err(RepoError::Conflict {
-            field: "idempotency_key",
-        })
+    outbound.expect_accept_many().returning(|sends| {
+        Ok(sends
+            .iter()
+            .map(|_| {
+                Err(RepoError::Conflict {
+                    field: "idempotency_key",
+                })
+            })
+            .collect())
     });
     let service = service(outbound, MockMessenger::new());
     assert!(matches!(
@@ -216,14 +224,16 @@ async fn reply(service: &SendService, comment: &str) -> Result<SendReceipt, Send
 async fn a_private_reply_goes_to_the_comments_author_addressed_to_the_comment() {
     let mut outbound = MockOutboundStore::new();
     outbound
-        .expect_accept()
+        .expect_accept_many()
         .times(1)
-        .withf(|message, _| {
-            message.request.recipient_id.as_str() == "777"
+        .withf(|sends| {
+            let message = &sends[0].0;
+            sends.len() == 1
+                && message.request.recipient_id.as_str() == "777"
                 && message.request.recipient()
                     == Recipient::Comment(InstagramCommentId::parse("c", "179").unwrap())
         })
-        .returning(|_, _| Ok(Accepted::Created));
+        .returning(|_| Ok(vec![Ok(Accepted::Created)]));
     let service = service_with(
         outbound,
         MockMessenger::new(),
@@ -237,7 +247,7 @@ async fn a_private_reply_goes_to_the_comments_author_addressed_to_the_comment() 
 async fn meta_rules_refuse_a_private_reply_before_anything_is_stored() {
     let refused = |comments: MockCommentStore| {
         let mut outbound = MockOutboundStore::new();
-        outbound.expect_accept().never();
+        outbound.expect_accept_many().never();
         service_with(outbound, MockMessenger::new(), comments)
     };
     let unknown = refused(comments("179", "777", TimeDelta::zero(), false));
@@ -270,10 +280,15 @@ async fn meta_rules_refuse_a_private_reply_before_anything_is_stored() {
 #[tokio::test]
 async fn a_second_private_reply_to_a_comment_is_a_conflict_naming_it() {
     let mut outbound = MockOutboundStore::new();
-    outbound.expect_accept().returning(|_, _| {
-        Err(RepoError::Conflict {
-            field: "comment_id",
-        })
+    outbound.expect_accept_many().returning(|sends| {
+        Ok(sends
+            .iter()
+            .map(|_| {
+                Err(RepoError::Conflict {
+                    field: "comment_id",
+                })
+            })
+            .collect())
     });
     let service = service_with(
         outbound,

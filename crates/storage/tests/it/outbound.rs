@@ -10,7 +10,7 @@ use insta_router_domain::{
 };
 use insta_router_ports::{
     Accepted, ConversationRepository, Inbox, JobQueue, MessageRepository, OutboundStore,
-    PageRequest, Settlement,
+    PageRequest, RepoError, Settlement,
 };
 
 use crate::inbound::message;
@@ -18,6 +18,18 @@ use crate::{at, migrated};
 
 const ACCOUNT: &str = "17841400000000001";
 const CUSTOMER: &str = "1234567890123456";
+
+/// One send through the group commit, alone.
+async fn accept(
+    store: &impl OutboundStore,
+    message: &OutboundMessage,
+    job: &NewJob,
+) -> Result<Accepted, RepoError> {
+    store
+        .accept_many(&[(message.clone(), job.clone())])
+        .await?
+        .remove(0)
+}
 
 fn send(n: u128, account: &str, key: &str, text: &str) -> OutboundMessage {
     let quick = vec![QuickReply {
@@ -60,6 +72,69 @@ fn job(n: u128, subject: &MessageId) -> NewJob {
     }
 }
 
+/// A group of sends is one transaction: each new key is stored with its job, and a key that
+/// an earlier send of the same group (or an earlier group) took is answered with that send.
+#[tokio::test]
+async fn a_group_stores_each_new_key_once_and_answers_repeats_with_the_first() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let store = db.outbound();
+        let a = AccountId::from_u128(1).to_string();
+        let b = AccountId::from_u128(2).to_string();
+        let earlier = send(1, &a, "key-0", "Earlier");
+        accept(&store, &earlier, &job(100, &earlier.id))
+            .await
+            .unwrap();
+        let group = [
+            send(2, &a, "key-2", "Two"),
+            send(3, &a, "key-1", "One"),
+            // The same key as the send before it, in the same group.
+            send(4, &a, "key-1", "One again"),
+            // Another account may use it.
+            send(5, &b, "key-1", "B's"),
+            // Taken by the earlier group.
+            send(6, &a, "key-0", "Earlier again"),
+        ];
+        let sends: Vec<(OutboundMessage, NewJob)> = group
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.clone(), job(200 + i as u128, &m.id)))
+            .collect();
+        let answers: Vec<Accepted> = store
+            .accept_many(&sends)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                Accepted::Created,
+                Accepted::Created,
+                Accepted::Existing(Box::new(group[1].clone())),
+                Accepted::Created,
+                Accepted::Existing(Box::new(earlier.clone())),
+            ],
+            "{backend:?}"
+        );
+        for (n, queued) in [
+            (200, true),
+            (201, true),
+            (202, false),
+            (203, true),
+            (204, false),
+        ] {
+            assert_eq!(
+                db.jobs().get(&JobId::from_u128(n)).await.unwrap().is_some(),
+                queued,
+                "{backend:?} job {n}"
+            );
+        }
+        assert_eq!(db.row_count("outbound_messages").await.unwrap(), 4);
+    }
+}
+
 #[tokio::test]
 async fn one_send_per_key_and_account_with_its_job() {
     for (test_db, db) in migrated().await {
@@ -69,7 +144,7 @@ async fn one_send_per_key_and_account_with_its_job() {
         let b = AccountId::from_u128(2).to_string();
         let first = send(10, &a, "key-1", "Hello");
         assert_eq!(
-            store.accept(&first, &job(100, &first.id)).await.unwrap(),
+            accept(&store, &first, &job(100, &first.id)).await.unwrap(),
             Accepted::Created,
             "{backend:?}"
         );
@@ -77,7 +152,7 @@ async fn one_send_per_key_and_account_with_its_job() {
         assert_eq!(store.get(&first.id).await.unwrap(), Some(first.clone()));
         // The same key again: the stored send, and no second job.
         let again = send(11, &a, "key-1", "Other text");
-        match store.accept(&again, &job(101, &again.id)).await.unwrap() {
+        match accept(&store, &again, &job(101, &again.id)).await.unwrap() {
             Accepted::Existing(existing) => assert_eq!(*existing, first, "{backend:?}"),
             Accepted::Created => panic!("{backend:?}: a key was used twice"),
         }
@@ -98,7 +173,7 @@ async fn one_send_per_key_and_account_with_its_job() {
         // Keys are per account.
         let other = send(12, &b, "key-1", "Hello");
         assert_eq!(
-            store.accept(&other, &job(102, &other.id)).await.unwrap(),
+            accept(&store, &other, &job(102, &other.id)).await.unwrap(),
             Accepted::Created
         );
         let media = OutboundMessage {
@@ -113,7 +188,7 @@ async fn one_send_per_key_and_account_with_its_job() {
             },
             ..send(13, &a, "key-2", "x")
         };
-        store.accept(&media, &job(103, &media.id)).await.unwrap();
+        accept(&store, &media, &job(103, &media.id)).await.unwrap();
         assert_eq!(
             store.get(&media.id).await.unwrap(),
             Some(media),
@@ -129,7 +204,7 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
         let store = db.outbound();
         let a = AccountId::from_u128(1).to_string();
         let s = send(10, &a, "key", "Hello ❤️");
-        store.accept(&s, &job(100, &s.id)).await.unwrap();
+        accept(&store, &s, &job(100, &s.id)).await.unwrap();
         assert!(store.start_attempt(&s.id).await.unwrap());
         // A second worker cannot start it too.
         assert!(!store.start_attempt(&s.id).await.unwrap(), "{backend:?}");
@@ -195,7 +270,7 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
 
         // A failure keeps Meta's code, subcode and whether to retry.
         let f = send(11, &a, "key-f", "Nope");
-        store.accept(&f, &job(101, &f.id)).await.unwrap();
+        accept(&store, &f, &job(101, &f.id)).await.unwrap();
         let error = SendError {
             code: "10".into(),
             subcode: Some(2_534_022),
@@ -259,7 +334,7 @@ async fn the_echo_of_an_unknown_send_is_found_once() {
         // Once a send holds that mid, it is not found for another.
         let a = AccountId::from_u128(1).to_string();
         let s = send(10, &a, "key", "Hello");
-        store.accept(&s, &job(100, &s.id)).await.unwrap();
+        accept(&store, &s, &job(100, &s.id)).await.unwrap();
         store
             .settle(
                 &s.id,
@@ -451,24 +526,24 @@ async fn a_comment_is_found_by_its_id_and_gets_one_private_reply() {
         };
         let first = reply(20, "reply-1");
         assert_eq!(
-            store.accept(&first, &job(20, &first.id)).await.unwrap(),
+            accept(&store, &first, &job(20, &first.id)).await.unwrap(),
             Accepted::Created,
             "{backend:?}"
         );
         let again = reply(21, "reply-2");
         assert!(
             matches!(
-                store.accept(&again, &job(21, &again.id)).await,
+                accept(&store, &again, &job(21, &again.id)).await,
                 Err(RepoError::Conflict {
                     field: "comment_id"
                 })
             ),
             "{backend:?}"
         );
-        let Accepted::Existing(existing) = store
-            .accept(&reply(22, "reply-1"), &job(22, &first.id))
-            .await
-            .unwrap()
+        let Accepted::Existing(existing) =
+            accept(&store, &reply(22, "reply-1"), &job(22, &first.id))
+                .await
+                .unwrap()
         else {
             panic!("{backend:?}: the same key replays")
         };
@@ -478,7 +553,7 @@ async fn a_comment_is_found_by_its_id_and_gets_one_private_reply() {
         for (n, key) in [(30, "plain-1"), (31, "plain-2")] {
             let plain = send(n, &owner, key, "Hello");
             assert_eq!(
-                store.accept(&plain, &job(n, &plain.id)).await.unwrap(),
+                accept(&store, &plain, &job(n, &plain.id)).await.unwrap(),
                 Accepted::Created,
                 "{backend:?}"
             );
