@@ -74,6 +74,17 @@ pub trait OutboundStore: Send + Sync {
     /// [`RepoError::Unavailable`].
     async fn start_attempt(&self, id: &MessageId) -> Result<bool, RepoError>;
 
+    /// Applies each settlement as [`Self::settle`] does, all in one transaction (a group
+    /// commit of concurrent workers); one answer per settlement, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] when the transaction fails: nothing was written.
+    async fn settle_many(
+        &self,
+        settlements: &[(MessageId, OutboundStatus, Settlement)],
+    ) -> Result<Vec<bool>, RepoError>;
+
     /// Applies `settlement` to a send whose status is `from`, in one transaction with its
     /// copy and CRM event; false (and nothing written) when the status was no longer `from`.
     ///

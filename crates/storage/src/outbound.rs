@@ -384,48 +384,31 @@ impl OutboundStore for SeaOutboundStore {
         from: OutboundStatus,
         settlement: &Settlement,
     ) -> Result<bool, RepoError> {
+        let one = [(id.clone(), from, settlement.clone())];
+        Ok(self.settle_many(&one).await?.first() == Some(&true))
+    }
+
+    #[tracing::instrument(skip_all, fields(settlements = settlements.len()))]
+    async fn settle_many(
+        &self,
+        settlements: &[(MessageId, OutboundStatus, Settlement)],
+    ) -> Result<Vec<bool>, RepoError> {
+        // In id order, so that concurrent groups lock shared rows in the same order.
+        let mut order: Vec<usize> = (0..settlements.len()).collect();
+        order.sort_by_key(|&i| settlements[i].0.as_str());
         retry_deadlocks(|| async {
             let txn = self.db.begin().await.map_err(unavailable)?;
-            let backend = txn.get_database_backend();
-            let error = settlement.error.as_ref();
-            let updated = txn
-                .execute_raw(statement(
-                    backend,
-                    "UPDATE outbound_messages SET status = ?, instagram_message_id = coalesce(?, instagram_message_id), \
-                     sent_at = coalesce(?, sent_at), error_code = ?, error_message = ?, error_subcode = ?, \
-                     error_retryable = ? WHERE id = ? AND status = ?",
-                    vec![
-                        settlement.status.as_str().into(),
-                        settlement
-                            .instagram_message_id
-                            .as_ref()
-                            .map(|m| m.as_str().to_owned())
-                            .into(),
-                        settlement.sent_at.map(to_micros).into(),
-                        error.map(|e| e.code.clone()).into(),
-                        error.map(|e| e.message.clone()).into(),
-                        error.and_then(|e| e.subcode).into(),
-                        error.map(|e| e.retryable).into(),
-                        id.as_str().into(),
-                        from.as_str().into(),
-                    ],
-                ))
-                .await
-                .map_err(unavailable)?;
-            if updated.rows_affected() != 1 {
+            let mut applied = vec![false; settlements.len()];
+            for &i in &order {
+                let (id, from, settlement) = &settlements[i];
+                applied[i] = settle_on(&txn, self.backend, id, *from, settlement).await?;
+            }
+            if applied.contains(&true) {
+                txn.commit().await.map_err(unavailable)?;
+            } else {
                 txn.rollback().await.map_err(unavailable)?;
-                return Ok(false);
             }
-            if let Some((copy, conversation)) = &settlement.copy {
-                // Its echo may be stored already, under the same mid: then that row stands.
-                messages::insert_if_absent(&txn, copy).await?;
-                record_on(&txn, self.backend, std::slice::from_ref(conversation)).await?;
-            }
-            if let Some(job) = &settlement.crm_event {
-                insert_jobs(&txn, std::slice::from_ref(job)).await?;
-            }
-            txn.commit().await.map_err(unavailable)?;
-            Ok(true)
+            Ok(applied)
         })
         .await
     }
@@ -467,4 +450,52 @@ impl OutboundStore for SeaOutboundStore {
             .map_err(|e| RepoError::Corrupt(format!("echo: {e}")))?;
         Ok(Some((mid, from_micros(at)?)))
     }
+}
+
+/// Applies `settlement` to the send `id` if its status is `from`, on `txn`: the send's row,
+/// its copy in the conversation, its CRM event; whether it applied.
+async fn settle_on(
+    txn: &sea_orm::DatabaseTransaction,
+    backend: Backend,
+    id: &MessageId,
+    from: OutboundStatus,
+    settlement: &Settlement,
+) -> Result<bool, RepoError> {
+    let error = settlement.error.as_ref();
+    let updated = txn
+        .execute_raw(statement(
+            txn.get_database_backend(),
+            "UPDATE outbound_messages SET status = ?, instagram_message_id = coalesce(?, instagram_message_id), \
+             sent_at = coalesce(?, sent_at), error_code = ?, error_message = ?, error_subcode = ?, \
+             error_retryable = ? WHERE id = ? AND status = ?",
+            vec![
+                settlement.status.as_str().into(),
+                settlement
+                    .instagram_message_id
+                    .as_ref()
+                    .map(|m| m.as_str().to_owned())
+                    .into(),
+                settlement.sent_at.map(to_micros).into(),
+                error.map(|e| e.code.clone()).into(),
+                error.map(|e| e.message.clone()).into(),
+                error.and_then(|e| e.subcode).into(),
+                error.map(|e| e.retryable).into(),
+                id.as_str().into(),
+                from.as_str().into(),
+            ],
+        ))
+        .await
+        .map_err(unavailable)?;
+    if updated.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if let Some((copy, conversation)) = &settlement.copy {
+        // Its echo may be stored already, under the same mid: then that row stands.
+        messages::insert_if_absent(txn, copy).await?;
+        record_on(txn, backend, std::slice::from_ref(conversation)).await?;
+    }
+    if let Some(job) = &settlement.crm_event {
+        insert_jobs(txn, std::slice::from_ref(job)).await?;
+    }
+    Ok(true)
 }

@@ -34,7 +34,7 @@ use crate::{crm_payload, new_id_bits, workers};
 mod worker;
 
 use settlement::{count, fingerprint, own_error, sent_copy, unknown, unknown_error};
-mod accept;
+mod group;
 mod reconcile;
 mod settlement;
 
@@ -145,8 +145,13 @@ pub struct SendService {
     private_limiter: DefaultKeyedRateLimiter<AccountId>,
     crm_wake: Arc<dyn Fn() + Send + Sync>,
     /// Accepts waiting for the next group commit.
-    accepts: Arc<accept::AcceptQueue>,
+    accepts: Arc<group::Group<(OutboundMessage, NewJob), Result<Accepted, RepoError>>>,
+    /// Settlements waiting for the next group commit.
+    settlements: Arc<group::Group<(MessageId, OutboundStatus, Settlement), bool>>,
 }
+
+/// Most sends accepted, or settled, in one transaction.
+const GROUP: usize = 128;
 
 /// Most send jobs one worker claims at a time.
 const CLAIM_BATCH: u32 = 16;
@@ -173,13 +178,26 @@ impl SendService {
         let private_limiter =
             RateLimiter::keyed(Quota::per_hour(settings.private_replies_per_hour));
         Self {
-            ports,
             settings,
             wakeups: watch::Sender::new(0),
             limiter,
             private_limiter,
             crm_wake,
-            accepts: Arc::default(),
+            accepts: group::Group::new(GROUP, {
+                let store = ports.outbound.clone();
+                move |sends| {
+                    let store = store.clone();
+                    Box::pin(async move { store.accept_many(&sends).await })
+                }
+            }),
+            settlements: group::Group::new(GROUP, {
+                let store = ports.outbound.clone();
+                move |settlements| {
+                    let store = store.clone();
+                    Box::pin(async move { store.settle_many(&settlements).await })
+                }
+            }),
+            ports,
         }
     }
 
@@ -228,8 +246,9 @@ impl SendService {
         };
         match self
             .accepts
-            .accept(&self.ports.outbound, message.clone(), job)
+            .submit((message.clone(), job))
             .await
+            .and_then(|answer| answer)
         {
             Ok(Accepted::Created) => {
                 self.wakeups.send_modify(|n| *n = n.wrapping_add(1));

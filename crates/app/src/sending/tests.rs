@@ -151,16 +151,18 @@ async fn a_send_found_mid_call_becomes_unknown_and_is_never_sent_again() {
         .expect_get()
         .returning(|_| Ok(Some(stored(OutboundStatus::Sending))));
     outbound
-        .expect_settle()
-        .withf(|_, from, s| {
-            *from == OutboundStatus::Sending
+        .expect_settle_many()
+        .withf(|settlements| {
+            let (_, from, s) = &settlements[0];
+            settlements.len() == 1
+                && *from == OutboundStatus::Sending
                 && s.status == OutboundStatus::Unknown
                 && s.error
                     .as_ref()
                     .is_some_and(|e| e.code == "outcome_unknown")
         })
         .times(1)
-        .returning(|_, _, _| Ok(true));
+        .returning(|_| Ok(vec![true]));
     let mut messenger = MockMessenger::new();
     messenger.expect_send().never();
     let service = service(outbound, messenger);

@@ -310,9 +310,8 @@ impl SendService {
         let mut tries = 0;
         let settled = loop {
             match self
-                .ports
-                .outbound
-                .settle(&send.id, from, &settlement)
+                .settlements
+                .submit((send.id.clone(), from, settlement.clone()))
                 .await
             {
                 Ok(settled) => break settled,

@@ -292,6 +292,29 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
                 .unwrap()
         );
         assert_eq!(store.get(&f.id).await.unwrap().unwrap().error, Some(error));
+
+        // Settled together, in one transaction: each fenced on its own status.
+        let g = send(12, &a, "key-g", "G");
+        let h = send(13, &a, "key-h", "H");
+        for (m, n) in [(&g, 102), (&h, 103)] {
+            accept(&store, m, &job(n, &m.id)).await.unwrap();
+        }
+        let applied = store
+            .settle_many(&[
+                (h.id.clone(), OutboundStatus::Sending, failed.clone()),
+                (g.id.clone(), OutboundStatus::Pending, failed.clone()),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(applied, [false, true], "{backend:?}");
+        assert_eq!(
+            store.get(&g.id).await.unwrap().unwrap().status,
+            OutboundStatus::Failed
+        );
+        assert_eq!(
+            store.get(&h.id).await.unwrap().unwrap().status,
+            OutboundStatus::Pending
+        );
     }
 }
 
