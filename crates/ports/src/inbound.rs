@@ -339,6 +339,18 @@ pub trait JobQueue: Send + Sync {
     /// [`RepoError::Unavailable`].
     async fn complete(&self, lease: &JobLease, now: DateTime<Utc>) -> Result<bool, RepoError>;
 
+    /// [`Self::complete`] for each of `leases`, in one transaction (a group commit of
+    /// concurrent workers); one answer per lease, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] when the transaction fails: nothing was written.
+    async fn complete_many(
+        &self,
+        leases: &[JobLease],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, RepoError>;
+
     /// Puts the job back in the queue to run at `at`, recording `error`; false when `lease` is
     /// no longer current.
     ///

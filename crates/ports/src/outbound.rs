@@ -74,6 +74,14 @@ pub trait OutboundStore: Send + Sync {
     /// [`RepoError::Unavailable`].
     async fn start_attempt(&self, id: &MessageId) -> Result<bool, RepoError>;
 
+    /// [`Self::start_attempt`] for each of `ids`, in one transaction (a group commit of
+    /// concurrent workers); one answer per id, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] when the transaction fails: nothing was written.
+    async fn start_attempts(&self, ids: &[MessageId]) -> Result<Vec<bool>, RepoError>;
+
     /// Applies each settlement as [`Self::settle`] does, all in one transaction (a group
     /// commit of concurrent workers); one answer per settlement, in order.
     ///

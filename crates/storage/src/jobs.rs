@@ -174,25 +174,37 @@ impl SeaJobQueue {
         error: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, RepoError> {
-        let mut update = Query::update();
-        update
-            .table(Alias::new("jobs"))
-            .value(Alias::new("status"), status.as_str())
-            .value(Alias::new("lease_token"), Option::<String>::None)
-            .value(Alias::new("updated_at"), to_micros(now))
-            .and_where(Expr::col(Alias::new("id")).eq(lease.job_id.as_str()))
-            .and_where(Expr::col(Alias::new("status")).eq(JobStatus::Running.as_str()))
-            .and_where(Expr::col(Alias::new("lease_token")).eq(lease.token.as_str()));
-        if let Some(at) = run_at {
-            update.value(Alias::new("run_at"), to_micros(at));
-        }
-        if let Some(error) = error {
-            update.value(Alias::new("last_error"), error);
-        }
-        let statement = self.db.get_database_backend().build(&update);
+        let statement = finish_statement(&self.db, lease, status, run_at, error, now);
         let result = self.db.execute_raw(statement).await.map_err(unavailable)?;
         Ok(result.rows_affected() == 1)
     }
+}
+
+/// The update that resolves the job `lease` holds, if it still holds it.
+fn finish_statement(
+    conn: &impl ConnectionTrait,
+    lease: &JobLease,
+    status: JobStatus,
+    run_at: Option<DateTime<Utc>>,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Statement {
+    let mut update = Query::update();
+    update
+        .table(Alias::new("jobs"))
+        .value(Alias::new("status"), status.as_str())
+        .value(Alias::new("lease_token"), Option::<String>::None)
+        .value(Alias::new("updated_at"), to_micros(now))
+        .and_where(Expr::col(Alias::new("id")).eq(lease.job_id.as_str()))
+        .and_where(Expr::col(Alias::new("status")).eq(JobStatus::Running.as_str()))
+        .and_where(Expr::col(Alias::new("lease_token")).eq(lease.token.as_str()));
+    if let Some(at) = run_at {
+        update.value(Alias::new("run_at"), to_micros(at));
+    }
+    if let Some(error) = error {
+        update.value(Alias::new("last_error"), error);
+    }
+    conn.get_database_backend().build(&update)
 }
 
 /// A new job as the values of [`COLUMNS`]: queued, due at its `run_at`.
@@ -337,6 +349,33 @@ impl JobQueue for SeaJobQueue {
 
     async fn complete(&self, lease: &JobLease, now: DateTime<Utc>) -> Result<bool, RepoError> {
         self.finish(lease, JobStatus::Done, None, None, now).await
+    }
+
+    async fn complete_many(
+        &self,
+        leases: &[JobLease],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, RepoError> {
+        // In id order, so that concurrent groups lock shared rows in the same order.
+        let mut order: Vec<usize> = (0..leases.len()).collect();
+        order.sort_by_key(|&i| leases[i].job_id.as_str());
+        retry_deadlocks(|| async {
+            let txn = self.db.begin().await.map_err(unavailable)?;
+            let mut done = vec![false; leases.len()];
+            for &i in &order {
+                let statement =
+                    finish_statement(&txn, &leases[i], JobStatus::Done, None, None, now);
+                done[i] = txn
+                    .execute_raw(statement)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected()
+                    == 1;
+            }
+            txn.commit().await.map_err(unavailable)?;
+            Ok(done)
+        })
+        .await
     }
 
     async fn retry_at(

@@ -377,6 +377,33 @@ impl OutboundStore for SeaOutboundStore {
         Ok(result.rows_affected() == 1)
     }
 
+    async fn start_attempts(&self, ids: &[MessageId]) -> Result<Vec<bool>, RepoError> {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].as_str());
+        retry_deadlocks(|| async {
+            let txn = self.db.begin().await.map_err(unavailable)?;
+            let mut started = vec![false; ids.len()];
+            for &i in &order {
+                let result = txn
+                    .execute_raw(statement(
+                        txn.get_database_backend(),
+                        "UPDATE outbound_messages SET status = ?, attempts = attempts + 1 WHERE id = ? AND status = ?",
+                        vec![
+                            OutboundStatus::Sending.as_str().into(),
+                            ids[i].as_str().into(),
+                            OutboundStatus::Pending.as_str().into(),
+                        ],
+                    ))
+                    .await
+                    .map_err(unavailable)?;
+                started[i] = result.rows_affected() == 1;
+            }
+            txn.commit().await.map_err(unavailable)?;
+            Ok(started)
+        })
+        .await
+    }
+
     #[tracing::instrument(skip_all, fields(message_id = %id))]
     async fn settle(
         &self,

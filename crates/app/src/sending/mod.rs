@@ -148,6 +148,10 @@ pub struct SendService {
     accepts: Arc<group::Group<(OutboundMessage, NewJob), Result<Accepted, RepoError>>>,
     /// Settlements waiting for the next group commit.
     settlements: Arc<group::Group<(MessageId, OutboundStatus, Settlement), bool>>,
+    /// Sends being marked `sending` before their Graph API call, likewise.
+    attempts: Arc<group::Group<MessageId, bool>>,
+    /// Send jobs being marked done, likewise.
+    completions: Arc<group::Group<insta_router_domain::JobLease, bool>>,
 }
 
 /// Most sends accepted, or settled, in one transaction.
@@ -195,6 +199,20 @@ impl SendService {
                 move |settlements| {
                     let store = store.clone();
                     Box::pin(async move { store.settle_many(&settlements).await })
+                }
+            }),
+            attempts: group::Group::new(GROUP, {
+                let store = ports.outbound.clone();
+                move |ids| {
+                    let store = store.clone();
+                    Box::pin(async move { store.start_attempts(&ids).await })
+                }
+            }),
+            completions: group::Group::new(GROUP, {
+                let (jobs, clock) = (ports.jobs.clone(), ports.clock.clone());
+                move |leases| {
+                    let (jobs, now) = (jobs.clone(), clock.now());
+                    Box::pin(async move { jobs.complete_many(&leases, now).await })
                 }
             }),
             ports,

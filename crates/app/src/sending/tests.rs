@@ -178,7 +178,7 @@ async fn a_settled_send_is_left_alone() {
         outbound
             .expect_get()
             .returning(move |_| Ok(Some(stored(status))));
-        outbound.expect_start_attempt().never();
+        outbound.expect_start_attempts().never();
         let mut messenger = MockMessenger::new();
         messenger.expect_send().never();
         let service = service(outbound, messenger);

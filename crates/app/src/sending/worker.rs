@@ -59,7 +59,7 @@ impl SendService {
         };
         let now = self.ports.clock.now();
         let result = match &outcome {
-            Outcome::Done => self.ports.jobs.complete(&lease, now).await,
+            Outcome::Done => self.completions.submit(lease).await,
             Outcome::RetryAt(at, error) => self.ports.jobs.retry_at(&lease, *at, error, now).await,
         };
         if let Err(error) = result {
@@ -147,7 +147,7 @@ impl SendService {
             self.private_limiter.until_key_ready(&account.id).await;
         }
         self.limiter.until_key_ready(&account.id).await;
-        if !self.ports.outbound.start_attempt(&send.id).await? {
+        if !self.attempts.submit(send.id.clone()).await? {
             return Ok(Outcome::Done);
         }
         let started = std::time::Instant::now();

@@ -167,6 +167,44 @@ async fn a_claim_fills_its_limit_from_expired_leases_then_the_oldest_queued_jobs
     }
 }
 
+/// Completing a group is one transaction, each job fenced on its own lease.
+#[tokio::test]
+async fn a_group_of_completions_marks_only_the_jobs_still_held() {
+    for (test_db, db) in migrated().await {
+        let queue = db.jobs();
+        queue
+            .enqueue(&[job(1, JobKind::Send, 0), job(2, JobKind::Send, 0)])
+            .await
+            .unwrap();
+        let claimed = queue
+            .claim(&[JobKind::Send], 2, LEASE, at(1))
+            .await
+            .unwrap();
+        let mut leases: Vec<_> = claimed.into_iter().map(|c| c.lease).collect();
+        leases.sort_by(|a, b| a.job_id.as_str().cmp(b.job_id.as_str()));
+        let mut stale = leases[1].clone();
+        stale.token = "lease_stale".into();
+        let done = queue
+            .complete_many(&[stale, leases[0].clone()], at(2))
+            .await
+            .unwrap();
+        assert_eq!(done, [false, true], "{:?}", test_db.backend());
+        let status = |n| {
+            let queue = queue.clone();
+            async move {
+                queue
+                    .get(&JobId::from_u128(n))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status
+            }
+        };
+        assert_eq!(status(1).await, JobStatus::Done);
+        assert_eq!(status(2).await, JobStatus::Running);
+    }
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_claimed_again_and_the_stale_holder_is_refused() {
     for (test_db, db) in migrated().await {

@@ -299,9 +299,19 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
         for (m, n) in [(&g, 102), (&h, 103)] {
             accept(&store, m, &job(n, &m.id)).await.unwrap();
         }
+        // Started together: a send already started (h, twice in the group) only once.
+        assert_eq!(
+            store
+                .start_attempts(&[h.id.clone(), h.id.clone()])
+                .await
+                .unwrap(),
+            [true, false],
+            "{backend:?}"
+        );
         let applied = store
             .settle_many(&[
-                (h.id.clone(), OutboundStatus::Sending, failed.clone()),
+                // h is `sending` now: a settlement from `pending` is stale.
+                (h.id.clone(), OutboundStatus::Pending, failed.clone()),
                 (g.id.clone(), OutboundStatus::Pending, failed.clone()),
             ])
             .await
@@ -313,7 +323,7 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
         );
         assert_eq!(
             store.get(&h.id).await.unwrap().unwrap().status,
-            OutboundStatus::Pending
+            OutboundStatus::Sending
         );
     }
 }
