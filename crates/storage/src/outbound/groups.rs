@@ -1,0 +1,181 @@
+//! The send path's group commits: many sends accepted, started or settled in one
+//! transaction (see the app's `sending/group.rs`), each fenced on its own key or status.
+
+use insta_router_domain::{MessageId, NewJob, OutboundMessage, OutboundStatus};
+use insta_router_ports::{Accepted, RepoError, Settlement};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+
+use super::SeaOutboundStore;
+use crate::backend::Backend;
+use crate::conversations::record_on;
+use crate::error::{retry_deadlocks, unavailable};
+use crate::jobs::insert_jobs;
+use crate::messages;
+use crate::sql::statement;
+use crate::time::to_micros;
+
+impl SeaOutboundStore {
+    #[tracing::instrument(skip_all, fields(sends = sends.len()))]
+    pub(super) async fn accept_group(
+        &self,
+        sends: &[(OutboundMessage, NewJob)],
+    ) -> Result<Vec<Result<Accepted, RepoError>>, RepoError> {
+        // In key order, so that concurrent batches meet on shared keys in the same order.
+        let mut order: Vec<usize> = (0..sends.len()).collect();
+        order.sort_by_key(|&i| {
+            let r = &sends[i].0.request;
+            (r.account_id.as_str(), r.idempotency_key.as_str())
+        });
+        let created = retry_deadlocks(|| async {
+            let txn = self.db.begin().await.map_err(unavailable)?;
+            let mut created = vec![false; sends.len()];
+            for &i in &order {
+                created[i] = self.insert(&txn, &sends[i].0).await?;
+            }
+            let jobs: Vec<NewJob> = sends
+                .iter()
+                .zip(&created)
+                .filter(|(_, yes)| **yes)
+                .map(|((_, job), _)| job.clone())
+                .collect();
+            if jobs.is_empty() {
+                txn.rollback().await.map_err(unavailable)?;
+            } else {
+                insert_jobs(&txn, &jobs).await?;
+                txn.commit().await.map_err(unavailable)?;
+            }
+            Ok(created)
+        })
+        .await?;
+        let mut answers = Vec::with_capacity(sends.len());
+        for ((message, _), created) in sends.iter().zip(created) {
+            answers.push(if created {
+                Ok(Accepted::Created)
+            } else {
+                self.existing(message).await
+            });
+        }
+        Ok(answers)
+    }
+
+    pub(super) async fn start_group(&self, ids: &[MessageId]) -> Result<Vec<bool>, RepoError> {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].as_str());
+        retry_deadlocks(|| async {
+            let txn = self.db.begin().await.map_err(unavailable)?;
+            let mut started = vec![false; ids.len()];
+            for &i in &order {
+                let result = txn
+                    .execute_raw(statement(
+                        txn.get_database_backend(),
+                        "UPDATE outbound_messages SET status = ?, attempts = attempts + 1 WHERE id = ? AND status = ?",
+                        vec![
+                            OutboundStatus::Sending.as_str().into(),
+                            ids[i].as_str().into(),
+                            OutboundStatus::Pending.as_str().into(),
+                        ],
+                    ))
+                    .await
+                    .map_err(unavailable)?;
+                started[i] = result.rows_affected() == 1;
+            }
+            txn.commit().await.map_err(unavailable)?;
+            Ok(started)
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(settlements = settlements.len()))]
+    pub(super) async fn settle_group(
+        &self,
+        settlements: &[(MessageId, OutboundStatus, Settlement)],
+    ) -> Result<Vec<bool>, RepoError> {
+        // In id order, so that concurrent groups lock shared rows in the same order.
+        let mut order: Vec<usize> = (0..settlements.len()).collect();
+        order.sort_by_key(|&i| settlements[i].0.as_str());
+        retry_deadlocks(|| async {
+            let txn = self.db.begin().await.map_err(unavailable)?;
+            let mut applied = vec![false; settlements.len()];
+            for &i in &order {
+                let (id, from, settlement) = &settlements[i];
+                applied[i] = settle_on(&txn, self.backend, id, *from, settlement).await?;
+            }
+            if applied.contains(&true) {
+                txn.commit().await.map_err(unavailable)?;
+            } else {
+                txn.rollback().await.map_err(unavailable)?;
+            }
+            Ok(applied)
+        })
+        .await
+    }
+
+    /// The answer to `message` when its insert wrote nothing: the send stored under its key,
+    /// or why there is none to return.
+    async fn existing(&self, message: &OutboundMessage) -> Result<Accepted, RepoError> {
+        let r = &message.request;
+        if let Some(existing) = self.by_key(&r.account_id, &r.idempotency_key).await? {
+            return Ok(Accepted::Existing(Box::new(existing)));
+        }
+        // A private reply whose comment has one already, under another key.
+        if let Some(comment) = &r.reply_to_comment
+            && self.replied(&r.account_id, comment).await?
+        {
+            return Err(RepoError::Conflict {
+                field: "comment_id",
+            });
+        }
+        // Taken by a request that has not committed, or rolled back since.
+        Err(RepoError::Conflict {
+            field: "idempotency_key",
+        })
+    }
+}
+
+/// Applies `settlement` to the send `id` if its status is `from`, on `txn`: the send's row,
+/// its copy in the conversation, its CRM event; whether it applied.
+async fn settle_on(
+    txn: &sea_orm::DatabaseTransaction,
+    backend: Backend,
+    id: &MessageId,
+    from: OutboundStatus,
+    settlement: &Settlement,
+) -> Result<bool, RepoError> {
+    let error = settlement.error.as_ref();
+    let updated = txn
+        .execute_raw(statement(
+            txn.get_database_backend(),
+            "UPDATE outbound_messages SET status = ?, instagram_message_id = coalesce(?, instagram_message_id), \
+             sent_at = coalesce(?, sent_at), error_code = ?, error_message = ?, error_subcode = ?, \
+             error_retryable = ? WHERE id = ? AND status = ?",
+            vec![
+                settlement.status.as_str().into(),
+                settlement
+                    .instagram_message_id
+                    .as_ref()
+                    .map(|m| m.as_str().to_owned())
+                    .into(),
+                settlement.sent_at.map(to_micros).into(),
+                error.map(|e| e.code.clone()).into(),
+                error.map(|e| e.message.clone()).into(),
+                error.and_then(|e| e.subcode).into(),
+                error.map(|e| e.retryable).into(),
+                id.as_str().into(),
+                from.as_str().into(),
+            ],
+        ))
+        .await
+        .map_err(unavailable)?;
+    if updated.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if let Some((copy, conversation)) = &settlement.copy {
+        // Its echo may be stored already, under the same mid: then that row stands.
+        messages::insert_if_absent(txn, copy).await?;
+        record_on(txn, backend, std::slice::from_ref(conversation)).await?;
+    }
+    if let Some(job) = &settlement.crm_event {
+        insert_jobs(txn, std::slice::from_ref(job)).await?;
+    }
+    Ok(true)
+}
