@@ -65,25 +65,21 @@ pub trait OutboundStore: Send + Sync {
     /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
     async fn get(&self, id: &MessageId) -> Result<Option<OutboundMessage>, RepoError>;
 
-    /// Marks a pending send as being handed to Meta and counts the attempt; false when it
-    /// was not pending (another worker has it, or it is settled). Written before the Graph
-    /// API call, so a crash during the call leaves `sending`, never a blind resend.
-    ///
-    /// # Errors
-    ///
-    /// [`RepoError::Unavailable`].
-    async fn start_attempt(&self, id: &MessageId) -> Result<bool, RepoError>;
-
-    /// [`Self::start_attempt`] for each of `ids`, in one transaction (a group commit of
-    /// concurrent workers); one answer per id, in order.
+    /// Marks each of `ids`, if still pending, as being handed to Meta and counts the
+    /// attempt, all in one transaction (a group commit of concurrent workers); one answer per
+    /// id, in order: false when it was not pending (another worker has it, or it is settled,
+    /// or it came earlier in `ids`). Written before the Graph API call, so a crash during the
+    /// call leaves `sending`, never a blind resend.
     ///
     /// # Errors
     ///
     /// [`RepoError::Unavailable`] when the transaction fails: nothing was written.
     async fn start_attempts(&self, ids: &[MessageId]) -> Result<Vec<bool>, RepoError>;
 
-    /// Applies each settlement as [`Self::settle`] does, all in one transaction (a group
-    /// commit of concurrent workers); one answer per settlement, in order.
+    /// Applies each settlement to its send if the send's status is still the `from` given
+    /// with it, together with its copy and CRM event; all in one transaction (a group commit
+    /// of concurrent workers). One answer per settlement, in order: false (and nothing
+    /// written for it) when the status was no longer `from`.
     ///
     /// # Errors
     ///
@@ -92,19 +88,6 @@ pub trait OutboundStore: Send + Sync {
         &self,
         settlements: &[(MessageId, OutboundStatus, Settlement)],
     ) -> Result<Vec<bool>, RepoError>;
-
-    /// Applies `settlement` to a send whose status is `from`, in one transaction with its
-    /// copy and CRM event; false (and nothing written) when the status was no longer `from`.
-    ///
-    /// # Errors
-    ///
-    /// [`RepoError::Unavailable`].
-    async fn settle(
-        &self,
-        id: &MessageId,
-        from: OutboundStatus,
-        settlement: &Settlement,
-    ) -> Result<bool, RepoError>;
 
     /// For a send whose outcome is unknown: the echo Meta sent of it, if one is stored (an
     /// outbound message of `account`'s conversation `conversation` with the send's text, sent

@@ -302,36 +302,8 @@ impl OutboundStore for SeaOutboundStore {
         row.as_ref().map(from_row).transpose()
     }
 
-    async fn start_attempt(&self, id: &MessageId) -> Result<bool, RepoError> {
-        let result = self
-            .db
-            .execute_raw(statement(
-                self.db.get_database_backend(),
-                "UPDATE outbound_messages SET status = ?, attempts = attempts + 1 WHERE id = ? AND status = ?",
-                vec![
-                    OutboundStatus::Sending.as_str().into(),
-                    id.as_str().into(),
-                    OutboundStatus::Pending.as_str().into(),
-                ],
-            ))
-            .await
-            .map_err(unavailable)?;
-        Ok(result.rows_affected() == 1)
-    }
-
     async fn start_attempts(&self, ids: &[MessageId]) -> Result<Vec<bool>, RepoError> {
         self.start_group(ids).await
-    }
-
-    #[tracing::instrument(skip_all, fields(message_id = %id))]
-    async fn settle(
-        &self,
-        id: &MessageId,
-        from: OutboundStatus,
-        settlement: &Settlement,
-    ) -> Result<bool, RepoError> {
-        let one = [(id.clone(), from, settlement.clone())];
-        Ok(self.settle_many(&one).await?.first() == Some(&true))
     }
 
     async fn settle_many(

@@ -14,6 +14,8 @@
 //! ([`insta_router_domain::FollowUp`], [`insta_router_domain::Route`]): the store queues the
 //! jobs whose subject it stored, as they are.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use insta_router_domain::{AccountId, InstagramAccountId, Route};
 use insta_router_ports::{BatchOutcome, InboundBatch, InboundStore, RepoError};
@@ -101,7 +103,11 @@ async fn read_routes(
     // One account (nearly every group): a statement whose text never changes, prepared once
     // per connection.
     let values = accounts.iter().map(|a| a.as_str().into()).collect();
-    let statement = crate::sql::statement(db, &route_sql(accounts.len()), values);
+    let statement = if accounts.len() == 1 {
+        crate::sql::statement(db, &ONE_ROUTE_SQL, values)
+    } else {
+        crate::sql::statement(db, &route_sql(accounts.len()), values)
+    };
     let rows = conn.query_all_raw(statement).await.map_err(unavailable)?;
     rows.iter()
         .map(|row| {
@@ -137,17 +143,25 @@ fn routes_changed() -> BatchOutcome {
     }
 }
 
-/// The routes of `accounts` Instagram accounts: each one's id, CRM URL, and `y` when it has
-/// an enabled rule (text, which every backend returns alike).
+/// Whether the account `a` answers: it has an enabled rule. Read with its route, and checked
+/// again inside each write (the SQLite thread, the PostgreSQL batch statement).
+pub(crate) const ANSWERS_SQL: &str =
+    "EXISTS (SELECT 1 FROM rules rl WHERE rl.account_id = a.id AND rl.enabled)";
+
+/// The routes of `accounts` Instagram accounts: each one's id, CRM URL, and `y` when it
+/// answers (text, which every backend returns alike).
 fn route_sql(accounts: usize) -> String {
     format!(
         "SELECT a.instagram_account_id, a.id, a.crm_webhook_url, \
-         CASE WHEN EXISTS (SELECT 1 FROM rules r WHERE r.account_id = a.id AND r.enabled) \
-         THEN 'y' ELSE 'n' END \
+         CASE WHEN {ANSWERS_SQL} THEN 'y' ELSE 'n' END \
          FROM accounts a WHERE a.instagram_account_id IN ({})",
         vec!["?"; accounts].join(", ")
     )
 }
+
+/// [`route_sql`] for one account, the route of nearly every group and of every check inside
+/// a SQLite write: built once.
+static ONE_ROUTE_SQL: LazyLock<String> = LazyLock::new(|| route_sql(1));
 
 /// A route from an `accounts` row: its Instagram account, its id, its CRM URL, whether it has
 /// an enabled rule.

@@ -49,14 +49,14 @@ static BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
     let conversations = CONVERSATION_COLUMNS.join(", ");
     let merge = merge_sql(Backend::Postgres);
     let upsert = JOURNAL_UPSERT;
+    let answers = super::ANSWERS_SQL;
     format!(
         "WITH g AS (SELECT NOT EXISTS (SELECT 1 \
            FROM json_to_recordset($5::json) AS r(instagram_account_id text, account_id text, crm boolean, answers boolean) \
            LEFT JOIN accounts a ON a.instagram_account_id = r.instagram_account_id \
            WHERE a.id IS DISTINCT FROM r.account_id \
               OR (a.id IS NOT NULL AND (coalesce(a.crm_webhook_url, '') <> '') IS DISTINCT FROM r.crm) \
-              OR (a.id IS NOT NULL AND EXISTS (SELECT 1 FROM rules u WHERE u.account_id = a.id AND u.enabled) \
-                  IS DISTINCT FROM r.answers)) AS ok), \
+              OR (a.id IS NOT NULL AND ({answers}) IS DISTINCT FROM r.answers)) AS ok), \
          j AS (INSERT INTO webhook_journal ({journal}) \
            SELECT {journal} FROM json_populate_recordset(NULL::webhook_journal, $1::json) \
            WHERE (SELECT ok FROM g){upsert}), \

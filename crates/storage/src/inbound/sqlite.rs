@@ -158,7 +158,7 @@ fn connected<'c>(
 
 fn routes(conn: &Connection, accounts: &[InstagramAccountId]) -> Result<Routes, RepoError> {
     let mut select = conn
-        .prepare_cached(&super::route_sql(1))
+        .prepare_cached(&super::ONE_ROUTE_SQL)
         .map_err(unavailable)?;
     let mut found = Vec::new();
     for account in accounts {

@@ -31,6 +31,23 @@ async fn accept(
         .remove(0)
 }
 
+/// One send marked `sending` through the group commit, alone.
+async fn start_attempt(store: &impl OutboundStore, id: &MessageId) -> Result<bool, RepoError> {
+    Ok(store.start_attempts(std::slice::from_ref(id)).await?[0])
+}
+
+/// One settlement through the group commit, alone.
+async fn settle(
+    store: &impl OutboundStore,
+    id: &MessageId,
+    from: OutboundStatus,
+    settlement: &Settlement,
+) -> Result<bool, RepoError> {
+    Ok(store
+        .settle_many(&[(id.clone(), from, settlement.clone())])
+        .await?[0])
+}
+
 fn send(n: u128, account: &str, key: &str, text: &str) -> OutboundMessage {
     let quick = vec![QuickReply {
         title: "Yes".into(),
@@ -205,9 +222,9 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
         let a = AccountId::from_u128(1).to_string();
         let s = send(10, &a, "key", "Hello ❤️");
         accept(&store, &s, &job(100, &s.id)).await.unwrap();
-        assert!(store.start_attempt(&s.id).await.unwrap());
+        assert!(start_attempt(&store, &s.id).await.unwrap());
         // A second worker cannot start it too.
-        assert!(!store.start_attempt(&s.id).await.unwrap(), "{backend:?}");
+        assert!(!start_attempt(&store, &s.id).await.unwrap(), "{backend:?}");
         let account = InstagramAccountId::parse("a", ACCOUNT).unwrap();
         let customer = InstagramUserId::parse("c", CUSTOMER).unwrap();
         let mid = InstagramMessageId::parse("m", "mid.sent").unwrap();
@@ -229,8 +246,7 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
         };
         // Settling from the wrong status writes nothing.
         assert!(
-            !store
-                .settle(&s.id, OutboundStatus::Pending, &settlement)
+            !settle(&store, &s.id, OutboundStatus::Pending, &settlement)
                 .await
                 .unwrap()
         );
@@ -242,8 +258,7 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
                 .is_none()
         );
         assert!(
-            store
-                .settle(&s.id, OutboundStatus::Sending, &settlement)
+            settle(&store, &s.id, OutboundStatus::Sending, &settlement)
                 .await
                 .unwrap()
         );
@@ -286,8 +301,7 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
             crm_event: None,
         };
         assert!(
-            store
-                .settle(&f.id, OutboundStatus::Pending, &failed)
+            settle(&store, &f.id, OutboundStatus::Pending, &failed)
                 .await
                 .unwrap()
         );
@@ -368,21 +382,21 @@ async fn the_echo_of_an_unknown_send_is_found_once() {
         let a = AccountId::from_u128(1).to_string();
         let s = send(10, &a, "key", "Hello");
         accept(&store, &s, &job(100, &s.id)).await.unwrap();
-        store
-            .settle(
-                &s.id,
-                OutboundStatus::Pending,
-                &Settlement {
-                    status: OutboundStatus::Sent,
-                    instagram_message_id: Some(InstagramMessageId::parse("m", "mid.echo").unwrap()),
-                    sent_at: Some(at(3)),
-                    error: None,
-                    copy: None,
-                    crm_event: None,
-                },
-            )
-            .await
-            .unwrap();
+        settle(
+            &store,
+            &s.id,
+            OutboundStatus::Pending,
+            &Settlement {
+                status: OutboundStatus::Sent,
+                instagram_message_id: Some(InstagramMessageId::parse("m", "mid.echo").unwrap()),
+                sent_at: Some(at(3)),
+                error: None,
+                copy: None,
+                crm_event: None,
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(
             store
                 .find_echo(&account, &conversation, "Hello", at(0))
