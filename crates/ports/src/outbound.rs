@@ -65,6 +65,14 @@ pub trait OutboundStore: Send + Sync {
     /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
     async fn get(&self, id: &MessageId) -> Result<Option<OutboundMessage>, RepoError>;
 
+    /// The sends among `ids` that exist, in any order: a send worker's claimed batch, read
+    /// with one query.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
+    async fn get_many(&self, ids: &[MessageId]) -> Result<Vec<OutboundMessage>, RepoError>;
+
     /// Marks each of `ids`, if still pending, as being handed to Meta and counts the
     /// attempt, all in one transaction (a group commit of concurrent workers); one answer per
     /// id, in order: false when it was not pending (another worker has it, or it is settled,

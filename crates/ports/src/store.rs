@@ -139,6 +139,13 @@ pub trait ConversationRepository: Send + Sync {
     /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
     async fn get(&self, id: &ConversationId) -> Result<Option<Conversation>, RepoError>;
 
+    /// The conversations among `ids` that exist, in any order, with one query.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
+    async fn get_many(&self, ids: &[ConversationId]) -> Result<Vec<Conversation>, RepoError>;
+
     /// An account's conversations, most recently active first.
     ///
     /// # Errors

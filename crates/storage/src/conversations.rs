@@ -133,6 +133,21 @@ impl ConversationRepository for SeaConversationRepository {
         row.map(from_model).transpose()
     }
 
+    async fn get_many(&self, ids: &[ConversationId]) -> Result<Vec<Conversation>, RepoError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_PARAMS) {
+            let rows = Entity::find()
+                .filter(Column::Id.is_in(chunk.iter().map(|id| id.as_str().to_owned())))
+                .all(&self.db)
+                .await
+                .map_err(unavailable)?;
+            for row in rows {
+                found.push(from_model(row)?);
+            }
+        }
+        Ok(found)
+    }
+
     async fn list_by_account(
         &self,
         account: &InstagramAccountId,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::error::{map_err, unavailable};
-use crate::sql::{int_at, statement};
+use crate::sql::{MAX_PARAMS, int_at, statement};
 use crate::time::{from_micros, to_micros};
 
 mod groups;
@@ -300,6 +300,28 @@ impl OutboundStore for SeaOutboundStore {
             .await
             .map_err(unavailable)?;
         row.as_ref().map(from_row).transpose()
+    }
+
+    async fn get_many(&self, ids: &[MessageId]) -> Result<Vec<OutboundMessage>, RepoError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_PARAMS) {
+            let rows = self
+                .db
+                .query_all_raw(statement(
+                    self.db.get_database_backend(),
+                    &format!(
+                        "SELECT {COLUMNS} FROM outbound_messages WHERE id IN ({})",
+                        vec!["?"; chunk.len()].join(", ")
+                    ),
+                    chunk.iter().map(|id| id.as_str().into()).collect(),
+                ))
+                .await
+                .map_err(unavailable)?;
+            for row in &rows {
+                found.push(from_row(row)?);
+            }
+        }
+        Ok(found)
     }
 
     async fn start_attempts(&self, ids: &[MessageId]) -> Result<Vec<bool>, RepoError> {

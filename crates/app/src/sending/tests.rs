@@ -148,8 +148,9 @@ async fn a_key_being_stored_by_another_request_is_in_flight() {
 async fn a_send_found_mid_call_becomes_unknown_and_is_never_sent_again() {
     let mut outbound = MockOutboundStore::new();
     outbound
-        .expect_get()
-        .returning(|_| Ok(Some(stored(OutboundStatus::Sending))));
+        .expect_get_many()
+        .times(1)
+        .returning(|_| Ok(vec![stored(OutboundStatus::Sending)]));
     outbound
         .expect_settle_many()
         .withf(|settlements| {
@@ -166,7 +167,9 @@ async fn a_send_found_mid_call_becomes_unknown_and_is_never_sent_again() {
     let mut messenger = MockMessenger::new();
     messenger.expect_send().never();
     let service = service(outbound, messenger);
-    let outcome = service.work(&MessageId::from_u128(7)).await.unwrap();
+    let id = MessageId::from_u128(7);
+    let round = service.prepare(std::slice::from_ref(&id)).await;
+    let outcome = service.work(&id, &round).await.unwrap();
     // Its echo is looked for next.
     assert!(matches!(outcome, Outcome::RetryAt(at, _) if at > now()));
 }
@@ -176,16 +179,99 @@ async fn a_settled_send_is_left_alone() {
     for status in [OutboundStatus::Sent, OutboundStatus::Failed] {
         let mut outbound = MockOutboundStore::new();
         outbound
-            .expect_get()
-            .returning(move |_| Ok(Some(stored(status))));
+            .expect_get_many()
+            .times(1)
+            .returning(move |_| Ok(vec![stored(status)]));
         outbound.expect_start_attempts().never();
         let mut messenger = MockMessenger::new();
         messenger.expect_send().never();
         let service = service(outbound, messenger);
-        assert_eq!(
-            service.work(&MessageId::from_u128(7)).await.unwrap(),
-            Outcome::Done
-        );
+        let id = MessageId::from_u128(7);
+        let round = service.prepare(std::slice::from_ref(&id)).await;
+        assert_eq!(service.work(&id, &round).await.unwrap(), Outcome::Done);
+    }
+}
+
+#[tokio::test]
+async fn a_round_reads_its_sends_their_account_and_their_conversations_once() {
+    // Three pending sends, two recipients, one account: one read of each kind for all.
+    let sends: Vec<OutboundMessage> = [(1, "555"), (2, "556"), (3, "555")]
+        .into_iter()
+        .map(|(n, recipient)| {
+            let mut send = stored(OutboundStatus::Pending);
+            send.id = MessageId::from_u128(n);
+            send.request.recipient_id = InstagramUserId::parse("r", recipient).unwrap();
+            send
+        })
+        .collect();
+    let mut outbound = MockOutboundStore::new();
+    let batch = sends.clone();
+    outbound
+        .expect_get_many()
+        .times(1)
+        .returning(move |_| Ok(batch.clone()));
+    outbound.expect_get().never();
+    outbound
+        .expect_start_attempts()
+        .returning(|ids| Ok(vec![true; ids.len()]));
+    outbound
+        .expect_settle_many()
+        .returning(|settlements| Ok(vec![true; settlements.len()]));
+    let mut accounts = MockAccountRepository::new();
+    accounts
+        .expect_get()
+        .times(1)
+        .returning(|_| Ok(Some(account())));
+    let mut conversations = MockConversationRepository::new();
+    conversations
+        .expect_get_many()
+        .times(1)
+        .withf(|ids| ids.len() == 2)
+        .returning(|_| {
+            // 555 wrote an hour ago; 556 two days ago, outside the messaging window.
+            Ok([("555", 1), ("556", 48)]
+                .into_iter()
+                .map(|(customer, hours)| {
+                    Conversation::start(
+                        account().instagram_account_id,
+                        InstagramUserId::parse("c", customer).unwrap(),
+                        now() - TimeDelta::hours(hours),
+                        true,
+                    )
+                })
+                .collect())
+        });
+    conversations.expect_get().never();
+    let mut messenger = MockMessenger::new();
+    messenger
+        .expect_send()
+        .times(2)
+        .withf(|_, recipient, _, _| {
+            *recipient == Recipient::User(InstagramUserId::parse("r", "555").unwrap())
+        })
+        .returning(|_, _, _, _| {
+            Ok(insta_router_domain::InstagramMessageId::parse("m", "mid.1").unwrap())
+        });
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(now);
+    let service = SendService::new(
+        SendPorts {
+            outbound: Arc::new(outbound),
+            accounts: Arc::new(accounts),
+            conversations: Arc::new(conversations),
+            jobs: Arc::new(MockJobQueue::new()),
+            messenger: Arc::new(messenger),
+            cipher: Arc::new(PlaintextCipher),
+            clock: Arc::new(clock),
+            comments: Arc::new(MockCommentStore::new()),
+        },
+        SendSettings::default(),
+        Arc::new(|| {}),
+    );
+    let ids: Vec<MessageId> = sends.iter().map(|s| s.id.clone()).collect();
+    let round = service.prepare(&ids).await;
+    for id in &ids {
+        assert_eq!(service.work(id, &round).await.unwrap(), Outcome::Done);
     }
 }
 

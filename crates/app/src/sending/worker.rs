@@ -1,5 +1,7 @@
 //! The send workers: claim send jobs, work each one step (attempt, settle, fail) and tell the CRM.
 
+use std::collections::{HashMap, HashSet};
+
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
@@ -32,12 +34,18 @@ impl SendService {
                 None => by_recipient.push((recipient, vec![job])),
             }
         }
+        let ids: Vec<MessageId> = by_recipient
+            .iter()
+            .flat_map(|(_, jobs)| jobs)
+            .filter_map(|claimed| MessageId::parse("subject", &claimed.job.subject).ok())
+            .collect();
+        let round = Arc::new(self.prepare(&ids).await);
         let mut tasks = JoinSet::new();
         for (_, jobs) in by_recipient {
-            let service = self.clone();
+            let (service, round) = (self.clone(), round.clone());
             tasks.spawn(async move {
                 for job in jobs {
-                    service.run(job).await;
+                    service.run(job, &round).await;
                 }
             });
         }
@@ -45,10 +53,63 @@ impl SendService {
         full
     }
 
-    pub(super) async fn run(&self, claimed: ClaimedJob) {
+    /// Reads what the sends `ids` need with a few queries for all of them: the sends, the
+    /// accounts of the pending ones and those accounts' conversations with their recipients.
+    /// A read that fails leaves its part empty: each send then reads for itself.
+    pub(super) async fn prepare(&self, ids: &[MessageId]) -> Round {
+        let mut round = Round::default();
+        match self.ports.outbound.get_many(ids).await {
+            Ok(sends) => {
+                round.sends = Some(sends.into_iter().map(|s| (s.id.clone(), s)).collect());
+            }
+            Err(error) => tracing::warn!(%error, "cannot read a batch of sends"),
+        }
+        let mut pairs = Vec::new();
+        for send in round.sends.iter().flat_map(HashMap::values) {
+            if send.status != OutboundStatus::Pending {
+                continue;
+            }
+            let account_id = &send.request.account_id;
+            if !round.accounts.contains_key(account_id) {
+                match self.ports.accounts.get(account_id).await {
+                    Ok(account) => {
+                        round.accounts.insert(account_id.clone(), account);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, %account_id, "cannot read a send's account");
+                        continue;
+                    }
+                }
+            }
+            if let Some(Some(account)) = round.accounts.get(account_id) {
+                pairs.push(ConversationId::for_pair(
+                    &account.instagram_account_id,
+                    &send.request.recipient_id,
+                ));
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        if !pairs.is_empty() {
+            match self.ports.conversations.get_many(&pairs).await {
+                Ok(found) => {
+                    round.last_inbound = pairs.into_iter().map(|id| (id, None)).collect();
+                    for conversation in found {
+                        round
+                            .last_inbound
+                            .insert(conversation.id.clone(), conversation.last_inbound_at);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot read a batch of conversations"),
+            }
+        }
+        round
+    }
+
+    pub(super) async fn run(&self, claimed: ClaimedJob, round: &Round) {
         let ClaimedJob { job, lease } = claimed;
         let outcome = match MessageId::parse("subject", &job.subject) {
-            Ok(id) => match self.work(&id).await {
+            Ok(id) => match self.work(&id, round).await {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     let at = self.ports.clock.now() + TimeDelta::seconds(5);
@@ -68,8 +129,12 @@ impl SendService {
     }
 
     /// Works the send with id `id` one step further.
-    pub(super) async fn work(&self, id: &MessageId) -> Result<Outcome, RepoError> {
-        let Some(send) = self.ports.outbound.get(id).await? else {
+    pub(super) async fn work(&self, id: &MessageId, round: &Round) -> Result<Outcome, RepoError> {
+        let send = match &round.sends {
+            Some(sends) => sends.get(id).cloned(),
+            None => self.ports.outbound.get(id).await?,
+        };
+        let Some(send) = send else {
             return Ok(Outcome::Done);
         };
         match send.status {
@@ -84,13 +149,21 @@ impl SendService {
                     .await?;
                 Ok(self.reconcile_later(&send))
             }
-            OutboundStatus::Pending => self.attempt(send).await,
+            OutboundStatus::Pending => self.attempt(send, round).await,
         }
     }
 
-    pub(super) async fn attempt(&self, send: OutboundMessage) -> Result<Outcome, RepoError> {
+    pub(super) async fn attempt(
+        &self,
+        send: OutboundMessage,
+        round: &Round,
+    ) -> Result<Outcome, RepoError> {
         let now = self.ports.clock.now();
-        let Some(account) = self.ports.accounts.get(&send.request.account_id).await? else {
+        let account = match round.account(&send.request.account_id) {
+            Some(account) => account,
+            None => self.ports.accounts.get(&send.request.account_id).await?,
+        };
+        let Some(account) = account else {
             let error = own_error("account_deleted", "the account was deleted", false);
             self.fail(&send, None, OutboundStatus::Pending, error, now)
                 .await?;
@@ -124,12 +197,15 @@ impl SendService {
         };
         let recipient = &send.request.recipient_id;
         let conversation_id = ConversationId::for_pair(&account.instagram_account_id, recipient);
-        let last_inbound = self
-            .ports
-            .conversations
-            .get(&conversation_id)
-            .await?
-            .and_then(|c| c.last_inbound_at);
+        let last_inbound = match round.last_inbound.get(&conversation_id) {
+            Some(at) => *at,
+            None => self
+                .ports
+                .conversations
+                .get(&conversation_id)
+                .await?
+                .and_then(|c| c.last_inbound_at),
+        };
         // A private reply has its own window (7 days from the comment), checked when it was
         // accepted; the 24-hour messaging window does not apply to it.
         let private_reply = send.request.reply_to_comment.is_some();
@@ -233,6 +309,11 @@ impl SendService {
                 subcode,
                 message,
             }) => {
+                if is_token_error(code) {
+                    // The round's copy of the account still has the token: the account's
+                    // other sends read it again and fail without calling Meta.
+                    round.forget(&account.id);
+                }
                 if is_token_error(code)
                     && let Err(error) = crate::accounts::tokens::token_refused(
                         &*self.ports.accounts,
@@ -345,5 +426,36 @@ impl SendService {
             body,
             now,
         ))
+    }
+}
+
+/// What a round of the send worker read once for all of its sends (see
+/// [`SendService::prepare`]); a send missing from it is read on its own.
+#[derive(Debug, Default)]
+pub(super) struct Round {
+    /// The round's sends, by id; `None` when they could not be read.
+    sends: Option<HashMap<MessageId, OutboundMessage>>,
+    /// The accounts of its pending sends (`None`: deleted).
+    accounts: HashMap<AccountId, Option<Account>>,
+    /// Accounts whose copy above is stale: Meta refused their token during the round.
+    forgotten: std::sync::Mutex<HashSet<AccountId>>,
+    /// When each recipient last wrote to the account, by conversation (`None`: never).
+    last_inbound: HashMap<ConversationId, Option<DateTime<Utc>>>,
+}
+
+impl Round {
+    /// The round's copy of the account `id`: `None` when it has none, or it is stale.
+    fn account(&self, id: &AccountId) -> Option<Option<Account>> {
+        let stale = self.forgotten.lock().map_or(true, |f| f.contains(id));
+        if stale {
+            return None;
+        }
+        self.accounts.get(id).cloned()
+    }
+
+    fn forget(&self, id: &AccountId) {
+        if let Ok(mut forgotten) = self.forgotten.lock() {
+            forgotten.insert(id.clone());
+        }
     }
 }

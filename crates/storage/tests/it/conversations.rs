@@ -52,6 +52,27 @@ async fn recording_merges_timestamps_whatever_the_order() {
 }
 
 #[tokio::test]
+async fn several_conversations_are_read_with_one_query() {
+    for (test_db, db) in migrated().await {
+        let repo = db.conversations();
+        let backend = test_db.backend();
+        let first = conversation("acct", "c1", 10, true);
+        let second = conversation("acct", "c2", 20, false);
+        repo.record(&first).await.unwrap();
+        repo.record(&second).await.unwrap();
+        let unknown = conversation("acct", "c3", 0, false).id;
+        let mut found = repo
+            .get_many(&[second.id.clone(), unknown, first.id.clone()])
+            .await
+            .unwrap();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut expected = vec![first, second];
+        expected.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(found, expected, "{backend:?}");
+    }
+}
+
+#[tokio::test]
 async fn an_account_lists_its_conversations_most_recent_first() {
     for (test_db, db) in migrated().await {
         let repo = db.conversations();

@@ -89,6 +89,38 @@ fn job(n: u128, subject: &MessageId) -> NewJob {
     }
 }
 
+/// A claimed batch of sends is read with one query: the ones that exist, whole, and none
+/// for an unknown id.
+#[tokio::test]
+async fn a_batch_of_sends_is_read_whole_and_unknown_ids_are_left_out() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let store = db.outbound();
+        let a = AccountId::from_u128(1).to_string();
+        let stored: Vec<OutboundMessage> = (1..=3)
+            .map(|n| send(n, &a, &format!("key-{n}"), &format!("Text {n}")))
+            .collect();
+        for (i, message) in stored.iter().enumerate() {
+            accept(&store, message, &job(100 + i as u128, &message.id))
+                .await
+                .unwrap();
+        }
+        let ids = [
+            stored[2].id.clone(),
+            MessageId::from_u128(99),
+            stored[0].id.clone(),
+        ];
+        let mut found = store.get_many(&ids).await.unwrap();
+        found.sort_by(|x, y| x.id.cmp(&y.id));
+        assert_eq!(
+            found,
+            vec![stored[0].clone(), stored[2].clone()],
+            "{backend:?}"
+        );
+        assert!(store.get_many(&[]).await.unwrap().is_empty(), "{backend:?}");
+    }
+}
+
 /// A group of sends is one transaction: each new key is stored with its job, and a key that
 /// an earlier send of the same group (or an earlier group) took is answered with that send.
 #[tokio::test]
