@@ -10,6 +10,8 @@
 //! A running job's `run_at` holds its lease expiry, so one index finds both due jobs and jobs
 //! whose worker died: one ordered range of it per status, expired leases first.
 
+mod complete;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -181,7 +183,7 @@ impl SeaJobQueue {
 }
 
 /// The update that resolves the job `lease` holds, if it still holds it.
-fn finish_statement(
+pub(crate) fn finish_statement(
     conn: &impl ConnectionTrait,
     lease: &JobLease,
     status: JobStatus,
@@ -356,26 +358,7 @@ impl JobQueue for SeaJobQueue {
         leases: &[JobLease],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, RepoError> {
-        // In id order, so that concurrent groups lock shared rows in the same order.
-        let mut order: Vec<usize> = (0..leases.len()).collect();
-        order.sort_by_key(|&i| leases[i].job_id.as_str());
-        retry_deadlocks(|| async {
-            let txn = self.db.begin().await.map_err(unavailable)?;
-            let mut done = vec![false; leases.len()];
-            for &i in &order {
-                let statement =
-                    finish_statement(&txn, &leases[i], JobStatus::Done, None, None, now);
-                done[i] = txn
-                    .execute_raw(statement)
-                    .await
-                    .map_err(unavailable)?
-                    .rows_affected()
-                    == 1;
-            }
-            txn.commit().await.map_err(unavailable)?;
-            Ok(done)
-        })
-        .await
+        self.complete_group(leases, now).await
     }
 
     async fn retry_at(

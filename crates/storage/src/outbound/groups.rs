@@ -59,6 +59,34 @@ impl SeaOutboundStore {
     }
 
     pub(super) async fn start_group(&self, ids: &[MessageId]) -> Result<Vec<bool>, RepoError> {
+        if self.backend != Backend::MySql {
+            // One statement for the group: the ids it changed come back.
+            let rows = self
+                .db
+                .query_all_raw(statement(
+                    self.db.get_database_backend(),
+                    &format!(
+                        "UPDATE outbound_messages SET status = ?, attempts = attempts + 1 \
+                         WHERE status = ? AND id IN ({}) RETURNING id",
+                        vec!["?"; ids.len()].join(", ")
+                    ),
+                    [
+                        OutboundStatus::Sending.as_str().into(),
+                        OutboundStatus::Pending.as_str().into(),
+                    ]
+                    .into_iter()
+                    .chain(ids.iter().map(|id| id.as_str().into()))
+                    .collect(),
+                ))
+                .await
+                .map_err(unavailable)?;
+            let mut changed = std::collections::HashSet::with_capacity(rows.len());
+            for row in &rows {
+                changed.insert(row.try_get_by_index::<String>(0).map_err(unavailable)?);
+            }
+            // An id that comes twice was started by its first place only.
+            return Ok(ids.iter().map(|id| changed.remove(id.as_str())).collect());
+        }
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].as_str());
         retry_deadlocks(|| async {
