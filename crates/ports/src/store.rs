@@ -28,6 +28,14 @@ pub trait AccountRepository: Send + Sync {
     /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
     async fn get(&self, id: &AccountId) -> Result<Option<Account>, RepoError>;
 
+    /// The ids among `ids` whose accounts exist, in any order, with one query: the send
+    /// API's concurrent requests check their accounts together.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Unavailable`].
+    async fn existing(&self, ids: &[AccountId]) -> Result<Vec<AccountId>, RepoError>;
+
     /// The account Meta knows as `instagram_account_id`.
     ///
     /// # Errors

@@ -14,6 +14,7 @@ use sea_orm::{
 use crate::entity::accounts::{ActiveModel, Column, Entity, Model};
 use crate::error::{map_err, unavailable};
 use crate::page::into_page;
+use crate::sql::MAX_PARAMS;
 use crate::time::{from_micros, to_micros};
 
 const UNIQUE_FIELD: &str = "instagram_account_id";
@@ -47,6 +48,26 @@ impl AccountRepository for SeaAccountRepository {
             .await
             .map_err(unavailable)?;
         row.map(from_model).transpose()
+    }
+
+    async fn existing(&self, ids: &[AccountId]) -> Result<Vec<AccountId>, RepoError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_PARAMS) {
+            let rows: Vec<String> = Entity::find()
+                .select_only()
+                .column(Column::Id)
+                .filter(Column::Id.is_in(chunk.iter().map(|id| id.as_str().to_owned())))
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(unavailable)?;
+            for id in rows {
+                let parsed = AccountId::parse("id", &id)
+                    .map_err(|e| RepoError::Corrupt(format!("account {id}: {e}")))?;
+                found.push(parsed);
+            }
+        }
+        Ok(found)
     }
 
     async fn find_by_instagram_id(

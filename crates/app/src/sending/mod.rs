@@ -152,6 +152,8 @@ pub struct SendService {
     attempts: Arc<group::Group<MessageId, bool>>,
     /// Send jobs being marked done, likewise.
     completions: Arc<group::Group<insta_router_domain::JobLease, bool>>,
+    /// Whether an account exists, for the accepts: concurrent requests ask with one query.
+    known: Arc<group::Group<AccountId, bool>>,
 }
 
 /// Most sends accepted, or settled, in one transaction.
@@ -208,6 +210,16 @@ impl SendService {
                     Box::pin(async move { store.start_attempts(&ids).await })
                 }
             }),
+            known: group::Group::new(GROUP, {
+                let accounts = ports.accounts.clone();
+                move |ids: Vec<AccountId>| {
+                    let accounts = accounts.clone();
+                    Box::pin(async move {
+                        let found = accounts.existing(&ids).await?;
+                        Ok(ids.iter().map(|id| found.contains(id)).collect())
+                    })
+                }
+            }),
             completions: group::Group::new(GROUP, {
                 let (jobs, clock) = (ports.jobs.clone(), ports.clock.clone());
                 move |leases| {
@@ -227,9 +239,9 @@ impl SendService {
     /// a different request; [`SendFailure::KeyInFlight`] while another request with the key
     /// is being stored; [`SendFailure::Storage`].
     pub async fn send(&self, request: SendRequest) -> Result<SendReceipt, SendFailure> {
-        match self.ports.accounts.get(&request.account_id).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(SendFailure::AccountNotFound(request.account_id)),
+        match self.known.submit(request.account_id.clone()).await {
+            Ok(true) => {}
+            Ok(false) => return Err(SendFailure::AccountNotFound(request.account_id)),
             Err(error) => return Err(SendFailure::Storage(error)),
         }
         self.accept(request).await

@@ -69,6 +69,7 @@ fn service_with(
 ) -> SendService {
     let mut accounts = MockAccountRepository::new();
     accounts.expect_get().returning(|_| Ok(Some(account())));
+    accounts.expect_existing().returning(|ids| Ok(ids.to_vec()));
     let mut clock = MockClock::new();
     clock.expect_now().returning(now);
     SendService::new(

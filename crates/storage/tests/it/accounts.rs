@@ -45,6 +45,28 @@ async fn accounts_round_trip_and_are_found_by_both_ids() {
 }
 
 #[tokio::test]
+async fn which_of_several_accounts_exist_is_one_answer() {
+    for (test_db, db) in migrated().await {
+        let repo = db.accounts();
+        repo.insert(&account(1, "17841400000000001")).await.unwrap();
+        repo.insert(&account(2, "17841400000000002")).await.unwrap();
+        let asked = [
+            AccountId::from_u128(2),
+            AccountId::from_u128(3),
+            AccountId::from_u128(1),
+        ];
+        let mut found = repo.existing(&asked).await.unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            vec![AccountId::from_u128(1), AccountId::from_u128(2)],
+            "{:?}",
+            test_db.backend()
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_duplicate_instagram_account_id_is_a_conflict_and_stores_nothing() {
     for (test_db, db) in migrated().await {
         let repo = db.accounts();
