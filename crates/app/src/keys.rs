@@ -15,6 +15,7 @@ use insta_router_domain::{
 use insta_router_ports::{AccountRepository, ApiKeyStore, Clock, RepoError};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::group::Group;
 use crate::new_id_bits;
 
 /// How often a key's `last_used_at` is written, at most, per key and process.
@@ -71,7 +72,12 @@ pub struct ApiKeyService {
     random: SystemRandom,
     /// When each key's use was last written, so a busy key costs one write a minute.
     touched: Mutex<HashMap<ApiKeyId, DateTime<Utc>>>,
+    /// Key lookups by hash: concurrent requests are looked up with one query.
+    lookups: Arc<Group<String, Option<ApiKey>>>,
 }
+
+/// The most key lookups in one query.
+const LOOKUPS: usize = 128;
 
 /// The hex SHA-256 of a key's text: what is stored and looked up.
 pub fn key_hash(text: &str) -> String {
@@ -86,12 +92,31 @@ impl ApiKeyService {
         accounts: Arc<dyn AccountRepository>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let lookups = Group::new(LOOKUPS, {
+            let store = store.clone();
+            move |hashes: Vec<String>| {
+                let store = store.clone();
+                Box::pin(async move {
+                    let found = store.find_by_hashes(&hashes).await?;
+                    Ok(hashes
+                        .iter()
+                        .map(|hash| {
+                            found
+                                .iter()
+                                .find(|(h, _)| h == hash)
+                                .map(|(_, key)| key.clone())
+                        })
+                        .collect())
+                })
+            }
+        });
         Self {
             store,
             accounts,
             clock,
             random: SystemRandom::new(),
             touched: Mutex::new(HashMap::new()),
+            lookups,
         }
     }
 
@@ -146,8 +171,8 @@ impl ApiKeyService {
             return Err(AuthError::Unknown);
         }
         let key = self
-            .store
-            .find_by_hash(&key_hash(presented))
+            .lookups
+            .submit(key_hash(presented))
             .await?
             .ok_or(AuthError::Unknown)?;
         if key.is_revoked() {
@@ -288,15 +313,23 @@ mod tests {
     #[tokio::test]
     async fn only_known_unrevoked_keys_pass_and_shapeless_text_is_never_looked_up() {
         let mut store = MockApiKeyStore::new();
-        store
-            .expect_find_by_hash()
-            .withf(|h| h == key_hash(&format!("irk_{}", "a".repeat(43))))
-            .returning(|_| Ok(Some(stored(KeyScope::Admin, false))));
-        store
-            .expect_find_by_hash()
-            .withf(|h| h == key_hash(&format!("irk_{}", "r".repeat(43))))
-            .returning(|_| Ok(Some(stored(KeyScope::Admin, true))));
-        store.expect_find_by_hash().returning(|_| Ok(None));
+        store.expect_find_by_hashes().returning(|hashes| {
+            let good = key_hash(&format!("irk_{}", "a".repeat(43)));
+            let revoked = key_hash(&format!("irk_{}", "r".repeat(43)));
+            Ok(hashes
+                .iter()
+                .filter_map(|h| {
+                    let key = if *h == good {
+                        stored(KeyScope::Admin, false)
+                    } else if *h == revoked {
+                        stored(KeyScope::Admin, true)
+                    } else {
+                        return None;
+                    };
+                    Some((h.clone(), key))
+                })
+                .collect())
+        });
         // Used twice within a minute: one write.
         store.expect_touch().times(1).returning(|_, _| Ok(()));
         let keys = service(store);

@@ -12,6 +12,7 @@ mod crm_payload;
 mod deliveries;
 mod doctor;
 mod gauges;
+mod group;
 mod inbox;
 mod ingest;
 mod keys;

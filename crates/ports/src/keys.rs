@@ -18,12 +18,13 @@ pub trait ApiKeyStore: Send + Sync {
     /// [`RepoError::Unavailable`].
     async fn insert(&self, key: &ApiKey, hash: &str) -> Result<(), RepoError>;
 
-    /// The key whose text hashes to `hash`, revoked or not.
+    /// The keys, revoked or not, whose texts hash to any of `hashes`, each with its hash, in
+    /// any order, with one query: concurrent requests authenticate together.
     ///
     /// # Errors
     ///
     /// [`RepoError::Unavailable`] or [`RepoError::Corrupt`].
-    async fn find_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, RepoError>;
+    async fn find_by_hashes(&self, hashes: &[String]) -> Result<Vec<(String, ApiKey)>, RepoError>;
 
     /// The key `id`.
     ///

@@ -8,7 +8,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult};
 
 use crate::error::{map_err, unavailable};
-use crate::sql::insert_into;
+use crate::sql::{MAX_PARAMS, insert_into};
 use crate::time::{from_micros, to_micros};
 
 /// The `api_keys` table.
@@ -127,13 +127,24 @@ impl ApiKeyStore for SeaApiKeyStore {
         Ok(())
     }
 
-    async fn find_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, RepoError> {
-        self.one(
-            &Self::select()
-                .and_where(Expr::col(col("key_hash")).eq(hash))
-                .to_owned(),
-        )
-        .await
+    async fn find_by_hashes(&self, hashes: &[String]) -> Result<Vec<(String, ApiKey)>, RepoError> {
+        let mut found = Vec::with_capacity(hashes.len());
+        for chunk in hashes.chunks(MAX_PARAMS) {
+            let select = Self::select()
+                .column(col("key_hash"))
+                .and_where(Expr::col(col("key_hash")).is_in(chunk.iter().map(String::as_str)))
+                .to_owned();
+            let rows = self
+                .db
+                .query_all_raw(self.db.get_database_backend().build(&select))
+                .await
+                .map_err(unavailable)?;
+            for row in &rows {
+                let hash = row.try_get::<String>("", "key_hash").map_err(unavailable)?;
+                found.push((hash, key_from_row(row)?));
+            }
+        }
+        Ok(found)
     }
 
     async fn get(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, RepoError> {

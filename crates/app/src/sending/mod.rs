@@ -29,12 +29,11 @@ use insta_router_ports::{
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::{crm_payload, new_id_bits, workers};
+use crate::{crm_payload, group, new_id_bits, workers};
 
 mod worker;
 
 use settlement::{count, fingerprint, own_error, sent_copy, unknown, unknown_error};
-mod group;
 mod reconcile;
 mod settlement;
 

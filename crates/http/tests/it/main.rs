@@ -203,18 +203,23 @@ const KEY: &str = "irk_0123456789abcdefghijABCDEFGHIJ0123456789abc";
 fn keys(scope: KeyScope) -> MockApiKeyStore {
     let mut keys = MockApiKeyStore::new();
     let hash = key_hash(KEY);
-    keys.expect_find_by_hash()
-        .withf(move |h| h == hash)
-        .returning(move |_| {
-            Ok(Some(ApiKey {
-                id: ApiKeyId::from_u128(1),
-                name: None,
-                scope: scope.clone(),
-                created_at: now(),
-                last_used_at: None,
-                revoked_at: None,
-            }))
-        });
+    keys.expect_find_by_hashes().returning(move |hashes| {
+        Ok(hashes
+            .iter()
+            .filter(|h| **h == hash)
+            .map(|h| {
+                let key = ApiKey {
+                    id: ApiKeyId::from_u128(1),
+                    name: None,
+                    scope: scope.clone(),
+                    created_at: now(),
+                    last_used_at: None,
+                    revoked_at: None,
+                };
+                (h.clone(), key)
+            })
+            .collect())
+    });
     keys.expect_touch().returning(|_, _| Ok(()));
     keys
 }

@@ -13,6 +13,7 @@ mod deliveries;
 mod inbound;
 mod jobs;
 mod journal;
+mod keys;
 mod messages;
 mod migrations;
 mod outbound;

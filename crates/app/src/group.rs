@@ -1,13 +1,14 @@
-//! Group commit on the send path: concurrent requests and workers share one transaction.
+//! Group commit: concurrent requests and workers share one transaction, or one query.
 //!
 //! A caller queues its item and awaits the answer. When no writer is running, the caller
 //! that queued starts one: a task that takes every queued item (up to its group's limit),
 //! writes them with one store call, answers each caller, and goes again until the queue is
 //! empty. While one group is being written the next one gathers, so under load a group is as
 //! large as what arrived during the previous commit, and at low rates an item is written
-//! alone, at once. Accepts (`OutboundStore::accept_many`) and settlements
-//! (`OutboundStore::settle_many`) each have a group; before, every accept and every
-//! settlement was its own transaction, and on SQLite each waited its turn for the write lock.
+//! alone, at once. On the send path, accepts (`OutboundStore::accept_many`), settlements
+//! (`OutboundStore::settle_many`) and the account checks each have a group; before, every
+//! accept and every settlement was its own transaction, and on SQLite each waited its turn
+//! for the write lock. API keys are looked up in groups too (`ApiKeyStore::find_by_hashes`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,14 +19,14 @@ use insta_router_ports::RepoError;
 use tokio::sync::oneshot;
 
 /// What a group's writer returns: one answer per item, in order.
-pub(super) type Written<O> = Pin<Box<dyn Future<Output = Result<Vec<O>, RepoError>> + Send>>;
+pub(crate) type Written<O> = Pin<Box<dyn Future<Output = Result<Vec<O>, RepoError>> + Send>>;
 
 type Writer<I, O> = Arc<dyn Fn(Vec<I>) -> Written<O> + Send + Sync>;
 
 type Waiting<I, O> = Vec<(I, oneshot::Sender<Result<O, RepoError>>)>;
 
 /// Items waiting to be written together, and whether a writer is running.
-pub(super) struct Group<I, O> {
+pub(crate) struct Group<I, O> {
     waiting: Mutex<Waiting<I, O>>,
     writing: AtomicBool,
     limit: usize,
@@ -34,7 +35,7 @@ pub(super) struct Group<I, O> {
 
 impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
     /// A group writing at most `limit` items at a time with `write`.
-    pub(super) fn new(
+    pub(crate) fn new(
         limit: usize,
         write: impl Fn(Vec<I>) -> Written<O> + Send + Sync + 'static,
     ) -> Arc<Self> {
@@ -47,7 +48,7 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
     }
 
     /// Writes `item` in the next group; its answer.
-    pub(super) async fn submit(self: &Arc<Self>, item: I) -> Result<O, RepoError> {
+    pub(crate) async fn submit(self: &Arc<Self>, item: I) -> Result<O, RepoError> {
         let (answer, answered) = oneshot::channel();
         self.lock().push((item, answer));
         self.start_writer();
