@@ -1,4 +1,4 @@
-//! Send jobs completed as a group (see the app's `sending/group.rs`): each fenced on its lease.
+//! Send jobs completed as a group (see the app's `group.rs`): each fenced on its lease.
 
 use chrono::{DateTime, Utc};
 use insta_router_domain::{JobLease, JobStatus};

@@ -1,5 +1,5 @@
 //! The send path's group commits: many sends accepted, started or settled in one
-//! transaction (see the app's `sending/group.rs`), each fenced on its own key or status.
+//! transaction (see the app's `group.rs`), each fenced on its own key or status.
 
 use insta_router_domain::{MessageId, NewJob, OutboundMessage, OutboundStatus};
 use insta_router_ports::{Accepted, RepoError, Settlement};
