@@ -40,6 +40,13 @@ impl SeaApiKeyStore {
             .to_owned()
     }
 
+    async fn rows(&self, select: &SelectStatement) -> Result<Vec<QueryResult>, RepoError> {
+        self.db
+            .query_all_raw(self.db.get_database_backend().build(select))
+            .await
+            .map_err(unavailable)
+    }
+
     async fn one(&self, select: &SelectStatement) -> Result<Option<ApiKey>, RepoError> {
         let row = self
             .db
@@ -134,12 +141,7 @@ impl ApiKeyStore for SeaApiKeyStore {
                 .column(col("key_hash"))
                 .and_where(Expr::col(col("key_hash")).is_in(chunk.iter().map(String::as_str)))
                 .to_owned();
-            let rows = self
-                .db
-                .query_all_raw(self.db.get_database_backend().build(&select))
-                .await
-                .map_err(unavailable)?;
-            for row in &rows {
+            for row in &self.rows(&select).await? {
                 let hash = row.try_get::<String>("", "key_hash").map_err(unavailable)?;
                 found.push((hash, key_from_row(row)?));
             }
@@ -161,12 +163,7 @@ impl ApiKeyStore for SeaApiKeyStore {
             .order_by(col("created_at"), Order::Asc)
             .order_by(col("id"), Order::Asc)
             .to_owned();
-        let rows = self
-            .db
-            .query_all_raw(self.db.get_database_backend().build(&select))
-            .await
-            .map_err(unavailable)?;
-        rows.iter().map(key_from_row).collect()
+        self.rows(&select).await?.iter().map(key_from_row).collect()
     }
 
     async fn revoke(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<bool, RepoError> {
