@@ -183,7 +183,7 @@ impl SeaJobQueue {
 }
 
 /// The update that resolves the job `lease` holds, if it still holds it.
-pub(crate) fn finish_statement(
+fn finish_statement(
     conn: &impl ConnectionTrait,
     lease: &JobLease,
     status: JobStatus,

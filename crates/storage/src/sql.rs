@@ -98,6 +98,22 @@ pub(crate) fn int_at(row: &sea_orm::QueryResult, index: usize) -> Option<i64> {
         })
 }
 
+/// Which of `keys` an `UPDATE ... RETURNING id` changed, in order, from the ids in its
+/// `rows`: a key that comes twice counts at its first place only.
+pub(crate) fn returned<'k>(
+    rows: &[sea_orm::QueryResult],
+    keys: impl IntoIterator<Item = &'k str>,
+) -> Result<Vec<bool>, RepoError> {
+    let mut changed = std::collections::HashSet::with_capacity(rows.len());
+    for row in rows {
+        changed.insert(
+            row.try_get_by_index::<String>(0)
+                .map_err(crate::error::unavailable)?,
+        );
+    }
+    Ok(keys.into_iter().map(|key| changed.remove(key)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

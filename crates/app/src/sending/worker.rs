@@ -313,9 +313,7 @@ impl SendService {
                     // The round's copy of the account still has the token: the account's
                     // other sends read it again and fail without calling Meta.
                     round.forget(&account.id);
-                }
-                if is_token_error(code)
-                    && let Err(error) = crate::accounts::tokens::token_refused(
+                    if let Err(error) = crate::accounts::tokens::token_refused(
                         &*self.ports.accounts,
                         &*self.ports.jobs,
                         &account,
@@ -323,8 +321,9 @@ impl SendService {
                         now,
                     )
                     .await
-                {
-                    tracing::error!(%error, account_id = %account.id, "cannot mark the token refused");
+                    {
+                        tracing::error!(%error, account_id = %account.id, "cannot mark the token refused");
+                    }
                 }
                 let error = SendError {
                     code: code.map_or_else(|| "graph_error".to_owned(), |c| c.to_string()),

@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use super::{SeaJobQueue, finish_statement};
 use crate::backend::Backend;
 use crate::error::{retry_deadlocks, unavailable};
-use crate::sql::statement;
+use crate::sql::{returned, statement};
 use crate::time::to_micros;
 
 impl SeaJobQueue {
@@ -51,14 +51,7 @@ impl SeaJobQueue {
             ))
             .await
             .map_err(unavailable)?;
-        let mut done = std::collections::HashSet::with_capacity(rows.len());
-        for row in &rows {
-            done.insert(row.try_get_by_index::<String>(0).map_err(unavailable)?);
-        }
-        Ok(leases
-            .iter()
-            .map(|l| done.remove(l.job_id.as_str()))
-            .collect())
+        returned(&rows, leases.iter().map(|l| l.job_id.as_str()))
     }
 
     /// MySQL has no `UPDATE ... RETURNING`: one fenced statement per lease, in one

@@ -11,7 +11,7 @@ use crate::conversations::record_on;
 use crate::error::{retry_deadlocks, unavailable};
 use crate::jobs::insert_jobs;
 use crate::messages;
-use crate::sql::statement;
+use crate::sql::{returned, statement};
 use crate::time::to_micros;
 
 impl SeaOutboundStore {
@@ -80,12 +80,8 @@ impl SeaOutboundStore {
                 ))
                 .await
                 .map_err(unavailable)?;
-            let mut changed = std::collections::HashSet::with_capacity(rows.len());
-            for row in &rows {
-                changed.insert(row.try_get_by_index::<String>(0).map_err(unavailable)?);
-            }
             // An id that comes twice was started by its first place only.
-            return Ok(ids.iter().map(|id| changed.remove(id.as_str())).collect());
+            return returned(&rows, ids.iter().map(MessageId::as_str));
         }
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].as_str());
