@@ -94,15 +94,29 @@ pub(crate) fn conversation_row(c: &Conversation) -> Vec<Value> {
     ]
 }
 
-/// Records `conversations` (distinct ids) on any connection or transaction, in id order so
-/// that concurrent writers lock shared conversations in the same order.
+/// Records `conversations` on any connection or transaction, in id order so that concurrent
+/// writers lock shared conversations in the same order. Several with one id are merged first:
+/// a multi-row upsert may not touch a row twice.
 pub(crate) async fn record_on(
     conn: &impl ConnectionTrait,
     backend: Backend,
     conversations: &[Conversation],
 ) -> Result<(), RepoError> {
-    let mut sorted: Vec<&Conversation> = conversations.iter().collect();
-    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut sorted: Vec<Conversation> = Vec::with_capacity(conversations.len());
+    let mut by_id: Vec<&Conversation> = conversations.iter().collect();
+    by_id.sort_by(|a, b| a.id.cmp(&b.id));
+    for c in by_id {
+        match sorted.last_mut() {
+            Some(last) if last.id == c.id => {
+                last.record(c.started_at, false);
+                last.record(c.last_message_at, false);
+                if let Some(at) = c.last_inbound_at {
+                    last.record(at, true);
+                }
+            }
+            _ => sorted.push(c.clone()),
+        }
+    }
     for chunk in sorted.chunks(MAX_PARAMS / COLUMNS.len()) {
         let values = chunk
             .iter()

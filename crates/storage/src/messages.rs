@@ -61,6 +61,7 @@ struct StoredReferral {
 }
 use crate::error::{map_err, unavailable};
 use crate::page::{after_time_cursor, into_page, time_cursor};
+use crate::sql::MAX_PARAMS;
 use crate::time::{from_micros, to_micros};
 
 /// Messages in the `messages` table.
@@ -139,6 +140,30 @@ pub(crate) async fn insert_if_absent(
         .await
         .map_err(unavailable)?;
     Ok(inserted > 0)
+}
+
+/// Stores each of `messages` unless one with the same account and mid exists, with one
+/// statement per chunk; SQLite and PostgreSQL only (MySQL: [`insert_if_absent`] each).
+pub(crate) async fn insert_many_if_absent(
+    conn: &impl ConnectionTrait,
+    messages: &[Message],
+) -> Result<(), RepoError> {
+    for chunk in messages.chunks(MAX_PARAMS / Column::iter().count()) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let rows = chunk.iter().map(to_active).collect::<Result<Vec<_>, _>>()?;
+        Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([Column::InstagramAccountId, Column::Mid])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]

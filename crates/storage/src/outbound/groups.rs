@@ -1,9 +1,11 @@
 //! The send path's group commits: many sends accepted, started or settled in one
 //! transaction (see the app's `group.rs`), each fenced on its own key or status.
 
+use std::collections::HashSet;
+
 use insta_router_domain::{MessageId, NewJob, OutboundMessage, OutboundStatus};
 use insta_router_ports::{Accepted, RepoError, Settlement};
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
 use super::SeaOutboundStore;
 use crate::backend::Backend;
@@ -11,7 +13,7 @@ use crate::conversations::record_on;
 use crate::error::{retry_deadlocks, unavailable};
 use crate::jobs::insert_jobs;
 use crate::messages;
-use crate::sql::{returned, statement};
+use crate::sql::{MAX_PARAMS, returned, statement};
 use crate::time::to_micros;
 
 impl SeaOutboundStore {
@@ -114,7 +116,52 @@ impl SeaOutboundStore {
         &self,
         settlements: &[(MessageId, OutboundStatus, Settlement)],
     ) -> Result<Vec<bool>, RepoError> {
-        // In id order, so that concurrent groups lock shared rows in the same order.
+        let distinct = settlements
+            .iter()
+            .map(|(id, _, _)| id.as_str())
+            .collect::<HashSet<_>>()
+            .len()
+            == settlements.len();
+        if self.backend == Backend::MySql || !distinct {
+            return self.settle_each(settlements).await;
+        }
+        retry_deadlocks(|| async {
+            let txn = self.db.begin().await.map_err(unavailable)?;
+            let applied = settle_rows(&txn, settlements).await?;
+            if !applied.contains(&true) {
+                txn.rollback().await.map_err(unavailable)?;
+                return Ok(applied);
+            }
+            let settled = settlements
+                .iter()
+                .zip(&applied)
+                .filter(|(_, applied)| **applied)
+                .map(|((_, _, settlement), _)| settlement);
+            let (mut copies, mut conversations, mut jobs) = (Vec::new(), Vec::new(), Vec::new());
+            for settlement in settled {
+                if let Some((copy, conversation)) = &settlement.copy {
+                    copies.push(copy.clone());
+                    conversations.push(conversation.clone());
+                }
+                jobs.extend(settlement.crm_event.iter().cloned());
+            }
+            // Their echoes may be stored already, under the same mids: then those rows stand.
+            messages::insert_many_if_absent(&txn, &copies).await?;
+            record_on(&txn, self.backend, &conversations).await?;
+            insert_jobs(&txn, &jobs).await?;
+            txn.commit().await.map_err(unavailable)?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    /// One send after another, in id order so that concurrent groups lock shared rows in the
+    /// same order: MySQL has no `UPDATE ... RETURNING`, and a send that comes twice in a
+    /// group is settled by its first place only.
+    async fn settle_each(
+        &self,
+        settlements: &[(MessageId, OutboundStatus, Settlement)],
+    ) -> Result<Vec<bool>, RepoError> {
         let mut order: Vec<usize> = (0..settlements.len()).collect();
         order.sort_by_key(|&i| settlements[i].0.as_str());
         retry_deadlocks(|| async {
@@ -156,6 +203,60 @@ impl SeaOutboundStore {
     }
 }
 
+/// The send rows' part of `settlements` (distinct ids) on `txn`, one statement for many
+/// rows: each send takes its settlement if its status is still the one it names; which did.
+async fn settle_rows(
+    txn: &sea_orm::DatabaseTransaction,
+    settlements: &[(MessageId, OutboundStatus, Settlement)],
+) -> Result<Vec<bool>, RepoError> {
+    const COLUMNS: usize = 9;
+    let mut applied = Vec::with_capacity(settlements.len());
+    for chunk in settlements.chunks(MAX_PARAMS / COLUMNS) {
+        let mut values = Vec::with_capacity(chunk.len() * COLUMNS);
+        for (id, from, settlement) in chunk {
+            values.extend(settlement_row(id, *from, settlement));
+        }
+        // `column1` ... are the names SQLite and PostgreSQL give a VALUES list's columns.
+        let sql = format!(
+            "UPDATE outbound_messages SET status = v.column2, \
+             instagram_message_id = coalesce(v.column3, outbound_messages.instagram_message_id), \
+             sent_at = coalesce(v.column4, outbound_messages.sent_at), error_code = v.column5, \
+             error_message = v.column6, error_subcode = v.column7, error_retryable = v.column8 \
+             FROM (VALUES {}) AS v \
+             WHERE outbound_messages.id = v.column1 AND outbound_messages.status = v.column9 \
+             RETURNING outbound_messages.id",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let rows = txn
+            .query_all_raw(statement(txn.get_database_backend(), &sql, values))
+            .await
+            .map_err(unavailable)?;
+        applied.extend(returned(&rows, chunk.iter().map(|(id, _, _)| id.as_str()))?);
+    }
+    Ok(applied)
+}
+
+/// The send row's new values for `settlement` of the send `id` from `from`: its id, status,
+/// mid, sent time, error code, message, subcode and retryability, and the status it must have.
+fn settlement_row(id: &MessageId, from: OutboundStatus, settlement: &Settlement) -> [Value; 9] {
+    let error = settlement.error.as_ref();
+    [
+        id.as_str().into(),
+        settlement.status.as_str().into(),
+        settlement
+            .instagram_message_id
+            .as_ref()
+            .map(|m| m.as_str().to_owned())
+            .into(),
+        settlement.sent_at.map(to_micros).into(),
+        error.map(|e| e.code.clone()).into(),
+        error.map(|e| e.message.clone()).into(),
+        error.and_then(|e| e.subcode).into(),
+        error.map(|e| e.retryable).into(),
+        from.as_str().into(),
+    ]
+}
+
 /// Applies `settlement` to the send `id` if its status is `from`, on `txn`: the send's row,
 /// its copy in the conversation, its CRM event; whether it applied.
 async fn settle_on(
@@ -165,7 +266,9 @@ async fn settle_on(
     from: OutboundStatus,
     settlement: &Settlement,
 ) -> Result<bool, RepoError> {
-    let error = settlement.error.as_ref();
+    // The same values as `settle_rows`, the id and status moved to the WHERE clause.
+    let [id_value, status, mid, sent_at, code, message, subcode, retryable, from_value] =
+        settlement_row(id, from, settlement);
     let updated = txn
         .execute_raw(statement(
             txn.get_database_backend(),
@@ -173,19 +276,7 @@ async fn settle_on(
              sent_at = coalesce(?, sent_at), error_code = ?, error_message = ?, error_subcode = ?, \
              error_retryable = ? WHERE id = ? AND status = ?",
             vec![
-                settlement.status.as_str().into(),
-                settlement
-                    .instagram_message_id
-                    .as_ref()
-                    .map(|m| m.as_str().to_owned())
-                    .into(),
-                settlement.sent_at.map(to_micros).into(),
-                error.map(|e| e.code.clone()).into(),
-                error.map(|e| e.message.clone()).into(),
-                error.and_then(|e| e.subcode).into(),
-                error.map(|e| e.retryable).into(),
-                id.as_str().into(),
-                from.as_str().into(),
+                status, mid, sent_at, code, message, subcode, retryable, id_value, from_value,
             ],
         ))
         .await

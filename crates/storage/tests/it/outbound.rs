@@ -375,6 +375,112 @@ async fn attempts_are_fenced_on_the_status_and_settle_with_their_copy_and_event(
 }
 
 #[tokio::test]
+async fn a_settlement_group_writes_its_sends_copies_conversations_and_events_together() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        let store = db.outbound();
+        let a = AccountId::from_u128(1).to_string();
+        let account = InstagramAccountId::parse("a", ACCOUNT).unwrap();
+        let customer = InstagramUserId::parse("c", CUSTOMER).unwrap();
+        let sends: Vec<OutboundMessage> = (0..4u128)
+            .map(|n| send(30 + n, &a, &format!("key-{n}"), &format!("text {n}")))
+            .collect();
+        for (n, s) in (0u128..).zip(&sends) {
+            accept(&store, s, &job(300 + n, &s.id)).await.unwrap();
+        }
+        let ids: Vec<MessageId> = sends.iter().map(|s| s.id.clone()).collect();
+        assert_eq!(store.start_attempts(&ids).await.unwrap(), [true; 4]);
+        // The echo of the third is stored already, under its mid.
+        let mut echo = message(99, "mid.2", 2);
+        echo.direction = Direction::Outbound;
+        db.messages().insert_if_absent(&echo).await.unwrap();
+        let sent = |n: u128, secs: i64| {
+            let mid = format!("mid.{n}");
+            let mut copy = message(30 + n, &mid, secs);
+            copy.direction = Direction::Outbound;
+            Settlement {
+                status: OutboundStatus::Sent,
+                instagram_message_id: Some(InstagramMessageId::parse("m", &mid).unwrap()),
+                sent_at: Some(at(secs)),
+                error: None,
+                // All in one conversation: its upsert merges them.
+                copy: Some((
+                    copy,
+                    Conversation::start(account.clone(), customer.clone(), at(secs), false),
+                )),
+                crm_event: Some(NewJob {
+                    work: JobWork::CrmDelivery { body: "{}".into() },
+                    ..job(400 + n, &MessageId::from_u128(30 + n))
+                }),
+            }
+        };
+        let applied = store
+            .settle_many(&[
+                (ids[0].clone(), OutboundStatus::Sending, sent(0, 7)),
+                // Stale: it is `sending`, not `pending`; none of its parts is written.
+                (ids[1].clone(), OutboundStatus::Pending, sent(1, 9)),
+                (ids[2].clone(), OutboundStatus::Sending, sent(2, 8)),
+                (ids[3].clone(), OutboundStatus::Sending, sent(3, 6)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(applied, [true, false, true, true], "{backend:?}");
+        for (n, status) in [
+            (0, OutboundStatus::Sent),
+            (1, OutboundStatus::Sending),
+            (2, OutboundStatus::Sent),
+            (3, OutboundStatus::Sent),
+        ] {
+            let stored = store.get(&ids[n]).await.unwrap().unwrap();
+            assert_eq!(stored.status, status, "send {n} on {backend:?}");
+            let copy = db.messages().get(&ids[n]).await.unwrap();
+            // The third's echo stands in for its copy.
+            assert_eq!(copy.is_some(), n == 0 || n == 3, "copy {n} on {backend:?}");
+            let event = db.jobs().get(&JobId::from_u128(400 + n as u128)).await;
+            assert_eq!(event.unwrap().is_some(), n != 1, "event {n} on {backend:?}");
+        }
+        assert_eq!(
+            store.get(&ids[0]).await.unwrap().unwrap().instagram_message_id,
+            Some(InstagramMessageId::parse("m", "mid.0").unwrap())
+        );
+        assert!(db.messages().get(&echo.id).await.unwrap().is_some());
+        let conversation = db
+            .conversations()
+            .get(&ConversationId::for_pair(&account, &customer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(conversation.started_at, at(6), "{backend:?}");
+        assert_eq!(conversation.last_message_at, at(8), "{backend:?}");
+
+        // A send twice in one group is settled by its first place only.
+        let failed = |code: &str| Settlement {
+            status: OutboundStatus::Failed,
+            instagram_message_id: None,
+            sent_at: None,
+            error: Some(SendError {
+                code: code.into(),
+                subcode: None,
+                message: "no".into(),
+                retryable: false,
+            }),
+            copy: None,
+            crm_event: None,
+        };
+        let applied = store
+            .settle_many(&[
+                (ids[1].clone(), OutboundStatus::Sending, failed("first")),
+                (ids[1].clone(), OutboundStatus::Sending, failed("second")),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(applied, [true, false], "{backend:?}");
+        let stored = store.get(&ids[1]).await.unwrap().unwrap();
+        assert_eq!(stored.error.unwrap().code, "first", "{backend:?}");
+    }
+}
+
+#[tokio::test]
 async fn the_echo_of_an_unknown_send_is_found_once() {
     for (test_db, db) in migrated().await {
         let backend = test_db.backend();
