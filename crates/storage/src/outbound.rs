@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 use crate::error::{map_err, unavailable};
-use crate::sql::{MAX_PARAMS, int_at, statement};
+use crate::sql::{MAX_PARAMS, int_at, returned, statement};
 use crate::time::{from_micros, to_micros};
 
 mod groups;
@@ -95,57 +95,20 @@ impl SeaOutboundStore {
         Ok(row.is_some())
     }
 
-    /// Inserts the send unless its key is taken; true when inserted.
+    /// Inserts the send unless its key is taken; true when inserted. MySQL, where a taken key
+    /// is a duplicate-key error that leaves the transaction usable (see [`Self::insert_many`]).
     async fn insert(
         &self,
         conn: &impl ConnectionTrait,
         message: &OutboundMessage,
     ) -> Result<bool, RepoError> {
-        let backend = conn.get_database_backend();
-        let (text, content) = stored_content(&message.request.content)?;
-        let r = &message.request;
-        let values: Vec<Value> = vec![
-            message.id.as_str().into(),
-            r.account_id.as_str().into(),
-            r.recipient_id.as_str().into(),
-            text.into(),
-            r.idempotency_key.as_str().into(),
-            message.status.as_str().into(),
-            message
-                .instagram_message_id
-                .as_ref()
-                .map(|m| m.as_str().to_owned())
-                .into(),
-            message.error.as_ref().map(|e| e.code.clone()).into(),
-            message.error.as_ref().map(|e| e.message.clone()).into(),
-            to_micros(message.created_at).into(),
-            message.sent_at.map(to_micros).into(),
-            content.into(),
-            r.human_agent.into(),
-            r.metadata.clone().into(),
-            message.fingerprint.as_str().into(),
-            message.error.as_ref().and_then(|e| e.subcode).into(),
-            message.error.as_ref().map(|e| e.retryable).into(),
-            i32::try_from(message.attempts).unwrap_or(i32::MAX).into(),
-            r.reply_to_comment
-                .as_ref()
-                .map(|c| c.as_str().to_owned())
-                .into(),
-        ];
-        let marks = vec!["?"; values.len()].join(", ");
-        let sql = match self.backend {
-            // A taken key is a duplicate-key error there; it leaves the transaction usable.
-            Backend::MySql => format!("INSERT INTO outbound_messages ({COLUMNS}) VALUES ({marks})"),
-            // Without a conflict target: SQLite checks a target against the schema the
-            // connection cached, and a connection opened before migration 8 does not know the
-            // (account_id, idempotency_key) index yet. The only other unique key is the
-            // random id.
-            Backend::Sqlite | Backend::Postgres => format!(
-                "INSERT INTO outbound_messages ({COLUMNS}) VALUES ({marks}) ON CONFLICT DO NOTHING"
-            ),
-        };
+        let values = send_row(message)?;
+        let sql = format!(
+            "INSERT INTO outbound_messages ({COLUMNS}) VALUES ({})",
+            vec!["?"; values.len()].join(", ")
+        );
         match conn
-            .execute_raw(statement(backend, &sql, values))
+            .execute_raw(statement(conn.get_database_backend(), &sql, values.into()))
             .await
             .map_err(map_err("idempotency_key"))
         {
@@ -154,6 +117,73 @@ impl SeaOutboundStore {
             Err(other) => Err(other),
         }
     }
+
+    /// Inserts each of `sends` unless its key is taken, with one statement per chunk (SQLite
+    /// and PostgreSQL); which were inserted. Of several with one key, the first is.
+    async fn insert_many(
+        &self,
+        conn: &impl ConnectionTrait,
+        sends: &[&OutboundMessage],
+    ) -> Result<Vec<bool>, RepoError> {
+        let mut inserted = Vec::with_capacity(sends.len());
+        for chunk in sends.chunks(MAX_PARAMS / WIDTH) {
+            let mut values = Vec::with_capacity(chunk.len() * WIDTH);
+            for message in chunk {
+                values.extend(send_row(message)?);
+            }
+            // Without a conflict target: SQLite checks a target against the schema the
+            // connection cached, and a connection opened before migration 8 does not know the
+            // (account_id, idempotency_key) index yet. The only other unique key is the
+            // random id.
+            let sql = format!(
+                "INSERT INTO outbound_messages ({COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+                vec![format!("({})", vec!["?"; WIDTH].join(", ")); chunk.len()].join(", ")
+            );
+            let rows = conn
+                .query_all_raw(statement(conn.get_database_backend(), &sql, values))
+                .await
+                .map_err(unavailable)?;
+            inserted.extend(returned(&rows, chunk.iter().map(|m| m.id.as_str()))?);
+        }
+        Ok(inserted)
+    }
+}
+
+/// How many values a send's row has: [`COLUMNS`] in [`send_row`].
+const WIDTH: usize = 19;
+
+/// `message`'s values in [`COLUMNS`] order.
+fn send_row(message: &OutboundMessage) -> Result<[Value; WIDTH], RepoError> {
+    let (text, content) = stored_content(&message.request.content)?;
+    let r = &message.request;
+    Ok([
+        message.id.as_str().into(),
+        r.account_id.as_str().into(),
+        r.recipient_id.as_str().into(),
+        text.into(),
+        r.idempotency_key.as_str().into(),
+        message.status.as_str().into(),
+        message
+            .instagram_message_id
+            .as_ref()
+            .map(|m| m.as_str().to_owned())
+            .into(),
+        message.error.as_ref().map(|e| e.code.clone()).into(),
+        message.error.as_ref().map(|e| e.message.clone()).into(),
+        to_micros(message.created_at).into(),
+        message.sent_at.map(to_micros).into(),
+        content.into(),
+        r.human_agent.into(),
+        r.metadata.clone().into(),
+        message.fingerprint.as_str().into(),
+        message.error.as_ref().and_then(|e| e.subcode).into(),
+        message.error.as_ref().map(|e| e.retryable).into(),
+        i32::try_from(message.attempts).unwrap_or(i32::MAX).into(),
+        r.reply_to_comment
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .into(),
+    ])
 }
 
 fn stored_content(content: &OutboundContent) -> Result<(String, Option<String>), RepoError> {

@@ -31,8 +31,15 @@ impl SeaOutboundStore {
         let created = retry_deadlocks(|| async {
             let txn = self.db.begin().await.map_err(unavailable)?;
             let mut created = vec![false; sends.len()];
-            for &i in &order {
-                created[i] = self.insert(&txn, &sends[i].0).await?;
+            if self.backend == Backend::MySql {
+                for &i in &order {
+                    created[i] = self.insert(&txn, &sends[i].0).await?;
+                }
+            } else {
+                let ordered: Vec<&OutboundMessage> = order.iter().map(|&i| &sends[i].0).collect();
+                for (&i, inserted) in order.iter().zip(self.insert_many(&txn, &ordered).await?) {
+                    created[i] = inserted;
+                }
             }
             let jobs: Vec<NewJob> = sends
                 .iter()
@@ -267,8 +274,17 @@ async fn settle_on(
     settlement: &Settlement,
 ) -> Result<bool, RepoError> {
     // The same values as `settle_rows`, the id and status moved to the WHERE clause.
-    let [id_value, status, mid, sent_at, code, message, subcode, retryable, from_value] =
-        settlement_row(id, from, settlement);
+    let [
+        id_value,
+        status,
+        mid,
+        sent_at,
+        code,
+        message,
+        subcode,
+        retryable,
+        from_value,
+    ] = settlement_row(id, from, settlement);
     let updated = txn
         .execute_raw(statement(
             txn.get_database_backend(),

@@ -440,7 +440,12 @@ async fn a_settlement_group_writes_its_sends_copies_conversations_and_events_tog
             assert_eq!(event.unwrap().is_some(), n != 1, "event {n} on {backend:?}");
         }
         assert_eq!(
-            store.get(&ids[0]).await.unwrap().unwrap().instagram_message_id,
+            store
+                .get(&ids[0])
+                .await
+                .unwrap()
+                .unwrap()
+                .instagram_message_id,
             Some(InstagramMessageId::parse("m", "mid.0").unwrap())
         );
         assert!(db.messages().get(&echo.id).await.unwrap().is_some());
