@@ -399,6 +399,7 @@ fn measure_send(
         "send: {} unique send requests, {} connections, {}, the fake Graph API answering after {} ms",
         options.requests, options.connections, options.db, options.graph_delay_ms
     ));
+    let cpu_before = cpu_ticks(server.id(), false);
     let started = Instant::now();
     let accepted = run("send", options.requests)?;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -410,6 +411,7 @@ fn measure_send(
         std::thread::sleep(Duration::from_millis(20));
     };
     let drain = started.elapsed().as_secs_f64();
+    let cpu = cpu_ticks(server.id(), false).zip(cpu_before);
     let (_, count) = http(graph_addr, "GET", "/count", None)?;
     let graph_calls = json_number(&count, "count");
     let peak_rss_kib = peak_rss_kib(server.id());
@@ -422,6 +424,14 @@ fn measure_send(
             sent as f64 / drain,
             sent as f64 / drain / ceiling.per_second.max(1.0)
         );
+        if let Some((after, before)) = cpu {
+            // Steadier than the rates on a shared machine: what a send costs the server,
+            // accept and completion together.
+            println!(
+                "CPU per send: server {:.0} us (from the first request until the last completed)",
+                after.saturating_sub(before) as f64 * 1e6 / TICKS_PER_SECOND / sent.max(1) as f64
+            );
+        }
         println!(
             "fake Graph API calls: {graph_calls}{}",
             if graph_calls == accepted.ok as u64 {
