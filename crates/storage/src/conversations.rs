@@ -118,10 +118,7 @@ pub(crate) async fn record_on(
         }
     }
     for chunk in sorted.chunks(MAX_PARAMS / COLUMNS.len()) {
-        let values = chunk
-            .iter()
-            .flat_map(|c| conversation_row(c))
-            .collect::<Vec<_>>();
+        let values = chunk.iter().flat_map(conversation_row).collect::<Vec<_>>();
         let statement = Statement::from_sql_and_values(
             conn.get_database_backend(),
             upsert_sql(backend, chunk.len()),
