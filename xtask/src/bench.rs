@@ -101,8 +101,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
         }
         i += 2;
     }
-    if !matches!(options.db.as_str(), "sqlite" | "postgres") {
-        return Err("--db must be sqlite or postgres".into());
+    if !matches!(options.db.as_str(), "sqlite" | "postgres" | "mysql") {
+        return Err("--db must be sqlite, postgres or mysql".into());
     }
     Ok(options)
 }
@@ -524,10 +524,14 @@ fn measure(
     let journal = json_number(&stats, "webhook_journal");
     let jobs = json_number(&stats, "jobs");
 
-    let durability = if options.db == "sqlite" {
-        "SQLite WAL, synchronous=NORMAL (survives a killed process; SQLITE_SYNCHRONOUS=full also a power cut)"
-    } else {
-        "PostgreSQL defaults (synchronous_commit=on, fsync at commit)"
+    let durability = match options.db.as_str() {
+        "sqlite" => {
+            "SQLite WAL, synchronous=NORMAL (survives a killed process; SQLITE_SYNCHRONOUS=full also a power cut)"
+        }
+        "mysql" => {
+            "InnoDB defaults (innodb_flush_log_at_trx_commit=1: the redo log flushed at commit)"
+        }
+        _ => "PostgreSQL defaults (synchronous_commit=on, fsync at commit)",
     };
     #[allow(clippy::print_stdout)]
     {
@@ -573,8 +577,8 @@ fn measure(
         }
         if options.sustained || options.rate > 0 {
             print_windows(&ingest, 25.0);
-            println!("{}", files(options, database, dir, messages));
         }
+        println!("{}", files(options, database, dir, messages));
     }
     if messages != ingest.ok as u64 || ingest.ok != options.requests {
         return Err("rows stored differ from requests sent".into());
@@ -666,36 +670,140 @@ pub(crate) fn print_windows(report: &Report, limit_ms: f64) {
     );
 }
 
-/// The sizes of the database's files after the run, and the bytes on disk per stored event
-/// (`events`).
+/// The sizes of the database's files after the run, the bytes on disk per stored event
+/// (`events`), and those bytes by table and by index, largest first.
 pub(crate) fn files(options: &Options, database: &Database, dir: &Path, events: u64) -> String {
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let per_event = |bytes: u64| bytes as f64 / events.max(1) as f64;
-    if options.db == "sqlite" {
-        let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
-        let (db, wal) = (size("bench.db"), size("bench.db-wal"));
-        format!(
-            "files: database {:.1} MiB, WAL {:.1} MiB; {:.0} bytes per stored event",
-            mib(db),
-            mib(wal),
-            per_event(db + wal)
-        )
+    let (total, objects) = match options.db.as_str() {
+        "sqlite" => {
+            let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+            let (db, wal) = (size("bench.db"), size("bench.db-wal"));
+            let objects = query_sizes(
+                "sqlite3",
+                &dir.join("bench.db").display().to_string(),
+                "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC",
+            );
+            (
+                format!(
+                    "files: database {:.1} MiB, WAL {:.1} MiB; {:.0} bytes per stored event",
+                    mib(db),
+                    mib(wal),
+                    per_event(db + wal)
+                ),
+                objects,
+            )
+        }
+        "postgres" => {
+            let name = database.name.clone().unwrap_or_default();
+            let total = query_sizes(
+                "psql",
+                &name,
+                "SELECT 'all', pg_database_size(current_database())",
+            )
+            .first()
+            .map_or(0, |(_, bytes)| *bytes);
+            // Heap with its TOAST, and each index, of the tables the server made.
+            let objects = query_sizes(
+                "psql",
+                &name,
+                "SELECT c.relname, pg_table_size(c.oid) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'public' AND c.relkind = 'r' \
+                 UNION ALL SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'public' AND c.relkind = 'i' ORDER BY 2 DESC",
+            );
+            (
+                format!(
+                    "files: database {:.1} MiB (pg_database_size; the WAL is the server's, shared); {:.0} bytes per stored event",
+                    mib(total),
+                    per_event(total)
+                ),
+                objects,
+            )
+        }
+        _ => {
+            let name = database.name.clone().unwrap_or_default();
+            // InnoDB's figures are its own estimates until the statistics are refreshed.
+            query_sizes(
+                "mysql",
+                &name,
+                &format!("ANALYZE TABLE {}", MYSQL_TABLES.join(", ")),
+            );
+            let objects = query_sizes(
+                "mysql",
+                &name,
+                &format!(
+                    "SELECT table_name, data_length FROM information_schema.tables \
+                     WHERE table_schema = '{name}' UNION ALL \
+                     SELECT CONCAT(table_name, ' indexes'), index_length \
+                     FROM information_schema.tables WHERE table_schema = '{name}' ORDER BY 2 DESC"
+                ),
+            );
+            let total: u64 = objects.iter().map(|(_, bytes)| bytes).sum();
+            (
+                format!(
+                    "files: database {:.1} MiB (InnoDB data and indexes; the redo log is the server's, shared); {:.0} bytes per stored event",
+                    mib(total),
+                    per_event(total)
+                ),
+                objects,
+            )
+        }
+    };
+    let by_object = objects
+        .iter()
+        // Not the tables and indexes of a page or two: the ones the events fill.
+        .filter(|(_, bytes)| *bytes > 16 * 1024 && per_event(*bytes) >= 1.0)
+        .map(|(name, bytes)| format!("{name} {:.0}", per_event(*bytes)))
+        .collect::<Vec<_>>();
+    if by_object.is_empty() {
+        total
     } else {
-        let name = database.postgres_name.clone().unwrap_or_default();
-        let output = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc"])
-            .arg(format!("SELECT pg_database_size('{name}')"))
-            .output();
-        let bytes = output
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(0);
         format!(
-            "files: database {:.1} MiB (pg_database_size; WAL is shared by the server); {:.0} bytes per stored event",
-            mib(bytes),
-            per_event(bytes)
+            "{total}\nbytes per stored event by table and index: {}",
+            by_object.join(", ")
         )
     }
+}
+
+/// The tables whose statistics MySQL refreshes before its sizes are read.
+const MYSQL_TABLES: [&str; 6] = [
+    "webhook_journal",
+    "messages",
+    "conversations",
+    "jobs",
+    "inbound_events",
+    "outbound_messages",
+];
+
+/// `(name, bytes)` rows of `sql` run on `database` (a SQLite file, or a PostgreSQL or MySQL
+/// database's name) by the backend's command-line `client`; none when the client is missing
+/// or fails (the breakdown is then left out).
+fn query_sizes(client: &str, database: &str, sql: &str) -> Vec<(String, u64)> {
+    let mut command = Command::new(client);
+    match client {
+        "psql" => command.args(["-h", "127.0.0.1", "-U", "postgres", "-At", "-F", "|", "-d"]),
+        "mysql" => command.args(["-h", "127.0.0.1", "-u", "root", "-N", "-B", "-D"]),
+        _ => command.args(["-readonly", "-separator", "|"]),
+    };
+    command.arg(database);
+    match client {
+        "psql" => command.arg("-c"),
+        "mysql" => command.arg("-e"),
+        _ => &mut command,
+    };
+    let Ok(output) = command.arg(sql).stderr(Stdio::null()).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (name, bytes) = line.split_once(['|', '\t'])?;
+            Some((name.trim().to_owned(), bytes.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 pub(crate) struct Report {
@@ -768,29 +876,67 @@ pub(crate) fn json_number(json: &str, key: &str) -> u64 {
 
 pub(crate) struct Database {
     pub(crate) url: String,
-    pub(crate) postgres_name: Option<String>,
+    /// The PostgreSQL or MySQL database made for the run (none for SQLite's file).
+    pub(crate) name: Option<String>,
+    mysql: bool,
 }
 
 impl Database {
     pub(crate) fn create(kind: &str, dir: &Path) -> Result<Self, String> {
-        if kind == "sqlite" {
-            return Ok(Self {
-                url: format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
-                postgres_name: None,
-            });
-        }
         let name = format!("irt_bench_{}", std::process::id());
-        psql(&format!("CREATE DATABASE {name}"))?;
-        Ok(Self {
-            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            postgres_name: Some(name),
-        })
+        match kind {
+            "sqlite" => Ok(Self {
+                url: format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+                name: None,
+                mysql: false,
+            }),
+            "mysql" => {
+                mysql(&format!("CREATE DATABASE {name}"))?;
+                Ok(Self {
+                    url: format!("mysql://root@127.0.0.1:3306/{name}"),
+                    name: Some(name),
+                    mysql: true,
+                })
+            }
+            _ => {
+                psql(&format!("CREATE DATABASE {name}"))?;
+                Ok(Self {
+                    url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                    name: Some(name),
+                    mysql: false,
+                })
+            }
+        }
+    }
+
+    /// The run's PostgreSQL database, if it runs on PostgreSQL.
+    pub(crate) fn postgres_name(&self) -> Option<&String> {
+        self.name.as_ref().filter(|_| !self.mysql)
     }
 
     pub(crate) fn remove(&self) {
-        if let Some(name) = &self.postgres_name {
-            let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        match (&self.name, self.mysql) {
+            (Some(name), true) => {
+                let _ = mysql(&format!("DROP DATABASE IF EXISTS {name}"));
+            }
+            (Some(name), false) => {
+                let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+            (None, _) => {}
         }
+    }
+}
+
+fn mysql(sql: &str) -> Result<(), String> {
+    let status = Command::new("mysql")
+        .args(["-h", "127.0.0.1", "-u", "root", "-e", sql])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run mysql: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("mysql failed: {sql}"))
     }
 }
 

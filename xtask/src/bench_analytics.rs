@@ -43,6 +43,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         return Err("--messages must be at least 1000".into());
     }
     let options = parse(&rest)?;
+    if options.db == "mysql" {
+        return Err("bench analytics seeds SQLite or PostgreSQL only".into());
+    }
     let (server_bin, _) = build(&options)?;
     let dir = temp_dir()?;
     let database = Database::create(&options.db, &dir)?;
@@ -76,7 +79,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             &database,
             &dir,
             &seed_sql(
-                database.postgres_name.is_some(),
+                database.postgres_name().is_some(),
                 messages,
                 &account,
                 now_micros()?,
@@ -197,7 +200,7 @@ ANALYZE;
 
 /// The database's command-line client, on the bench database.
 fn client(database: &Database, dir: &std::path::Path) -> Command {
-    match &database.postgres_name {
+    match database.postgres_name() {
         Some(name) => {
             let mut c = Command::new("psql");
             c.args([
