@@ -27,6 +27,7 @@ mod m20261201_000012_token_life;
 mod m20261201_000013_rule_evaluations;
 mod m20261202_000014_analytics_indexes;
 mod m20261202_000015_analytics_rollup;
+mod m20261202_000016_lean_indexes;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000013_rule_evaluations::Migration),
             Box::new(m20261202_000014_analytics_indexes::Migration),
             Box::new(m20261202_000015_analytics_rollup::Migration),
+            Box::new(m20261202_000016_lean_indexes::Migration),
         ]
     }
 }

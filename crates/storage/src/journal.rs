@@ -195,33 +195,34 @@ impl WebhookJournal for SeaWebhookJournal {
     ) -> Result<Vec<JournalSummary>, RepoError> {
         let limit = Ord::min(limit, 100_000);
         let columns = summary_columns(self.backend);
+        // The kind is written out, not bound: the index on `jobs.subject` holds the replay
+        // jobs alone (a partial index), and a planner can only use it when the query names
+        // the same kind.
         let replay = JobKind::WebhookReplay.as_str();
         let (sql, values) = if status == Some(JournalStatus::Failed) {
             // From the replay jobs: the index on (status, kind) finds them.
             (
                 format!(
                     "SELECT {columns} FROM jobs j JOIN webhook_journal w ON w.id = j.subject \
-                     WHERE j.status IN ('queued', 'running') AND j.kind = {} AND w.status = 'failed' \
-                     ORDER BY w.received_at DESC LIMIT {limit}",
-                    self.mark(1)
+                     WHERE j.status IN ('queued', 'running') AND j.kind = '{replay}' AND w.status = 'failed' \
+                     ORDER BY w.received_at DESC LIMIT {limit}"
                 ),
-                vec![replay.into()],
+                Vec::new(),
             )
         } else {
-            let mut values: Vec<sea_orm::Value> = vec![replay.into()];
+            let mut values: Vec<sea_orm::Value> = Vec::new();
             let filter = match status {
                 Some(status) => {
                     values.push(status.as_str().into());
-                    format!("WHERE w.status = {}", self.mark(2))
+                    format!("WHERE w.status = {}", self.mark(1))
                 }
                 None => String::new(),
             };
             (
                 format!(
                     "SELECT {columns} FROM webhook_journal w LEFT JOIN jobs j \
-                     ON j.subject = w.id AND j.kind = {} AND j.status IN ('queued', 'running') \
-                     {filter} ORDER BY w.received_at DESC LIMIT {limit}",
-                    self.mark(1)
+                     ON j.subject = w.id AND j.kind = '{replay}' AND j.status IN ('queued', 'running') \
+                     {filter} ORDER BY w.received_at DESC LIMIT {limit}"
                 ),
                 values,
             )
