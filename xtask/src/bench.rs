@@ -498,6 +498,7 @@ fn measure(
         .then(postgres_cpu_ticks)
         .flatten();
     let server_cpu_before = cpu_ticks(server.id(), false);
+    let log_before = log_written(options, server.id());
     let ingest = loadgen_windows(
         loadgen,
         addr,
@@ -514,6 +515,7 @@ fn measure(
         options.rate,
     )?;
     let server_cpu = cpu_ticks(server.id(), false).zip(server_cpu_before);
+    let log = log_written(options, server.id()).zip(log_before);
     let peak_rss_kib = peak_rss_kib(server.id());
 
     stop(server)?;
@@ -579,6 +581,17 @@ fn measure(
             print_windows(&ingest, 25.0);
         }
         println!("{}", files(options, database, dir, messages));
+        if let Some((after, before)) = log {
+            println!(
+                "written during ingest: {:.0} bytes per event ({})",
+                after.saturating_sub(before) as f64 / messages.max(1) as f64,
+                match options.db.as_str() {
+                    "sqlite" => "the server's writes to storage: WAL and checkpoints",
+                    "mysql" => "InnoDB's redo log",
+                    _ => "PostgreSQL's WAL",
+                }
+            );
+        }
     }
     if messages != ingest.ok as u64 || ingest.ok != options.requests {
         return Err("rows stored differ from requests sent".into());
@@ -766,6 +779,38 @@ pub(crate) fn files(options: &Options, database: &Database, dir: &Path, events: 
             by_object.join(", ")
         )
     }
+}
+
+/// How many bytes the database has written so far: for SQLite the server process's writes to
+/// storage (`write_bytes` of `/proc/<pid>/io`: the WAL, and the checkpoints into the
+/// database file), for PostgreSQL its WAL position, for MySQL the bytes of its redo log.
+/// The latter two are the database server's, shared with whatever else runs on it.
+fn log_written(options: &Options, server: u32) -> Option<u64> {
+    let (client, database, sql) = match options.db.as_str() {
+        "sqlite" => {
+            let io = std::fs::read_to_string(format!("/proc/{server}/io")).ok()?;
+            return io
+                .lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))?
+                .trim()
+                .parse()
+                .ok();
+        }
+        "mysql" => (
+            "mysql",
+            "information_schema",
+            "SELECT 'redo', VARIABLE_VALUE FROM GLOBAL_STATUS \
+             WHERE VARIABLE_NAME = 'INNODB_OS_LOG_WRITTEN'",
+        ),
+        _ => (
+            "psql",
+            "test",
+            "SELECT 'wal', pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
+        ),
+    };
+    query_sizes(client, database, sql)
+        .first()
+        .map(|(_, bytes)| *bytes)
 }
 
 /// The tables whose statistics MySQL refreshes before its sizes are read.
