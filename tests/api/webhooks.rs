@@ -93,7 +93,7 @@ async fn jobs_about(db: &Database, subject: &str) -> Vec<(String, String)> {
     .map(|r| {
         (
             r["kind"].as_str().unwrap().to_owned(),
-            r["payload"].as_str().unwrap().to_owned(),
+            insta_router_storage::testing::job_payload(r["payload"].as_str().unwrap()),
         )
     })
     .collect()

@@ -217,7 +217,7 @@ pub(crate) fn job_row(j: &NewJob) -> Vec<Value> {
         j.kind().as_str().into(),
         j.account_id.as_ref().map(|a| a.as_str().to_owned()).into(),
         j.subject.as_str().into(),
-        j.work.payload().into(),
+        crate::compact::encode(j.work.payload()).into(),
         JobStatus::Queued.as_str().into(),
         0_i32.into(),
         at.into(),
@@ -445,7 +445,11 @@ pub(crate) fn job_from_row(row: &QueryResult) -> Result<Job, RepoError> {
     let attempts: i32 = row.try_get("", "attempts").map_err(unavailable)?;
     Ok(Job {
         id: JobId::parse("id", &id).map_err(|e| corrupt(e.to_string()))?,
-        work: JobWork::from_stored(kind, &text("payload")?).map_err(|e| corrupt(e.to_string()))?,
+        work: JobWork::from_stored(
+            kind,
+            &crate::compact::decode(&text("payload")?).map_err(corrupt)?,
+        )
+        .map_err(|e| corrupt(e.to_string()))?,
         account_id: row
             .try_get::<Option<String>>("", "account_id")
             .map_err(unavailable)?

@@ -11,6 +11,7 @@ mod backend;
 mod backup;
 mod checkpoint;
 mod comments;
+mod compact;
 mod connect;
 mod conversations;
 mod deliveries;

@@ -212,6 +212,18 @@ pub async fn rows(db: &Database, sql: &str) -> Vec<serde_json::Value> {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// The text a job's stored `payload` column holds (CRM bodies are stored compactly; see
+/// `compact`), for tests that read the column with SQL.
+///
+/// # Panics
+///
+/// When the stored form is damaged.
+pub fn job_payload(stored: &str) -> String {
+    crate::compact::decode(stored)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_owned()
+}
+
 /// Runs one statement (DDL or DML) for a test's own setup.
 ///
 /// # Panics

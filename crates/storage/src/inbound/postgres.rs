@@ -169,7 +169,7 @@ pub(crate) async fn store(
                     .map(|a| a.as_str().to_owned())
                     .into(),
                 job.subject.as_str().into(),
-                job.work.payload().into(),
+                crate::compact::encode(job.work.payload()).into(),
                 to_micros(job.run_at).into(),
             ])
         }),

@@ -701,3 +701,96 @@ async fn sqlite_checkpoints_the_wal_in_the_background() {
     );
     drop(store);
 }
+
+/// A CRM body as the app renders it for `message.received`.
+const CRM_BODY: &str = r#"{"data":{"account_id":"acc_01a23464d02b736d87b8d0dafa896505","attachments":[{"title":null,"type":"image","url":"https://cdn.example/1.jpg"}],"conversation_id":"conv_1234567890123456_17841400000000001","direction":"inbound","event":"message.received","id":"msg_01a23464d1707359ac6750297e345693","instagram_account_id":"17841400000000001","instagram_message_id":"aWdfZAG1faXRlbToxOklHTWVzc2FnZA","message":"is the blue one in stock? \"size\" M \u0001","message_id":"aWdfZAG1faXRlbToxOklHTWVzc2FnZA","message_type":"text","payload":null,"recipient_id":"17841400000000001","referral":null,"reply_to":null,"sender_id":"1234567890123456","sender_username":null,"standby":false,"timestamp":"2026-12-02T01:00:00.123000Z"},"timestamp":"2026-12-02T01:00:00.123000Z","type":"message.received"}"#;
+
+#[tokio::test]
+async fn crm_bodies_are_stored_in_under_half_their_length_and_read_back_byte_for_byte() {
+    for (test_db, db) in migrated().await {
+        let backend = test_db.backend();
+        add_account(&db, 1, ACCOUNT, true).await;
+        let m = message(1, "mid.compact", 0);
+        let mut crm = job(20, JobKind::CrmDelivery, m.id.as_str());
+        crm.work = JobWork::CrmDelivery {
+            body: CRM_BODY.to_owned(),
+        };
+        // The webhook path's batch (SQLite's writer thread, PostgreSQL's JSON rows) and the
+        // queue's own insert (every other producer) store it the same way.
+        db.inbound()
+            .store(InboundBatch {
+                messages: vec![m.clone()],
+                jobs: vec![crm.clone()],
+                ..InboundBatch::default()
+            })
+            .await
+            .unwrap();
+        let mut queued = job(21, JobKind::CrmDelivery, "msg_queued");
+        queued.work = crm.work.clone();
+        db.jobs().enqueue(&[queued.clone()]).await.unwrap();
+        // A text with a control character of its own is stored as it is.
+        let mut odd = job(22, JobKind::CrmDelivery, "msg_odd");
+        odd.work = JobWork::CrmDelivery {
+            body: "raw \u{1} \u{1e} \u{1d} text".to_owned(),
+        };
+        db.jobs().enqueue(&[odd.clone()]).await.unwrap();
+
+        for sent in [&crm, &queued, &odd] {
+            let read = db.jobs().get(&sent.id).await.unwrap().unwrap();
+            assert_eq!(read.work, sent.work, "{backend:?}");
+        }
+        // As text: SQLite gives an expression's number no type the JSON rows can read.
+        let length = match backend {
+            insta_router_storage::Backend::Postgres => "CAST(octet_length(payload) AS TEXT)",
+            insta_router_storage::Backend::MySql => "CAST(LENGTH(payload) AS CHAR)",
+            insta_router_storage::Backend::Sqlite => "CAST(length(payload) AS TEXT)",
+        };
+        let stored = testing::rows(
+            &db,
+            &format!(
+                "SELECT {length} AS n FROM jobs WHERE id IN ('{}', '{}')",
+                crm.id, queued.id
+            ),
+        )
+        .await;
+        assert_eq!(stored.len(), 2, "{backend:?}");
+        for row in stored {
+            let n: i64 = row["n"]
+                .as_str()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{backend:?}: {row}"));
+            assert!(
+                n * 2 < i64::try_from(CRM_BODY.len()).unwrap(),
+                "{backend:?}: {n} of {} bytes",
+                CRM_BODY.len()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn payloads_written_before_the_compact_form_are_read_as_they_are() {
+    const OLD_BODY: &str = r#"{"data":{"account_id":"acc_1","message":"hi"},"type":"message.received"}"#;
+    for (test_db, db) in migrated().await {
+        testing::execute(
+            &db,
+            &format!(
+                "INSERT INTO jobs (id, kind, account_id, subject, payload, status, attempts, run_at, \
+                 lease_token, last_error, created_at, updated_at) VALUES \
+                 ('{}', 'crm_delivery', NULL, 'msg_old', '{}', 'queued', 0, 0, NULL, NULL, 0, 0)",
+                JobId::from_u128(30),
+                OLD_BODY
+            ),
+        )
+        .await;
+        let read = db.jobs().get(&JobId::from_u128(30)).await.unwrap().unwrap();
+        assert_eq!(
+            read.work,
+            JobWork::CrmDelivery {
+                body: OLD_BODY.to_owned()
+            },
+            "{:?}",
+            test_db.backend()
+        );
+    }
+}
