@@ -106,7 +106,9 @@ pub(crate) fn decode(stored: &str) -> Result<Cow<'_, str>, String> {
             let part = usize::from(byte)
                 .checked_sub(1)
                 .and_then(|i| PARTS.get(i))
-                .ok_or_else(|| format!("a stored payload holds U+{byte:04X}, which stands for nothing"))?;
+                .ok_or_else(|| {
+                    format!("a stored payload holds U+{byte:04X}, which stands for nothing")
+                })?;
             text.push_str(part);
             last = at + 1;
         }

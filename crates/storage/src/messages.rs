@@ -131,15 +131,18 @@ pub(crate) async fn insert_if_absent(
         };
     }
     let inserted = insert
-        .on_conflict(
-            OnConflict::columns([Column::InstagramAccountId, Column::Mid])
-                .do_nothing()
-                .to_owned(),
-        )
+        .on_conflict(same_mid())
         .exec_without_returning(conn)
         .await
         .map_err(unavailable)?;
     Ok(inserted > 0)
+}
+
+/// What a stored message with the same account and mid makes an insert do: nothing.
+fn same_mid() -> OnConflict {
+    OnConflict::columns([Column::InstagramAccountId, Column::Mid])
+        .do_nothing()
+        .to_owned()
 }
 
 /// Stores each of `messages` unless one with the same account and mid exists, with one
@@ -154,11 +157,7 @@ pub(crate) async fn insert_many_if_absent(
         }
         let rows = chunk.iter().map(to_active).collect::<Result<Vec<_>, _>>()?;
         Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([Column::InstagramAccountId, Column::Mid])
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(same_mid())
             .exec_without_returning(conn)
             .await
             .map_err(unavailable)?;

@@ -770,7 +770,8 @@ async fn crm_bodies_are_stored_in_under_half_their_length_and_read_back_byte_for
 
 #[tokio::test]
 async fn payloads_written_before_the_compact_form_are_read_as_they_are() {
-    const OLD_BODY: &str = r#"{"data":{"account_id":"acc_1","message":"hi"},"type":"message.received"}"#;
+    const OLD_BODY: &str =
+        r#"{"data":{"account_id":"acc_1","message":"hi"},"type":"message.received"}"#;
     for (test_db, db) in migrated().await {
         testing::execute(
             &db,
