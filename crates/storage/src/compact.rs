@@ -8,7 +8,8 @@
 //! whitespace between tokens), so each of those repeated parts can be written as one. Every
 //! body comes back byte for byte; the values (ids, texts, times) stay legible in the column;
 //! and the stored form is still text, so the column and every backend's handling of it are
-//! unchanged. It costs one pass over the body each way (`bench ingest`: about 1 µs).
+//! unchanged. It costs one pass over the body each way: about 3 µs to store a message body
+//! and 0.3 µs to read it back on the project's machine.
 //!
 //! The first character says what follows: [`ENCODED`], or [`LITERAL`] for a text that holds a
 //! control character itself (stored as it is). Anything else is a payload written before this
@@ -17,7 +18,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 /// The text after it has its repeated parts replaced.
 const ENCODED: char = '\u{1e}';
@@ -64,6 +65,10 @@ const PARTS: &[&str] = &[
 static SEARCHER: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostLongest)
+        .kind(Some(AhoCorasickKind::DFA))
+        // Most parts begin with `"`, which is everywhere in JSON: a prefilter finds
+        // candidates at every key and only slows the search (4.5 against 2.8 µs a body).
+        .prefilter(false)
         .build(PARTS)
         .unwrap_or_else(|_| unreachable!("a fixed list of short literals always builds"))
 });
