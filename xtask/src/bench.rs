@@ -739,10 +739,20 @@ pub(crate) fn files(options: &Options, database: &Database, dir: &Path, events: 
         _ => {
             let name = database.name.clone().unwrap_or_default();
             // InnoDB's figures are its own estimates until the statistics are refreshed.
+            let tables: Vec<String> = query_sizes(
+                "mysql",
+                &name,
+                &format!(
+                    "SELECT table_name, 0 FROM information_schema.tables WHERE table_schema = '{name}'"
+                ),
+            )
+            .into_iter()
+            .map(|(table, _)| table)
+            .collect();
             query_sizes(
                 "mysql",
                 &name,
-                &format!("ANALYZE TABLE {}", MYSQL_TABLES.join(", ")),
+                &format!("ANALYZE TABLE {}", tables.join(", ")),
             );
             let objects = query_sizes(
                 "mysql",
@@ -813,33 +823,15 @@ fn log_written(options: &Options, server: u32) -> Option<u64> {
         .map(|(_, bytes)| *bytes)
 }
 
-/// The tables whose statistics MySQL refreshes before its sizes are read.
-const MYSQL_TABLES: [&str; 6] = [
-    "webhook_journal",
-    "messages",
-    "conversations",
-    "jobs",
-    "inbound_events",
-    "outbound_messages",
-];
-
 /// `(name, bytes)` rows of `sql` run on `database` (a SQLite file, or a PostgreSQL or MySQL
-/// database's name) by the backend's command-line `client`; none when the client is missing
-/// or fails (the breakdown is then left out).
-fn query_sizes(client: &str, database: &str, sql: &str) -> Vec<(String, u64)> {
-    let mut command = Command::new(client);
-    match client {
-        "psql" => command.args(["-h", "127.0.0.1", "-U", "postgres", "-At", "-F", "|", "-d"]),
-        "mysql" => command.args(["-h", "127.0.0.1", "-u", "root", "-N", "-B", "-D"]),
-        _ => command.args(["-readonly", "-separator", "|"]),
-    };
-    command.arg(database);
-    match client {
-        "psql" => command.arg("-c"),
-        "mysql" => command.arg("-e"),
-        _ => &mut command,
-    };
-    let Ok(output) = command.arg(sql).stderr(Stdio::null()).output() else {
+/// database's name) by the backend's command-line client `program`; none when the client is
+/// missing or fails (the breakdown is then left out).
+fn query_sizes(program: &str, database: &str, sql: &str) -> Vec<(String, u64)> {
+    let Ok(output) = client(program, database)
+        .arg(sql)
+        .stderr(Stdio::null())
+        .output()
+    else {
         return Vec::new();
     };
     String::from_utf8_lossy(&output.stdout)
@@ -923,88 +915,98 @@ pub(crate) struct Database {
     pub(crate) url: String,
     /// The PostgreSQL or MySQL database made for the run (none for SQLite's file).
     pub(crate) name: Option<String>,
-    mysql: bool,
+    /// Its server's command-line client: `psql` or `mysql` (`sqlite3` for a file).
+    client: &'static str,
 }
 
 impl Database {
     pub(crate) fn create(kind: &str, dir: &Path) -> Result<Self, String> {
+        let (client, url) = match kind {
+            "sqlite" => {
+                return Ok(Self {
+                    url: format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+                    name: None,
+                    client: "sqlite3",
+                });
+            }
+            "mysql" => ("mysql", "mysql://root@127.0.0.1:3306"),
+            _ => ("psql", "postgres://postgres@127.0.0.1:5432"),
+        };
         let name = format!("irt_bench_{}", std::process::id());
-        match kind {
-            "sqlite" => Ok(Self {
-                url: format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
-                name: None,
-                mysql: false,
-            }),
-            "mysql" => {
-                mysql(&format!("CREATE DATABASE {name}"))?;
-                Ok(Self {
-                    url: format!("mysql://root@127.0.0.1:3306/{name}"),
-                    name: Some(name),
-                    mysql: true,
-                })
-            }
-            _ => {
-                psql(&format!("CREATE DATABASE {name}"))?;
-                Ok(Self {
-                    url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-                    name: Some(name),
-                    mysql: false,
-                })
-            }
-        }
+        admin(client, &format!("CREATE DATABASE {name}"))?;
+        Ok(Self {
+            url: format!("{url}/{name}"),
+            name: Some(name),
+            client,
+        })
     }
 
     /// The run's PostgreSQL database, if it runs on PostgreSQL.
     pub(crate) fn postgres_name(&self) -> Option<&String> {
-        self.name.as_ref().filter(|_| !self.mysql)
+        self.name.as_ref().filter(|_| self.client == "psql")
     }
 
     pub(crate) fn remove(&self) {
-        match (&self.name, self.mysql) {
-            (Some(name), true) => {
-                let _ = mysql(&format!("DROP DATABASE IF EXISTS {name}"));
-            }
-            (Some(name), false) => {
-                let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-            (None, _) => {}
+        if let Some(name) = &self.name {
+            let force = if self.client == "psql" {
+                " WITH (FORCE)"
+            } else {
+                ""
+            };
+            let _ = admin(
+                self.client,
+                &format!("DROP DATABASE IF EXISTS {name}{force}"),
+            );
         }
     }
 }
 
-fn mysql(sql: &str) -> Result<(), String> {
-    let status = Command::new("mysql")
-        .args(["-h", "127.0.0.1", "-u", "root", "-e", sql])
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run mysql: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("mysql failed: {sql}"))
-    }
-}
-
-pub(crate) fn psql(sql: &str) -> Result<(), String> {
-    let status = Command::new("psql")
-        .args([
+/// `client` (`psql`, `mysql` or `sqlite3`) on `database` (a server's database, or a SQLite
+/// file), connected as the bench connects, unaligned and without headers, its next argument
+/// the SQL to run.
+fn client(client: &str, database: &str) -> Command {
+    let mut command = Command::new(client);
+    match client {
+        "psql" => command.args([
             "-h",
             "127.0.0.1",
             "-U",
             "postgres",
-            "-d",
-            "test",
             "-q",
+            "-At",
+            "-F",
+            "|",
+            "-d",
+            database,
             "-c",
-            sql,
-        ])
+        ]),
+        "mysql" => command.args([
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+            "-N",
+            "-B",
+            "-D",
+            database,
+            "-e",
+        ]),
+        _ => command.args(["-readonly", "-separator", "|", database]),
+    };
+    command
+}
+
+/// Runs `sql` with `client` on its server's `test` database.
+fn admin(program: &str, sql: &str) -> Result<(), String> {
+    let status = client(program, "test")
+        .arg(sql)
         .stdout(Stdio::null())
         .status()
-        .map_err(|e| format!("cannot run psql: {e}"))?;
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("psql failed: {sql}"))
+        Err(format!("{program} failed: {sql}"))
     }
 }
 
